@@ -1,0 +1,30 @@
+"""The hive's aggregate base: every event says who caused it and on which request."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.domain import Aggregate
+
+from domain.cause import Cause
+
+
+class HiveAggregate(Aggregate):
+    class Event(Aggregate.Event):
+        actor: str
+        request_id: str
+
+    class Created(Aggregate.Created, Event):
+        pass
+
+    @classmethod
+    def _open(cls, created: type[Created], *, id: Any, cause: Cause, at: datetime, **fields: Any):  # type: ignore[no-untyped-def]
+        return cls._create(
+            created, id=id, timestamp=at, actor=cause.actor, request_id=cause.request_id, **fields
+        )
+
+    def _record(self, event_class: type[Event], cause: Cause, at: datetime, **fields: Any) -> None:
+        self.trigger_event(
+            event_class, timestamp=at, actor=cause.actor, request_id=cause.request_id, **fields
+        )

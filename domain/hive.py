@@ -1,0 +1,318 @@
+"""The Hive: one event-sourced application, the only way anything in the hive changes.
+
+Every command loads what it needs from the log, asks the aggregates to decide, and saves
+all resulting events in one ``save()`` (one transaction, one table lock). Batches are the
+rule, not the exception: a bulk submit, a round of dispatch or a bot's report of many
+tasks is one transaction. Conflicts with concurrent writers (optimistic concurrency on
+aggregate versions) are retried from a fresh load; a rule broken by any item refuses the
+whole batch, so a refused command never leaves half its events behind.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+from uuid import UUID, uuid4, uuid5
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, StoredEvent
+
+from domain.bots import Bot
+from domain.cause import Cause
+from domain.errors import ConcurrentUpdate, HiveError, InvalidInput, NotFound
+from domain.keys import ApiKey, Role, format_token, hash_secret
+from domain.policies.routing import Assignment
+from domain.tasks import Task, TaskState
+
+A = TypeVar("A", bound=Aggregate)
+T = TypeVar("T")
+
+IDEMPOTENCY_NAMESPACE = UUID("5d1c3f0e-7a0b-4d3e-9a61-6b1f1f6c0a11")
+MAX_ATTEMPTS = 8
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Committed(Generic[T]):
+    """What a command changed, and the log position after it (for read-your-writes)."""
+
+    items: list[T]
+    position: int | None
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    type: str
+    priority: int = 5
+    capabilities: list[str] | None = None
+    payload: str = "{}"
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Submission:
+    task: Task
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class Report:
+    """A bot's word on one task it holds: started, or finished with a result or an error."""
+
+    task_id: UUID
+    fencing_token: int
+    result: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key: ApiKey
+    token: str  # shown once; only its hash is stored
+
+
+class Hive(Application[UUID]):
+    name = "Hive"
+
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        new_id: Callable[[], UUID] = uuid4,
+        new_secret: Callable[[], str] = lambda: secrets.token_urlsafe(32),
+    ) -> None:
+        super().__init__(env)
+        self.clock = clock
+        self.new_id = new_id
+        self.new_secret = new_secret
+
+    # -- tasks ------------------------------------------------------------------------
+
+    def submit_tasks(self, specs: Sequence[TaskSpec], cause: Cause) -> Committed[Submission]:
+        at = self.clock()
+        ids = [self._task_id(spec, cause) for spec in specs]
+        fresh: dict[UUID, Task] = {}
+        for index, (task_id, spec) in enumerate(zip(ids, specs, strict=True)):
+            if task_id not in fresh:
+                fresh[task_id] = _at_index(
+                    index,
+                    len(specs),
+                    lambda s=spec, i=task_id: Task.submit(
+                        task_id=i,
+                        type=s.type,
+                        priority=s.priority,
+                        capabilities=s.capabilities,
+                        payload=s.payload,
+                        idempotency_key=s.idempotency_key,
+                        cause=cause,
+                        at=at,
+                    ),
+                )
+        existing: dict[UUID, Task] = {}
+        keyed = [i for i, s in zip(ids, specs, strict=True) if s.idempotency_key is not None]
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                position = self._save(fresh.values())
+                break
+            except IntegrityError:
+                found = self.load_many(Task, keyed)
+                if not found.keys() - existing.keys():
+                    raise
+                existing.update(found)
+                for task_id in found:
+                    fresh.pop(task_id, None)
+        else:
+            raise ConcurrentUpdate()
+        seen: set[UUID] = set()
+        out = []
+        for task_id in ids:
+            out.append(
+                Submission(
+                    existing.get(task_id) or fresh[task_id],
+                    duplicate=task_id in existing or task_id in seen,
+                )
+            )
+            seen.add(task_id)
+        return Committed(out, position)
+
+    def assign_tasks(self, assignments: Sequence[Assignment], cause: Cause) -> Committed[Task]:
+        """Record the dispatcher's choices; tasks no longer pending are left alone."""
+        chosen = {a.task_id: a for a in assignments}
+
+        def assign(task: Task, at: datetime) -> None:
+            if task.state is TaskState.PENDING:
+                a = chosen[task.id]
+                task.assign(a.bot_id, a.why, cause, at)
+
+        return self._change(Task, list(chosen), assign)
+
+    def start_tasks(self, bot_id: UUID, reports: Sequence[Report], cause: Cause) -> Committed[Task]:
+        tokens = {r.task_id: r.fencing_token for r in reports}
+        return self._change(
+            Task, list(tokens), lambda t, at: t.start(bot_id, tokens[t.id], cause, at)
+        )
+
+    def finish_tasks(
+        self, bot_id: UUID, reports: Sequence[Report], cause: Cause
+    ) -> Committed[Task]:
+        by_id = {r.task_id: r for r in reports}
+
+        def finish(task: Task, at: datetime) -> None:
+            r = by_id[task.id]
+            if r.error is not None:
+                task.fail(bot_id, r.fencing_token, r.error, cause, at)
+            else:
+                task.succeed(bot_id, r.fencing_token, r.result or "null", cause, at)
+
+        return self._change(Task, list(by_id), finish)
+
+    def cancel_task(self, task_id: UUID, reason: str, cause: Cause) -> Committed[Task]:
+        return self._change(Task, [task_id], lambda t, at: t.cancel(reason, cause, at))
+
+    def release_tasks(
+        self, bot_id: UUID, task_ids: Iterable[UUID], reason: str, cause: Cause
+    ) -> Committed[Task]:
+        """Take tasks back from a bot that is gone: they return to pending."""
+        return self._change(
+            Task,
+            list(task_ids),
+            lambda t, at: t.expire_lease(bot_id, reason, cause, at),
+        )
+
+    # -- bots -------------------------------------------------------------------------
+
+    def register_bot(
+        self,
+        *,
+        name: str,
+        capabilities: list[str],
+        max_concurrency: int,
+        version_label: str,
+        cause: Cause,
+    ) -> tuple[Bot, IssuedKey, int | None]:
+        """A new bot, and the key it will use from now on (bound to its id)."""
+        at = self.clock()
+        bot = Bot.register(
+            bot_id=self.new_id(),
+            name=name,
+            capabilities=capabilities,
+            max_concurrency=max_concurrency,
+            version_label=version_label,
+            cause=cause,
+            at=at,
+        )
+        issued = self._new_key(f"bot-{bot.id.hex[:12]}", Role.BOT, bot.id, cause, at)
+        position = self._save([bot, issued.key])
+        return bot, issued, position
+
+    def mark_bot_lost(self, bot_id: UUID, reason: str, cause: Cause) -> Committed[Bot]:
+        return self._change(Bot, [bot_id], lambda b, at: b.mark_lost(reason, cause, at))
+
+    def deregister_bot(self, bot_id: UUID, cause: Cause) -> Committed[Bot]:
+        return self._change(Bot, [bot_id], lambda b, at: b.deregister(cause, at))
+
+    # -- keys -------------------------------------------------------------------------
+
+    def issue_key(self, principal: str, role: Role, cause: Cause) -> IssuedKey:
+        issued = self._new_key(principal, role, None, cause, self.clock())
+        self._save([issued.key])
+        return issued
+
+    def revoke_key(self, key_id: UUID, cause: Cause) -> Committed[ApiKey]:
+        return self._change(ApiKey, [key_id], lambda k, at: k.revoke(cause, at))
+
+    # -- reading the truth ------------------------------------------------------------
+
+    def load_many(self, kind: type[A], ids: Iterable[UUID]) -> dict[UUID, A]:
+        """Aggregates of one kind rebuilt from the log; ids not found are left out."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        select_many = getattr(self.recorder, "select_events_many", None)
+        found: dict[UUID, Any] = {}
+        if select_many is None:
+            for i in wanted:
+                try:
+                    found[i] = self.repository.get(i)
+                except AggregateNotFoundError:
+                    continue
+        else:
+            stored: list[StoredEvent] = select_many(wanted)
+            for record in stored:
+                event = self.mapper.to_domain_event(record)
+                found[record.originator_id] = event.mutate(found.get(record.originator_id))
+        return {i: a for i, a in found.items() if isinstance(a, kind)}
+
+    def get(self, kind: type[A], aggregate_id: UUID) -> A:
+        found = self.load_many(kind, [aggregate_id])
+        if aggregate_id not in found:
+            raise NotFound(f"no {kind.__name__.lower()} {aggregate_id}", id=aggregate_id)
+        return found[aggregate_id]
+
+    # -- machinery --------------------------------------------------------------------
+
+    def _change(
+        self, kind: type[A], ids: list[UUID], command: Callable[[A, datetime], None]
+    ) -> Committed[A]:
+        """Load, decide, save once; retry from a fresh load when a concurrent writer won."""
+        for _ in range(MAX_ATTEMPTS):
+            found = self.load_many(kind, ids)
+            missing = [i for i in ids if i not in found]
+            if missing:
+                raise NotFound(
+                    f"no {kind.__name__.lower()} {', '.join(map(str, missing[:5]))}", ids=missing
+                )
+            at = self.clock()
+            for i in ids:
+                command(found[i], at)
+            changed = [found[i] for i in ids if found[i].pending_events]
+            try:
+                return Committed(changed, self._save(found.values()))
+            except IntegrityError:
+                continue
+        raise ConcurrentUpdate()
+
+    def _save(self, aggregates: Iterable[Aggregate]) -> int | None:
+        dirty = [a for a in aggregates if a.pending_events]
+        if not dirty:
+            return None
+        recordings = self.save(*dirty)
+        return max(r.notification.id for r in recordings) if recordings else None
+
+    def _task_id(self, spec: TaskSpec, cause: Cause) -> UUID:
+        if spec.idempotency_key is None:
+            return self.new_id()
+        return uuid5(IDEMPOTENCY_NAMESPACE, f"{cause.actor}\n{spec.idempotency_key}")
+
+    def _new_key(
+        self, principal: str, role: Role, bot_id: UUID | None, cause: Cause, at: datetime
+    ) -> IssuedKey:
+        key_id, secret = self.new_id(), self.new_secret()
+        key = ApiKey.issue(
+            key_id=key_id,
+            principal=principal,
+            role=role,
+            secret_hash=hash_secret(secret),
+            bot_id=bot_id,
+            cause=cause,
+            at=at,
+        )
+        return IssuedKey(key, format_token(key_id, secret))
+
+
+def _at_index(index: int, total: int, make: Callable[[], T]) -> T:
+    """Name the offending item when one of a batch breaks a rule."""
+    try:
+        return make()
+    except HiveError as e:
+        if total == 1:
+            raise
+        raise InvalidInput(f"item {index}: {e.message}", index=index, **e.context) from e

@@ -1,0 +1,27 @@
+"""Rules for the short names the hive uses: task types, capabilities, bot names."""
+
+from __future__ import annotations
+
+import re
+
+from domain.errors import InvalidInput
+
+SHORT_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+MAX_CAPABILITIES = 32
+
+
+def check_short_name(kind: str, value: str) -> str:
+    if not isinstance(value, str) or not SHORT_NAME.match(value):
+        raise InvalidInput(
+            f"{kind} must be a short name: lowercase letters, digits, '_', '.', '-', "
+            f"starting with a letter, at most 64 characters (got {value!r})"
+        )
+    return value
+
+
+def check_capabilities(values: list[str] | tuple[str, ...]) -> list[str]:
+    if not values:
+        raise InvalidInput("at least one capability is required")
+    if len(values) > MAX_CAPABILITIES:
+        raise InvalidInput(f"at most {MAX_CAPABILITIES} capabilities")
+    return sorted({check_short_name("capability", v) for v in values})

@@ -1,0 +1,205 @@
+"""A task: a unit of work submitted to the hive and done by one bot at a time.
+
+Life: pending -> assigned -> running -> succeeded | failed, and cancelled from any live
+state. A bot that goes silent loses its tasks back to pending (``LeaseExpired``); every
+assignment carries a new fencing token, so a late report from the old holder is refused.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from domain.aggregate import HiveAggregate
+from domain.cause import Cause
+from domain.errors import InvalidInput, InvalidTransition, NotYourTask, StaleFencingToken
+from domain.names import check_capabilities, check_short_name
+
+MIN_PRIORITY, MAX_PRIORITY = 0, 9
+
+
+class TaskState(StrEnum):
+    PENDING = "pending"
+    ASSIGNED = "assigned"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+    @property
+    def is_held(self) -> bool:
+        return self in (TaskState.ASSIGNED, TaskState.RUNNING)
+
+
+FINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED})
+
+
+class Task(HiveAggregate):
+    class Submitted(HiveAggregate.Created):
+        type: str
+        priority: int
+        capabilities: list[str]
+        payload: str  # canonical JSON text: kept verbatim, never re-interpreted
+        idempotency_key: str | None
+
+    class Assigned(HiveAggregate.Event):
+        bot_id: UUID
+        fencing_token: int
+        why: dict[str, Any]
+
+        def apply(self, task: Task) -> None:
+            task.state = TaskState.ASSIGNED
+            task.bot_id = self.bot_id
+            task.fencing_token = self.fencing_token
+
+    class Started(HiveAggregate.Event):
+        fencing_token: int
+
+        def apply(self, task: Task) -> None:
+            task.state = TaskState.RUNNING
+
+    class Succeeded(HiveAggregate.Event):
+        fencing_token: int
+        result: str  # canonical JSON text
+
+        def apply(self, task: Task) -> None:
+            task.state = TaskState.SUCCEEDED
+            task.result = self.result
+
+    class Failed(HiveAggregate.Event):
+        fencing_token: int
+        error: str
+
+        def apply(self, task: Task) -> None:
+            task.state = TaskState.FAILED
+            task.error = self.error
+
+    class Cancelled(HiveAggregate.Event):
+        reason: str
+
+        def apply(self, task: Task) -> None:
+            task.state = TaskState.CANCELLED
+            task.error = self.reason
+
+    class LeaseExpired(HiveAggregate.Event):
+        bot_id: UUID
+        reason: str
+
+        def apply(self, task: Task) -> None:
+            task.state = TaskState.PENDING
+            task.bot_id = None
+
+    def __init__(
+        self,
+        type: str,
+        priority: int,
+        capabilities: list[str],
+        payload: str,
+        idempotency_key: str | None,
+        actor: str,
+    ) -> None:
+        self.type = type
+        self.priority = priority
+        self.capabilities = capabilities
+        self.payload = payload
+        self.idempotency_key = idempotency_key
+        self.submitted_by = actor
+        self.state = TaskState.PENDING
+        self.bot_id: UUID | None = None
+        self.fencing_token = 0
+        self.result: str | None = None
+        self.error: str | None = None
+
+    # -- commands ---------------------------------------------------------------------
+
+    @classmethod
+    def submit(
+        cls,
+        *,
+        task_id: UUID,
+        type: str,
+        priority: int,
+        capabilities: list[str] | None,
+        payload: str,
+        idempotency_key: str | None,
+        cause: Cause,
+        at: datetime,
+    ) -> Task:
+        check_short_name("task type", type)
+        if not isinstance(priority, int) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+            raise InvalidInput(f"priority must be {MIN_PRIORITY}..{MAX_PRIORITY}")
+        return cls._open(
+            cls.Submitted,
+            id=task_id,
+            cause=cause,
+            at=at,
+            type=type,
+            priority=priority,
+            capabilities=check_capabilities(capabilities or [type]),
+            payload=payload,
+            idempotency_key=idempotency_key,
+        )
+
+    def assign(self, bot_id: UUID, why: dict[str, Any], cause: Cause, at: datetime) -> None:
+        if self.state is not TaskState.PENDING:
+            raise InvalidTransition(f"task is {self.state}, not pending", task_id=self.id)
+        self._record(
+            self.Assigned, cause, at, bot_id=bot_id, fencing_token=self.fencing_token + 1, why=why
+        )
+
+    def start(self, bot_id: UUID, fencing_token: int, cause: Cause, at: datetime) -> None:
+        self._check_holder(bot_id, fencing_token)
+        if self.state is TaskState.RUNNING:
+            return  # a repeated report of the same start changes nothing
+        if self.state is not TaskState.ASSIGNED:
+            raise InvalidTransition(f"task is {self.state}, not assigned", task_id=self.id)
+        self._record(self.Started, cause, at, fencing_token=fencing_token)
+
+    def succeed(
+        self, bot_id: UUID, fencing_token: int, result: str, cause: Cause, at: datetime
+    ) -> None:
+        self._check_holder(bot_id, fencing_token)
+        if self.state is TaskState.SUCCEEDED:
+            return
+        self._check_running()
+        self._record(self.Succeeded, cause, at, fencing_token=fencing_token, result=result)
+
+    def fail(
+        self, bot_id: UUID, fencing_token: int, error: str, cause: Cause, at: datetime
+    ) -> None:
+        self._check_holder(bot_id, fencing_token)
+        if self.state is TaskState.FAILED:
+            return
+        self._check_running()
+        self._record(self.Failed, cause, at, fencing_token=fencing_token, error=error)
+
+    def cancel(self, reason: str, cause: Cause, at: datetime) -> None:
+        if self.state.is_final:
+            raise InvalidTransition(f"task is already {self.state}", task_id=self.id)
+        self._record(self.Cancelled, cause, at, reason=reason)
+
+    def expire_lease(self, bot_id: UUID, reason: str, cause: Cause, at: datetime) -> None:
+        """Take the task back from a bot that is gone; no-op if that bot no longer holds it."""
+        if not self.state.is_held or self.bot_id != bot_id:
+            return
+        self._record(self.LeaseExpired, cause, at, bot_id=bot_id, reason=reason)
+
+    # -- rules ------------------------------------------------------------------------
+
+    def _check_holder(self, bot_id: UUID, fencing_token: int) -> None:
+        if self.bot_id != bot_id:
+            raise NotYourTask(task_id=self.id, state=str(self.state))
+        if fencing_token != self.fencing_token:
+            raise StaleFencingToken(
+                task_id=self.id, given=fencing_token, current=self.fencing_token
+            )
+
+    def _check_running(self) -> None:
+        if self.state is not TaskState.RUNNING:
+            raise InvalidTransition(f"task is {self.state}, not running", task_id=self.id)
