@@ -1,0 +1,35 @@
+"""Every knob of a hive process, from ``APIARY_*`` environment variables (one place)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="APIARY_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None, description="libpq URL; unset = an embedded PostgreSQL under `home`"
+    )
+    home: Path = Field(default=Path(".apiary"), description="local state: embedded db, keys")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+    max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_batch: int = Field(default=1000, ge=1, description="items per batch request")
+
+    bot_lease_ttl_s: float = Field(default=5.0, gt=0, description="silence before a bot is lost")
+    heartbeat_interval_s: float = Field(default=1.5, gt=0)
+    reaper_interval_s: float = Field(default=0.5, gt=0)
+    claim_max_wait_s: float = Field(default=30.0, gt=0)
+    dispatch_page: int = Field(default=2000, ge=1, description="pending tasks per dispatch round")
+    projection_page: int = Field(default=500, ge=1, description="events per view transaction")
+    poll_interval_s: float = Field(default=1.0, gt=0, description="safety-net poll of the log")
+
+    db_pool_size: int = Field(default=10, ge=1)
+    db_connect_timeout_s: int = Field(default=3, ge=1)
+    db_lock_timeout_s: int = Field(default=5, ge=1)
+    retry_after_s: int = Field(default=2, ge=1, description="Retry-After on 503")
