@@ -1,0 +1,56 @@
+"""What the views hand to readers: one row of the tasks view, one of the fleet view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    task_id: UUID
+    type: str
+    priority: int
+    capabilities: list[str]
+    state: str
+    payload: Any
+    result: Any
+    error: str | None
+    bot_id: UUID | None
+    fencing_token: int
+    idempotency_key: str | None
+    submitted_by: str
+    submitted_at: datetime
+    assigned_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    assignment: dict[str, Any] | None
+    seq: int  # log position of the submission: the task's age order
+    version: int
+    position: int  # log position of the last event applied to this row
+
+
+@dataclass(frozen=True)
+class BotRow:
+    bot_id: UUID
+    name: str
+    capabilities: list[str]
+    max_concurrency: int
+    version_label: str
+    state: str
+    registered_at: datetime
+    lost_at: datetime | None
+    lost_reason: str | None
+    deregistered_at: datetime | None
+    held: int  # tasks assigned to it or running on it, per the tasks view
+    version: int
+    position: int
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    state: str | None = None
+    type: str | None = None
+    bot_id: UUID | None = None
