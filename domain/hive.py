@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID, uuid4, uuid5
@@ -45,6 +45,7 @@ class Committed(Generic[T]):
 
     items: list[T]
     position: int | None
+    recorded: list[tuple[int, Any]] = field(default_factory=list)  # (position, event)
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ class Hive(Application[UUID]):
         keyed = [i for i, s in zip(ids, specs, strict=True) if s.idempotency_key is not None]
         for _ in range(MAX_ATTEMPTS):
             try:
-                position = self._save(fresh.values())
+                recorded = self._save(fresh.values())
                 break
             except IntegrityError:
                 found = self.load_many(Task, keyed)
@@ -141,7 +142,7 @@ class Hive(Application[UUID]):
                 )
             )
             seen.add(task_id)
-        return Committed(out, position)
+        return _committed(out, recorded)
 
     def assign_tasks(self, assignments: Sequence[Assignment], cause: Cause) -> Committed[Task]:
         """Record the dispatcher's choices; tasks no longer pending are left alone."""
@@ -210,11 +211,28 @@ class Hive(Application[UUID]):
             at=at,
         )
         issued = self._new_key(f"bot-{bot.id.hex[:12]}", Role.BOT, bot.id, cause, at)
-        position = self._save([bot, issued.key])
-        return bot, issued, position
+        recorded = self._save([bot, issued.key])
+        return bot, issued, _committed([], recorded).position
 
     def mark_bot_lost(self, bot_id: UUID, reason: str, cause: Cause) -> Committed[Bot]:
         return self._change(Bot, [bot_id], lambda b, at: b.mark_lost(reason, cause, at))
+
+    def lose_bot(
+        self, bot_id: UUID, held: Sequence[UUID], reason: str, cause: Cause
+    ) -> Committed[Bot]:
+        """The bot went silent: mark it lost and return the tasks it held, in one save."""
+        for _ in range(MAX_ATTEMPTS):
+            bot = self.get(Bot, bot_id)
+            tasks = self.load_many(Task, held)
+            at = self.clock()
+            bot.mark_lost(reason, cause, at)
+            for task in tasks.values():
+                task.expire_lease(bot_id, reason, cause, at)
+            try:
+                return _committed([bot], self._save([bot, *tasks.values()]))
+            except IntegrityError:
+                continue
+        raise ConcurrentUpdate()
 
     def deregister_bot(self, bot_id: UUID, cause: Cause) -> Committed[Bot]:
         return self._change(Bot, [bot_id], lambda b, at: b.deregister(cause, at))
@@ -275,17 +293,16 @@ class Hive(Application[UUID]):
                 command(found[i], at)
             changed = [found[i] for i in ids if found[i].pending_events]
             try:
-                return Committed(changed, self._save(found.values()))
+                return _committed(changed, self._save(found.values()))
             except IntegrityError:
                 continue
         raise ConcurrentUpdate()
 
-    def _save(self, aggregates: Iterable[Aggregate]) -> int | None:
+    def _save(self, aggregates: Iterable[Aggregate]) -> list[tuple[int, Any]]:
         dirty = [a for a in aggregates if a.pending_events]
         if not dirty:
-            return None
-        recordings = self.save(*dirty)
-        return max(r.notification.id for r in recordings) if recordings else None
+            return []
+        return [(r.notification.id, r.domain_event) for r in self.save(*dirty)]
 
     def _task_id(self, spec: TaskSpec, cause: Cause) -> UUID:
         if spec.idempotency_key is None:
@@ -306,6 +323,10 @@ class Hive(Application[UUID]):
             at=at,
         )
         return IssuedKey(key, format_token(key_id, secret))
+
+
+def _committed(items: list[T], recorded: list[tuple[int, Any]]) -> Committed[T]:
+    return Committed(items, max((p for p, _ in recorded), default=None), recorded)
 
 
 def _at_index(index: int, total: int, make: Callable[[], T]) -> T:

@@ -25,3 +25,21 @@ def check_capabilities(values: list[str] | tuple[str, ...]) -> list[str]:
     if len(values) > MAX_CAPABILITIES:
         raise InvalidInput(f"at most {MAX_CAPABILITIES} capabilities")
     return sorted({check_short_name("capability", v) for v in values})
+
+
+MAX_TEXT = 4096
+
+
+def check_json_text(kind: str, text: str) -> str:
+    """JSON text the views can hold: PostgreSQL's jsonb cannot store a NUL character."""
+    if "\\u0000" in text:
+        raise InvalidInput(f"{kind} must not contain NUL characters (\\u0000)")
+    return text
+
+
+def check_text(kind: str, text: str) -> str:
+    if "\x00" in text:
+        raise InvalidInput(f"{kind} must not contain NUL characters")
+    if len(text) > MAX_TEXT:
+        raise InvalidInput(f"{kind} must be at most {MAX_TEXT} characters")
+    return text

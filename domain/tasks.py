@@ -15,7 +15,7 @@ from uuid import UUID
 from domain.aggregate import HiveAggregate
 from domain.cause import Cause
 from domain.errors import InvalidInput, InvalidTransition, NotYourTask, StaleFencingToken
-from domain.names import check_capabilities, check_short_name
+from domain.names import check_capabilities, check_json_text, check_short_name, check_text
 
 MIN_PRIORITY, MAX_PRIORITY = 0, 9
 
@@ -142,7 +142,7 @@ class Task(HiveAggregate):
             type=type,
             priority=priority,
             capabilities=check_capabilities(capabilities or [type]),
-            payload=payload,
+            payload=check_json_text("payload", payload),
             idempotency_key=idempotency_key,
         )
 
@@ -168,7 +168,13 @@ class Task(HiveAggregate):
         if self.state is TaskState.SUCCEEDED:
             return
         self._check_running()
-        self._record(self.Succeeded, cause, at, fencing_token=fencing_token, result=result)
+        self._record(
+            self.Succeeded,
+            cause,
+            at,
+            fencing_token=fencing_token,
+            result=check_json_text("result", result),
+        )
 
     def fail(
         self, bot_id: UUID, fencing_token: int, error: str, cause: Cause, at: datetime
@@ -177,12 +183,14 @@ class Task(HiveAggregate):
         if self.state is TaskState.FAILED:
             return
         self._check_running()
-        self._record(self.Failed, cause, at, fencing_token=fencing_token, error=error)
+        self._record(
+            self.Failed, cause, at, fencing_token=fencing_token, error=check_text("error", error)
+        )
 
     def cancel(self, reason: str, cause: Cause, at: datetime) -> None:
         if self.state.is_final:
             raise InvalidTransition(f"task is already {self.state}", task_id=self.id)
-        self._record(self.Cancelled, cause, at, reason=reason)
+        self._record(self.Cancelled, cause, at, reason=check_text("reason", reason))
 
     def expire_lease(self, bot_id: UUID, reason: str, cause: Cause, at: datetime) -> None:
         """Take the task back from a bot that is gone; no-op if that bot no longer holds it."""

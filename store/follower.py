@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import psycopg
@@ -29,26 +29,34 @@ class NotificationSource(Protocol):
         start: int | None,
         limit: int,
         stop: int | None = None,
-        topics: tuple[str, ...] = (),
+        topics: Sequence[str] = (),
         *,
         inclusive_of_start: bool = True,
-    ) -> list[Notification]: ...
+    ) -> Sequence[Notification]: ...
 
 
 class Wakeup:
-    """A LISTEN connection on one channel that sets an event on each notification.
+    """A LISTEN connection on one channel; sets ``event`` and calls ``on_notify`` per message.
 
-    It reconnects by itself when the connection drops; each reconnect also sets the event,
-    because notifications sent while it was away are lost and the reader must look.
+    It reconnects by itself when the connection drops. Each (re)connect also sets the event
+    and calls ``on_notify(None)``: notifications sent while it was away are lost, so whoever
+    waits must look for themselves.
     """
 
-    def __init__(self, conninfo: str, channel: str, *, retry_interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        channel: str,
+        *,
+        on_notify: Callable[[str | None], None] | None = None,
+        retry_interval: float = 0.5,
+    ) -> None:
         self.conninfo = conninfo
         self.channel = channel
+        self.on_notify = on_notify
         self.retry_interval = retry_interval
         self.event = threading.Event()
-        self.payloads: list[str] = []
-        self._lock = threading.Lock()
+        self.connected = threading.Event()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"listen-{channel}", daemon=True)
 
@@ -59,26 +67,26 @@ class Wakeup:
     def stop(self) -> None:
         self._stopped.set()
         self.event.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
-    def drain(self) -> list[str]:
-        with self._lock:
-            out, self.payloads = self.payloads, []
-        return out
+    def _signal(self, payload: str | None) -> None:
+        self.event.set()
+        if self.on_notify is not None:
+            self.on_notify(payload)
 
     def _run(self) -> None:
         while not self._stopped.is_set():
             try:
                 with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(SQL("LISTEN {}").format(Identifier(self.channel)))
-                    self.event.set()
+                    self.connected.set()
+                    self._signal(None)
                     while not self._stopped.is_set():
                         for note in conn.notifies(timeout=0.25):
-                            if note.payload:
-                                with self._lock:
-                                    self.payloads.append(note.payload)
-                            self.event.set()
+                            self._signal(note.payload)
             except psycopg.Error as e:
+                self.connected.clear()
                 log.warning(
                     "listen connection lost; reconnecting",
                     extra={
@@ -87,12 +95,12 @@ class Wakeup:
                         "error": type(e).__name__,
                     },
                 )
-                self.event.set()
+                self._signal(None)
                 self._stopped.wait(self.retry_interval)
 
 
 class LogFollower:
-    """Yields pages of notifications after ``position`` until ``stop`` is set."""
+    """Reads the page of notifications after a position, waiting for one when there is none."""
 
     def __init__(
         self,
@@ -101,33 +109,33 @@ class LogFollower:
         *,
         page_size: int = 500,
         poll_interval: float = 1.0,
-        topics: tuple[str, ...] = (),
     ) -> None:
         self.source = source
         self.page_size = page_size
         self.poll_interval = poll_interval
-        self.topics = topics
         self.wakeup = Wakeup(conninfo, source.channel_name)
 
-    def pages(self, position: int, stop: threading.Event) -> Iterator[list[Notification]]:
+    def __enter__(self) -> LogFollower:
         self.wakeup.start()
-        try:
-            while not stop.is_set():
-                self.wakeup.event.clear()
-                page = self._read(position)
-                if page:
-                    position = page[-1].id
-                    yield page
-                    continue
-                self.wakeup.event.wait(self.poll_interval)
-        finally:
-            self.wakeup.stop()
+        return self
 
-    def _read(self, position: int) -> list[Notification]:
+    def __exit__(self, *exc: object) -> None:
+        self.wakeup.stop()
+
+    def next_page(self, position: int) -> list[Notification]:
+        """The events after ``position``; empty if none came within ``poll_interval``."""
+        self.wakeup.event.clear()
+        page = self.read(position)
+        if not page:
+            self.wakeup.event.wait(self.poll_interval)
+            page = self.read(position)
+        return page
+
+    def read(self, position: int, limit: int | None = None) -> list[Notification]:
         try:
             return list(
                 self.source.select_notifications(
-                    position, self.page_size, topics=self.topics, inclusive_of_start=False
+                    position, limit or self.page_size, inclusive_of_start=False
                 )
             )
         except (OperationalError, InterfaceError) as e:

@@ -1,0 +1,76 @@
+"""DDL of the read side: the views, their tracking positions. Versions 100-199."""
+
+from __future__ import annotations
+
+from store.migrations import Migration
+
+VIEW_MIGRATIONS = [
+    Migration(
+        100,
+        "views: tracking positions",
+        """
+        CREATE TABLE IF NOT EXISTS public.projection_positions (
+            view text PRIMARY KEY,
+            position bigint NOT NULL DEFAULT 0,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        """,
+    ),
+    Migration(
+        101,
+        "views: tasks",
+        """
+        CREATE TABLE IF NOT EXISTS public.tasks_view (
+            task_id uuid PRIMARY KEY,
+            type text NOT NULL,
+            priority smallint NOT NULL,
+            capabilities text[] NOT NULL,
+            state text NOT NULL,
+            payload jsonb NOT NULL,
+            result jsonb,
+            error text,
+            bot_id uuid,
+            fencing_token integer NOT NULL DEFAULT 0,
+            idempotency_key text,
+            submitted_by text NOT NULL,
+            submitted_at timestamptz NOT NULL,
+            assigned_at timestamptz,
+            started_at timestamptz,
+            finished_at timestamptz,
+            assignment jsonb,
+            seq bigint NOT NULL,
+            version integer NOT NULL,
+            position bigint NOT NULL
+        );
+        CREATE UNIQUE INDEX IF NOT EXISTS tasks_view_seq ON public.tasks_view (seq);
+        CREATE INDEX IF NOT EXISTS tasks_view_state_seq ON public.tasks_view (state, seq);
+        CREATE INDEX IF NOT EXISTS tasks_view_type_seq ON public.tasks_view (type, seq);
+        CREATE INDEX IF NOT EXISTS tasks_view_bot_seq ON public.tasks_view (bot_id, seq)
+            WHERE bot_id IS NOT NULL;
+        CREATE INDEX IF NOT EXISTS tasks_view_held ON public.tasks_view (bot_id)
+            WHERE state IN ('assigned', 'running');
+        CREATE INDEX IF NOT EXISTS tasks_view_live ON public.tasks_view (state)
+            WHERE state IN ('pending', 'assigned', 'running');
+        """,
+    ),
+    Migration(
+        102,
+        "views: fleet",
+        """
+        CREATE TABLE IF NOT EXISTS public.fleet_view (
+            bot_id uuid PRIMARY KEY,
+            name text NOT NULL,
+            capabilities text[] NOT NULL,
+            max_concurrency integer NOT NULL,
+            version_label text NOT NULL,
+            state text NOT NULL,
+            registered_at timestamptz NOT NULL,
+            lost_at timestamptz,
+            lost_reason text,
+            deregistered_at timestamptz,
+            version integer NOT NULL,
+            position bigint NOT NULL
+        );
+        """,
+    ),
+]

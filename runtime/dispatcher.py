@@ -1,0 +1,60 @@
+"""The dispatcher: assigns pending tasks to bots, many per transaction.
+
+Woken whenever work appears (a task becomes pending, capacity frees, a bot arrives) and by
+a periodic tick as a safety net. Each round reads the live index, asks the routing policy,
+and records all of its decisions in one save; the round's own events are applied to the
+index at once, so the next round sees the new loads without waiting for the follower.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+
+from domain.cause import Cause
+from domain.hive import Hive
+from domain.policies.routing import route
+from runtime.live import Changes, LiveIndex
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    name = "dispatcher"
+
+    def __init__(self, hive: Hive, index: LiveIndex, *, page: int = 2000) -> None:
+        self.hive = hive
+        self.index = index
+        self.page = page
+        self.wake = threading.Event()
+        self._rounds = itertools.count(1)
+        index.listeners.append(self._heard)
+
+    def _heard(self, changes: Changes) -> None:
+        if changes.work:
+            self.wake.set()
+
+    def run_once(self) -> int:
+        """One round; returns how many tasks were assigned."""
+        self.wake.clear()
+        slots = self.index.slots()
+        free = sum(max(s.free, 0) for s in slots)
+        if free == 0:
+            return 0
+        pending = self.index.pending(min(self.page, free * 4))
+        assignments = route(pending, slots)
+        if not assignments:
+            return 0
+        cause = Cause.engine(self.name, f"round-{next(self._rounds)}")
+        committed = self.hive.assign_tasks(assignments, cause)
+        self.index.apply(committed.recorded)
+        if len(committed.items) < len(assignments):
+            log.info(
+                "some tasks were no longer pending",
+                extra={
+                    "action": "dispatch_skipped",
+                    "skipped": len(assignments) - len(committed.items),
+                },
+            )
+        return len(committed.items)

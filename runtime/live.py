@@ -1,0 +1,269 @@
+"""The live index: what the control loops and the claim long-poll need, in memory.
+
+It holds every task that is not finished (pending ones by priority and age, held ones by
+bot) and every live bot. It starts from a consistent snapshot of the tasks and fleet views
+and then follows the log; events are applied idempotently by aggregate version, so the
+snapshot's position and the events' order can overlap freely. Because each event carries
+the absolute state it leads to, a writer may also apply its own committed events at once
+(``apply``), ahead of the follower, without breaking that rule.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from domain.bots import Bot
+from domain.policies.routing import BotSlots, PendingTask
+from domain.tasks import Task
+from store.follower import LogFollower
+
+log = logging.getLogger(__name__)
+
+TOPICS = ("domain.tasks:Task.", "domain.bots:Bot.")
+
+
+@dataclass
+class LiveTask:
+    task_id: UUID
+    priority: int
+    seq: int
+    capabilities: frozenset[str]
+    state: str
+    bot_id: UUID | None
+    fencing_token: int
+    version: int
+
+
+@dataclass
+class LiveBot:
+    bot_id: UUID
+    capabilities: frozenset[str]
+    capacity: int
+    version: int
+    live: bool = True
+
+
+@dataclass
+class Changes:
+    """What an applied batch of events means to the waiting loops."""
+
+    assigned_to: set[UUID] = field(default_factory=set)
+    work: bool = False  # a task became pending, capacity was freed or a bot came
+
+
+class LiveIndex:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.position = 0
+        self.tasks: dict[UUID, LiveTask] = {}
+        self.bots: dict[UUID, LiveBot] = {}
+        self.held: defaultdict[UUID, set[UUID]] = defaultdict(set)
+        self._fresh: list[dict[UUID, int]] = [{} for _ in range(10)]  # per priority, by seq
+        self._returned: list[list[tuple[int, UUID]]] = [[] for _ in range(10)]
+        self.listeners: list[Callable[[Changes], None]] = []
+
+    # -- snapshot ---------------------------------------------------------------------
+
+    def load(self, conn: psycopg.Connection[Any]) -> int:
+        """Fill from the views in one consistent snapshot; returns where to follow from."""
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            positions = dict(
+                conn.execute(
+                    "SELECT view, position FROM projection_positions "
+                    "WHERE view IN ('tasks', 'fleet')"
+                ).fetchall()
+            )
+            tasks = conn.execute(
+                "SELECT task_id, priority, seq, capabilities, state, bot_id, fencing_token, "
+                "version "
+                "FROM tasks_view WHERE state IN ('pending', 'assigned', 'running') ORDER BY seq"
+            ).fetchall()
+            bots = conn.execute(
+                "SELECT bot_id, capabilities, max_concurrency, version FROM fleet_view "
+                "WHERE state = 'ready'"
+            ).fetchall()
+        with self.lock:
+            for bot_id, caps, capacity, version in bots:
+                self.bots[bot_id] = LiveBot(bot_id, frozenset(caps), capacity, version)
+            for task_id, priority, seq, caps, state, bot_id, token, version in tasks:
+                self._put(
+                    LiveTask(task_id, priority, seq, frozenset(caps), state, bot_id, token, version)
+                )
+            self.position = min(positions.get("tasks", 0), positions.get("fleet", 0))
+        return self.position
+
+    # -- applying events --------------------------------------------------------------
+
+    def apply(self, events: Iterable[tuple[int, Any]], *, position: int | None = None) -> Changes:
+        changes = Changes()
+        with self.lock:
+            for seq, event in events:
+                if isinstance(event, Task.Event):
+                    self._apply_task(seq, event, changes)
+                elif isinstance(event, Bot.Event):
+                    self._apply_bot(event, changes)
+            if position is not None:
+                self.position = max(self.position, position)
+        if changes.assigned_to or changes.work:
+            for listener in self.listeners:
+                listener(changes)
+        return changes
+
+    def _apply_task(self, seq: int, e: Any, changes: Changes) -> None:
+        task = self.tasks.get(e.originator_id)
+        if isinstance(e, Task.Submitted):
+            if task is None and e.originator_version == 1:
+                self._put(
+                    LiveTask(
+                        e.originator_id,
+                        e.priority,
+                        seq,
+                        frozenset(e.capabilities),
+                        "pending",
+                        None,
+                        0,
+                        1,
+                    )
+                )
+                changes.work = True
+            return
+        if task is None or e.originator_version <= task.version:
+            return
+        self._take_out(task)
+        task.version = e.originator_version
+        match e:
+            case Task.Assigned():
+                task.state, task.bot_id, task.fencing_token = "assigned", e.bot_id, e.fencing_token
+                changes.assigned_to.add(e.bot_id)
+            case Task.Started():
+                task.state = "running"
+            case Task.LeaseExpired():
+                task.state, task.bot_id = "pending", None
+                changes.work = True
+            case _:  # succeeded, failed, cancelled: gone from the index
+                del self.tasks[task.task_id]
+                changes.work = True
+                return
+        self._put(task)
+
+    def _apply_bot(self, e: Any, changes: Changes) -> None:
+        bot = self.bots.get(e.originator_id)
+        if isinstance(e, Bot.Registered):
+            if bot is None and e.originator_version == 1:
+                self.bots[e.originator_id] = LiveBot(
+                    e.originator_id, frozenset(e.capabilities), e.max_concurrency, 1
+                )
+                changes.work = True
+            return
+        if bot is None or e.originator_version <= bot.version:
+            return
+        bot.version = e.originator_version
+        if isinstance(e, (Bot.Lost, Bot.Deregistered)):
+            bot.live = False
+            del self.bots[bot.bot_id]
+            changes.work = True
+
+    def _put(self, task: LiveTask) -> None:
+        self.tasks[task.task_id] = task
+        if task.state == "pending":
+            if task.fencing_token == 0:
+                self._fresh[task.priority][task.task_id] = task.seq
+            else:
+                bisect.insort(self._returned[task.priority], (task.seq, task.task_id))
+        elif task.bot_id is not None:
+            self.held[task.bot_id].add(task.task_id)
+
+    def _take_out(self, task: LiveTask) -> None:
+        if task.state == "pending":
+            if self._fresh[task.priority].pop(task.task_id, None) is None:
+                returned = self._returned[task.priority]
+                i = bisect.bisect_left(returned, (task.seq, task.task_id))
+                if i < len(returned) and returned[i][1] == task.task_id:
+                    del returned[i]
+        elif task.bot_id is not None:
+            held = self.held.get(task.bot_id)
+            if held is not None:
+                held.discard(task.task_id)
+                if not held:
+                    del self.held[task.bot_id]
+
+    # -- reading ----------------------------------------------------------------------
+
+    def pending(self, limit: int) -> list[PendingTask]:
+        """The first ``limit`` pending tasks: highest priority first, oldest first."""
+        out: list[PendingTask] = []
+        with self.lock:
+            for priority in range(9, -1, -1):
+                fresh = ((seq, tid) for tid, seq in self._fresh[priority].items())
+                for _, task_id in heapq.merge(iter(self._returned[priority]), fresh):
+                    if len(out) >= limit:
+                        return out
+                    t = self.tasks[task_id]
+                    out.append(PendingTask(t.task_id, t.priority, t.seq, t.capabilities))
+        return out
+
+    def slots(self) -> list[BotSlots]:
+        with self.lock:
+            return [
+                BotSlots(b.bot_id, b.capabilities, b.capacity, len(self.held.get(b.bot_id, ())))
+                for b in self.bots.values()
+            ]
+
+    def assigned_to(self, bot_id: UUID, limit: int) -> list[tuple[UUID, int]]:
+        with self.lock:
+            out = []
+            for task_id in self.held.get(bot_id, ()):
+                task = self.tasks[task_id]
+                if task.state == "assigned":
+                    out.append((task.seq, task_id, task.fencing_token))
+        out.sort()
+        return [(task_id, token) for _, task_id, token in out[:limit]]
+
+    def orphans(self) -> dict[UUID, list[UUID]]:
+        """Tasks held by bots that are no longer live, by bot."""
+        with self.lock:
+            return {b: sorted(ts) for b, ts in self.held.items() if b not in self.bots}
+
+    def live_bots(self) -> list[UUID]:
+        with self.lock:
+            return list(self.bots)
+
+    def held_by(self, bot_id: UUID) -> list[UUID]:
+        with self.lock:
+            return sorted(self.held.get(bot_id, ()))
+
+
+def relevant(page: Iterable[Any], decode: Callable[[Any], Any]) -> Iterator[tuple[int, Any]]:
+    for n in page:
+        if n.topic.startswith(TOPICS):
+            yield n.id, decode(n)
+
+
+class LiveIndexFeed:
+    """Keeps a live index current by following the log from the index's position."""
+
+    def __init__(self, index: LiveIndex, follower: LogFollower, decode: Callable[[Any], Any]):
+        self.index = index
+        self.follower = follower
+        self.decode = decode
+        self.caught_up = threading.Event()
+
+    def run(self, stop: threading.Event) -> None:
+        with self.follower:
+            while not stop.is_set():
+                page = self.follower.next_page(self.index.position)
+                if page:
+                    self.index.apply(relevant(page, self.decode), position=page[-1].id)
+                if len(page) < self.follower.page_size:
+                    self.caught_up.set()
