@@ -1,0 +1,197 @@
+"""The composition root: builds one process's share of the hive from Settings and a URL.
+
+Nothing else in the code base constructs infrastructure. A ``Node`` plays one or both roles:
+``api`` (HTTP: commands, reads, the claim long-poll) and ``engine`` (view runners, the
+dispatcher, the lease reaper). ``all`` is one process for one machine and shares one live
+index between the dispatcher and the claim long-poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from api.settings import Settings
+from domain.hive import Hive, utc_now
+from projections.fleet_view import FleetView
+from projections.positions import ViewPositions
+from projections.reads import FleetReads, TaskReads
+from projections.runner import ProjectionRunner, View
+from projections.schema import VIEW_MIGRATIONS
+from runtime.claims import ClaimBoard
+from runtime.dispatcher import Dispatcher
+from runtime.live import LiveIndex, LiveIndexFeed
+from runtime.loops import Loop, start_thread
+from runtime.reaper import LeaseReaper
+from store.chain import EVENT_LOG_MIGRATIONS
+from store.database import eventsourcing_env
+from store.follower import LogFollower
+from store.leadership import Leadership
+from store.liveness import LIVENESS_MIGRATIONS, Liveness
+from store.migrations import Migration
+from store.migrations import migrate as apply_migrations
+
+log = logging.getLogger(__name__)
+
+ROLES = ("all", "api", "engine")
+MIGRATIONS: list[Migration] = [*EVENT_LOG_MIGRATIONS, *VIEW_MIGRATIONS, *LIVENESS_MIGRATIONS]
+
+
+def migrate(url: str) -> list[Migration]:
+    return apply_migrations(url, MIGRATIONS)
+
+
+def hive_env(url: str, settings: Settings) -> dict[str, str]:
+    return {
+        **eventsourcing_env(url),
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "APPLICATION_RECORDER_TOPIC": "store.recorder:HiveRecorder",
+        "CREATE_TABLE": "n",
+        "POSTGRES_POOL_SIZE": str(settings.db_pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(settings.db_pool_size),
+        "POSTGRES_CONNECT_TIMEOUT": str(settings.db_connect_timeout_s),
+        "POSTGRES_LOCK_TIMEOUT": str(settings.db_lock_timeout_s),
+        "POSTGRES_PRE_PING": "y",
+    }
+
+
+def open_hive(url: str, settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> Hive:
+    return Hive(env=hive_env(url, settings), clock=clock)
+
+
+def views() -> list[View]:
+    from projections.tasks_view import TasksView
+
+    return [TasksView(), FleetView()]
+
+
+@dataclass
+class Node:
+    settings: Settings
+    url: str
+    role: str = "all"
+    hive: Hive = field(init=False)
+    pool: ConnectionPool[Any] = field(init=False)
+    index: LiveIndex = field(init=False)
+    liveness: Liveness = field(init=False)
+    runners: list[ProjectionRunner] = field(init=False, default_factory=list)
+    loops: list[Loop] = field(init=False, default_factory=list)
+    stopping: threading.Event = field(init=False, default_factory=threading.Event)
+    threads: list[threading.Thread] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        s = self.settings
+        self.hive = open_hive(self.url, s)
+        self.pool = ConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=s.db_pool_size,
+            open=False,
+            name="reads",
+            timeout=s.db_connect_timeout_s,
+            kwargs={"connect_timeout": s.db_connect_timeout_s, "autocommit": True},
+        )
+        self.index = LiveIndex()
+        self.liveness = Liveness(self.pool)
+        decode = self.hive.mapper.to_domain_event
+        self.feed = LiveIndexFeed(
+            self.index,
+            LogFollower(
+                self.hive.recorder,
+                self.url,
+                page_size=s.projection_page,  # type: ignore[arg-type]
+                poll_interval=s.poll_interval_s,
+            ),
+            decode,
+        )
+        if self.serves_engine:
+            self.runners = [
+                ProjectionRunner(
+                    v,
+                    self.hive.recorder,
+                    decode,
+                    self.url,  # type: ignore[arg-type]
+                    page_size=s.projection_page,
+                    poll_interval=s.poll_interval_s,
+                )
+                for v in views()
+            ]
+            self.dispatcher = Dispatcher(self.hive, self.index, page=s.dispatch_page)
+            self.reaper = LeaseReaper(
+                self.hive, self.index, self.liveness, grace_s=s.bot_lease_ttl_s
+            )
+            self.loops = [
+                Loop(
+                    "dispatcher", self.dispatcher.run_once, s.poll_interval_s, self.dispatcher.wake
+                ),
+                Loop("reaper", self.reaper.run_once, s.reaper_interval_s),
+            ]
+        if self.serves_api:
+            self.positions = ViewPositions(self.pool, self.url, ("tasks", "fleet"))
+            self.claims = ClaimBoard(self.hive, self.index)
+            self.tasks = TaskReads(self.pool)
+            self.fleet = FleetReads(self.pool)
+
+    @property
+    def serves_api(self) -> bool:
+        return self.role in ("all", "api")
+
+    @property
+    def serves_engine(self) -> bool:
+        return self.role in ("all", "engine")
+
+    def start(self, *, ready_within_s: float = 60.0) -> Node:
+        self.pool.open(wait=True, timeout=ready_within_s)
+        with psycopg.connect(self.url, connect_timeout=self.settings.db_connect_timeout_s) as c:
+            self.index.load(c)
+        for runner in self.runners:
+            self._spawn(f"view-{runner.view.name}", lambda r=runner: r.run(self.stopping))
+        self._spawn("live-index", lambda: self.feed.run(self.stopping))
+        if not self.feed.caught_up.wait(ready_within_s):
+            raise TimeoutError("the live index did not catch up with the log in time")
+        for loop in self.loops:
+            leadership = Leadership(self.url, loop.name)
+            self._spawn(
+                f"loop-{loop.name}", lambda lp=loop, ld=leadership: lp.run(ld, self.stopping)
+            )
+        if self.serves_api:
+            self.positions.start()
+        log.info("node started", extra={"action": "node_started", "role": self.role})
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for loop in self.loops:
+            if loop.wake is not None:
+                loop.wake.set()
+        for thread in self.threads:
+            thread.join(timeout=10)
+        if self.serves_api:
+            self.positions.stop()
+        self.pool.close()
+        self.hive.close()
+
+    def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            with self.pool.connection(timeout=2) as conn:
+                conn.execute("SELECT 1")
+            checks["database"] = "ok"
+        except Exception as e:  # any failure to reach the database means: not ready
+            checks["database"] = f"unreachable ({type(e).__name__})"
+        for runner in self.runners:
+            checks[f"view:{runner.view.name}"] = "ok" if runner.healthy.is_set() else "restarting"
+        checks["live-index"] = "ok" if self.feed.caught_up.is_set() else "catching up"
+        return checks
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        self.threads.append(start_thread(name, target))

@@ -1,0 +1,58 @@
+"""Running a control loop: lead it (one engine at a time), step it, wait, survive failures."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from eventsourcing.persistence import PersistenceError
+from psycopg import Error as PsycopgError
+
+from domain.errors import HiveError
+from store.leadership import Leadership
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Loop:
+    """``step`` returns how much it did; a busy loop goes again at once, an idle one waits
+    for ``wake`` (set by whoever has news for it) or ``interval`` seconds at the most."""
+
+    name: str
+    step: Callable[[], int]
+    interval: float
+    wake: threading.Event | None = None
+
+    def run(self, leadership: Leadership, stop: threading.Event, *, backoff: float = 0.5) -> None:
+        wake = self.wake or threading.Event()
+        while not stop.is_set():
+            if not leadership.held():
+                stop.wait(max(self.interval, backoff))
+                continue
+            try:
+                if self.step() > 0:
+                    continue
+            except (PersistenceError, PsycopgError, HiveError) as e:
+                log.warning(
+                    "control loop step failed; retrying",
+                    extra={"action": "loop_retry", "loop": self.name, "error": type(e).__name__},
+                )
+                stop.wait(backoff)
+                continue
+            except Exception:  # a bug must not silently stop the hive's loop: log it, go on
+                log.exception(
+                    "control loop step crashed", extra={"action": "loop_crash", "loop": self.name}
+                )
+                stop.wait(backoff)
+                continue
+            wake.wait(self.interval)
+        leadership.release()
+
+
+def start_thread(name: str, target: Callable[[], None]) -> threading.Thread:
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    return thread
