@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -23,7 +23,7 @@ from domain.hive import Hive, utc_now
 from projections.fleet_view import FleetView
 from projections.positions import ViewPositions
 from projections.reads import FleetReads, TaskReads
-from projections.runner import ProjectionRunner, View
+from projections.runner import ProjectionRunner, View, reset_view
 from projections.schema import VIEW_MIGRATIONS
 from runtime.claims import ClaimBoard
 from runtime.dispatcher import Dispatcher
@@ -37,6 +37,9 @@ from store.leadership import Leadership
 from store.liveness import LIVENESS_MIGRATIONS, Liveness
 from store.migrations import Migration
 from store.migrations import migrate as apply_migrations
+
+if TYPE_CHECKING:
+    from api.container import Container
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +183,8 @@ class Node:
         self.pool.close()
         self.hive.close()
 
-    def readiness(self) -> dict[str, str]:
+    def check(self) -> dict[str, str]:
+        """Readiness: each component and whether it is ok."""
         checks: dict[str, str] = {}
         try:
             with self.pool.connection(timeout=2) as conn:
@@ -193,5 +197,43 @@ class Node:
         checks["live-index"] = "ok" if self.feed.caught_up.is_set() else "catching up"
         return checks
 
+    def container(self) -> Container:
+        from api.auth import KeyRing
+        from api.container import Container
+
+        return Container(
+            settings=self.settings,
+            hive=self.hive,
+            tasks=self.tasks,
+            fleet=self.fleet,
+            positions=self.positions,
+            claims=self.claims,
+            liveness=self.liveness,
+            readiness=self,
+            keys=KeyRing(self.hive),
+        )
+
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         self.threads.append(start_thread(name, target))
+
+
+def rebuild_views(url: str, settings: Settings, which: str = "all") -> dict[str, int]:
+    """Empty the chosen views and replay the log into them (a running engine joins in)."""
+    hive = open_hive(url, settings)
+    try:
+        done: dict[str, int] = {}
+        for view in views():
+            if which not in ("all", view.name):
+                continue
+            reset_view(url, view)
+            runner = ProjectionRunner(
+                view,
+                hive.recorder,
+                hive.mapper.to_domain_event,
+                url,  # type: ignore[arg-type]
+                page_size=settings.projection_page,
+            )
+            done[view.name] = runner.catch_up()
+        return done
+    finally:
+        hive.close()

@@ -1,0 +1,193 @@
+"""``apiary``: the commands people and scripts drive. ``apiary <command> --help`` for each."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from api.logs import configure as configure_logging
+from api.settings import Settings
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """The configured database, or the embedded one under ``settings.home``."""
+    from store.database import database_url
+
+    with database_url(os.environ, settings.home.resolve()) as url:
+        yield url
+
+
+def cmd_db_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from api.bootstrap import migrate
+
+    with database(settings) as url:
+        applied = migrate(url)
+    print(f"schema up to date ({len(applied)} migration(s) applied now)")
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    from api.bootstrap import open_hive
+    from domain.cause import Cause
+    from domain.keys import Role
+
+    with database(settings) as url:
+        hive = open_hive(url, settings)
+        try:
+            issued = hive.issue_key(
+                args.principal or args.role,
+                Role(args.role),
+                Cause(actor="cli:keys", request_id="keys-create"),
+            )
+        finally:
+            hive.close()
+    print(issued.token)
+    print(
+        f"key {issued.key.id} ({args.role}) - shown once; only its hash is stored", file=sys.stderr
+    )
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from uuid import UUID
+
+    from api.bootstrap import open_hive
+    from domain.cause import Cause
+
+    with database(settings) as url:
+        hive = open_hive(url, settings)
+        try:
+            hive.revoke_key(UUID(args.key_id), Cause(actor="cli:keys", request_id="keys-revoke"))
+        finally:
+            hive.close()
+    print(f"key {args.key_id} revoked")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from store.audit import format_report, verify_chain
+
+    with database(settings) as url:
+        report = verify_chain(url)
+    print(format_report(report))
+    return 0 if report.ok else 1
+
+
+def cmd_projections_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from api.bootstrap import rebuild_views
+
+    with database(settings) as url:
+        for name, position in rebuild_views(url, settings, args.view).items():
+            print(f"view {name} rebuilt up to position {position}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from api.serve import serve
+
+    return serve(settings, role=args.role, demo_bots=args.demo_bots, migrate=not args.no_migrate)
+
+
+def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
+    from runtime.bot.cli import run_bot
+
+    return run_bot(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="apiary",
+        description="Apiary: the control plane of a hive of worker bots. The database is "
+        "APIARY_DATABASE_URL (a libpq URL) or, when unset, an embedded PostgreSQL "
+        "under APIARY_HOME (default .apiary).",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str,
+        help: str,
+        run: Callable[[argparse.Namespace, Settings], int],
+        parent: argparse._SubParsersAction = sub,
+    ) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+        cmd = parent.add_parser(name, help=help, description=help)
+        cmd.set_defaults(run=run)
+        return cmd
+
+    serve = add("serve", "Run the hive: API, engine and views (and demo bots).", cmd_serve)
+    serve.add_argument("--host", help="address to listen on (default APIARY_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default APIARY_PORT or 8000)")
+    serve.add_argument(
+        "--demo-bots",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also start N local bot processes doing the built-in task types",
+    )
+    serve.add_argument(
+        "--role",
+        choices=("all", "api", "engine"),
+        default="all",
+        help="all (default): one process for one machine; api or engine: "
+        "the pieces split for scale-out over one PostgreSQL",
+    )
+    serve.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="do not apply the schema first (run `apiary db migrate` yourself)",
+    )
+
+    db = sub.add_parser("db", help="Database schema.").add_subparsers(dest="db", required=True)
+    add("migrate", "Apply all DDL (idempotent; safe when two run at once).", cmd_db_migrate, db)
+
+    keys = sub.add_parser("keys", help="API keys.").add_subparsers(dest="keys", required=True)
+    create = add("create", "Issue an API key and print it once.", cmd_keys_create, keys)
+    create.add_argument(
+        "--role",
+        choices=("admin", "client", "bot"),
+        required=True,
+        help="admin: everything; client: tasks; bot: enrol bots",
+    )
+    create.add_argument("--principal", help="who the key speaks for (default: the role)")
+    revoke = add("revoke", "Revoke an API key by its id.", cmd_keys_revoke, keys)
+    revoke.add_argument("key_id")
+
+    audit = sub.add_parser("audit", help="The audit log (the event log itself).")
+    audit_sub = audit.add_subparsers(dest="audit", required=True)
+    add(
+        "verify",
+        "Re-hash the whole chain: OK with count and head, or the first bad position "
+        "(exit status 1).",
+        cmd_audit_verify,
+        audit_sub,
+    )
+
+    proj = sub.add_parser("projections", help="The read side.")
+    proj_sub = proj.add_subparsers(dest="projections", required=True)
+    rebuild = add(
+        "rebuild", "Drop views and replay them from the log.", cmd_projections_rebuild, proj_sub
+    )
+    rebuild.add_argument("--view", choices=("tasks", "fleet", "all"), default="all")
+
+    from runtime.bot.cli import add_bot_arguments
+
+    add_bot_arguments(add("bot", "Run a bot worker that does tasks for a hive.", cmd_bot))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    configure_logging(os.environ.get("APIARY_LOG_LEVEL", "INFO"))
+    settings = Settings()
+    if getattr(args, "host", None):
+        settings.host = args.host
+    if getattr(args, "port", None) is not None:
+        settings.port = args.port
+    return int(args.run(args, settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

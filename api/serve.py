@@ -1,0 +1,130 @@
+"""``apiary serve``: the whole hive in one command, stopped cleanly by Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import uvicorn
+
+from api.bootstrap import Node
+from api.bootstrap import migrate as apply_schema
+from api.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEMO_CAPABILITIES = "code,analysis,writing,noop"
+BOT_STOP_GRACE_S = 15.0
+
+
+def serve(settings: Settings, *, role: str, demo_bots: int, migrate: bool) -> int:
+    from store.database import database_url
+
+    home = settings.home.resolve()
+    with database_url(os.environ, home) as url:
+        if migrate:
+            apply_schema(url)
+        node = Node(settings, url, role=role).start()
+        try:
+            base = f"http://{settings.host}:{settings.port}"
+            if node.serves_api:
+                admin_key = ensure_admin_key(node, home)
+                print(
+                    f"Apiary is up: {base}  (API docs {base}/docs; admin key in {admin_key})",
+                    flush=True,
+                )
+            with demo_fleet(node, base, demo_bots):
+                run_http(node, settings) if node.serves_api else wait_for_signal()
+        finally:
+            node.stop()
+    return 0
+
+
+def run_http(node: Node, settings: Settings) -> None:
+    from api.app import create_app
+
+    app = create_app(node.container())
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    uvicorn.Server(config).run()
+
+
+def wait_for_signal() -> None:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    log.info("stopping", extra={"action": "stopping"})
+
+
+def ensure_admin_key(node: Node, home: Path) -> Path:
+    """On first start, issue an admin key and keep it (mode 0600) where the user can find it."""
+    from domain.cause import Cause
+    from domain.keys import Role
+
+    path = home / "admin.key"
+    if not path.exists():
+        issued = node.hive.issue_key("admin", Role.ADMIN, Cause("serve", "first-start"))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(issued.token + "\n")
+    return path
+
+
+@contextlib.contextmanager
+def demo_fleet(
+    node: Node, base: str, count: int, home: Path
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Start ``count`` bot processes with a fresh enrolment key; stop them (SIGTERM) on exit."""
+    if count <= 0:
+        yield []
+        return
+    from domain.cause import Cause
+    from domain.keys import Role
+
+    enrol = node.hive.issue_key("demo-bots", Role.BOT, Cause("serve", "demo-bots"))
+    env = {**os.environ, "APIARY_BOT_TOKEN": enrol.token, "APIARY_HIVE_URL": base}
+    bots = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "api.cli",
+                "bot",
+                "--capabilities",
+                DEMO_CAPABILITIES,
+                "--name",
+                f"demo-{i + 1}",
+            ],
+            env=env,
+            start_new_session=True,
+        )
+        for i in range(count)
+    ]
+    try:
+        yield bots
+    finally:
+        for bot in bots:
+            if bot.poll() is None:
+                bot.send_signal(signal.SIGTERM)
+        for bot in bots:
+            try:
+                bot.wait(timeout=BOT_STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                bot.kill()
+                bot.wait()
