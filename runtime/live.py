@@ -226,9 +226,9 @@ class LiveIndex:
             for task_id in self.held.get(bot_id, ()):
                 task = self.tasks[task_id]
                 if task.state == "assigned":
-                    out.append((task.seq, task_id, task.fencing_token))
+                    out.append((-task.priority, task.seq, task_id, task.fencing_token))
         out.sort()
-        return [(task_id, token) for _, task_id, token in out[:limit]]
+        return [(task_id, token) for _, _, task_id, token in out[:limit]]
 
     def orphans(self) -> dict[UUID, list[UUID]]:
         """Tasks held by bots that are no longer live, by bot."""

@@ -1,0 +1,86 @@
+"""The engine's loops on real PostgreSQL, in process: routing order, leases, fencing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from uuid import UUID
+
+import pytest
+
+from api.bootstrap import Node
+from api.settings import Settings
+from domain.bots import Bot, BotState
+from domain.cause import Cause
+from domain.errors import NotYourTask
+from domain.hive import Report, TaskSpec
+from domain.tasks import Task, TaskState
+from tests.waiting import wait_for
+
+ALICE = Cause("alice", "req")
+
+
+@pytest.fixture
+def node(db_url: str) -> Iterator[Node]:
+    n = Node(
+        Settings(bot_lease_ttl_s=1.0, reaper_interval_s=0.1, poll_interval_s=0.2), db_url
+    ).start()
+    yield n
+    n.stop()
+
+
+def register(node: Node, name: str, caps: list[str], slots: int) -> UUID:
+    bot, _, _ = node.hive.register_bot(
+        name=name, capabilities=caps, max_concurrency=slots, version_label="v1", cause=ALICE
+    )
+    node.liveness.renew(bot.id, 60)
+    return bot.id
+
+
+def claim(node: Node, bot_id: UUID, n: int = 100, wait: float = 5.0) -> list[UUID]:
+    return [c.task_id for c in asyncio.run(node.claims.claim(bot_id, n, wait))]
+
+
+def test_higher_priority_first_then_oldest_and_only_capable_bots(node: Node) -> None:
+    low = node.hive.submit_tasks([TaskSpec("code", priority=1) for _ in range(3)], ALICE)
+    high = node.hive.submit_tasks([TaskSpec("code", priority=8) for _ in range(2)], ALICE)
+    writing = node.hive.submit_tasks([TaskSpec("writing", priority=9)], ALICE)
+    coder = register(node, "coder", ["code"], slots=3)
+    got = wait_for(lambda: claim(node, coder, wait=0.5), what="assignments")
+    wait_for(lambda: len(claim(node, coder, wait=0.2)) == 3, what="all three slots filled")
+    got = claim(node, coder)
+    assert got == [s.task.id for s in high.items] + [low.items[0].task.id]
+    task = node.hive.get(Task, got[0])
+    assert task.state is TaskState.ASSIGNED
+    assert node.hive.get(Task, writing.items[0].task.id).state is TaskState.PENDING
+
+
+def test_silent_bot_is_lost_and_its_task_runs_elsewhere_with_a_new_token(node: Node) -> None:
+    task_id = node.hive.submit_tasks([TaskSpec("code")], ALICE).items[0].task.id
+    first = register(node, "first", ["code"], slots=1)
+    node.liveness.renew(first, 0.5)  # then silence
+    assert wait_for(lambda: claim(node, first, wait=0.5), what="first assignment") == [task_id]
+    node.hive.start_tasks(first, [Report(task_id, 1)], Cause(f"bot:{first}", "r"))
+    wait_for(
+        lambda: node.hive.get(Bot, first).state is BotState.LOST,
+        timeout=15,
+        what="the silent bot to be marked lost",
+    )
+    second = register(node, "second", ["code"], slots=1)
+    assert wait_for(lambda: claim(node, second, wait=0.5), what="reassignment") == [task_id]
+    task = node.hive.get(Task, task_id)
+    assert task.bot_id == second and task.fencing_token == 2
+    with pytest.raises(NotYourTask):
+        node.hive.finish_tasks(first, [Report(task_id, 1, result="1")], Cause(f"bot:{first}", "r"))
+    assert node.hive.get(Task, task_id).state is TaskState.ASSIGNED
+
+
+def test_deregistered_bot_gives_back_what_it_held(node: Node) -> None:
+    ids = [s.task.id for s in node.hive.submit_tasks([TaskSpec("code")] * 2, ALICE).items]
+    leaving = register(node, "leaving", ["code"], slots=2)
+    wait_for(lambda: len(claim(node, leaving, wait=0.3)) == 2, what="both assigned")
+    node.hive.deregister_bot(leaving, ALICE)
+    wait_for(
+        lambda: all(node.hive.get(Task, t).state is TaskState.PENDING for t in ids),
+        what="tasks back to pending",
+    )
