@@ -1,0 +1,65 @@
+"""The ASGI application: ``create_app(container)`` wires routes, errors and middleware."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.middleware import Middleware
+
+from api import errors
+from api.container import Container
+from api.middleware import BodyLimit, RequestContext
+from api.routes import bots, health, tasks
+
+BODY_LIMIT_FACTOR = 8  # a body may carry many payloads (a batch): 8 x APIARY_MAX_PAYLOAD_BYTES
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def create_app(container: Container) -> FastAPI:
+    """An app serving ``container``; builds nothing and connects to nothing itself.
+
+    Responses are serialized by pydantic straight to JSON bytes (every route declares its
+    response model), so no ``default_response_class`` is set: FastAPI 0.165 deprecates
+    ``ORJSONResponse`` and a custom class would turn that fast path off. Problems are
+    rendered with orjson (``api.errors.ProblemResponse``).
+    """
+    settings = container.settings
+    app = FastAPI(
+        title="Apiary",
+        summary="The control plane of a hive of worker bots.",
+        version="0.1.0",
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        middleware=[
+            Middleware(RequestContext),
+            Middleware(BodyLimit, max_body_bytes=settings.max_payload_bytes * BODY_LIMIT_FACTOR),
+        ],
+    )
+    app.state.container = container
+    errors.install(app, retry_after_s=settings.retry_after_s)
+    app.include_router(health.router)
+    app.include_router(tasks.router)
+    app.include_router(bots.router)
+    _document_problems_as_problem_json(app)
+    return app
+
+
+def _document_problems_as_problem_json(app: FastAPI) -> None:
+    """FastAPI lists every declared response under the route's media type; problems are
+    served as ``application/problem+json``, so say so in the OpenAPI document."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    for response in operation.get("responses", {}).values():
+                        content = response.get("content", {})
+                        if content.get("application/json", {}).get("schema") == PROBLEM_REF:
+                            content[errors.PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,178 @@
+"""Who is calling: bearer tokens resolved to principals, and the role checks routes declare.
+
+``KeyRing`` keeps each ``ApiKey`` aggregate it loaded for ``ttl_s`` seconds (so a revocation
+takes effect within that time) and remembers unknown key ids for a shorter while, so a
+flood of made-up tokens does not become a flood of reads of the log. Only the hash of a
+secret is ever compared, in constant time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.container import container_of
+from api.errors import Forbidden, Unauthorized
+from domain.cause import Cause
+from domain.hive import Hive
+from domain.keys import ApiKey, Role, parse_token, secret_matches
+
+NEGATIVE_TTL_S = 1.0
+MAX_CACHED_KEYS = 10_000
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: UUID
+    name: str
+    role: Role
+    bot_id: UUID | None  # set for a bot's own key; None for every other key
+
+    @property
+    def actor(self) -> str:
+        """Who the events this principal causes are stamped with."""
+        return f"bot:{self.bot_id}" if self.bot_id is not None else self.name
+
+    def cause(self, request_id: str) -> Cause:
+        return Cause(self.actor, request_id)
+
+
+class KeyRing:
+    """Bearer token -> ``Principal`` or None; thread-safe (handlers run in a thread pool)."""
+
+    def __init__(
+        self,
+        hive: Hive,
+        ttl_s: float = 5.0,
+        *,
+        negative_ttl_s: float = NEGATIVE_TTL_S,
+        max_entries: int = MAX_CACHED_KEYS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.hive = hive
+        self.ttl_s = ttl_s
+        self.negative_ttl_s = min(negative_ttl_s, ttl_s)
+        self.max_entries = max_entries
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._cache: dict[UUID, tuple[float, ApiKey | None]] = {}
+
+    def resolve(self, token: str) -> Principal | None:
+        parsed = parse_token(token)
+        if parsed is None:
+            return None
+        key_id, secret = parsed
+        key = self._key(key_id)
+        if key is None or key.revoked or not secret_matches(key, secret):
+            return None
+        return Principal(key_id=key.id, name=key.principal, role=key.role, bot_id=key.bot_id)
+
+    def __len__(self) -> int:
+        """How many key ids are cached (known keys and remembered misses)."""
+        with self._lock:
+            return len(self._cache)
+
+    def forget(self, key_id: UUID) -> None:
+        """Drop a cached key now (e.g. right after revoking it in this process)."""
+        with self._lock:
+            self._cache.pop(key_id, None)
+
+    def _key(self, key_id: UUID) -> ApiKey | None:
+        now = self.clock()
+        with self._lock:
+            cached = self._cache.get(key_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        key = self.hive.load_many(ApiKey, [key_id]).get(key_id)  # outside the lock
+        ttl = self.ttl_s if key is not None else self.negative_ttl_s
+        with self._lock:
+            self._cache.pop(key_id, None)
+            if len(self._cache) >= self.max_entries:
+                self._evict(now)
+            self._cache[key_id] = (now + ttl, key)
+        return key
+
+    def _evict(self, now: float) -> None:
+        """Drop expired entries; if that is not enough, the oldest half."""
+        for key_id in [k for k, (expires, _) in self._cache.items() if expires <= now]:
+            del self._cache[key_id]
+        if len(self._cache) >= self.max_entries:
+            for key_id in list(self._cache)[: max(1, len(self._cache) // 2)]:
+                del self._cache[key_id]
+
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    description="An API key: `Authorization: Bearer apk_<key id>_<secret>`.",
+)
+
+
+def authenticate(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """401 unless the request carries a live key; the principal is noted for the access log."""
+    if credentials is None:
+        raise Unauthorized("an Authorization: Bearer <API key> header is required")
+    principal = container_of(request).keys.resolve(credentials.credentials)
+    if principal is None:
+        raise Unauthorized("the API key is not valid (unknown, malformed or revoked)")
+    request.state.principal = principal.actor
+    return principal
+
+
+Authenticated = Annotated[Principal, Depends(authenticate)]
+
+
+def require(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency admitting the given roles; an admin key is always admitted.
+
+    A bot's *own* key is admitted only by ``require_bot_self``: it acts as that bot alone.
+    """
+    admitted = frozenset(roles) | {Role.ADMIN}
+
+    async def check(principal: Authenticated) -> Principal:
+        if principal.role not in admitted or principal.bot_id is not None:
+            raise Forbidden(f"this needs a key with the role {_names(admitted)}")
+        return principal
+
+    return check
+
+
+async def require_enrolment(principal: Authenticated) -> Principal:
+    """An enrolment key (role bot, bound to no bot) or an admin key: may register bots."""
+    if principal.role is Role.ADMIN or (principal.role is Role.BOT and principal.bot_id is None):
+        return principal
+    raise Forbidden("registering a bot needs an enrolment key or an admin key")
+
+
+def require_bot_self(
+    *, allow_admin: bool = False
+) -> Callable[[Principal, UUID], Awaitable[Principal]]:
+    """A dependency admitting the bot named by the ``bot_id`` path parameter, using its own
+    key (and an admin key when ``allow_admin``); 403 for any other key."""
+
+    async def check(principal: Authenticated, bot_id: UUID) -> Principal:
+        if principal.role is Role.BOT and principal.bot_id == bot_id:
+            return principal
+        if allow_admin and principal.role is Role.ADMIN:
+            return principal
+        if principal.role is Role.BOT and principal.bot_id is not None:
+            raise Forbidden("a bot's key acts for that bot only")
+        raise Forbidden(
+            "this needs the bot's own key" + (" or an admin key" if allow_admin else "")
+        )
+
+    return check
+
+
+def _names(roles: frozenset[Role]) -> str:
+    return " or ".join(sorted(str(r) for r in roles))

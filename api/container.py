@@ -1,0 +1,40 @@
+"""Everything a request handler may use, built once per process and handed to ``create_app``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from starlette.requests import HTTPConnection
+
+from api.ports import ClaimBoard, FleetReads, Liveness, PositionWaiter, Readiness, TaskReads
+from api.settings import Settings
+from domain.hive import Committed, Hive
+
+if TYPE_CHECKING:  # api.auth reads the container from the request: no import cycle
+    from api.auth import KeyRing
+
+
+@dataclass
+class Container:
+    settings: Settings
+    hive: Hive
+    tasks: TaskReads
+    fleet: FleetReads
+    positions: PositionWaiter
+    claims: ClaimBoard
+    liveness: Liveness
+    readiness: Readiness
+    keys: KeyRing
+
+    def position_after(self, committed: Committed[Any]) -> int:
+        """The log position to wait for to read a command's outcome: its own, or when it
+        wrote nothing (a repeat), the log's current end, which is past whatever it repeated."""
+        if committed.position is not None:
+            return committed.position
+        return self.hive.recorder.max_notification_id() or 0
+
+
+def container_of(conn: HTTPConnection) -> Container:
+    """The container ``create_app`` stored on the application."""
+    return cast(Container, conn.app.state.container)

@@ -1,0 +1,57 @@
+"""What the HTTP layer needs from the rest of the process, as ports it can be built against.
+
+The views (task and fleet reads, read-your-writes), the claim long-poll, bot liveness and
+readiness are implemented elsewhere; the API only knows these shapes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from projections.rows import BotRow, TaskFilter, TaskRow
+from runtime.claims import ClaimedTask
+
+
+class TaskReads(Protocol):
+    def get(self, task_id: UUID) -> TaskRow | None: ...
+
+    def list(
+        self, flt: TaskFilter, *, limit: int, cursor: str | None
+    ) -> tuple[list[TaskRow], str | None]:
+        """One keyset page, oldest first, and the cursor of the next; ValueError on a bad
+        cursor."""
+        ...
+
+
+class FleetReads(Protocol):
+    def list(self) -> list[BotRow]: ...
+
+    def get(self, bot_id: UUID) -> BotRow | None: ...
+
+
+class PositionWaiter(Protocol):
+    def wait(self, position: int, timeout: float) -> bool:
+        """True once the views have applied ``position``; False after ``timeout`` seconds."""
+        ...
+
+
+class ClaimBoard(Protocol):
+    async def claim(self, bot_id: UUID, max_tasks: int, wait_s: float) -> list[ClaimedTask]:
+        """The bot's assigned, unstarted tasks; waits up to ``wait_s`` for at least one."""
+        ...
+
+
+class Liveness(Protocol):
+    def renew(self, bot_id: UUID, ttl_s: float) -> datetime:
+        """Extend the bot's lease; returns when it now expires."""
+        ...
+
+    def forget(self, bot_id: UUID) -> None: ...
+
+
+class Readiness(Protocol):
+    def check(self) -> dict[str, str]:
+        """Component -> "ok" or a short reason; ready when every value is "ok"."""
+        ...

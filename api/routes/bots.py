@@ -1,0 +1,113 @@
+"""Bots: register, heartbeat, claim, report (start, complete, fail), deregister; the fleet."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Response
+
+from api.deps import BotSelf, BotSelfOrAdmin, Client, Ctx, Enrolment, RequestId
+from api.schemas.bots import (
+    BotDeregistered,
+    BotPublic,
+    BotRegister,
+    BotRegistered,
+    BotsPublic,
+    ClaimedTaskPublic,
+    ClaimRequest,
+    ClaimResponse,
+    CompleteItems,
+    FailItems,
+    Heartbeat,
+    HeartbeatAck,
+    ReportAccepted,
+    StartItems,
+)
+from api.schemas.common import problem_responses
+from domain.bots import Bot, BotState
+
+router = APIRouter(prefix="/v1/bots", tags=["bots"], responses=problem_responses(401, 403, 503))
+REPORT_PROBLEMS = problem_responses(400, 404, 409, 413, 422)
+
+
+@router.post("", status_code=201, responses=problem_responses(400, 422))
+def register_bot(
+    body: BotRegister, principal: Enrolment, request_id: RequestId, ctx: Ctx, response: Response
+) -> BotRegistered:
+    bot, issued, _ = ctx.hive.register_bot(
+        name=body.name,
+        capabilities=body.capabilities,
+        max_concurrency=body.max_concurrency,
+        version_label=body.version,
+        cause=principal.cause(request_id),
+    )
+    ctx.liveness.renew(bot.id, ctx.settings.bot_lease_ttl_s)
+    response.headers["Cache-Control"] = "no-store"  # the body carries a secret
+    return BotRegistered(
+        bot_id=bot.id,
+        token=issued.token,
+        heartbeat_interval_s=ctx.settings.heartbeat_interval_s,
+        lease_ttl_s=ctx.settings.bot_lease_ttl_s,
+    )
+
+
+@router.post("/{bot_id}/heartbeat", responses=problem_responses(400, 404, 409, 422))
+def heartbeat(bot_id: UUID, _: BotSelf, ctx: Ctx, body: Heartbeat | None = None) -> HeartbeatAck:
+    ctx.hive.get(Bot, bot_id).check_live()  # 409 once lost or deregistered: register again
+    return HeartbeatAck(lease_expires_at=ctx.liveness.renew(bot_id, ctx.settings.bot_lease_ttl_s))
+
+
+@router.post("/{bot_id}/claim", responses=problem_responses(400, 422))
+async def claim(bot_id: UUID, body: ClaimRequest, _: BotSelf, ctx: Ctx) -> ClaimResponse:
+    wait_s = min(body.wait_s, ctx.settings.claim_max_wait_s)
+    claimed = await ctx.claims.claim(bot_id, body.max_tasks, wait_s)
+    return ClaimResponse(tasks=[ClaimedTaskPublic.from_claimed(t) for t in claimed])
+
+
+@router.post("/{bot_id}/start", responses=REPORT_PROBLEMS)
+def start_tasks(
+    bot_id: UUID, body: StartItems, principal: BotSelf, request_id: RequestId, ctx: Ctx
+) -> ReportAccepted:
+    reports = body.to_reports(ctx.settings)
+    committed = ctx.hive.start_tasks(bot_id, reports, principal.cause(request_id))
+    return ReportAccepted(
+        tasks=[r.task_id for r in reports], position=ctx.position_after(committed)
+    )
+
+
+@router.post("/{bot_id}/complete", responses=REPORT_PROBLEMS)
+def complete_tasks(
+    bot_id: UUID, body: CompleteItems, principal: BotSelf, request_id: RequestId, ctx: Ctx
+) -> ReportAccepted:
+    reports = body.to_reports(ctx.settings)
+    committed = ctx.hive.finish_tasks(bot_id, reports, principal.cause(request_id))
+    return ReportAccepted(
+        tasks=[r.task_id for r in reports], position=ctx.position_after(committed)
+    )
+
+
+@router.post("/{bot_id}/fail", responses=REPORT_PROBLEMS)
+def fail_tasks(
+    bot_id: UUID, body: FailItems, principal: BotSelf, request_id: RequestId, ctx: Ctx
+) -> ReportAccepted:
+    reports = body.to_reports(ctx.settings)
+    committed = ctx.hive.finish_tasks(bot_id, reports, principal.cause(request_id))
+    return ReportAccepted(
+        tasks=[r.task_id for r in reports], position=ctx.position_after(committed)
+    )
+
+
+@router.delete("/{bot_id}", responses=problem_responses(404, 422))
+def deregister_bot(
+    bot_id: UUID, principal: BotSelfOrAdmin, request_id: RequestId, ctx: Ctx
+) -> BotDeregistered:
+    committed = ctx.hive.deregister_bot(bot_id, principal.cause(request_id))
+    ctx.liveness.forget(bot_id)
+    return BotDeregistered(
+        bot_id=bot_id, state=str(BotState.DEREGISTERED), position=ctx.position_after(committed)
+    )
+
+
+@router.get("")
+def list_bots(_: Client, ctx: Ctx) -> BotsPublic:
+    return BotsPublic(items=[BotPublic.from_row(row) for row in ctx.fleet.list()])

@@ -1,0 +1,98 @@
+"""Tasks: submit (one or a batch), read, list, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Response
+
+from api.deps import Client, Ctx, RequestId
+from api.errors import invalid
+from api.schemas.common import problem_responses
+from api.schemas.tasks import (
+    CancelRequest,
+    TaskBatchCreate,
+    TaskCreate,
+    TaskListQuery,
+    TaskPublic,
+    TasksPublic,
+    TasksSubmitted,
+    TaskSubmitted,
+)
+from domain.errors import NotFound
+
+READ_YOUR_WRITES_S = 5.0
+
+router = APIRouter(
+    prefix="/v1/tasks", tags=["tasks"], responses=problem_responses(401, 403, 422, 503)
+)
+
+
+@router.post(
+    "",
+    status_code=201,
+    responses={
+        200: {"model": TaskPublic, "description": "a repeated idempotency key: the original task"},
+        **problem_responses(400, 413),
+    },
+)
+def submit_task(
+    body: TaskCreate, principal: Client, request_id: RequestId, ctx: Ctx, response: Response
+) -> TaskPublic:
+    spec = body.to_spec(ctx.settings.max_payload_bytes)
+    committed = ctx.hive.submit_tasks([spec], principal.cause(request_id))
+    submission = committed.items[0]
+    response.status_code = 200 if submission.duplicate else 201
+    response.headers["Location"] = f"{router.prefix}/{submission.task.id}"
+    return TaskPublic.from_task(submission.task, ctx.position_after(committed))
+
+
+@router.post("/batch", status_code=201, responses=problem_responses(400, 413))
+def submit_tasks(
+    body: TaskBatchCreate, principal: Client, request_id: RequestId, ctx: Ctx
+) -> TasksSubmitted:
+    committed = ctx.hive.submit_tasks(body.to_specs(ctx.settings), principal.cause(request_id))
+    position = ctx.position_after(committed)
+    return TasksSubmitted(
+        items=[
+            TaskSubmitted(task=TaskPublic.from_task(s.task, position), duplicate=s.duplicate)
+            for s in committed.items
+        ],
+        position=position,
+    )
+
+
+@router.get("/{task_id}", responses=problem_responses(404))
+def get_task(
+    task_id: UUID,
+    _: Client,
+    ctx: Ctx,
+    min_position: Annotated[
+        int | None,
+        Query(ge=0, description="wait (up to 5 s) until the views have applied this position"),
+    ] = None,
+) -> TaskPublic:
+    if min_position is not None:
+        ctx.positions.wait(min_position, READ_YOUR_WRITES_S)  # late: answer with what is known
+    row = ctx.tasks.get(task_id)
+    if row is None:
+        raise NotFound(f"no task {task_id}", id=task_id)
+    return TaskPublic.from_row(row)
+
+
+@router.get("")
+def list_tasks(query: Annotated[TaskListQuery, Query()], _: Client, ctx: Ctx) -> TasksPublic:
+    try:
+        rows, next_cursor = ctx.tasks.list(query.filter(), limit=query.limit, cursor=query.cursor)
+    except ValueError as e:
+        raise invalid(("query", "cursor"), "value_error", str(e)) from None
+    return TasksPublic(items=[TaskPublic.from_row(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.post("/{task_id}/cancel", responses=problem_responses(400, 404, 409))
+def cancel_task(
+    task_id: UUID, body: CancelRequest, principal: Client, request_id: RequestId, ctx: Ctx
+) -> TaskPublic:
+    committed = ctx.hive.cancel_task(task_id, body.reason, principal.cause(request_id))
+    return TaskPublic.from_task(committed.items[0], ctx.position_after(committed))

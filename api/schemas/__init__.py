@@ -1,0 +1,1 @@
+"""The API's request and response bodies: what crosses the network, validated."""

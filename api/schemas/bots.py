@@ -1,0 +1,177 @@
+"""Bot bodies: registration, heartbeats, claims and the reports a bot makes on its tasks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+import orjson
+from pydantic import Field, JsonValue, StringConstraints
+
+from api.ports import ClaimedTask
+from api.schemas.common import (
+    Capabilities,
+    FencingToken,
+    Model,
+    ShortName,
+    canonical_json,
+    check_batch,
+)
+from api.settings import Settings
+from domain.bots import MAX_CONCURRENCY
+from domain.hive import Report
+from projections.rows import BotRow
+
+MAX_ERROR_CHARS = 4096
+
+
+class BotRegister(Model):
+    name: ShortName
+    capabilities: Capabilities
+    max_concurrency: Annotated[int, Field(strict=True, ge=1, le=MAX_CONCURRENCY)]
+    version: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64)]
+
+
+class BotRegistered(Model):
+    bot_id: UUID
+    token: str = Field(description="the bot's own API key: shown this once, store it")
+    heartbeat_interval_s: float
+    lease_ttl_s: float
+
+
+class Heartbeat(Model):
+    pass
+
+
+class HeartbeatAck(Model):
+    lease_expires_at: datetime
+
+
+class ClaimRequest(Model):
+    max_tasks: Annotated[int, Field(strict=True, ge=1, le=1000)] = 1
+    wait_s: Annotated[float, Field(strict=True, ge=0, le=30)] = 0.0
+
+
+class ClaimedTaskPublic(Model):
+    id: UUID
+    type: str
+    priority: int
+    capabilities: list[str]
+    payload: JsonValue
+    fencing_token: int
+
+    @classmethod
+    def from_claimed(cls, claimed: ClaimedTask) -> ClaimedTaskPublic:
+        return cls(
+            id=claimed.task_id,
+            type=claimed.type,
+            priority=claimed.priority,
+            capabilities=claimed.capabilities,
+            payload=orjson.loads(claimed.payload_json),
+            fencing_token=claimed.fencing_token,
+        )
+
+
+class ClaimResponse(Model):
+    tasks: list[ClaimedTaskPublic]
+
+
+class StartItem(Model):
+    task_id: UUID
+    fencing_token: FencingToken
+
+
+class StartItems(Model):
+    tasks: list[StartItem] = Field(min_length=1, description="1..APIARY_MAX_BATCH reports")
+
+    def to_reports(self, settings: Settings) -> list[Report]:
+        check_batch(len(self.tasks), settings.max_batch, ("body", "tasks"))
+        return [Report(t.task_id, t.fencing_token) for t in self.tasks]
+
+
+class CompleteItem(Model):
+    task_id: UUID
+    fencing_token: FencingToken
+    result: JsonValue = Field(default=None, description="any JSON value")
+
+
+class CompleteItems(Model):
+    tasks: list[CompleteItem] = Field(min_length=1, description="1..APIARY_MAX_BATCH reports")
+
+    def to_reports(self, settings: Settings) -> list[Report]:
+        check_batch(len(self.tasks), settings.max_batch, ("body", "tasks"))
+        return [
+            Report(
+                t.task_id,
+                t.fencing_token,
+                result=canonical_json(
+                    t.result,
+                    limit=settings.max_payload_bytes,
+                    loc=("body", "tasks", i, "result"),
+                    index=i,
+                ),
+            )
+            for i, t in enumerate(self.tasks)
+        ]
+
+
+class FailItem(Model):
+    task_id: UUID
+    fencing_token: FencingToken
+    error: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_ERROR_CHARS)]
+
+
+class FailItems(Model):
+    tasks: list[FailItem] = Field(min_length=1, description="1..APIARY_MAX_BATCH reports")
+
+    def to_reports(self, settings: Settings) -> list[Report]:
+        check_batch(len(self.tasks), settings.max_batch, ("body", "tasks"))
+        return [Report(t.task_id, t.fencing_token, error=t.error) for t in self.tasks]
+
+
+class ReportAccepted(Model):
+    tasks: list[UUID] = Field(description="every task of the report (repeats included)")
+    position: int
+
+
+class BotDeregistered(Model):
+    bot_id: UUID
+    state: str
+    position: int
+
+
+class BotPublic(Model):
+    id: UUID
+    name: str
+    capabilities: list[str]
+    max_concurrency: int
+    version: str
+    state: str
+    registered_at: datetime
+    lost_at: datetime | None = None
+    lost_reason: str | None = None
+    deregistered_at: datetime | None = None
+    held: int = Field(description="tasks assigned to it or running on it")
+    position: int
+
+    @classmethod
+    def from_row(cls, row: BotRow) -> BotPublic:
+        return cls(
+            id=row.bot_id,
+            name=row.name,
+            capabilities=row.capabilities,
+            max_concurrency=row.max_concurrency,
+            version=row.version_label,
+            state=row.state,
+            registered_at=row.registered_at,
+            lost_at=row.lost_at,
+            lost_reason=row.lost_reason,
+            deregistered_at=row.deregistered_at,
+            held=row.held,
+            position=row.position,
+        )
+
+
+class BotsPublic(Model):
+    items: list[BotPublic]

@@ -1,0 +1,84 @@
+"""Shared pieces of the schemas: the base model, short names, JSON payloads, problems."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Annotated, Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from api.errors import PayloadTooLarge, invalid
+from domain.names import MAX_CAPABILITIES, SHORT_NAME
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+ShortName = Annotated[
+    str,
+    StringConstraints(strict=True, pattern=SHORT_NAME.pattern),
+    Field(
+        description="lowercase letters, digits, '_', '.', '-'; starts with a letter; 1-64",
+        examples=["code"],
+    ),
+]
+Capabilities = Annotated[list[ShortName], Field(min_length=1, max_length=MAX_CAPABILITIES)]
+FencingToken = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)]
+
+
+def canonical_json(
+    value: Any, *, limit: int, loc: tuple[str | int, ...], index: int | None = None
+) -> str:
+    """``value`` as canonical JSON text (sorted keys), refused when over ``limit`` bytes."""
+    try:
+        text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError as e:
+        raise invalid(loc, "json_unencodable", f"cannot be stored as JSON: {e}") from None
+    if len(text) > limit:
+        what = f"{loc[-1]} of item {index}" if index is not None else str(loc[-1])
+        items = [{"index": index, "reason": "payload-too-large"}] if index is not None else []
+        raise PayloadTooLarge(f"the {what} is {len(text)} bytes, over {limit}", items=items)
+    return text.decode()
+
+
+def check_batch(count: int, max_batch: int, loc: tuple[str, ...]) -> None:
+    if count > max_batch:
+        raise invalid(loc, "too_long", f"List should have at most {max_batch} items")
+
+
+class ProblemItem(Model):
+    task_id: str | None = None
+    index: int | None = None
+    reason: str
+
+
+class ProblemError(Model):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(Model):
+    """RFC 9457 problem details (``application/problem+json``)."""
+
+    type: str = Field(examples=["https://apiary.dev/problems/stale-fencing-token"])
+    title: str
+    status: int
+    detail: str | None = None
+    request_id: str | None = None
+    errors: list[ProblemError] | None = Field(default=None, description="validation errors")
+    items: list[ProblemItem] | None = Field(default=None, description="refused batch items")
+    index: int | None = Field(default=None, description="the offending item of a batch")
+    checks: dict[str, str] | None = Field(default=None, description="readiness checks")
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problems a route may answer with."""
+    return {s: {"model": Problem, "description": HTTPStatus(s).phrase} for s in statuses}
+
+
+class Health(Model):
+    status: str
+    checks: dict[str, str] | None = None

@@ -1,0 +1,158 @@
+"""Task bodies: submissions in, the task as the API shows it out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import orjson
+from pydantic import Field, JsonValue, StringConstraints
+
+from api.schemas.common import Capabilities, Model, ShortName, canonical_json, check_batch
+from api.settings import Settings
+from domain.hive import TaskSpec
+from domain.tasks import MAX_PRIORITY, MIN_PRIORITY, Task, TaskState
+from projections.rows import TaskFilter, TaskRow
+
+Priority = Annotated[
+    int,
+    Field(strict=True, ge=MIN_PRIORITY, le=MAX_PRIORITY, description="9 is the most urgent"),
+]
+IdempotencyKey = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200)]
+
+
+class TaskCreate(Model):
+    type: ShortName
+    priority: Priority = 5
+    capabilities: Capabilities | None = Field(
+        default=None, description="what a bot needs to do the task; default [type]"
+    )
+    payload: JsonValue = Field(default_factory=dict, description="any JSON value")
+    idempotency_key: IdempotencyKey | None = Field(
+        default=None, description="a repeat by the same principal returns the original task"
+    )
+
+    def to_spec(
+        self,
+        max_payload_bytes: int,
+        loc: tuple[str | int, ...] = ("body", "payload"),
+        index: int | None = None,
+    ) -> TaskSpec:
+        payload = canonical_json(self.payload, limit=max_payload_bytes, loc=loc, index=index)
+        return TaskSpec(
+            type=self.type,
+            priority=self.priority,
+            capabilities=self.capabilities,
+            payload=payload,
+            idempotency_key=self.idempotency_key,
+        )
+
+
+class TaskBatchCreate(Model):
+    tasks: list[TaskCreate] = Field(min_length=1, description="1..APIARY_MAX_BATCH tasks")
+
+    def to_specs(self, settings: Settings) -> list[TaskSpec]:
+        check_batch(len(self.tasks), settings.max_batch, ("body", "tasks"))
+        return [
+            t.to_spec(settings.max_payload_bytes, ("body", "tasks", i, "payload"), index=i)
+            for i, t in enumerate(self.tasks)
+        ]
+
+
+class CancelRequest(Model):
+    reason: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=1000)]
+
+
+class TaskListQuery(Model):
+    state: TaskState | None = None
+    type: ShortName | None = None
+    bot_id: UUID | None = None
+    limit: int = Field(default=100, ge=1, le=500)
+    cursor: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+
+    def filter(self) -> TaskFilter:
+        state = str(self.state) if self.state is not None else None
+        return TaskFilter(state=state, type=self.type, bot_id=self.bot_id)
+
+
+class TaskPublic(Model):
+    id: UUID
+    type: str
+    priority: int
+    capabilities: list[str]
+    state: TaskState
+    payload: JsonValue
+    result: JsonValue = None
+    error: str | None = None
+    bot_id: UUID | None = None
+    fencing_token: int
+    idempotency_key: str | None = None
+    submitted_by: str
+    submitted_at: datetime
+    assigned_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    assignment: dict[str, Any] | None = Field(default=None, description="why the bot was chosen")
+    position: int = Field(
+        description="the log position this reflects: pass it as ?min_position= to read your write"
+    )
+
+    @classmethod
+    def from_row(cls, row: TaskRow) -> TaskPublic:
+        return cls(
+            id=row.task_id,
+            type=row.type,
+            priority=row.priority,
+            capabilities=row.capabilities,
+            state=TaskState(row.state),
+            payload=row.payload,
+            result=row.result,
+            error=row.error,
+            bot_id=row.bot_id,
+            fencing_token=row.fencing_token,
+            idempotency_key=row.idempotency_key,
+            submitted_by=row.submitted_by,
+            submitted_at=row.submitted_at,
+            assigned_at=row.assigned_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            assignment=row.assignment,
+            position=row.position,
+        )
+
+    @classmethod
+    def from_task(cls, task: Task, position: int) -> TaskPublic:
+        """From the aggregate a command returned: the log's truth, without the view's
+        timestamps of assignment, start and finish (GET the task for those)."""
+        return cls(
+            id=task.id,
+            type=task.type,
+            priority=task.priority,
+            capabilities=task.capabilities,
+            state=task.state,
+            payload=orjson.loads(task.payload),
+            result=orjson.loads(task.result) if task.result is not None else None,
+            error=task.error,
+            bot_id=task.bot_id,
+            fencing_token=task.fencing_token,
+            idempotency_key=task.idempotency_key,
+            submitted_by=task.submitted_by,
+            submitted_at=task.created_on,
+            position=position,
+        )
+
+
+class TasksPublic(Model):
+    items: list[TaskPublic]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null: done")
+
+
+class TaskSubmitted(Model):
+    task: TaskPublic
+    duplicate: bool = Field(description="the idempotency key repeated: this is the original")
+
+
+class TasksSubmitted(Model):
+    items: list[TaskSubmitted]
+    position: int
