@@ -73,23 +73,33 @@ def wait_for_signal() -> None:
 
 
 def ensure_admin_key(node: Node, home: Path) -> Path:
-    """On first start, issue an admin key and keep it (mode 0600) where the user can find it."""
+    """Keep a working admin key (mode 0600) where the user can find it.
+
+    Issued on first start, and again if the one on file does not open this database
+    (a new database, or a revoked key).
+    """
     from domain.cause import Cause
-    from domain.keys import Role
+    from domain.keys import ApiKey, Role, parse_token, secret_matches
 
     path = home / "admin.key"
-    if not path.exists():
-        issued = node.hive.issue_key("admin", Role.ADMIN, Cause("serve", "first-start"))
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(issued.token + "\n")
+    if path.exists():
+        parsed = parse_token(path.read_text().strip())
+        if parsed is not None:
+            key = node.hive.load_many(ApiKey, [parsed[0]]).get(parsed[0])
+            if key is not None and not key.revoked and secret_matches(key, parsed[1]):
+                return path
+    issued = node.hive.issue_key("admin", Role.ADMIN, Cause("serve", "admin-key"))
+    home.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(issued.token + "\n")
+    tmp.replace(path)
     return path
 
 
 @contextlib.contextmanager
-def demo_fleet(
-    node: Node, base: str, count: int, home: Path
-) -> Iterator[list[subprocess.Popen[bytes]]]:
+def demo_fleet(node: Node, base: str, count: int) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Start ``count`` bot processes with a fresh enrolment key; stop them (SIGTERM) on exit."""
     if count <= 0:
         yield []
