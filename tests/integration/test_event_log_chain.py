@@ -562,6 +562,28 @@ def test_a_forged_row_pushed_into_the_middle_is_named(
     assert report.head_hash == prev_hash
 
 
+def test_a_row_slipped_in_without_chain_values_is_named(chained_url: str) -> None:
+    with superuser_bypassing_triggers(chained_url) as conn:
+        conn.execute(
+            "ALTER TABLE public.hive_events"
+            " ALTER COLUMN chain_seq DROP NOT NULL, ALTER COLUMN chain_hash DROP NOT NULL"
+        )
+        conn.execute(
+            "INSERT INTO public.hive_events"
+            " (originator_id, originator_version, topic, state, notification_id)"
+            " VALUES (gen_random_uuid(), 1, 'slipped in', '', 12)"
+        )
+
+    report = verify_chain(chained_url, batch=4)
+
+    assert_failed_at(
+        report,
+        12,
+        "row at position 12 has no chain_seq or chain_hash: it was inserted out of chain",
+        verified=10,
+    )
+
+
 def test_swapped_contents_of_two_rows_are_found_at_the_first(chained_url: str) -> None:
     with superuser_bypassing_triggers(chained_url) as conn:
         conn.execute(
