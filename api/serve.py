@@ -9,8 +9,9 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
@@ -61,7 +62,20 @@ def run_http(node: Node, settings: Settings) -> None:
         access_log=False,
         timeout_graceful_shutdown=5,
     )
-    uvicorn.Server(config).run()
+    HiveServer(config, on_exit=node.claims.close).run()
+
+
+class HiveServer(uvicorn.Server):
+    """Uvicorn, plus: on Ctrl-C or SIGTERM, waiting claim long-polls answer at once, so a
+    graceful shutdown does not wait out their timeouts."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.on_exit()
+        super().handle_exit(sig, frame)
 
 
 def wait_for_signal() -> None:

@@ -40,6 +40,7 @@ class ClaimBoard:
         self.index = index
         self.loop: asyncio.AbstractEventLoop | None = None
         self.waiters: defaultdict[UUID, set[asyncio.Event]] = defaultdict(set)
+        self.closing = False
         index.listeners.append(self._heard)
 
     def _heard(self, changes: Changes) -> None:
@@ -54,6 +55,13 @@ class ClaimBoard:
             for event in self.waiters.get(bot_id, ()):
                 event.set()
 
+    def close(self) -> None:
+        """Shutting down: every waiting claim answers now (empty), none waits from here on."""
+        self.closing = True
+        loop = self.loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._wake, set(self.waiters))
+
     async def claim(self, bot_id: UUID, max_tasks: int, wait_s: float) -> list[ClaimedTask]:
         self.loop = asyncio.get_running_loop()
         deadline = time.monotonic() + wait_s
@@ -64,7 +72,7 @@ class ClaimBoard:
                 event.clear()
                 tasks = await self._assigned(bot_id, max_tasks)
                 remaining = deadline - time.monotonic()
-                if tasks or remaining <= 0:
+                if tasks or remaining <= 0 or self.closing:
                     return tasks
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), min(remaining, RECHECK_S))

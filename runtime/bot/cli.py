@@ -1,0 +1,267 @@
+"""``apiary bot``: run one bot worker until SIGTERM/SIGINT.
+
+The first signal stops claiming and lets the worker finish, report and deregister (exit
+0); a second one exits at once. The token is read from ``--token`` or
+``APIARY_BOT_TOKEN`` and never printed or logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from types import FrameType
+
+from domain.names import MAX_CAPABILITIES, SHORT_NAME
+from runtime.bot.client import ClaimedTask, HiveClient
+from runtime.bot.exec_handler import DEFAULT_TIMEOUT_S, ExecHandler
+from runtime.bot.handlers import HANDLERS, Handler, HandlerError
+from runtime.bot.worker import BotWorker
+
+log = logging.getLogger(__name__)
+
+HIVE_URL_ENV = "APIARY_HIVE_URL"
+TOKEN_ENV = "APIARY_BOT_TOKEN"
+DEFAULT_MAX_CONCURRENCY = 4
+MAX_CONCURRENCY = 10_000
+MAX_VERSION_CHARS = 64
+
+
+def add_bot_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--hive",
+        metavar="URL",
+        default=None,
+        help=f"the hive's base URL (default: ${HIVE_URL_ENV})",
+    )
+    parser.add_argument(
+        "--token",
+        metavar="T",
+        default=None,
+        help=f"an enrolment token of role bot (default: ${TOKEN_ENV})",
+    )
+    parser.add_argument(
+        "--capabilities",
+        metavar="A,B",
+        required=True,
+        type=capabilities_arg,
+        help="comma-separated capabilities, e.g. code,analysis",
+    )
+    parser.add_argument(
+        "--name", default=None, help="the bot's short name (default: bot-<host>-<pid>)"
+    )
+    parser.add_argument(
+        "--max-concurrency",
+        metavar="N",
+        type=_bounded_int(1, MAX_CONCURRENCY),
+        default=DEFAULT_MAX_CONCURRENCY,
+        help=f"tasks run at once (default: {DEFAULT_MAX_CONCURRENCY})",
+    )
+    parser.add_argument(
+        "--version",
+        dest="bot_version",
+        metavar="LABEL",
+        default=None,
+        help="the version label the hive records (default: the package version)",
+    )
+    parser.add_argument(
+        "--exec",
+        dest="exec_command",
+        metavar="CMD",
+        default=None,
+        help="run CMD for every task: payload JSON on stdin, result on stdout",
+    )
+    parser.add_argument(
+        "--exec-timeout",
+        metavar="S",
+        type=_positive_float,
+        default=DEFAULT_TIMEOUT_S,
+        help=f"seconds before CMD's process group is killed (default: {DEFAULT_TIMEOUT_S:g})",
+    )
+
+
+def run_bot(args: argparse.Namespace) -> int:
+    _configure_logging()
+    hive = args.hive or os.environ.get(HIVE_URL_ENV)
+    token = args.token or os.environ.get(TOKEN_ENV)
+    if not hive:
+        return _usage(f"no hive: pass --hive URL or set {HIVE_URL_ENV}")
+    if not token:
+        return _usage(f"no token: pass --token or set {TOKEN_ENV}")
+    try:
+        name = bot_name(args.name)
+        handler_for = (
+            exec_handler_for(ExecHandler(args.exec_command, args.exec_timeout))
+            if args.exec_command is not None
+            else builtin_handler_for
+        )
+    except ValueError as e:
+        return _usage(str(e))
+    version = args.bot_version or _package_version()
+    if len(version) > MAX_VERSION_CHARS:
+        return _usage(f"--version must be at most {MAX_VERSION_CHARS} characters")
+    with HiveClient(hive, token, user_agent=f"apiary-bot/{_package_version()}") as client:
+        worker = BotWorker(
+            client,
+            args.capabilities,
+            name,
+            args.max_concurrency,
+            version,
+            handler_for,
+        )
+        return serve(worker)
+
+
+def serve(worker: BotWorker) -> int:
+    """Runs ``worker`` on a thread of its own while this (main) thread handles signals.
+
+    A signal may be delivered to any thread, but Python runs its handler on the main
+    thread only once that thread wakes: so the main thread sleeps in a read of the
+    signal wakeup pipe, which the C-level handler writes to whichever thread it lands on,
+    and which the worker's thread also writes to when it ends.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return worker.run()
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    finished = threading.Event()
+    exit_code: list[int] = []
+
+    def work() -> None:
+        try:
+            exit_code.append(worker.run())
+        finally:
+            finished.set()
+            os.write(wake_write, b"\0")
+
+    signals_seen: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        signals_seen.append(signum)
+        if len(signals_seen) > 1:
+            os._exit(128 + signum)  # the second signal: now, whatever is in hand
+        log.info(
+            "signal received: finishing tasks in hand (again to exit at once)",
+            extra={"action": "signal", "signal": signal.Signals(signum).name},
+        )
+        worker.stop()
+
+    runner = threading.Thread(target=work, name="apiary-bot", daemon=True)
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous_wakeup = signal.set_wakeup_fd(wake_write)
+    try:
+        runner.start()
+        while not finished.is_set():
+            os.read(wake_read, 64)  # handlers run as soon as this returns
+        runner.join()
+    finally:
+        signal.set_wakeup_fd(previous_wakeup)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        os.close(wake_read)
+        os.close(wake_write)
+    return exit_code[0] if exit_code else 1
+
+
+# -- handlers -----------------------------------------------------------------------------
+
+
+def builtin_handler_for(task: ClaimedTask) -> Handler:
+    handler = HANDLERS.get(task.type)
+    if handler is None:
+        raise HandlerError(
+            f"no handler for task type {task.type!r}: this bot runs "
+            f"{', '.join(sorted(HANDLERS))} (or start it with --exec)"
+        )
+    return handler
+
+
+def exec_handler_for(handler: ExecHandler) -> Callable[[ClaimedTask], Handler]:
+    def every_task(_task: ClaimedTask) -> Handler:
+        return handler
+
+    return every_task
+
+
+# -- arguments ----------------------------------------------------------------------------
+
+
+def capabilities_arg(value: str) -> list[str]:
+    names = sorted({v.strip() for v in value.split(",") if v.strip()})
+    if not names:
+        raise argparse.ArgumentTypeError("at least one capability is required")
+    if len(names) > MAX_CAPABILITIES:
+        raise argparse.ArgumentTypeError(f"at most {MAX_CAPABILITIES} capabilities")
+    bad = [n for n in names if not SHORT_NAME.match(n)]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"not short names (lowercase, start with a letter, [a-z0-9_.-]): {', '.join(bad)}"
+        )
+    return names
+
+
+def bot_name(given: str | None) -> str:
+    """``given`` lowercased, or ``bot-<host>-<pid>`` made into a short name."""
+    if given is not None:
+        name = given.lower()
+        if not SHORT_NAME.match(name):
+            raise ValueError(
+                f"--name must be a short name: lowercase letters, digits, '_', '.', '-', "
+                f"starting with a letter, at most 64 characters (got {given!r})"
+            )
+        return name
+    host = re.sub(r"[^a-z0-9_.-]+", "-", socket.gethostname().lower()).strip("-.") or "host"
+    pid = str(os.getpid())
+    return f"bot-{host[: 64 - len('bot-') - len(pid) - 1]}-{pid}"
+
+
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"must be {low}..{high}")
+        return number
+
+    return parse
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return number
+
+
+def _package_version() -> str:
+    try:
+        return package_version("apiary")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _usage(message: str) -> int:
+    print(f"apiary bot: {message}", file=sys.stderr)
+    return 2
+
+
+def _configure_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+    # httpx logs every request at INFO: thousands a second here; the worker logs batches.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -1,0 +1,459 @@
+"""HiveClient: the bot's side of the hive's HTTP contract (docs/http-api.md).
+
+One keep-alive ``httpx.Client`` shared by the bot's threads. Registration uses the
+enrolment token; every other call uses the token the registration returned, passed
+explicitly (``bot=``) so that a thread acting for an old registration never borrows
+the credentials of a newer one. Transport errors and 503 are retried with capped
+exponential backoff and full jitter until a deadline; everything else the hive says
+is turned into one of the exceptions below.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+from runtime.bot import JSON
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS = 4096
+"""The longest error the hive accepts in a ``fail`` report."""
+
+RETRYABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=30.0)
+CLAIM_READ_MARGIN_S = 10.0
+"""How much longer than the long-poll's ``wait_s`` a claim may take to answer."""
+
+
+# -- what travels ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Who the bot is in the hive, until it is lost or deregisters."""
+
+    bot_id: str
+    token: str = field(repr=False)
+    heartbeat_interval_s: float
+    lease_ttl_s: float
+
+
+@dataclass(frozen=True)
+class ClaimedTask:
+    """A task the hive assigned to the bot; ``fencing_token`` goes back with every report."""
+
+    id: str
+    type: str
+    priority: int
+    capabilities: tuple[str, ...]
+    payload: JSON
+    fencing_token: int
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    """A ``start`` item."""
+
+    task_id: str
+    fencing_token: int
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """A ``complete`` item; the result is encoded once, when it is made."""
+
+    task_id: str
+    fencing_token: int
+    result_json: bytes = field(repr=False)
+
+    @classmethod
+    def of(cls, task_id: str, fencing_token: int, result: JSON) -> TaskResult:
+        """Raises ``TypeError`` when ``result`` is not JSON."""
+        return cls(task_id, fencing_token, orjson.dumps(result))
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """A ``fail`` item; the error is cut to what the hive accepts."""
+
+    task_id: str
+    fencing_token: int
+    error: str
+
+    def __post_init__(self) -> None:
+        if len(self.error) > MAX_ERROR_CHARS:
+            object.__setattr__(self, "error", self.error[: MAX_ERROR_CHARS - 1] + "…")
+
+
+@dataclass(frozen=True)
+class RefusedItem:
+    task_id: str
+    reason: str
+
+
+# -- what can go wrong ------------------------------------------------------------------
+
+
+class HiveClientError(Exception):
+    """The hive did not do what the bot asked."""
+
+
+class BotLost(HiveClientError):
+    """The hive marked this bot lost (or it deregistered): what it held is gone; register again."""
+
+    def __init__(self, problem: dict[str, Any]) -> None:
+        self.problem = problem
+        super().__init__(problem.get("detail") or problem.get("title") or "bot lost")
+
+
+class Refused(HiveClientError):
+    """A report was refused (409): nothing in it was applied; ``items`` says which and why."""
+
+    def __init__(self, items: list[RefusedItem], problem: dict[str, Any]) -> None:
+        self.items = items
+        self.problem = problem
+        super().__init__(f"{len(items)} task(s) refused")
+
+
+class Unavailable(HiveClientError):
+    """The hive could not be reached or answered 503 until the retry deadline passed."""
+
+    def __init__(self, retry_after: float | None, reason: str) -> None:
+        self.retry_after = retry_after
+        super().__init__(reason)
+
+
+class HiveRejected(HiveClientError):
+    """Any other problem response (400, 401, 403, 404, 413, 422, ...)."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        self.status = status
+        self.problem = problem
+        detail = problem.get("detail") or problem.get("title") or ""
+        super().__init__(f"{status} {detail}".strip())
+
+
+# -- the client -------------------------------------------------------------------------
+
+
+class HiveClient:
+    def __init__(
+        self,
+        base_url: str,
+        enrolment_token: str,
+        *,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        retry_deadline_s: float = 30.0,
+        backoff_base_s: float = 0.05,
+        backoff_cap_s: float = 5.0,
+        max_connections: int = 16,
+        transport: httpx.BaseTransport | None = None,
+        user_agent: str = "apiary-bot",
+    ) -> None:
+        self._enrolment_token = enrolment_token
+        self._timeout = timeout
+        self._retry_deadline_s = retry_deadline_s
+        self._backoff_base_s = backoff_base_s
+        self._backoff_cap_s = backoff_cap_s
+        self._closed = threading.Event()
+        if transport is None:
+            # httpcore sends a request's head and body separately: with Nagle on, the
+            # body can wait for the server's delayed ACK of the head.
+            transport = httpx.HTTPTransport(
+                limits=httpx.Limits(
+                    max_connections=max_connections, max_keepalive_connections=max_connections
+                ),
+                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            )
+        self._http = httpx.Client(
+            base_url=base_url,
+            timeout=timeout,
+            transport=transport,
+            headers={"User-Agent": user_agent, "Accept": "application/json"},
+        )
+        self._registration: Registration | None = None
+
+    @property
+    def registration(self) -> Registration | None:
+        """The latest registration, used when a call is not given ``bot=``."""
+        return self._registration
+
+    def close(self) -> None:
+        self._closed.set()
+        self._http.close()
+
+    def __enter__(self) -> HiveClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- bots --------------------------------------------------------------------------
+
+    def register(
+        self, name: str, capabilities: Sequence[str], max_concurrency: int, version: str
+    ) -> Registration:
+        response = self._call(
+            "POST",
+            "/v1/bots",
+            token=self._enrolment_token,
+            body={
+                "name": name,
+                "capabilities": list(capabilities),
+                "max_concurrency": max_concurrency,
+                "version": version,
+            },
+            action="register",
+        )
+        if response.status_code not in (200, 201):
+            raise HiveRejected(response.status_code, _problem(response))
+        data = _body(response)
+        try:
+            registration = Registration(
+                bot_id=str(data["bot_id"]),
+                token=str(data["token"]),
+                heartbeat_interval_s=float(data["heartbeat_interval_s"]),
+                lease_ttl_s=float(data["lease_ttl_s"]),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise _malformed(response, "registration") from e
+        self._registration = registration
+        return registration
+
+    def heartbeat(self, *, bot: Registration | None = None) -> str | None:
+        """Renews the bot's lease; returns when it now expires (as the hive wrote it)."""
+        me = self._me(bot)
+        response = self._call(
+            "POST",
+            f"/v1/bots/{me.bot_id}/heartbeat",
+            token=me.token,
+            body={},
+            action="heartbeat",
+            deadline_s=min(self._retry_deadline_s, me.lease_ttl_s),
+        )
+        self._check(response, reports=False)
+        data = _body(response)
+        expires = data.get("lease_expires_at") if isinstance(data, dict) else None
+        return str(expires) if expires is not None else None
+
+    def claim(
+        self, max_tasks: int, wait_s: float, *, bot: Registration | None = None
+    ) -> list[ClaimedTask]:
+        me = self._me(bot)
+        response = self._call(
+            "POST",
+            f"/v1/bots/{me.bot_id}/claim",
+            token=me.token,
+            body={
+                "max_tasks": max_tasks,
+                "wait_s": int(wait_s) if wait_s == int(wait_s) else wait_s,
+            },
+            action="claim",
+            read_timeout_s=wait_s + CLAIM_READ_MARGIN_S,
+        )
+        self._check(response, reports=False)
+        data = _body(response)
+        try:
+            return [
+                ClaimedTask(
+                    id=str(t["id"]),
+                    type=str(t["type"]),
+                    priority=int(t["priority"]),
+                    capabilities=tuple(t["capabilities"]),
+                    payload=t["payload"],
+                    fencing_token=int(t["fencing_token"]),
+                )
+                for t in data["tasks"]
+            ]
+        except (KeyError, TypeError, ValueError) as e:
+            raise _malformed(response, "claim") from e
+
+    def start(self, items: Sequence[TaskRef], *, bot: Registration | None = None) -> list[str]:
+        """Reports that the bot began these tasks; returns the ids the hive lists."""
+        me = self._me(bot)
+        body = {"tasks": [{"task_id": i.task_id, "fencing_token": i.fencing_token} for i in items]}
+        response = self._call(
+            "POST", f"/v1/bots/{me.bot_id}/start", token=me.token, body=body, action="start"
+        )
+        self._check(response, reports=True)
+        data = _body(response)
+        try:
+            return [str(i) for i in data["tasks"]]
+        except (KeyError, TypeError) as e:
+            raise _malformed(response, "start") from e
+
+    def complete(self, items: Sequence[TaskResult], *, bot: Registration | None = None) -> None:
+        me = self._me(bot)
+        body = {
+            "tasks": [
+                {
+                    "task_id": i.task_id,
+                    "fencing_token": i.fencing_token,
+                    "result": orjson.Fragment(i.result_json),
+                }
+                for i in items
+            ]
+        }
+        response = self._call(
+            "POST", f"/v1/bots/{me.bot_id}/complete", token=me.token, body=body, action="complete"
+        )
+        self._check(response, reports=True)
+
+    def fail(self, items: Sequence[TaskFailure], *, bot: Registration | None = None) -> None:
+        me = self._me(bot)
+        body = {
+            "tasks": [
+                {"task_id": i.task_id, "fencing_token": i.fencing_token, "error": i.error}
+                for i in items
+            ]
+        }
+        response = self._call(
+            "POST", f"/v1/bots/{me.bot_id}/fail", token=me.token, body=body, action="fail"
+        )
+        self._check(response, reports=True)
+
+    def deregister(self, *, bot: Registration | None = None) -> None:
+        """Leaves the hive; whatever the bot still held returns to pending."""
+        me = self._me(bot)
+        response = self._call(
+            "DELETE", f"/v1/bots/{me.bot_id}", token=me.token, body=None, action="deregister"
+        )
+        self._check(response, reports=False)
+        if self._registration is me:
+            self._registration = None
+
+    # -- machinery ---------------------------------------------------------------------
+
+    def _me(self, bot: Registration | None) -> Registration:
+        me = bot or self._registration
+        if me is None:
+            raise RuntimeError("the bot is not registered")
+        return me
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str,
+        body: dict[str, Any] | None,
+        action: str,
+        read_timeout_s: float | None = None,
+        deadline_s: float | None = None,
+    ) -> httpx.Response:
+        """One logical request (one ``X-Request-ID``), retried while the hive is unreachable."""
+        request_id = f"bot-{uuid.uuid4().hex}"
+        headers = {"Authorization": f"Bearer {token}", "X-Request-ID": request_id}
+        content: bytes | None = None
+        if body is not None:
+            content = orjson.dumps(body)
+            headers["Content-Type"] = "application/json"
+        timeout = self._timeout
+        if read_timeout_s is not None:
+            timeout = httpx.Timeout(
+                connect=self._timeout.connect,
+                read=max(read_timeout_s, self._timeout.read or 0.0),
+                write=self._timeout.write,
+                pool=self._timeout.pool,
+            )
+        deadline = time.monotonic() + (self._retry_deadline_s if deadline_s is None else deadline_s)
+        attempt = 0
+        while True:
+            retry_after: float | None = None
+            try:
+                response = self._http.request(
+                    method, path, content=content, headers=headers, timeout=timeout
+                )
+            except RETRYABLE as e:
+                reason = f"{type(e).__name__}: {e}"
+                failure: Exception | None = e
+            else:
+                if response.status_code != 503:
+                    return response
+                retry_after = _retry_after(response)
+                reason, failure = "503 Service Unavailable", None
+            delay = self._backoff(attempt, retry_after)
+            if self._closed.is_set() or time.monotonic() + delay > deadline:
+                raise Unavailable(retry_after, f"{action}: {reason}") from failure
+            log.warning(
+                "hive unavailable; retrying",
+                extra={
+                    "action": f"{action}.retry",
+                    "request_id": request_id,
+                    "attempt": attempt + 1,
+                    "delay_s": round(delay, 3),
+                    "reason": reason,
+                },
+            )
+            self._closed.wait(delay)  # paces the retry; close() cuts it short
+            attempt += 1
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Full jitter under a capped exponential; never sooner than ``Retry-After``."""
+        ceiling = min(self._backoff_cap_s, self._backoff_base_s * (2**attempt))
+        jitter = random.uniform(0.0, ceiling)
+        return jitter if retry_after is None else retry_after + jitter
+
+    @staticmethod
+    def _check(response: httpx.Response, *, reports: bool) -> None:
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        problem = _problem(response)
+        if status == 409:
+            items = problem.get("items")
+            if reports and isinstance(items, list) and items:
+                raise Refused([_refused_item(i) for i in items], problem)
+            raise BotLost(problem)
+        raise HiveRejected(status, problem)
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError as e:
+        raise _malformed(response, "body") from e
+
+
+def _problem(response: httpx.Response) -> dict[str, Any]:
+    try:
+        problem = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        problem = None
+    if isinstance(problem, dict):
+        return problem
+    return {"status": response.status_code, "title": response.reason_phrase}
+
+
+def _malformed(response: httpx.Response, what: str) -> HiveRejected:
+    return HiveRejected(response.status_code, {"title": f"malformed {what} response from the hive"})
+
+
+def _refused_item(item: object) -> RefusedItem:
+    if not isinstance(item, dict):
+        return RefusedItem(str(item), "refused")
+    task_id = item.get("task_id", item.get("id"))
+    reason = item.get("reason") or item.get("detail") or item.get("title") or "refused"
+    return RefusedItem(str(task_id), str(reason))
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff

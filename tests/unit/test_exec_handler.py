@@ -1,0 +1,103 @@
+"""``--exec``: real subprocesses, fed a payload on stdin, timed out and killed as a group."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from runtime.bot.exec_handler import ExecHandler
+from runtime.bot.handlers import HandlerError
+
+PY = shlex.quote(sys.executable)
+
+
+def python(code: str, *args: str) -> str:
+    return " ".join([PY, "-c", shlex.quote(code), *map(shlex.quote, args)])
+
+
+def test_stdout_json_is_the_result() -> None:
+    echo = python("import json, sys; p = json.load(sys.stdin); print(json.dumps({'got': p}))")
+    assert ExecHandler(echo)({"n": [1, 2, 3]}) == {"got": {"n": [1, 2, 3]}}
+
+
+def test_stdout_that_is_not_json_is_a_string() -> None:
+    assert ExecHandler(python("print('hello, hive')"))({}) == "hello, hive\n"
+
+
+def test_a_large_payload_goes_through_stdin_without_stalling() -> None:
+    # Bigger than a pipe buffer both ways: stdin must be fed while stdout is drained.
+    payload = {"text": "x" * 300_000}
+    echo = python("import sys; sys.stdout.write(sys.stdin.read())")
+    assert ExecHandler(echo, timeout_s=20)(payload) == payload
+
+
+def test_non_zero_exit_fails_with_the_tail_of_stderr() -> None:
+    noisy = python("import sys; sys.stderr.write('a' * 5000 + 'the end'); sys.exit(3)")
+    with pytest.raises(HandlerError) as failure:
+        ExecHandler(noisy)({})
+    message = str(failure.value)
+    assert message.startswith("exited with status 3: ")
+    assert message.endswith("the end")
+    assert len(message) == len("exited with status 3: ") + 2000
+
+
+def test_a_signal_death_is_named() -> None:
+    with pytest.raises(HandlerError, match="killed by SIGKILL"):
+        ExecHandler(python("import os, signal; os.kill(os.getpid(), signal.SIGKILL)"))({})
+
+
+def test_a_missing_command_fails_clearly() -> None:
+    with pytest.raises(HandlerError, match="cannot run '/nonexistent/apiary-tool'"):
+        ExecHandler("/nonexistent/apiary-tool --flag")({})
+
+
+def test_output_over_the_cap_fails_the_task() -> None:
+    flood = python("import sys\nwhile True: sys.stdout.write('y' * 65536)")
+    started = time.monotonic()
+    with pytest.raises(HandlerError, match="output exceeded 100000 bytes"):
+        ExecHandler(flood, timeout_s=30, max_output_bytes=100_000)({})
+    assert time.monotonic() - started < 10
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    # The command starts a grandchild, writes both pids, then both wait forever.
+    forever = python(
+        "import subprocess, sys, os, threading\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import threading; "
+        "threading.Event().wait()'])\n"
+        "open(sys.argv[1], 'w').write(f'{os.getpid()} {child.pid}')\n"
+        "threading.Event().wait()",
+        str(pids),
+    )
+    timeout_s = 1.0
+    started = time.monotonic()
+    with pytest.raises(HandlerError, match=r"^timed out after 1 s$"):
+        ExecHandler(forever, timeout_s=timeout_s)({})
+    elapsed = time.monotonic() - started
+    assert timeout_s <= elapsed < timeout_s + 3.0
+    command_pid, grandchild_pid = map(int, pids.read_text().split())
+    for pid in (command_pid, grandchild_pid):
+        assert _is_gone(pid, within_s=5.0), f"process {pid} survived the timeout"
+
+
+def _is_gone(pid: int, within_s: float) -> bool:
+    """Dead: no such process, or a zombie waiting for a parent that is not us."""
+    try:
+        process = psutil.Process(pid)
+        process.wait(timeout=within_s)  # returns at once for a reaped or foreign zombie
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.TimeoutExpired:
+        return process.status() == psutil.STATUS_ZOMBIE
+    return True
+
+
+def test_the_command_must_not_be_empty() -> None:
+    with pytest.raises(ValueError, match="needs a command"):
+        ExecHandler("   ")
