@@ -65,6 +65,8 @@ def create_database(server_url: str, name: str, template: str | None = None) -> 
     if template is not None:
         statement = sql.SQL("{} TEMPLATE {}").format(statement, sql.Identifier(template))
     with _maintenance(server_url) as conn:
+        if template is not None:  # cloning fails while anyone is connected to the template
+            _terminate_connections(conn, template)
         conn.execute(statement)
     logger.info("created test database", extra={"db_name": name, "db_template": template})
     return url_with_database(server_url, name)
@@ -73,15 +75,19 @@ def create_database(server_url: str, name: str, template: str | None = None) -> 
 def drop_database(server_url: str, name: str) -> None:
     """Drop database ``name`` if it exists, terminating its connections first."""
     with _maintenance(server_url) as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid()",
-            (name,),
-        )
+        _terminate_connections(conn, name)
         # FORCE also terminates sessions that connected after the statement above.
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+def _terminate_connections(conn: psycopg.Connection[tuple[object, ...]], dbname: str) -> None:
+    conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = %s AND pid <> pg_backend_pid()",
+        (dbname,),
+    )
 
 
 def _maintenance(server_url: str) -> psycopg.Connection[tuple[object, ...]]:

@@ -6,6 +6,7 @@ import contextlib
 import os
 import pwd
 import selectors
+import shutil
 import signal
 import stat
 import subprocess
@@ -22,9 +23,10 @@ import pytest
 from eventsourcing.postgres import PostgresFactory
 from psycopg.conninfo import conninfo_to_dict
 
+from store import embedded
 from store.database import DATABASE_URL_ENV, database_url, eventsourcing_env, url_with_database
 from store.embedded import MAX_SOCKET_PATH_BYTES, EmbeddedPostgres
-from tests.pg import REPO_ROOT, drop_database, unique_database_name
+from tests.pg import REPO_ROOT, create_database, drop_database, unique_database_name
 
 CHILD_DEADLINE_S = 120.0
 EXIT_DEADLINE_S = 15.0
@@ -51,8 +53,23 @@ OWNER_SCRIPT = textwrap.dedent(
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
-    pg = EmbeddedPostgres(tmp_path / "pg")
+def scratch() -> Iterator[Path]:
+    """A private temp dir outside pytest's basetemp.
+
+    When we run as root the server runs as another account that must traverse the
+    path; a concurrently starting pytest session re-chmods /tmp/pytest-of-<user> to
+    0700 (and prunes old numbered dirs), which would pull the floor from under it.
+    """
+    path = Path(tempfile.mkdtemp(prefix="apiary-test-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+@pytest.fixture
+def server(scratch: Path) -> Iterator[EmbeddedPostgres]:
+    pg = EmbeddedPostgres(scratch / "pg")
     try:
         yield pg
     finally:
@@ -149,8 +166,8 @@ def test_data_survives_stop_and_start(server: EmbeddedPostgres) -> None:
     assert _notes(url) == ["before restart"]
 
 
-def test_start_after_owner_was_killed(tmp_path: Path) -> None:
-    data_dir = tmp_path / "pg"
+def test_start_after_owner_was_killed(scratch: Path) -> None:
+    data_dir = scratch / "pg"
     with _spawn_owner(data_dir, "from the killed owner", "hold") as child:
         url = _read_line(child, CHILD_DEADLINE_S)
         os.kill(child.pid, signal.SIGKILL)
@@ -183,8 +200,57 @@ def test_start_recovers_from_killed_server(server: EmbeddedPostgres) -> None:
     assert _notes(url) == ["committed before the crash"]
 
 
-def test_second_holder_keeps_server_running(tmp_path: Path) -> None:
-    first, second = EmbeddedPostgres(tmp_path / "pg"), EmbeddedPostgres(tmp_path / "pg")
+def test_start_ignores_stale_pidfile_naming_a_recycled_pid(server: EmbeddedPostgres) -> None:
+    url = server.start()
+    server.stop()
+    # As after a reboot: the pid in the leftover files now belongs to an unrelated, live
+    # process of the server's own account, so postgres alone would refuse to start.
+    owner = server.data_dir.stat()
+    root = os.geteuid() == 0
+    with subprocess.Popen(
+        ["cat"],
+        stdin=subprocess.PIPE,
+        user=owner.st_uid if root else None,
+        group=owner.st_gid if root else None,
+    ) as unrelated:
+        pid = unrelated.pid
+        (server.pgdata / "postmaster.pid").write_text(
+            f"{pid}\n{server.pgdata}\n0\n5432\n{server.data_dir}\n\n0 0\nready\n"
+        )
+        (server.data_dir / ".s.PGSQL.5432.lock").write_text(f"{pid}\n{server.pgdata}\n0\n5432\n")
+        try:
+            assert server.start() == url
+            assert _postmaster(server).pid != pid
+            assert unrelated.poll() is None, "the unrelated process is left alone"
+        finally:
+            assert unrelated.stdin is not None
+            unrelated.stdin.close()
+
+
+def test_start_replaces_a_hung_server(
+    server: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = server.start()
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE marks (note text)")
+        conn.execute("INSERT INTO marks VALUES ('committed before the hang')")
+    hung = _postmaster(server)
+    monkeypatch.setattr(embedded, "_CONNECT_TIMEOUT_S", 2)
+    monkeypatch.setattr(embedded, "_STOP_TIMEOUT_S", 2)
+    hung.suspend()  # SIGSTOP: alive and ours, but answers nothing
+    other = EmbeddedPostgres(server.data_dir)
+    try:
+        assert other.start() == url
+        assert _is_gone(hung)
+        assert _notes(url) == ["committed before the hang"]
+    finally:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            hung.resume()
+        other.stop()
+
+
+def test_second_holder_keeps_server_running(scratch: Path) -> None:
+    first, second = EmbeddedPostgres(scratch / "pg"), EmbeddedPostgres(scratch / "pg")
     url = first.start()
     try:
         assert second.start() == url
@@ -198,15 +264,16 @@ def test_second_holder_keeps_server_running(tmp_path: Path) -> None:
     assert _is_gone(postmaster)
 
 
-def test_deep_data_dir_gets_a_short_socket(tmp_path: Path) -> None:
-    deep = tmp_path.joinpath(*["a-rather-long-directory-name"] * 5)
+def test_deep_data_dir_gets_a_short_socket(scratch: Path) -> None:
+    deep = scratch.joinpath(*["a-rather-long-directory-name"] * 5)
     assert len(str(deep / ".s.PGSQL.5432")) > MAX_SOCKET_PATH_BYTES
     with EmbeddedPostgres(deep) as pg:
-        socket_dir = conninfo_to_dict(pg.url)["host"]
-        assert str(socket_dir).startswith(tempfile.gettempdir())
+        socket_dir = str(conninfo_to_dict(pg.url)["host"])
+        assert socket_dir.startswith(tempfile.gettempdir())
         assert len(f"{socket_dir}/.s.PGSQL.5432") <= MAX_SOCKET_PATH_BYTES
         with psycopg.connect(pg.url) as conn:
             assert conn.execute("SELECT current_database()").fetchone() == ("apiary",)
+    assert not Path(socket_dir).exists(), "the short socket dir is removed on stop"
 
 
 def _grant_traverse_to_all(path: Path) -> None:
@@ -214,17 +281,17 @@ def _grant_traverse_to_all(path: Path) -> None:
         directory.chmod(stat.S_IMODE(directory.stat().st_mode) | stat.S_IXOTH)
 
 
-def test_runs_as_an_ordinary_user(tmp_path: Path) -> None:
+def test_runs_as_an_ordinary_user(scratch: Path) -> None:
     if os.geteuid() != 0:
         # Already unprivileged: the server simply runs as us.
-        with EmbeddedPostgres(tmp_path / "pg") as pg:
+        with EmbeddedPostgres(scratch / "pg") as pg:
             assert _postmaster(pg).uids().effective == os.geteuid()
         return
     nobody = pwd.getpwnam("nobody")
-    home = tmp_path / "nobody-home"
+    home = scratch / "nobody-home"
     home.mkdir(mode=0o700)
     os.chown(home, nobody.pw_uid, nobody.pw_gid)
-    _grant_traverse_to_all(tmp_path)
+    _grant_traverse_to_all(scratch)
     data_dir = home / "pg"
 
     with _spawn_owner(data_dir, "written by nobody", "once", account=nobody) as child:
@@ -246,24 +313,24 @@ def test_server_never_runs_as_root(server: EmbeddedPostgres) -> None:
     assert server.data_dir.stat().st_mode & 0o077 == 0, "data dir must be private"
 
 
-def test_database_url_uses_configured_server(pg_server_url: str, tmp_path: Path) -> None:
+def test_database_url_uses_configured_server(pg_server_url: str, scratch: Path) -> None:
     name = unique_database_name("apiary_url")
     url = url_with_database(pg_server_url, name)
     try:
-        with database_url({DATABASE_URL_ENV: url}, tmp_path) as yielded:
+        with database_url({DATABASE_URL_ENV: url}, scratch) as yielded:
             assert yielded == url
             with psycopg.connect(yielded) as conn:
                 assert conn.execute("SELECT current_database()").fetchone() == (name,)
-        assert not (tmp_path / "pgdata").exists(), "no embedded server when a URL is set"
+        assert not (scratch / "pgdata").exists(), "no embedded server when a URL is set"
     finally:
         drop_database(pg_server_url, name)
 
 
-def test_database_url_starts_and_stops_embedded_server(tmp_path: Path) -> None:
-    with database_url({}, tmp_path) as url:
+def test_database_url_starts_and_stops_embedded_server(scratch: Path) -> None:
+    with database_url({}, scratch) as url:
         with psycopg.connect(url) as conn:
             assert conn.execute("SELECT current_database()").fetchone() == ("apiary",)
-        postmaster = _postmaster(EmbeddedPostgres(tmp_path / "pgdata"))
+        postmaster = _postmaster(EmbeddedPostgres(scratch / "pgdata"))
     assert _is_gone(postmaster)
 
 
@@ -275,3 +342,25 @@ def test_eventsourcing_connects_with_translated_env(server: EmbeddedPostgres) ->
             assert cursor.fetchone() == {"db": "apiary", "who": "postgres"}
     finally:
         factory.close()
+
+
+def test_create_database_from_template_then_drop_despite_open_connection(
+    pg_server_url: str,
+) -> None:
+    template, clone = unique_database_name("apiary_tpl"), unique_database_name("apiary_clone")
+    try:
+        with contextlib.ExitStack() as connections:
+            template_url = create_database(pg_server_url, template)
+            lingering = connections.enter_context(psycopg.connect(template_url, autocommit=True))
+            lingering.execute("CREATE TABLE marks (note text)")
+            lingering.execute("INSERT INTO marks VALUES ('from the template')")
+            clone_url = create_database(pg_server_url, clone, template=template)
+            assert _notes(clone_url) == ["from the template"]
+            connections.enter_context(psycopg.connect(clone_url, autocommit=True))
+            drop_database(pg_server_url, clone)
+            with psycopg.connect(pg_server_url) as conn:
+                found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (clone,))
+                assert found.fetchone() is None
+    finally:
+        drop_database(pg_server_url, clone)
+        drop_database(pg_server_url, template)

@@ -1,0 +1,275 @@
+"""`make bench`: the event store's limits and the hive's end-to-end speed, in one run.
+
+Writes docs/benchmarks.md. Not part of `make test`. Uses APIARY_DATABASE_URL's server when
+set, else the embedded PostgreSQL; each run works in a database of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from api.bootstrap import migrate, open_hive
+from api.settings import Settings
+from domain.cause import Cause
+from domain.hive import TaskSpec
+from store.database import database_url
+from tests.bench.pg import pgbench_insert_tps
+from tests.bench.stats import summary_ms
+from tests.e2e.harness import Hive, start_bot
+from tests.pg import create_database, drop_database, unique_database_name
+from tests.waiting import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+CAUSE = Cause("bench", "bench")
+
+
+def append_rate(url: str, per_save: int, events: int) -> float:
+    hive = open_hive(url, Settings())
+    try:
+        started = time.perf_counter()
+        for _ in range(events // per_save):
+            hive.submit_tasks([TaskSpec("bench", payload="{}")] * per_save, CAUSE)
+        return events / (time.perf_counter() - started)
+    finally:
+        hive.close()
+
+
+def drain(
+    hive: Hive, client: httpx.Client, enrol: str, tasks: int, bots: int, concurrency: int
+) -> dict[str, Any]:
+    for start in range(0, tasks, 1000):
+        batch = [
+            {"type": "noop", "payload": {"n": i}} for i in range(start, min(tasks, start + 1000))
+        ]
+        client.post("/v1/tasks/batch", json={"tasks": batch}).raise_for_status()
+    launched = time.perf_counter()
+    fleet = [
+        start_bot(
+            hive,
+            enrol,
+            f"drain-{i}",
+            "--capabilities",
+            "noop",
+            "--max-concurrency",
+            str(concurrency),
+        )
+        for i in range(bots)
+    ]
+    with psycopg.connect(hive.db_url) as conn:
+
+        def done() -> bool:
+            row = conn.execute(
+                "SELECT count(*) FROM tasks_view WHERE type = 'noop' AND state = 'succeeded'"
+            ).fetchone()
+            return bool(row and row[0] >= tasks)
+
+        wait_for(done, timeout=600, what="the drain", interval=0.05)
+        wall = time.perf_counter() - launched
+        span = conn.execute(
+            "SELECT extract(epoch FROM max(finished_at) - min(assigned_at)) FROM tasks_view "
+            "WHERE type = 'noop'"
+        ).fetchone()
+    return {
+        "fleet": fleet,
+        "tasks": tasks,
+        "wall_s": wall,
+        "span_s": float(span[0]),
+        "per_s_span": tasks / float(span[0]),
+        "per_s_wall": tasks / wall,
+    }
+
+
+def idle_latency(hive: Hive, client: httpx.Client, count: int) -> dict[str, Any]:
+    ids = []
+    for i in range(count):
+        task_id = client.post("/v1/tasks", json={"type": "noop", "payload": {"i": i}}).json()["id"]
+        ids.append(task_id)
+        wait_for(
+            lambda t=task_id: client.get(f"/v1/tasks/{t}").json()["state"] == "succeeded",
+            timeout=30,
+            what="an idle-fleet task",
+            interval=0.002,
+        )
+    with psycopg.connect(hive.db_url) as conn:
+        rows = conn.execute(
+            "SELECT extract(epoch FROM started_at - submitted_at), "
+            "extract(epoch FROM finished_at - submitted_at) FROM tasks_view "
+            "WHERE task_id = ANY(%s::uuid[])",
+            (ids,),
+        ).fetchall()
+    return {
+        "start": summary_ms([float(r[0]) for r in rows]),
+        "done": summary_ms([float(r[1]) for r in rows]),
+        "count": len(rows),
+    }
+
+
+def rerun_after_kill(hive: Hive, client: httpx.Client, enrol: str) -> float:
+    standby = start_bot(
+        hive, enrol, "standby", "--capabilities", "writing", "--max-concurrency", "1"
+    )
+    doomed = start_bot(
+        hive,
+        enrol,
+        "doomed",
+        "--capabilities",
+        "writing",
+        "--max-concurrency",
+        "8",
+        "--exec",
+        f"{sys.executable} -c 'import sys, threading; sys.stdin.read(); threading.Event().wait(120)'",
+    )
+    try:
+        wait_for(
+            lambda: (
+                len(
+                    [
+                        b
+                        for b in client.get("/v1/bots").json()["items"]
+                        if b["state"] == "ready" and b["name"] in ("standby", "doomed")
+                    ]
+                )
+                == 2
+            ),
+            timeout=30,
+            what="standby and doomed bots",
+        )
+        task_id = client.post(
+            "/v1/tasks", json={"type": "writing", "payload": {"text": "a b c.", "style": "upper"}}
+        ).json()["id"]
+        wait_for(
+            lambda: client.get(f"/v1/tasks/{task_id}").json()["state"] == "running",
+            timeout=30,
+            what="the task running on the doomed bot",
+        )
+        killed = datetime.now(UTC)
+        doomed.kill9()
+        wait_for(
+            lambda: (
+                client.get(f"/v1/tasks/{task_id}").json()["fencing_token"] == 2
+                and client.get(f"/v1/tasks/{task_id}").json()["started_at"] is not None
+            ),
+            timeout=60,
+            what="the task restarted elsewhere",
+            interval=0.05,
+        )
+        restarted = datetime.fromisoformat(client.get(f"/v1/tasks/{task_id}").json()["started_at"])
+        return (restarted - killed).total_seconds()
+    finally:
+        standby.stop()
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    system = f"{platform.system()} {platform.release()}"
+    py = platform.python_version()
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {system}, Python {py}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
+    ap.add_argument("--tasks", type=int, default=20_000)
+    ap.add_argument("--bots", type=int, default=4)
+    ap.add_argument("--concurrency", type=int, default=256, help="max concurrency per bot")
+    ap.add_argument("--latency-samples", type=int, default=500)
+    ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    args = ap.parse_args()
+    with database_url(os.environ, (REPO / ".apiary").resolve()) as server:
+        name = unique_database_name("apiary_bench")
+        url = create_database(server, name)
+        home = Path(tempfile.mkdtemp(prefix="apiary-bench-"))
+        try:
+            migrate(url)
+            with psycopg.connect(url) as conn:
+                pg_version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+            print("raw INSERT ...", flush=True)
+            raw1 = pgbench_insert_tps(url, 1, 10)
+            raw4 = pgbench_insert_tps(url, 4, 10)
+            print("log append ...", flush=True)
+            app1 = append_rate(url, 1, 2_000)
+            app100 = append_rate(url, 100, 20_000)
+            hive = Hive(db_url=url, home=home, settings={"APIARY_LOG_LEVEL": "WARNING"}).start()
+            try:
+                client = hive.client(hive.key("admin"))
+                enrol = hive.key("bot")
+                print("drain ...", flush=True)
+                d = drain(hive, client, enrol, args.tasks, args.bots, args.concurrency)
+                print("idle latency ...", flush=True)
+                lat = idle_latency(hive, client, args.latency_samples)
+                for bot in d.pop("fleet"):
+                    bot.stop()
+                print("kill -9 a bot ...", flush=True)
+                rerun = rerun_after_kill(hive, client, enrol)
+            finally:
+                hive.stop()
+        finally:
+            drop_database(server, name)
+            shutil.rmtree(home, ignore_errors=True)
+    report = render(machine(), pg_version, raw1, raw4, app1, app100, d, lat, rerun, args)
+    args.out.write_text(report)
+    print(report)
+    return 0
+
+
+def render(
+    machine: str,
+    pg: str,
+    raw1: float,
+    raw4: float,
+    app1: float,
+    app100: float,
+    d: dict[str, Any],
+    lat: dict[str, Any],
+    rerun: float,
+    args: argparse.Namespace,
+) -> str:
+    return f"""# Benchmarks
+
+Produced by `make bench` (`python -m tests.bench --tasks {args.tasks} --bots {args.bots}
+--concurrency {args.concurrency} --latency-samples {args.latency_samples}`) on
+{datetime.now(UTC):%Y-%m-%d}. Machine: {machine}; PostgreSQL {pg}. The hive ran as one
+`apiary serve` process; bots were separate `apiary bot` processes on the same machine.
+Shared, noisy machines: compare ratios within one run, not absolute numbers across runs.
+
+## The event store
+
+| measured | figure |
+|---|---|
+| raw single-row INSERT (pgbench), 1 / 4 clients | {raw1:,.0f} / {raw4:,.0f} tx/s |
+| log append through the Hive (hash chain on), 1 event per save | {app1:,.0f} events/s |
+| log append through the Hive, 100 events per save | {app100:,.0f} events/s |
+
+## End to end over HTTP
+
+| measured | figure | floor |
+|---|---|---|
+| drain: {d["tasks"]:,} no-op tasks, {args.bots} bot processes (first assignment to last completion) | {d["per_s_span"]:,.0f} tasks/s ({d["span_s"]:.2f} s) | >= 2,000 |
+| same, wall clock from launching the bots | {d["per_s_wall"]:,.0f} tasks/s ({d["wall_s"]:.2f} s) | |
+| submit -> start, idle bots, p50 / p95 / p99 ({lat["count"]} tasks, one at a time) | {lat["start"]["p50"]} / {lat["start"]["p95"]} / {lat["start"]["p99"]} ms | p50 <= 10, p99 <= 30 |
+| submit -> done, idle bots, p50 / p95 / p99 | {lat["done"]["p50"]} / {lat["done"]["p95"]} / {lat["done"]["p99"]} ms | |
+| kill -9 a bot holding a task -> the task starts on another bot (defaults: 5 s lease) | {rerun:.2f} s | <= 10 s |
+
+Latencies are differences of event timestamps recorded by the server (one clock).
+"""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
