@@ -42,7 +42,11 @@ class Dispatcher:
         free = sum(max(s.free, 0) for s in slots)
         if free == 0:
             return 0
-        pending = self.index.pending(min(self.page, free * 4))
+        open_slots = [s for s in slots if s.free > 0]
+        pending = self.index.pending(
+            min(self.page, free * 4),
+            servable=lambda needs: any(needs <= s.capabilities for s in open_slots),
+        )
         assignments = route(pending, slots)
         if not assignments:
             return 0

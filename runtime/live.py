@@ -53,6 +53,46 @@ class LiveBot:
     live: bool = True
 
 
+class PendingQueue:
+    """Pending tasks that need one set of capabilities: by priority, then by age.
+
+    New tasks arrive in log order, so per priority a dict keeps them oldest first; a task
+    that comes back (its bot was lost) is older than most, so it goes into a small sorted
+    list merged in front as needed.
+    """
+
+    def __init__(self) -> None:
+        self.fresh: list[dict[UUID, int]] = [{} for _ in range(10)]
+        self.returned: list[list[tuple[int, UUID]]] = [[] for _ in range(10)]
+        self.size = 0
+
+    def add(self, task: LiveTask) -> None:
+        if task.fencing_token == 0:
+            self.fresh[task.priority][task.task_id] = task.seq
+        else:
+            bisect.insort(self.returned[task.priority], (task.seq, task.task_id))
+        self.size += 1
+
+    def remove(self, task: LiveTask) -> None:
+        if self.fresh[task.priority].pop(task.task_id, None) is None:
+            returned = self.returned[task.priority]
+            i = bisect.bisect_left(returned, (task.seq, task.task_id))
+            if i == len(returned) or returned[i][1] != task.task_id:
+                return
+            del returned[i]
+        self.size -= 1
+
+    def first(self, limit: int) -> Iterator[UUID]:
+        taken = 0
+        for priority in range(9, -1, -1):
+            fresh = ((seq, tid) for tid, seq in self.fresh[priority].items())
+            for _, task_id in heapq.merge(iter(self.returned[priority]), fresh):
+                if taken >= limit:
+                    return
+                taken += 1
+                yield task_id
+
+
 @dataclass
 class Changes:
     """What an applied batch of events means to the waiting loops."""
@@ -68,8 +108,7 @@ class LiveIndex:
         self.tasks: dict[UUID, LiveTask] = {}
         self.bots: dict[UUID, LiveBot] = {}
         self.held: defaultdict[UUID, set[UUID]] = defaultdict(set)
-        self._fresh: list[dict[UUID, int]] = [{} for _ in range(10)]  # per priority, by seq
-        self._returned: list[list[tuple[int, UUID]]] = [[] for _ in range(10)]
+        self.queues: dict[frozenset[str], PendingQueue] = {}
         self.listeners: list[Callable[[Changes], None]] = []
 
     # -- snapshot ---------------------------------------------------------------------
@@ -177,20 +216,16 @@ class LiveIndex:
     def _put(self, task: LiveTask) -> None:
         self.tasks[task.task_id] = task
         if task.state == "pending":
-            if task.fencing_token == 0:
-                self._fresh[task.priority][task.task_id] = task.seq
-            else:
-                bisect.insort(self._returned[task.priority], (task.seq, task.task_id))
+            queue = self.queues.get(task.capabilities)
+            if queue is None:
+                queue = self.queues[task.capabilities] = PendingQueue()
+            queue.add(task)
         elif task.bot_id is not None:
             self.held[task.bot_id].add(task.task_id)
 
     def _take_out(self, task: LiveTask) -> None:
         if task.state == "pending":
-            if self._fresh[task.priority].pop(task.task_id, None) is None:
-                returned = self._returned[task.priority]
-                i = bisect.bisect_left(returned, (task.seq, task.task_id))
-                if i < len(returned) and returned[i][1] == task.task_id:
-                    del returned[i]
+            self.queues[task.capabilities].remove(task)
         elif task.bot_id is not None:
             held = self.held.get(task.bot_id)
             if held is not None:
@@ -200,18 +235,21 @@ class LiveIndex:
 
     # -- reading ----------------------------------------------------------------------
 
-    def pending(self, limit: int) -> list[PendingTask]:
-        """The first ``limit`` pending tasks: highest priority first, oldest first."""
+    def pending(
+        self, limit: int, servable: Callable[[frozenset[str]], bool] = lambda _: True
+    ) -> list[PendingTask]:
+        """The first ``limit`` pending tasks, highest priority first, oldest first, among
+        those whose capabilities ``servable`` accepts: tasks nobody can take now never
+        stand in the way of tasks somebody can."""
         out: list[PendingTask] = []
         with self.lock:
-            for priority in range(9, -1, -1):
-                fresh = ((seq, tid) for tid, seq in self._fresh[priority].items())
-                for _, task_id in heapq.merge(iter(self._returned[priority]), fresh):
-                    if len(out) >= limit:
-                        return out
-                    t = self.tasks[task_id]
-                    out.append(PendingTask(t.task_id, t.priority, t.seq, t.capabilities))
-        return out
+            for capabilities, queue in self.queues.items():
+                if queue.size and servable(capabilities):
+                    for task_id in queue.first(limit):
+                        t = self.tasks[task_id]
+                        out.append(PendingTask(t.task_id, t.priority, t.seq, t.capabilities))
+        out.sort(key=lambda t: t.order)
+        return out[:limit]
 
     def slots(self) -> list[BotSlots]:
         with self.lock:

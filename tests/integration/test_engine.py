@@ -84,3 +84,10 @@ def test_deregistered_bot_gives_back_what_it_held(node: Node) -> None:
         lambda: all(node.hive.get(Task, t).state is TaskState.PENDING for t in ids),
         what="tasks back to pending",
     )
+
+
+def test_tasks_nobody_can_take_do_not_block_those_somebody_can(node: Node) -> None:
+    node.hive.submit_tasks([TaskSpec("painting", priority=9)] * 50, ALICE)
+    wanted = node.hive.submit_tasks([TaskSpec("code", priority=0)], ALICE).items[0].task.id
+    coder = register(node, "coder", ["code"], slots=1)
+    assert wait_for(lambda: claim(node, coder, wait=0.5), what="the code task") == [wanted]
