@@ -27,7 +27,7 @@ from domain.hive import TaskSpec
 from store.database import database_url
 from tests.bench.pg import pgbench_insert_tps
 from tests.bench.stats import summary_ms
-from tests.e2e.harness import Hive, start_bot
+from tests.e2e.harness import Hive, start_bot, task
 from tests.pg import create_database, drop_database, unique_database_name
 from tests.waiting import wait_for
 
@@ -97,7 +97,7 @@ def idle_latency(hive: Hive, client: httpx.Client, count: int) -> dict[str, Any]
         task_id = client.post("/v1/tasks", json={"type": "noop", "payload": {"i": i}}).json()["id"]
         ids.append(task_id)
         wait_for(
-            lambda t=task_id: client.get(f"/v1/tasks/{t}").json()["state"] == "succeeded",
+            lambda t=task_id: task(client, t)["state"] == "succeeded",
             timeout=30,
             what="an idle-fleet task",
             interval=0.002,
@@ -212,8 +212,10 @@ def main() -> int:
                 enrol = hive.key("bot")
                 print("drain ...", flush=True)
                 d = drain(hive, client, enrol, args.tasks, args.bots, args.concurrency)
+                print({k: v for k, v in d.items() if k != "fleet"}, flush=True)
                 print("idle latency ...", flush=True)
                 lat = idle_latency(hive, client, args.latency_samples)
+                print(lat, flush=True)
                 for bot in d.pop("fleet"):
                     bot.stop()
                 print("kill -9 a bot ...", flush=True)
