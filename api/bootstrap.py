@@ -32,7 +32,7 @@ from runtime.loops import Loop, start_thread
 from runtime.reaper import LeaseReaper
 from store.chain import EVENT_LOG_MIGRATIONS
 from store.database import eventsourcing_env
-from store.follower import LogFollower
+from store.follower import LogFollower, RecentEvents
 from store.leadership import Leadership
 from store.liveness import LIVENESS_MIGRATIONS, Liveness
 from store.migrations import Migration
@@ -105,7 +105,9 @@ class Node:
         )
         self.index = LiveIndex()
         self.liveness = Liveness(self.pool)
-        decode = self.hive.mapper.to_domain_event
+        recent = RecentEvents(self.hive.mapper.to_domain_event)
+        self.hive.listeners.append(recent.remember)
+        decode = recent.decode
         self.feed = LiveIndexFeed(
             self.index,
             LogFollower(
@@ -115,6 +117,7 @@ class Node:
                 poll_interval=s.poll_interval_s,
             ),
             decode,
+            observers=[self.hive.observe],
         )
         if self.serves_engine:
             self.runners = [

@@ -10,7 +10,9 @@ whole batch, so a refused command never leaves half its events behind.
 
 from __future__ import annotations
 
+import copy
 import secrets
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +23,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
+from domain.aggregate_cache import AggregateCache
 from domain.bots import Bot
 from domain.cause import Cause
 from domain.errors import ConcurrentUpdate, HiveError, InvalidInput, NotFound
@@ -91,7 +94,10 @@ class Hive(Application[UUID]):
         new_secret: Callable[[], str] = lambda: secrets.token_urlsafe(32),
     ) -> None:
         super().__init__(env)
-        self.clock = clock
+        self.cache = AggregateCache()
+        self.listeners: list[Callable[[list[tuple[int, Any]]], None]] = []
+        self.lock = threading.RLock()  # one command at a time per process: the log
+        self.clock = clock  # serializes writers anyway; this keeps cached aggregates whole
         self.new_id = new_id
         self.new_secret = new_secret
 
@@ -222,16 +228,22 @@ class Hive(Application[UUID]):
     ) -> Committed[Bot]:
         """The bot went silent: mark it lost and return the tasks it held, in one save."""
         for _ in range(MAX_ATTEMPTS):
-            bot = self.get(Bot, bot_id)
-            tasks = self.load_many(Task, held)
-            at = self.clock()
-            bot.mark_lost(reason, cause, at)
-            for task in tasks.values():
-                task.expire_lease(bot_id, reason, cause, at)
-            try:
-                return _committed([bot], self._save([bot, *tasks.values()]))
-            except IntegrityError:
-                continue
+            with self.lock:
+                bot = self._load(Bot, [bot_id]).get(bot_id)
+                if bot is None:
+                    raise NotFound(f"no bot {bot_id}", id=bot_id)
+                tasks = self._load(Task, list(held))
+                at = self.clock()
+                try:
+                    bot.mark_lost(reason, cause, at)
+                    for task in tasks.values():
+                        task.expire_lease(bot_id, reason, cause, at)
+                    return _committed([bot], self._save([bot, *tasks.values()]))
+                except IntegrityError:
+                    continue
+                except BaseException:
+                    self.cache.forget([bot_id, *tasks])
+                    raise
         raise ConcurrentUpdate()
 
     def deregister_bot(self, bot_id: UUID, cause: Cause) -> Committed[Bot]:
@@ -250,24 +262,50 @@ class Hive(Application[UUID]):
     # -- reading the truth ------------------------------------------------------------
 
     def load_many(self, kind: type[A], ids: Iterable[UUID]) -> dict[UUID, A]:
-        """Aggregates of one kind rebuilt from the log; ids not found are left out."""
-        wanted = list(dict.fromkeys(ids))
-        if not wanted:
-            return {}
+        """Aggregates of one kind as the log has them; ids not found are left out.
+
+        The caller gets copies: it may read them at leisure while commands go on.
+        """
+        with self.lock:
+            found = self._load(kind, list(dict.fromkeys(ids)))
+            return {i: _detached(a) for i, a in found.items()}
+
+    def observe(self, events: Iterable[tuple[int, Any]]) -> None:
+        """Events seen in the log: forget cached aggregates that another process moved on."""
+        with self.lock:
+            for _, event in events:
+                self.cache.forget_older(event.originator_id, event.originator_version)
+
+    def _load(self, kind: type[A], wanted: list[UUID]) -> dict[UUID, A]:
+        found: dict[UUID, Any] = {}
+        missing = []
+        for i in wanted:
+            cached = self.cache.get(i)
+            if cached is None:
+                missing.append(i)
+            else:
+                found[i] = cached
+        if missing:
+            loaded = self._read_log(missing)
+            self.cache.put(loaded.values())
+            found.update(loaded)
+        return {i: a for i, a in found.items() if isinstance(a, kind)}
+
+    def _read_log(self, ids: list[UUID]) -> dict[UUID, Any]:
         select_many = getattr(self.recorder, "select_events_many", None)
         found: dict[UUID, Any] = {}
         if select_many is None:
-            for i in wanted:
+            for i in ids:
                 try:
                     found[i] = self.repository.get(i)
                 except AggregateNotFoundError:
                     continue
-        else:
-            stored: list[StoredEvent] = select_many(wanted)
-            for record in stored:
-                event = self.mapper.to_domain_event(record)
-                found[record.originator_id] = event.mutate(found.get(record.originator_id))
-        return {i: a for i, a in found.items() if isinstance(a, kind)}
+            return found
+        stored: list[StoredEvent] = select_many(ids)
+        for record in stored:
+            event = self.mapper.to_domain_event(record)
+            found[record.originator_id] = event.mutate(found.get(record.originator_id))
+        return found
 
     def get(self, kind: type[A], aggregate_id: UUID) -> A:
         found = self.load_many(kind, [aggregate_id])
@@ -282,20 +320,24 @@ class Hive(Application[UUID]):
     ) -> Committed[A]:
         """Load, decide, save once; retry from a fresh load when a concurrent writer won."""
         for _ in range(MAX_ATTEMPTS):
-            found = self.load_many(kind, ids)
-            missing = [i for i in ids if i not in found]
-            if missing:
-                raise NotFound(
-                    f"no {kind.__name__.lower()} {', '.join(map(str, missing[:5]))}", ids=missing
-                )
-            at = self.clock()
-            for i in ids:
-                command(found[i], at)
-            changed = [found[i] for i in ids if found[i].pending_events]
-            try:
-                return _committed(changed, self._save(found.values()))
-            except IntegrityError:
-                continue
+            with self.lock:
+                found = self._load(kind, ids)
+                missing = [i for i in ids if i not in found]
+                if missing:
+                    shown = ", ".join(map(str, missing[:5]))
+                    raise NotFound(f"no {kind.__name__.lower()} {shown}", ids=missing)
+                at = self.clock()
+                try:
+                    for i in ids:
+                        command(found[i], at)
+                    changed = [found[i] for i in ids if found[i].pending_events]
+                    return _committed(changed, self._save(found.values()))
+                except IntegrityError:
+                    self.cache.forget(ids)
+                    continue
+                except BaseException:
+                    self.cache.forget(ids)  # half-decided aggregates must not stay cached
+                    raise
         raise ConcurrentUpdate()
 
     def _save(self, aggregates: Iterable[Aggregate]) -> list[tuple[int, Any]]:
@@ -308,10 +350,19 @@ class Hive(Application[UUID]):
         for aggregate in dirty:
             processing.events.extend(aggregate.collect_events())
             processing.aggregates[aggregate.id] = aggregate
-        recordings = self._record(processing)
+        with self.lock:
+            try:
+                recordings = self._record(processing)
+            except BaseException:
+                self.cache.forget(processing.aggregates)
+                raise
+            self.cache.put(dirty)
         self._take_snapshots(processing)
         self._notify(recordings)
-        return [(r.notification.id, r.domain_event) for r in recordings]
+        recorded = [(r.notification.id, r.domain_event) for r in recordings]
+        for listener in self.listeners:
+            listener(recorded)
+        return recorded
 
     def _task_id(self, spec: TaskSpec, cause: Cause) -> UUID:
         if spec.idempotency_key is None:
@@ -332,6 +383,13 @@ class Hive(Application[UUID]):
             at=at,
         )
         return IssuedKey(key, format_token(key_id, secret))
+
+
+def _detached(aggregate: A) -> A:
+    """A copy that shares nothing mutable with the cached original."""
+    twin = copy.copy(aggregate)
+    twin._pending_events = []  # type: ignore[attr-defined]
+    return twin
 
 
 def _committed(items: list[T], recorded: list[tuple[int, Any]]) -> Committed[T]:

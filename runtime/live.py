@@ -291,10 +291,17 @@ def relevant(page: Iterable[Any], decode: Callable[[Any], Any]) -> Iterator[tupl
 class LiveIndexFeed:
     """Keeps a live index current by following the log from the index's position."""
 
-    def __init__(self, index: LiveIndex, follower: LogFollower, decode: Callable[[Any], Any]):
+    def __init__(
+        self,
+        index: LiveIndex,
+        follower: LogFollower,
+        decode: Callable[[Any], Any],
+        observers: Iterable[Callable[[list[tuple[int, Any]]], None]] = (),
+    ) -> None:
         self.index = index
         self.follower = follower
         self.decode = decode
+        self.observers = list(observers)
         self.caught_up = threading.Event()
 
     def run(self, stop: threading.Event) -> None:
@@ -302,6 +309,9 @@ class LiveIndexFeed:
             while not stop.is_set():
                 page = self.follower.next_page(self.index.position)
                 if page:
-                    self.index.apply(relevant(page, self.decode), position=page[-1].id)
+                    events = list(relevant(page, self.decode))
+                    self.index.apply(events, position=page[-1].id)
+                    for observe in self.observers:
+                        observe(events)
                 if len(page) < self.follower.page_size:
                     self.caught_up.set()

@@ -144,3 +144,38 @@ class LogFollower:
                 extra={"action": "follow_retry", "error": type(e).__name__},
             )
             return []
+
+
+class RecentEvents:
+    """Decoded events by log position, shared by a process's followers.
+
+    Every follower of a page would decode it again; with this, a page is decoded once per
+    process, and events the process wrote itself are never decoded at all (the writer
+    hands them over as it records them). Events are immutable, so sharing them is safe.
+    """
+
+    def __init__(self, decode: Callable[[Notification], object], maxsize: int = 100_000):
+        self._decode = decode
+        self.maxsize = maxsize
+        self._events: dict[int, object] = {}
+        self._lock = threading.Lock()
+
+    def remember(self, recorded: Sequence[tuple[int, object]]) -> None:
+        with self._lock:
+            self._events.update(recorded)
+            self._trim()
+
+    def decode(self, notification: Notification) -> object:
+        event = self._events.get(notification.id)
+        if event is None:
+            event = self._decode(notification)
+            with self._lock:
+                self._events[notification.id] = event
+                self._trim()
+        return event
+
+    def _trim(self) -> None:
+        excess = len(self._events) - self.maxsize
+        if excess > 0:
+            for position in sorted(self._events)[: excess + self.maxsize // 10]:
+                del self._events[position]
