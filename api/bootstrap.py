@@ -27,6 +27,7 @@ from projections.runner import ProjectionRunner, View, reset_view
 from projections.schema import VIEW_MIGRATIONS
 from runtime.claims import ClaimBoard
 from runtime.dispatcher import Dispatcher
+from runtime.live import TOPICS as LIVE_TOPICS
 from runtime.live import LiveIndex, LiveIndexFeed
 from runtime.loops import Loop, start_thread
 from runtime.reaper import LeaseReaper
@@ -61,7 +62,7 @@ def hive_env(url: str, settings: Settings) -> dict[str, str]:
         "POSTGRES_MAX_OVERFLOW": str(settings.db_pool_size),
         "POSTGRES_CONNECT_TIMEOUT": str(settings.db_connect_timeout_s),
         "POSTGRES_LOCK_TIMEOUT": str(settings.db_lock_timeout_s),
-        "POSTGRES_PRE_PING": "y",
+        "POSTGRES_PRE_PING": "n",  # a ping per checkout costs a round trip; retries cover it
     }
 
 
@@ -115,6 +116,7 @@ class Node:
                 self.url,
                 page_size=s.projection_page,  # type: ignore[arg-type]
                 poll_interval=s.poll_interval_s,
+                topics=LIVE_TOPICS,
             ),
             decode,
             observers=[self.hive.observe],

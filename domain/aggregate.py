@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from eventsourcing.domain import Aggregate
+from eventsourcing.utils import get_topic
 
 from domain.cause import Cause
 
@@ -28,3 +29,12 @@ class HiveAggregate(Aggregate):
         self.trigger_event(
             event_class, timestamp=at, actor=cause.actor, request_id=cause.request_id, **fields
         )
+
+
+def event_topics(aggregate: type[HiveAggregate]) -> tuple[str, ...]:
+    """The topics under which the log stores this aggregate's events."""
+    return tuple(
+        get_topic(cls)
+        for cls in vars(aggregate).values()
+        if isinstance(cls, type) and issubclass(cls, aggregate.Event) and cls is not aggregate.Event
+    )

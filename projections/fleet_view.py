@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg
 
+from domain.aggregate import event_topics
 from domain.bots import Bot
 from projections.runner import Positioned
 
@@ -31,7 +32,7 @@ DEREGISTERED = (
 class FleetView:
     name = "fleet"
     tables = ("fleet_view",)
-    topic_prefixes = ("domain.bots:Bot.",)
+    topics = event_topics(Bot)
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
         for p in events:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import psycopg
 from eventsourcing.persistence import Notification
 
-from store.follower import LogFollower, NotificationSource
+from store.follower import LogFollower, NotificationSource, Page
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class Positioned:
 class View(Protocol):
     name: str
     tables: tuple[str, ...]
-    topic_prefixes: tuple[str, ...]
+    topics: tuple[str, ...]  # the events it reads; the others it passes over unread
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None: ...
 
@@ -86,7 +86,11 @@ class ProjectionRunner:
     def run(self, stop: threading.Event) -> None:
         """Follow the log until ``stop``; reconnect and resume after any database failure."""
         follower = LogFollower(
-            self.source, self.conninfo, page_size=self.page_size, poll_interval=self.poll_interval
+            self.source,
+            self.conninfo,
+            page_size=self.page_size,
+            poll_interval=self.poll_interval,
+            topics=self.view.topics,
         )
         with follower:
             while not stop.is_set():
@@ -113,25 +117,27 @@ class ProjectionRunner:
         self.healthy.set()
         while not stop.is_set():
             page = follower.next_page(self.position)
-            if page:
+            if page.end > self.position:
                 self._apply_or_resync(conn, page)
 
     def catch_up(self, *, until: int | None = None) -> int:
         """Apply pages until the head of the log (or ``until``) is reached; returns the position."""
-        follower = LogFollower(self.source, self.conninfo, page_size=self.page_size)
+        follower = LogFollower(
+            self.source, self.conninfo, page_size=self.page_size, topics=self.view.topics
+        )
         with psycopg.connect(self.conninfo, connect_timeout=5) as conn:
             with conn.transaction():
                 self.position = read_position(conn, self.view.name)
             while until is None or self.position < until:
                 page = follower.read(self.position)
-                if not page:
+                if page.end == self.position:
                     break
                 self._apply_or_resync(conn, page)
         return self.position
 
     # -- one page ---------------------------------------------------------------------
 
-    def _apply_or_resync(self, conn: psycopg.Connection[Any], page: Sequence[Notification]) -> None:
+    def _apply_or_resync(self, conn: psycopg.Connection[Any], page: Page) -> None:
         try:
             self._apply(conn, page)
         except PositionMoved:
@@ -142,13 +148,9 @@ class ProjectionRunner:
                 extra={"action": "view_resync", "view": self.view.name, "position": self.position},
             )
 
-    def _apply(self, conn: psycopg.Connection[Any], page: Sequence[Notification]) -> None:
-        relevant = [
-            Positioned(n.id, self.decode(n))
-            for n in page
-            if n.topic.startswith(self.view.topic_prefixes)
-        ]
-        end = page[-1].id
+    def _apply(self, conn: psycopg.Connection[Any], page: Page) -> None:
+        relevant = [Positioned(n.id, self.decode(n)) for n in page.items]
+        end = page.end
         with conn.transaction(), conn.cursor() as cur:
             if read_position(conn, self.view.name, lock=True) != self.position:
                 raise PositionMoved()

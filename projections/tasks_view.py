@@ -14,6 +14,7 @@ from uuid import UUID
 import orjson
 import psycopg
 
+from domain.aggregate import event_topics
 from domain.tasks import Task
 from projections.runner import Positioned
 
@@ -109,7 +110,7 @@ def _submitted(p: Positioned) -> dict[str, Any]:
 class TasksView:
     name = "tasks"
     tables = ("tasks_view",)
-    topic_prefixes = ("domain.tasks:Task.",)
+    topics = event_topics(Task)
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
         inserts: dict[UUID, dict[str, Any]] = {}

@@ -22,6 +22,7 @@ from uuid import UUID
 
 import psycopg
 
+from domain.aggregate import event_topics
 from domain.bots import Bot
 from domain.policies.routing import BotSlots, PendingTask
 from domain.tasks import Task
@@ -29,7 +30,7 @@ from store.follower import LogFollower
 
 log = logging.getLogger(__name__)
 
-TOPICS = ("domain.tasks:Task.", "domain.bots:Bot.")
+TOPICS = (*event_topics(Task), *event_topics(Bot))
 
 
 @dataclass
@@ -282,12 +283,6 @@ class LiveIndex:
             return sorted(self.held.get(bot_id, ()))
 
 
-def relevant(page: Iterable[Any], decode: Callable[[Any], Any]) -> Iterator[tuple[int, Any]]:
-    for n in page:
-        if n.topic.startswith(TOPICS):
-            yield n.id, decode(n)
-
-
 class LiveIndexFeed:
     """Keeps a live index current by following the log from the index's position."""
 
@@ -308,10 +303,12 @@ class LiveIndexFeed:
         with self.follower:
             while not stop.is_set():
                 page = self.follower.next_page(self.index.position)
-                if page:
-                    events = list(relevant(page, self.decode))
-                    self.index.apply(events, position=page[-1].id)
+                if page.items:
+                    events = [(n.id, self.decode(n)) for n in page.items]
+                    self.index.apply(events, position=page.end)
                     for observe in self.observers:
                         observe(events)
-                if len(page) < self.follower.page_size:
+                else:
+                    self.index.position = max(self.index.position, page.end)
+                if len(page.items) < self.follower.page_size:
                     self.caught_up.set()

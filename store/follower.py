@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import psycopg
@@ -33,6 +34,8 @@ class NotificationSource(Protocol):
         *,
         inclusive_of_start: bool = True,
     ) -> Sequence[Notification]: ...
+
+    def max_notification_id(self) -> int | None: ...
 
 
 class Wakeup:
@@ -99,8 +102,25 @@ class Wakeup:
                 self._stopped.wait(self.retry_interval)
 
 
+@dataclass(frozen=True)
+class Page:
+    """Notifications after a position, and the position a reader has reached with them.
+
+    ``end`` may lie beyond the last notification: a follower of some topics only learns
+    that nothing of interest happened up to ``end``.
+    """
+
+    items: list[Notification]
+    end: int
+
+
 class LogFollower:
-    """Reads the page of notifications after a position, waiting for one when there is none."""
+    """Reads the page of notifications after a position, waiting for one when there is none.
+
+    With ``topics``, only those notifications are read, up to the head of the log as it was
+    when the page was read: every id up to the head is then settled (commit order is id
+    order), so the reader may move past the others without reading them.
+    """
 
     def __init__(
         self,
@@ -109,10 +129,12 @@ class LogFollower:
         *,
         page_size: int = 500,
         poll_interval: float = 1.0,
+        topics: Sequence[str] = (),
     ) -> None:
         self.source = source
         self.page_size = page_size
         self.poll_interval = poll_interval
+        self.topics = list(topics)
         self.wakeup = Wakeup(conninfo, source.channel_name)
 
     def __enter__(self) -> LogFollower:
@@ -122,28 +144,44 @@ class LogFollower:
     def __exit__(self, *exc: object) -> None:
         self.wakeup.stop()
 
-    def next_page(self, position: int) -> list[Notification]:
-        """The events after ``position``; empty if none came within ``poll_interval``."""
+    def next_page(self, position: int) -> Page:
+        """The events after ``position``; an empty page if none came within ``poll_interval``."""
         self.wakeup.event.clear()
         page = self.read(position)
-        if not page:
+        if page.end == position:
             self.wakeup.event.wait(self.poll_interval)
             page = self.read(position)
         return page
 
-    def read(self, position: int, limit: int | None = None) -> list[Notification]:
+    def read(self, position: int) -> Page:
         try:
-            return list(
+            if not self.topics:
+                items = list(
+                    self.source.select_notifications(
+                        position, self.page_size, inclusive_of_start=False
+                    )
+                )
+                return Page(items, items[-1].id if items else position)
+            head = self.source.max_notification_id() or 0
+            if head <= position:
+                return Page([], position)
+            items = list(
                 self.source.select_notifications(
-                    position, limit or self.page_size, inclusive_of_start=False
+                    position,
+                    self.page_size,
+                    stop=head,
+                    topics=self.topics,
+                    inclusive_of_start=False,
                 )
             )
+            full = len(items) == self.page_size
+            return Page(items, items[-1].id if full else head)
         except (OperationalError, InterfaceError) as e:
             log.warning(
                 "log unreadable; will retry",
                 extra={"action": "follow_retry", "error": type(e).__name__},
             )
-            return []
+            return Page([], position)
 
 
 class RecentEvents:
