@@ -108,6 +108,8 @@ class Node:
         self.liveness = Liveness(self.pool)
         recent = RecentEvents(self.hive.mapper.to_domain_event)
         self.hive.listeners.append(recent.remember)
+        # What this process writes reaches its live index at once, not a NOTIFY later.
+        self.hive.listeners.append(self.index.apply)
         decode = recent.decode
         self.feed = LiveIndexFeed(
             self.index,

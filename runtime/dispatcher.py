@@ -2,8 +2,9 @@
 
 Woken whenever work appears (a task becomes pending, capacity frees, a bot arrives) and by
 a periodic tick as a safety net. Each round reads the live index, asks the routing policy,
-and records all of its decisions in one save; the round's own events are applied to the
-index at once, so the next round sees the new loads without waiting for the follower.
+and records all of its decisions in one save. The index must hear of the process's own
+writes as they are recorded (the node registers it as a listener of the Hive), so the next
+round sees the new loads without waiting for the follower.
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ class Dispatcher:
             return 0
         cause = Cause.engine(self.name, f"round-{next(self._rounds)}")
         committed = self.hive.assign_tasks(assignments, cause)
-        self.index.apply(committed.recorded)
         if len(committed.items) < len(assignments):
             log.info(
                 "some tasks were no longer pending",

@@ -40,19 +40,17 @@ class LeaseReaper:
         for bot_id in self.liveness.lapsed(self._old_enough(), self.grace_s):
             held = self.index.held_by(bot_id)
             try:
-                committed = self.hive.lose_bot(bot_id, held, "heartbeat lease expired", cause)
+                self.hive.lose_bot(bot_id, held, "heartbeat lease expired", cause)
             except NotFound:
                 continue
-            self.index.apply(committed.recorded)
-            lost += 1
+                lost += 1
             log.warning(
                 "bot lost; its tasks return to pending",
                 extra={"action": "bot_lost", "bot_id": str(bot_id), "released": len(held)},
             )
         for bot_id, task_ids in self.index.orphans().items():
-            committed = self.hive.release_tasks(bot_id, task_ids, "bot is no longer live", cause)
-            self.index.apply(committed.recorded)
-        return lost
+            self.hive.release_tasks(bot_id, task_ids, "bot is no longer live", cause)
+            return lost
 
     def _old_enough(self) -> list[UUID]:
         """Live bots seen for at least the grace period (a new one may not have renewed yet)."""
