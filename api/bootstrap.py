@@ -38,6 +38,7 @@ from store.leadership import Leadership
 from store.liveness import LIVENESS_MIGRATIONS, Liveness
 from store.migrations import Migration
 from store.migrations import migrate as apply_migrations
+from store.recorder import APPEND_MIGRATIONS
 
 if TYPE_CHECKING:
     from api.container import Container
@@ -45,7 +46,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROLES = ("all", "api", "engine")
-MIGRATIONS: list[Migration] = [*EVENT_LOG_MIGRATIONS, *VIEW_MIGRATIONS, *LIVENESS_MIGRATIONS]
+MIGRATIONS: list[Migration] = [
+    *EVENT_LOG_MIGRATIONS,
+    *APPEND_MIGRATIONS,
+    *VIEW_MIGRATIONS,
+    *LIVENESS_MIGRATIONS,
+]
 
 
 def migrate(url: str) -> list[Migration]:

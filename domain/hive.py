@@ -106,36 +106,19 @@ class Hive(Application[UUID]):
     def submit_tasks(self, specs: Sequence[TaskSpec], cause: Cause) -> Committed[Submission]:
         at = self.clock()
         ids = [self._task_id(spec, cause) for spec in specs]
-        fresh: dict[UUID, Task] = {}
-        for index, (task_id, spec) in enumerate(zip(ids, specs, strict=True)):
-            if task_id not in fresh:
-                fresh[task_id] = _at_index(
-                    index,
-                    len(specs),
-                    lambda s=spec, i=task_id: Task.submit(
-                        task_id=i,
-                        type=s.type,
-                        priority=s.priority,
-                        capabilities=s.capabilities,
-                        payload=s.payload,
-                        idempotency_key=s.idempotency_key,
-                        cause=cause,
-                        at=at,
-                    ),
-                )
-        existing: dict[UUID, Task] = {}
         keyed = [i for i, s in zip(ids, specs, strict=True) if s.idempotency_key is not None]
+        existing = self.load_many(Task, keyed)
         for _ in range(MAX_ATTEMPTS):
+            # New aggregates each attempt: a failed save has consumed the last ones' events.
+            fresh = self._new_tasks(ids, specs, cause, at, existing)
             try:
                 recorded = self._save(fresh.values())
                 break
             except IntegrityError:
-                found = self.load_many(Task, keyed)
+                found = self.load_many(Task, keyed)  # a concurrent submit with our key won
                 if not found.keys() - existing.keys():
                     raise
                 existing.update(found)
-                for task_id in found:
-                    fresh.pop(task_id, None)
         else:
             raise ConcurrentUpdate()
         seen: set[UUID] = set()
@@ -149,6 +132,34 @@ class Hive(Application[UUID]):
             )
             seen.add(task_id)
         return _committed(out, recorded)
+
+    def _new_tasks(
+        self,
+        ids: list[UUID],
+        specs: Sequence[TaskSpec],
+        cause: Cause,
+        at: datetime,
+        existing: dict[UUID, Task],
+    ) -> dict[UUID, Task]:
+        fresh: dict[UUID, Task] = {}
+        for index, (task_id, s) in enumerate(zip(ids, specs, strict=True)):
+            if task_id in fresh or task_id in existing:
+                continue
+            fresh[task_id] = _at_index(
+                index,
+                len(specs),
+                lambda s=s, i=task_id: Task.submit(
+                    task_id=i,
+                    type=s.type,
+                    priority=s.priority,
+                    capabilities=s.capabilities,
+                    payload=s.payload,
+                    idempotency_key=s.idempotency_key,
+                    cause=cause,
+                    at=at,
+                ),
+            )
+        return fresh
 
     def assign_tasks(self, assignments: Sequence[Assignment], cause: Cause) -> Committed[Task]:
         """Record the dispatcher's choices; tasks no longer pending are left alone."""

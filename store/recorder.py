@@ -10,39 +10,62 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
-from psycopg import Cursor
-from psycopg.rows import DictRow
+from eventsourcing.utils import retry
 from psycopg.sql import SQL, Identifier
+
+from store.migrations import Migration
+
+APPEND_MIGRATIONS = [
+    Migration(
+        4,
+        "hive_events: append in one statement",
+        """
+        CREATE OR REPLACE FUNCTION public.hive_append(
+            ids uuid[], versions bigint[], topics text[], states bytea[], lock_timeout text
+        ) RETURNS SETOF bigint
+        LANGUAGE plpgsql AS $fn$
+        BEGIN
+            PERFORM set_config('lock_timeout', lock_timeout, true);
+            LOCK TABLE public.hive_events IN EXCLUSIVE MODE;
+            NOTIFY hive_events;
+            RETURN QUERY
+                INSERT INTO public.hive_events (originator_id, originator_version, topic, state)
+                SELECT * FROM unnest(ids, versions, topics, states)
+                RETURNING notification_id;
+        END
+        $fn$;
+        """,
+    ),
+]
 
 
 class HiveRecorder(PostgresApplicationRecorder):
+    """Appends as the library does — the table lock, a NOTIFY, one INSERT, in one
+    transaction — but in one statement: one round trip instead of a pipeline of five.
+    The rows travel as four plain arrays (psycopg dumps an array of composites slowly)."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.insert_columns_statement = SQL(
-            "INSERT INTO {}.{} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) "
-            "RETURNING notification_id"
-        ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+        self.append_statement = SQL(
+            "SELECT * FROM {}.hive_append(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[], %s)"
+        ).format(Identifier(self.datastore.schema))
 
-    def _insert_stored_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> None:
-        """As the library does (table lock, NOTIFY, one INSERT), but the rows travel as four
-        plain arrays instead of an array of a composite type, which psycopg dumps slowly."""
-        self._lock_table(curs)
-        self._notify_channel(curs)
-        curs.execute(
-            self.insert_columns_statement,
-            (
-                [e.originator_id for e in stored_events],
-                [e.originator_version for e in stored_events],
-                [e.topic for e in stored_events],
-                [e.state for e in stored_events],
-            ),
-            prepare=True,
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> list[int]:
+        if not stored_events:
+            return []
+        params = (
+            [e.originator_id for e in stored_events],
+            [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events],
+            [e.state for e in stored_events],
+            f"{self.datastore.lock_timeout}s",
         )
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.append_statement, params, prepare=True)
+            return [row["hive_append"] for row in curs.fetchall()]
 
     def select_events_many(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
         """Every event of the given aggregates, by aggregate and then version."""

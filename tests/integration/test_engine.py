@@ -91,3 +91,13 @@ def test_tasks_nobody_can_take_do_not_block_those_somebody_can(node: Node) -> No
     wanted = node.hive.submit_tasks([TaskSpec("code", priority=0)], ALICE).items[0].task.id
     coder = register(node, "coder", ["code"], slots=1)
     assert wait_for(lambda: claim(node, coder, wait=0.5), what="the code task") == [wanted]
+
+
+def test_repeated_idempotency_key_on_postgres_returns_the_original(node: Node) -> None:
+    first = node.hive.submit_tasks([TaskSpec("code", idempotency_key="once")], ALICE)
+    again = node.hive.submit_tasks(
+        [TaskSpec("code", idempotency_key="once"), TaskSpec("code", idempotency_key="new")], ALICE
+    )
+    assert again.items[0].duplicate and again.items[0].task.id == first.items[0].task.id
+    assert not again.items[1].duplicate
+    assert node.hive.recorder.max_notification_id() == again.position
