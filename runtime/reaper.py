@@ -43,14 +43,14 @@ class LeaseReaper:
                 self.hive.lose_bot(bot_id, held, "heartbeat lease expired", cause)
             except NotFound:
                 continue
-                lost += 1
+            lost += 1
             log.warning(
                 "bot lost; its tasks return to pending",
                 extra={"action": "bot_lost", "bot_id": str(bot_id), "released": len(held)},
             )
         for bot_id, task_ids in self.index.orphans().items():
             self.hive.release_tasks(bot_id, task_ids, "bot is no longer live", cause)
-            return lost
+        return lost
 
     def _old_enough(self) -> list[UUID]:
         """Live bots seen for at least the grace period (a new one may not have renewed yet)."""

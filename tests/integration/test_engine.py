@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from uuid import UUID
 
@@ -21,12 +22,14 @@ ALICE = Cause("alice", "req")
 
 
 @pytest.fixture
-def node(db_url: str) -> Iterator[Node]:
+def node(db_url: str, caplog: pytest.LogCaptureFixture) -> Iterator[Node]:
     n = Node(
         Settings(bot_lease_ttl_s=1.0, reaper_interval_s=0.1, poll_interval_s=0.2), db_url
     ).start()
     yield n
     n.stop()
+    crashes = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not crashes, f"a control loop crashed: {crashes[0].getMessage()}"
 
 
 def register(node: Node, name: str, caps: list[str], slots: int) -> UUID:
