@@ -152,7 +152,7 @@ class Node:
                 Loop("reaper", self.reaper.run_once, s.reaper_interval_s),
             ]
         if self.serves_api:
-            self.positions = ViewPositions(self.pool, self.url, ("tasks", "fleet"))
+            self.positions = ViewPositions(self.pool, self.url, ("tasks",))
             self.claims = ClaimBoard(self.hive, self.index)
             self.tasks = TaskReads(self.pool)
             self.fleet = FleetReads(self.pool)

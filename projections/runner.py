@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -25,6 +26,7 @@ from store.follower import LogFollower, NotificationSource, Page
 log = logging.getLogger(__name__)
 
 VIEWS_CHANNEL = "apiary_views"
+IDLE_FLUSH_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,8 @@ class ProjectionRunner:
         self.page_size = page_size
         self.poll_interval = poll_interval
         self.retry_interval = retry_interval
-        self.position = 0
+        self.position = 0  # what the view's table reflects (stored with it)
+        self.cursor = 0  # how far the runner has read (>= position)
         self.healthy = threading.Event()
         self.applied = threading.Condition()
 
@@ -112,13 +115,22 @@ class ProjectionRunner:
     def _follow(
         self, conn: psycopg.Connection[Any], follower: LogFollower, stop: threading.Event
     ) -> None:
+        """Apply what concerns the view at once. A stretch of the log with nothing for it
+        is only read past (``cursor``); the stored position catches up when the next page
+        is applied or after ``IDLE_FLUSH_S``, so the other views' traffic costs no writes."""
         with conn.transaction():
-            self.position = read_position(conn, self.view.name)
+            self.position = self.cursor = read_position(conn, self.view.name)
         self.healthy.set()
+        written = time.monotonic()
         while not stop.is_set():
-            page = follower.next_page(self.position)
-            if page.end > self.position:
+            page = follower.next_page(self.cursor)
+            if page.items or (
+                page.end > self.position and time.monotonic() - written >= IDLE_FLUSH_S
+            ):
                 self._apply_or_resync(conn, page)
+                written = time.monotonic()
+            else:
+                self.cursor = max(self.cursor, page.end)
 
     def catch_up(self, *, until: int | None = None) -> int:
         """Apply pages until the head of the log (or ``until``) is reached; returns the position."""
@@ -142,7 +154,7 @@ class ProjectionRunner:
             self._apply(conn, page)
         except PositionMoved:
             with conn.transaction():
-                self.position = read_position(conn, self.view.name)
+                self.position = self.cursor = read_position(conn, self.view.name)
             log.info(
                 "view position moved by another runner",
                 extra={"action": "view_resync", "view": self.view.name, "position": self.position},
@@ -161,7 +173,7 @@ class ProjectionRunner:
                 (end, self.view.name),
             )
             cur.execute("SELECT pg_notify(%s, %s)", (VIEWS_CHANNEL, f"{self.view.name}:{end}"))
-        self.position = end
+        self.position = self.cursor = end
         with self.applied:
             self.applied.notify_all()
 
