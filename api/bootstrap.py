@@ -125,6 +125,9 @@ class Node:
                 page_size=s.projection_page,  # type: ignore[arg-type]
                 poll_interval=s.poll_interval_s,
                 topics=LIVE_TOPICS,
+                # With role "all" this process's own writes reach the index directly; the
+                # feed only confirms them, so it may take its time. Elsewhere it must not.
+                settle_s=0.005 if self.role == "all" else 0.0,
             ),
             decode,
             observers=[self.hive.observe],

@@ -281,6 +281,23 @@ class Hive(Application[UUID]):
             found = self._load(kind, list(dict.fromkeys(ids)))
             return {i: _detached(a) for i, a in found.items()}
 
+    def cached_many(self, kind: type[A], ids: Iterable[UUID]) -> dict[UUID, A] | None:
+        """Like ``load_many``, but only from memory and never waiting: None when any is not
+        cached or a command is running. For callers that must not block (an event loop)."""
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:
+            found = {}
+            for i in ids:
+                aggregate = self.cache.get(i)
+                if aggregate is None:
+                    return None
+                if isinstance(aggregate, kind):
+                    found[i] = _detached(aggregate)
+            return found
+        finally:
+            self.lock.release()
+
     def observe(self, events: Iterable[tuple[int, Any]]) -> None:
         """Events seen in the log: forget cached aggregates that another process moved on."""
         with self.lock:

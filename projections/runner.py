@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 VIEWS_CHANNEL = "apiary_views"
 IDLE_FLUSH_S = 1.0
+SETTLE_S = 0.005  # after a wake-up, before reading: one page per burst of commits
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class ProjectionRunner:
             page_size=self.page_size,
             poll_interval=self.poll_interval,
             topics=self.view.topics,
+            settle_s=SETTLE_S,
         )
         with follower:
             while not stop.is_set():

@@ -88,7 +88,9 @@ class ClaimBoard:
         if not held:
             return []
         tokens = dict(held)
-        found = await run_in_threadpool(self.hive.load_many, Task, list(tokens))
+        found = self.hive.cached_many(Task, tokens)
+        if found is None:
+            found = await run_in_threadpool(self.hive.load_many, Task, list(tokens))
         return [
             ClaimedTask(t.id, t.type, t.priority, t.capabilities, t.payload, t.fencing_token)
             for task_id in tokens

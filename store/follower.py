@@ -130,10 +130,13 @@ class LogFollower:
         page_size: int = 500,
         poll_interval: float = 1.0,
         topics: Sequence[str] = (),
+        settle_s: float = 0.0,
     ) -> None:
         self.source = source
         self.page_size = page_size
         self.poll_interval = poll_interval
+        self.settle_s = settle_s
+        self._pace = threading.Event()  # never set: waiting on it is a pacing interval
         self.topics = list(topics)
         self.wakeup = Wakeup(conninfo, source.channel_name)
 
@@ -149,7 +152,10 @@ class LogFollower:
         self.wakeup.event.clear()
         page = self.read(position)
         if page.end == position:
-            self.wakeup.event.wait(self.poll_interval)
+            if self.wakeup.event.wait(self.poll_interval) and self.settle_s:
+                # Woken by a commit: let the burst it belongs to land, then read it as one
+                # page (fewer, larger transactions; less contention with the writer).
+                self._pace.wait(self.settle_s)
             page = self.read(position)
         return page
 
