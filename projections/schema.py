@@ -47,10 +47,6 @@ VIEW_MIGRATIONS = [
         CREATE INDEX IF NOT EXISTS tasks_view_type_seq ON public.tasks_view (type, seq);
         CREATE INDEX IF NOT EXISTS tasks_view_bot_seq ON public.tasks_view (bot_id, seq)
             WHERE bot_id IS NOT NULL;
-        CREATE INDEX IF NOT EXISTS tasks_view_held ON public.tasks_view (bot_id)
-            WHERE state IN ('assigned', 'running');
-        CREATE INDEX IF NOT EXISTS tasks_view_live ON public.tasks_view (state)
-            WHERE state IN ('pending', 'assigned', 'running');
         """,
     ),
     Migration(
