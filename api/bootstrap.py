@@ -34,6 +34,7 @@ from runtime.reaper import LeaseReaper
 from store.chain import EVENT_LOG_MIGRATIONS
 from store.database import eventsourcing_env
 from store.follower import LogFollower, RecentEvents
+from store.health import DatabaseGate, postgres_probe
 from store.leadership import Leadership
 from store.liveness import LIVENESS_MIGRATIONS, Liveness
 from store.migrations import Migration
@@ -227,6 +228,7 @@ class Node:
             liveness=self.liveness,
             readiness=self,
             keys=KeyRing(self.hive),
+            gate=DatabaseGate(postgres_probe(self.url)),
         )
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:

@@ -10,6 +10,7 @@ from starlette.requests import HTTPConnection
 from api.ports import ClaimBoard, FleetReads, Liveness, PositionWaiter, Readiness, TaskReads
 from api.settings import Settings
 from domain.hive import Committed, Hive
+from store.health import DatabaseGate
 
 if TYPE_CHECKING:  # api.auth reads the container from the request: no import cycle
     from api.auth import KeyRing
@@ -26,6 +27,7 @@ class Container:
     liveness: Liveness
     readiness: Readiness
     keys: KeyRing
+    gate: DatabaseGate
 
     def position_after(self, committed: Committed[Any]) -> int:
         """The log position to wait for to read a command's outcome: its own, or when it

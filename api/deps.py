@@ -12,7 +12,10 @@ from domain.keys import Role
 
 
 async def _container(request: Request) -> Container:  # async: no thread-pool hop
-    return container_of(request)
+    """The container; refused at once (503) while the database is known to be away."""
+    container = container_of(request)
+    container.gate.check()
+    return container
 
 
 async def _request_id(request: Request) -> str:

@@ -32,6 +32,7 @@ from domain.errors import (
     NotYourTask,
     StaleFencingToken,
 )
+from store.health import DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ HTTP_SLUGS: dict[int, str] = {
 }
 
 DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    DatabaseUnavailable,  # the gate: known to be down, refused without trying
     OperationalError,  # eventsourcing's wrappers of the driver's errors
     InterfaceError,
     psycopg.OperationalError,  # raised directly by our own queries
@@ -197,6 +199,7 @@ def install(app: FastAPI, *, retry_after_s: int) -> None:
         )
 
     async def database_unavailable(request: Request, exc: Exception) -> Response:
+        request.app.state.container.gate.failed()
         logger.warning(
             "database unavailable: %s",
             type(exc).__name__,

@@ -30,6 +30,6 @@ class Settings(BaseSettings):
     poll_interval_s: float = Field(default=1.0, gt=0, description="safety-net poll of the log")
 
     db_pool_size: int = Field(default=10, ge=1)
-    db_connect_timeout_s: int = Field(default=3, ge=1)
+    db_connect_timeout_s: int = Field(default=2, ge=1)
     db_lock_timeout_s: int = Field(default=5, ge=1)
     retry_after_s: int = Field(default=2, ge=1, description="Retry-After on 503")

@@ -58,7 +58,7 @@ class HiveRecorder(PostgresApplicationRecorder):
             "SELECT * FROM {}.hive_append(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[], %s)"
         ).format(Identifier(self.datastore.schema))
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    @retry((InterfaceError, OperationalError), max_attempts=2, wait=0.1)
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> list[int]:
         if not stored_events:
             return []
@@ -73,7 +73,7 @@ class HiveRecorder(PostgresApplicationRecorder):
             curs.execute(self.append_statement, params, prepare=True)
             return [row[0] for row in curs.fetchall()]
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    @retry((InterfaceError, OperationalError), max_attempts=2, wait=0.1)
     def select_notifications(
         self,
         start: int | None,

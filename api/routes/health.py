@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from starlette.requests import Request
 
-from api.deps import Ctx
+from api.container import container_of
 from api.errors import NotReady
 from api.schemas.common import Health, problem_responses
 
@@ -18,9 +19,9 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", responses=problem_responses(503))
-def readyz(ctx: Ctx) -> Health:
+def readyz(request: Request) -> Health:
     """200 when the database answers and the views are kept up to date; 503 otherwise."""
-    checks = ctx.readiness.check()
+    checks = container_of(request).readiness.check()
     if not checks or any(v != "ok" for v in checks.values()):
         raise NotReady(checks)
     return Health(status="ready", checks=checks)

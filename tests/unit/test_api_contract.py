@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
+import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +37,8 @@ from domain.keys import Role, format_token
 from domain.policies.routing import Assignment
 from domain.tasks import Task, TaskState
 from projections.rows import BotRow, TaskFilter, TaskRow
+from store.health import DatabaseGate
+from tests.waiting import wait_for
 
 ROOT = Cause("setup", "setup-1")
 ENGINE = Cause.engine("dispatcher", "round-1")
@@ -249,7 +253,9 @@ def make_settings() -> Settings:
     return Settings(max_payload_bytes=1024, max_batch=3, claim_max_wait_s=2.0, retry_after_s=7)
 
 
-def make_container(hive: Hive, settings: Settings, keys: KeyRing) -> Container:
+def make_container(
+    hive: Hive, settings: Settings, keys: KeyRing, probe: Callable[[], None] | None = None
+) -> Container:
     return Container(
         settings=settings,
         hive=hive,
@@ -260,6 +266,7 @@ def make_container(hive: Hive, settings: Settings, keys: KeyRing) -> Container:
         liveness=MemoryLiveness(),
         readiness=SetReadiness(),
         keys=keys,
+        gate=DatabaseGate(probe or (lambda: None), probe_interval=0.01),
     )
 
 
@@ -1009,11 +1016,36 @@ def test_database_refusing_writes_is_503_with_retry_after_and_persists_nothing(
             assert_problem(refused, 503, "database-unavailable")
             assert refused.headers["Retry-After"] == "7"
             assert hive.recorder.max_notification_id() == before
+            wait_for(lambda: not container.gate.down, timeout=5, what="the gate to reopen")
             assert (
                 client.post("/v1/tasks", json={"type": "code"}, headers=headers).status_code == 201
             )
     finally:
         hive.close()
+
+
+def test_while_the_database_is_away_requests_are_refused_at_once_then_served_again(
+    world: World,
+) -> None:
+    """After one failure the gate refuses requests without touching the database, until its
+    probe (a fake we own here) says the database answers again."""
+    back = threading.Event()
+
+    def probe() -> None:
+        if not back.is_set():
+            raise ConnectionError("still away")
+
+    world.container.gate = DatabaseGate(probe, probe_interval=0.01)
+    world.container.gate.failed()
+    started = time.monotonic()
+    refused = world.client.post("/v1/tasks", json={"type": "code"}, headers=world.auth("client"))
+    assert time.monotonic() - started < 0.5
+    assert_problem(refused, 503, "database-unavailable")
+    assert refused.headers["Retry-After"] == "7"
+    back.set()
+    wait_for(lambda: not world.container.gate.down, timeout=5, what="the gate to reopen")
+    served = world.client.post("/v1/tasks", json={"type": "code"}, headers=world.auth("client"))
+    assert served.status_code == 201
 
 
 # -- OpenAPI ----------------------------------------------------------------------------
