@@ -1,15 +1,20 @@
-"""``apiary serve``: the whole hive in one command, stopped cleanly by Ctrl-C or SIGTERM."""
+"""``apiary serve``: the whole hive in one command, stopped cleanly by Ctrl-C or SIGTERM.
+
+Start: schema, node (views, live index, loops), HTTP; demo bots once HTTP listens. Stop
+(first signal): the demo bots finish what they hold and deregister while HTTP still
+serves them, waiting claims answer, HTTP stops, the node stops, then the embedded
+database. A second signal stops at once.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -28,32 +33,49 @@ BOT_STOP_GRACE_S = 15.0
 def serve(settings: Settings, *, role: str, demo_bots: int, migrate: bool) -> int:
     from store.database import database_url
 
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM unwinds like Ctrl-C
     home = settings.home.resolve()
-    with database_url(os.environ, home) as url:
-        if migrate:
-            apply_schema(url)
-        node = Node(settings, url, role=role).start()
-        try:
-            base = f"http://{settings.host}:{settings.port}"
-            if node.serves_api:
-                admin_key = ensure_admin_key(node, home)
-                print(
-                    f"Apiary is up: {base}  (API docs {base}/docs; admin key in {admin_key})",
-                    flush=True,
-                )
-            with demo_fleet(node, base, demo_bots):
-                run_http(node, settings) if node.serves_api else wait_for_signal()
-        finally:
-            node.stop()
+    try:
+        with database_url(os.environ, home) as url:
+            if migrate:
+                apply_schema(url)
+            node = Node(settings, url, role=role).start()
+            try:
+                fleet = DemoFleet(node, f"http://{settings.host}:{settings.port}", demo_bots)
+                if node.serves_api:
+                    run_http(node, settings, fleet, ensure_admin_key(node, home))
+                else:
+                    fleet.start()
+                    wait_for_signal()
+                    fleet.stop()
+            finally:
+                node.stop()
+    except KeyboardInterrupt:
+        log.info("stopped", extra={"action": "stopped"})
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 
-def run_http(node: Node, settings: Settings) -> None:
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run_http(node: Node, settings: Settings, fleet: DemoFleet, admin_key: Path) -> None:
     from api.app import create_app
 
-    app = create_app(node.container())
+    base = f"http://{settings.host}:{settings.port}"
+
+    def started() -> None:
+        print(f"Apiary is up: {base}  (API docs {base}/docs; admin key in {admin_key})", flush=True)
+        fleet.start()
+
+    def stopping() -> None:
+        fleet.stop()
+        node.claims.close()
+
     config = uvicorn.Config(
-        app,
+        create_app(node.container()),
         host=settings.host,
         port=settings.port,
         loop="uvloop",
@@ -62,20 +84,44 @@ def run_http(node: Node, settings: Settings) -> None:
         access_log=False,
         timeout_graceful_shutdown=5,
     )
-    HiveServer(config, on_exit=node.claims.close).run()
+    HiveServer(config, on_started=started, on_stopping=stopping).run()
 
 
 class HiveServer(uvicorn.Server):
-    """Uvicorn, plus: on Ctrl-C or SIGTERM, waiting claim long-polls answer at once, so a
-    graceful shutdown does not wait out their timeouts."""
+    """Uvicorn, with two hooks: ``on_started`` once it listens, and ``on_stopping`` on the
+    first signal, run while it still serves (bots deregister over HTTP); then it stops."""
 
-    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        *,
+        on_started: Callable[[], None],
+        on_stopping: Callable[[], None],
+    ) -> None:
         super().__init__(config)
-        self.on_exit = on_exit
+        self.on_started = on_started
+        self.on_stopping = on_stopping
+        self.stopping = False
+
+    async def startup(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
+        await super().startup(sockets)  # type: ignore[arg-type]
+        if self.started:
+            self.on_started()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self.on_exit()
-        super().handle_exit(sig, frame)
+        if self.stopping:
+            self.force_exit = True
+            super().handle_exit(sig, frame)
+            return
+        self.stopping = True
+        self._captured_signals.append(sig)
+        threading.Thread(target=self._stop_after_hook, name="stopping", daemon=True).start()
+
+    def _stop_after_hook(self) -> None:
+        try:
+            self.on_stopping()
+        finally:
+            self.should_exit = True
 
 
 def wait_for_signal() -> None:
@@ -83,7 +129,6 @@ def wait_for_signal() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     stop.wait()
-    log.info("stopping", extra={"action": "stopping"})
 
 
 def ensure_admin_key(node: Node, home: Path) -> Path:
@@ -112,41 +157,52 @@ def ensure_admin_key(node: Node, home: Path) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def demo_fleet(node: Node, base: str, count: int) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Start ``count`` bot processes with a fresh enrolment key; stop them (SIGTERM) on exit."""
-    if count <= 0:
-        yield []
-        return
-    from domain.cause import Cause
-    from domain.keys import Role
+class DemoFleet:
+    """``count`` local bot processes doing the built-in task types, with a fresh enrolment
+    key (passed in the environment, never on a command line)."""
 
-    enrol = node.hive.issue_key("demo-bots", Role.BOT, Cause("serve", "demo-bots"))
-    env = {**os.environ, "APIARY_BOT_TOKEN": enrol.token, "APIARY_HIVE_URL": base}
-    bots = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "api.cli",
-                "bot",
-                "--capabilities",
-                DEMO_CAPABILITIES,
-                "--name",
-                f"demo-{i + 1}",
-            ],
-            env=env,
-            start_new_session=True,
-        )
-        for i in range(count)
-    ]
-    try:
-        yield bots
-    finally:
-        for bot in bots:
+    def __init__(self, node: Node, base: str, count: int) -> None:
+        self.node = node
+        self.base = base
+        self.count = count
+        self.bots: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        if self.count <= 0:
+            return
+        from domain.cause import Cause
+        from domain.keys import Role
+
+        enrol = self.node.hive.issue_key("demo-bots", Role.BOT, Cause("serve", "demo-bots"))
+        env = {
+            **os.environ,
+            "APIARY_BOT_TOKEN": enrol.token,
+            "APIARY_HIVE_URL": self.base,
+            "APIARY_EXIT_WITH_PARENT": "1",
+        }
+        self.bots = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "api.cli",
+                    "bot",
+                    "--capabilities",
+                    DEMO_CAPABILITIES,
+                    "--name",
+                    f"demo-{i + 1}",
+                ],
+                env=env,
+                start_new_session=True,
+            )
+            for i in range(self.count)
+        ]
+
+    def stop(self) -> None:
+        for bot in self.bots:
             if bot.poll() is None:
                 bot.send_signal(signal.SIGTERM)
-        for bot in bots:
+        for bot in self.bots:
             try:
                 bot.wait(timeout=BOT_STOP_GRACE_S)
             except subprocess.TimeoutExpired:

@@ -117,7 +117,33 @@ def run_bot(args: argparse.Namespace) -> int:
             version,
             handler_for,
         )
+        if os.environ.get(EXIT_WITH_PARENT_ENV) == "1":
+            watch_parent(worker.stop)
         return serve(worker)
+
+
+EXIT_WITH_PARENT_ENV = "APIARY_EXIT_WITH_PARENT"
+
+
+def watch_parent(
+    stop: Callable[[], None], *, interval_s: float = 1.0, grace_s: float = 5.0
+) -> None:
+    """Stop when the process that started this bot is gone: a bot that ``apiary serve``
+    started must not outlive it, even when serve was killed with -9. The stop is graceful,
+    but bounded: the hive went with its parent, so reports and deregistration cannot land
+    (the hive finds the bot lost and re-runs what it held)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        pace = threading.Event()
+        while os.getppid() == parent:
+            pace.wait(interval_s)  # pacing between looks at the parent
+        log.info("parent gone; stopping", extra={"action": "parent_gone"})
+        stop()
+        pace.wait(grace_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def serve(worker: BotWorker) -> int:
