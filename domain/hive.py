@@ -143,9 +143,7 @@ class Hive(Application[UUID]):
     ) -> dict[UUID, Task]:
         fresh: dict[UUID, Task] = {}
         for index, (task_id, s) in enumerate(zip(ids, specs, strict=True)):
-            if task_id in fresh or task_id in existing:
-                continue
-            fresh[task_id] = _at_index(
+            task = _at_index(
                 index,
                 len(specs),
                 lambda s=s, i=task_id: Task.submit(
@@ -158,7 +156,9 @@ class Hive(Application[UUID]):
                     cause=cause,
                     at=at,
                 ),
-            )
+            )  # every item is checked, repeats of a key too: a bad batch is refused whole
+            if task_id not in fresh and task_id not in existing:
+                fresh[task_id] = task
         return fresh
 
     def assign_tasks(self, assignments: Sequence[Assignment], cause: Cause) -> Committed[Task]:

@@ -2,10 +2,10 @@
 
 It holds every task that is not finished (pending ones by priority and age, held ones by
 bot) and every live bot. It starts from a consistent snapshot of the tasks and fleet views
-and then follows the log; events are applied idempotently by aggregate version, so the
-snapshot's position and the events' order can overlap freely. Because each event carries
-the absolute state it leads to, a writer may also apply its own committed events at once
-(``apply``), ahead of the follower, without breaking that rule.
+and then follows the log. Events are applied idempotently and strictly in version order
+(an event only right after the one before it), so the snapshot's position and the
+events' order may overlap freely, and a writer may apply its own committed events at once
+(``apply``), ahead of the follower: one that does not follow on is left to the follower.
 """
 
 from __future__ import annotations
@@ -68,9 +68,10 @@ class PendingQueue:
         self.size = 0
 
     def add(self, task: LiveTask) -> None:
-        if task.fencing_token == 0:
-            self.fresh[task.priority][task.task_id] = task.seq
-        else:
+        fresh = self.fresh[task.priority]
+        if task.fencing_token == 0 and (not fresh or next(reversed(fresh.values())) < task.seq):
+            fresh[task.task_id] = task.seq
+        else:  # back from a lost bot, or arrived out of order (concurrent writers)
             bisect.insort(self.returned[task.priority], (task.seq, task.task_id))
         self.size += 1
 
@@ -178,8 +179,8 @@ class LiveIndex:
                 )
                 changes.work = True
             return
-        if task is None or e.originator_version <= task.version:
-            return
+        if task is None or e.originator_version != task.version + 1:
+            return  # seen already, or one is missing in between: the follower brings it
         self._take_out(task)
         task.version = e.originator_version
         match e:
@@ -206,7 +207,7 @@ class LiveIndex:
                 )
                 changes.work = True
             return
-        if bot is None or e.originator_version <= bot.version:
+        if bot is None or e.originator_version != bot.version + 1:
             return
         bot.version = e.originator_version
         if isinstance(e, (Bot.Lost, Bot.Deregistered)):
