@@ -13,7 +13,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -39,7 +40,7 @@ from store.leadership import Leadership
 from store.liveness import LIVENESS_MIGRATIONS, Liveness
 from store.migrations import Migration
 from store.migrations import migrate as apply_migrations
-from store.recorder import APPEND_MIGRATIONS
+from store.recorder import APPEND_MIGRATIONS, HiveRecorder
 
 if TYPE_CHECKING:
     from api.container import Container
@@ -102,6 +103,7 @@ class Node:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         s = self.settings
         self.hive = open_hive(self.url, s)
+        self.recorder = cast(HiveRecorder, self.hive.recorder)
         self.pool = ConnectionPool(
             self.url,
             min_size=1,
@@ -121,7 +123,7 @@ class Node:
         self.feed = LiveIndexFeed(
             self.index,
             LogFollower(
-                self.hive.recorder,
+                self.recorder,
                 self.url,
                 page_size=s.projection_page,  # type: ignore[arg-type]
                 poll_interval=s.poll_interval_s,
@@ -137,7 +139,7 @@ class Node:
             self.runners = [
                 ProjectionRunner(
                     v,
-                    self.hive.recorder,
+                    self.recorder,
                     decode,
                     self.url,  # type: ignore[arg-type]
                     page_size=s.projection_page,
@@ -174,15 +176,13 @@ class Node:
         with psycopg.connect(self.url, connect_timeout=self.settings.db_connect_timeout_s) as c:
             self.index.load(c)
         for runner in self.runners:
-            self._spawn(f"view-{runner.view.name}", lambda r=runner: r.run(self.stopping))
+            self._spawn(f"view-{runner.view.name}", partial(runner.run, self.stopping))
         self._spawn("live-index", lambda: self.feed.run(self.stopping))
         if not self.feed.caught_up.wait(ready_within_s):
             raise TimeoutError("the live index did not catch up with the log in time")
         for loop in self.loops:
-            leadership = Leadership(self.url, loop.name)
-            self._spawn(
-                f"loop-{loop.name}", lambda lp=loop, ld=leadership: lp.run(ld, self.stopping)
-            )
+            lead = Leadership(self.url, loop.name)
+            self._spawn(f"loop-{loop.name}", partial(loop.run, lead, self.stopping))
         if self.serves_api:
             self.positions.start()
         log.info("node started", extra={"action": "node_started", "role": self.role})
@@ -246,9 +246,9 @@ def rebuild_views(url: str, settings: Settings, which: str = "all") -> dict[str,
             reset_view(url, view)
             runner = ProjectionRunner(
                 view,
-                hive.recorder,
+                cast(HiveRecorder, hive.recorder),
                 hive.mapper.to_domain_event,
-                url,  # type: ignore[arg-type]
+                url,
                 page_size=settings.projection_page,
             )
             done[view.name] = runner.catch_up()

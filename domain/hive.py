@@ -16,7 +16,8 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from functools import partial
+from typing import Any, Generic, TypeVar, cast
 from uuid import UUID, uuid4, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
@@ -95,7 +96,7 @@ class Hive(Application[UUID]):
     ) -> None:
         super().__init__(env)
         self.cache = AggregateCache()
-        self.listeners: list[Callable[[list[tuple[int, Any]]], None]] = []
+        self.listeners: list[Callable[[list[tuple[int, Any]]], object]] = []
         self.lock = threading.RLock()  # one command at a time per process: the log
         self.clock = clock  # serializes writers anyway; this keeps cached aggregates whole
         self.new_id = new_id
@@ -146,8 +147,9 @@ class Hive(Application[UUID]):
             task = _at_index(
                 index,
                 len(specs),
-                lambda s=s, i=task_id: Task.submit(
-                    task_id=i,
+                partial(
+                    Task.submit,
+                    task_id=task_id,
                     type=s.type,
                     priority=s.priority,
                     capabilities=s.capabilities,
@@ -331,8 +333,9 @@ class Hive(Application[UUID]):
             return found
         stored: list[StoredEvent] = select_many(ids)
         for record in stored:
-            event = self.mapper.to_domain_event(record)
-            found[record.originator_id] = event.mutate(found.get(record.originator_id))
+            event: Any = self.mapper.to_domain_event(record)
+            key = cast(UUID, record.originator_id)
+            found[key] = event.mutate(found.get(key))
         return found
 
     def get(self, kind: type[A], aggregate_id: UUID) -> A:

@@ -31,8 +31,8 @@ DEREGISTERED = (
 
 class FleetView:
     name = "fleet"
-    tables = ("fleet_view",)
-    topics = event_topics(Bot)
+    tables: tuple[str, ...] = ("fleet_view",)
+    topics: tuple[str, ...] = event_topics(Bot)
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
         for p in events:

@@ -42,7 +42,8 @@ class TaskReads:
     def list(
         self, flt: TaskFilter, *, limit: int, cursor: str | None
     ) -> tuple[list[TaskRow], str | None]:
-        where, params = ["seq > %s"], [decode_cursor(cursor) if cursor else 0]
+        where: list[str] = ["seq > %s"]
+        params: list[Any] = [decode_cursor(cursor) if cursor else 0]
         for column, value in (("state", flt.state), ("type", flt.type), ("bot_id", flt.bot_id)):
             if value is not None:
                 where.append(f"{column} = %s")

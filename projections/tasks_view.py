@@ -109,8 +109,8 @@ def _submitted(p: Positioned) -> dict[str, Any]:
 
 class TasksView:
     name = "tasks"
-    tables = ("tasks_view",)
-    topics = event_topics(Task)
+    tables: tuple[str, ...] = ("tasks_view",)
+    topics: tuple[str, ...] = event_topics(Task)
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
         inserts: dict[UUID, dict[str, Any]] = {}

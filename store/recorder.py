@@ -85,7 +85,8 @@ class HiveRecorder(PostgresApplicationRecorder):
     ) -> list[Notification]:
         """As the library's, but only the columns a notification has (not the chain's),
         as tuples (building a dict per row costs more than the rest of reading it)."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if start is not None:
             where.append("notification_id >= %s" if inclusive_of_start else "notification_id > %s")
             params.append(start)

@@ -96,8 +96,9 @@ def test_views_show_every_state_and_equal_a_rebuild(db_url: str, hive: Hive) -> 
 
 
 def test_runner_follows_live_writes_and_readers_can_wait_for_them(db_url: str, hive: Hive) -> None:
-    from projections.positions import ViewPositions
     from psycopg_pool import ConnectionPool
+
+    from projections.positions import ViewPositions
 
     stop = threading.Event()
     runners = [runner(db_url, hive, n) for n in ("tasks", "fleet")]

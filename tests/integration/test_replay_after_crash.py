@@ -1,0 +1,210 @@
+"""The Hive state machine on PostgreSQL, with crashes: the log alone rebuilds everything.
+
+The machine of ``tests/unit/test_hive_state_machine.py`` runs here against a fresh database
+per example, with a second node writing to the same log (its commands reach this node's
+live index only through the follower, and this node's aggregate cache does not hear of
+them at once), and with crashes between the steps:
+
+* the writer crashes: its Hive is closed and a new one opened; state comes from the log only;
+* a view runner crashes mid catch-up, between two pages, and another one resumes later;
+* a view runner crashes inside a page (after the view's statements, before the commit);
+* the live index restarts from the views (which may be behind, each by its own amount);
+* the views are run to the head of the log.
+
+Every few steps, and at the end: a fresh Hive loads what the model says; the views, caught
+up incrementally across all those crashes, equal a rebuild from zero and show every task
+and bot in the model's state; the hash chain verifies and holds exactly the events
+recorded.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import invariant, rule, run_state_machine_as_test
+
+from api.bootstrap import hive_env, rebuild_views, views
+from api.settings import Settings
+from domain.bots import Bot
+from domain.hive import Hive
+from domain.tasks import Task
+from projections.runner import Positioned, ProjectionRunner, View, read_position
+from runtime.live import LiveIndex
+from store.audit import verify_chain
+from tests.integration.helpers import snapshot
+from tests.pg import create_database, drop_database, unique_database_name
+from tests.unit.test_hive_state_machine import HiveMachine, task_fields
+
+SETTINGS = Settings(db_pool_size=2, projection_page=7)
+CHECK_EVERY = 6  # steps between the (slow) comparisons of the views with a rebuild
+
+
+class Crash(Exception):
+    """A process dies here."""
+
+
+class CrashingView:
+    """A view whose runner dies inside its ``pages``-th transaction, after the view's writes."""
+
+    def __init__(self, view: View, pages: int) -> None:
+        self.view = view
+        self.name = view.name
+        self.tables = view.tables
+        self.topics = view.topics
+        self.pages = pages
+
+    def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
+        self.view.apply(cur, events)
+        self.pages -= 1
+        if self.pages == 0:
+            raise Crash(f"view {self.name} runner killed mid-page")
+
+
+def view_named(name: str) -> View:
+    return next(v for v in views() if v.name == name)
+
+
+class CrashMachine(HiveMachine):
+    def __init__(self, server_url: str, template: str) -> None:
+        self.server_url = server_url
+        self.db_name = unique_database_name("apiary_sm")
+        self.url = create_database(server_url, self.db_name, template=template)
+        super().__init__()
+        self.other = self.open_hive()  # another node writing to the same log
+        self.steps = 0
+
+    # -- where the log lives ------------------------------------------------------------
+
+    def hive_env(self) -> dict[str, str]:
+        return hive_env(self.url, SETTINGS)
+
+    @property
+    def writer(self) -> Hive:
+        return self.other if self.elsewhere else self.hive
+
+    def where(self, data: st.DataObject) -> None:
+        """Any command may come from the other node: its cache and this node's differ."""
+        self.elsewhere = data.draw(st.booleans(), label="from the other node")
+
+    def teardown(self) -> None:
+        try:
+            if sys.exc_info()[1] is None:  # not while a failing step is being reported
+                self.views_and_log_agree_with_the_model()
+        finally:
+            self.hive.close()
+            self.other.close()
+            drop_database(self.server_url, self.db_name)
+
+    # -- crashes --------------------------------------------------------------------------
+
+    @rule()
+    def crash_the_writer(self) -> None:
+        """This node's Hive dies; a new one knows only what the log says."""
+        self.hive.close()
+        self.hive = self.open_hive()
+        self.hive.listeners.append(self.written_here)
+
+    @rule(data=st.data(), name=st.sampled_from(["tasks", "fleet"]), page=st.integers(1, 5))
+    def crash_a_view_runner_between_pages(self, data: st.DataObject, name: str, page: int) -> None:
+        position, head = self.view_position(name), self.head()
+        if position >= head:
+            return
+        until = data.draw(st.integers(position + 1, head), label="until")
+        runner = self.runner(view_named(name), page)
+        reached = runner.catch_up(until=until)
+        assert until <= reached <= head
+        assert self.view_position(name) == reached
+        # the runner object is dropped here: the next one resumes from the stored position
+
+    @rule(name=st.sampled_from(["tasks", "fleet"]), page=st.integers(1, 5), pages=st.integers(1, 3))
+    def crash_a_view_runner_inside_a_page(self, name: str, page: int, pages: int) -> None:
+        runner = self.runner(CrashingView(view_named(name), pages), page)
+        try:
+            runner.catch_up()
+        except Crash:
+            # what was committed is whole pages: the view is at the end of the last one
+            assert self.view_position(name) == runner.position < self.head()
+        else:  # fewer pages with events of the view than it would have taken to die
+            assert self.view_position(name) == self.head()
+
+    @rule(page=st.integers(1, 10))
+    def run_the_views_to_the_head(self, page: int) -> None:
+        for view in views():
+            assert self.runner(view, page).catch_up() == self.head()
+
+    @rule()
+    def restart_the_live_index_from_the_views(self) -> None:
+        """A node starts: its index is loaded from the views, wherever they are."""
+        self.index = LiveIndex()
+        with psycopg.connect(self.url) as conn:
+            position = self.index.load(conn)
+        assert position <= self.head()
+
+    # -- the views and the chain ------------------------------------------------------------
+
+    @invariant()
+    def now_and_then_the_views_agree(self) -> None:
+        self.steps += 1
+        if self.steps % CHECK_EVERY == 0:
+            self.views_and_log_agree_with_the_model()
+
+    def views_and_log_agree_with_the_model(self) -> None:
+        fresh = self.open_hive()
+        try:
+            loaded = fresh.load_many(Task, self.tasks)
+            assert {i: task_fields(t) for i, t in loaded.items()} == {
+                i: t.fields() for i, t in self.tasks.items()
+            }
+            bots = fresh.load_many(Bot, self.bots)
+            assert {i: b.state for i, b in bots.items()} == {
+                i: b.state for i, b in self.bots.items()
+            }
+        finally:
+            fresh.close()
+        for view in views():  # whatever the crashes left, the runners resume from there
+            self.runner(view, page=4).catch_up()
+        incremental = snapshot(self.url)
+        with psycopg.connect(self.url) as conn:
+            tasks = dict(conn.execute("SELECT task_id, state FROM tasks_view").fetchall())
+            bots = dict(conn.execute("SELECT bot_id, state FROM fleet_view").fetchall())
+        assert tasks == {i: str(t.state) for i, t in self.tasks.items()}
+        assert bots == {i: str(b.state) for i, b in self.bots.items()}
+        rebuild_views(self.url, SETTINGS)
+        assert snapshot(self.url) == incremental, "views caught up across crashes != a rebuild"
+        chain = verify_chain(self.url)
+        assert chain.ok, chain.reason
+        assert chain.count == self.events
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def runner(self, view: View, page: int) -> ProjectionRunner:
+        return ProjectionRunner(
+            view,
+            self.hive.recorder,
+            self.hive.mapper.to_domain_event,
+            self.url,  # type: ignore[arg-type]
+            page_size=page,
+        )
+
+    def view_position(self, name: str) -> int:
+        with psycopg.connect(self.url) as conn, conn.transaction():
+            return read_position(conn, name)
+
+
+@pytest.mark.timeout(900)  # a failure is shrunk for up to five minutes
+def test_replay_after_crashes_equals_the_model(pg_server_url: str, migrated_template: str) -> None:
+    run_state_machine_as_test(
+        lambda: CrashMachine(pg_server_url, migrated_template),
+        settings=settings(
+            max_examples=15,
+            stateful_step_count=25,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
