@@ -6,8 +6,8 @@ paths (dispatch, bots reporting many tasks) load a whole batch in one query inst
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.persistence import (
@@ -17,11 +17,12 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 from eventsourcing.postgres import PostgresApplicationRecorder
-from eventsourcing.utils import retry
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from store.migrations import Migration
+
+T = TypeVar("T")
 
 APPEND_MIGRATIONS = [
     Migration(
@@ -58,8 +59,10 @@ class HiveRecorder(PostgresApplicationRecorder):
             "SELECT * FROM {}.hive_append(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[], %s)"
         ).format(Identifier(self.datastore.schema))
 
-    @retry((InterfaceError, OperationalError), max_attempts=2, wait=0.1)
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> list[int]:
+        return self._retrying(lambda: self._insert(stored_events))
+
+    def _insert(self, stored_events: Sequence[StoredEvent]) -> list[int]:
         if not stored_events:
             return []
         params = (
@@ -73,7 +76,6 @@ class HiveRecorder(PostgresApplicationRecorder):
             curs.execute(self.append_statement, params, prepare=True)
             return [row[0] for row in curs.fetchall()]
 
-    @retry((InterfaceError, OperationalError), max_attempts=2, wait=0.1)
     def select_notifications(
         self,
         start: int | None,
@@ -85,6 +87,18 @@ class HiveRecorder(PostgresApplicationRecorder):
     ) -> list[Notification]:
         """As the library's, but only the columns a notification has (not the chain's),
         as tuples (building a dict per row costs more than the rest of reading it)."""
+        return self._retrying(
+            lambda: self._notifications(start, limit, stop, topics, inclusive_of_start)
+        )
+
+    def _notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None,
+        topics: Sequence[str],
+        inclusive_of_start: bool,
+    ) -> list[Notification]:
         where: list[str] = []
         params: list[Any] = []
         if start is not None:
@@ -118,6 +132,19 @@ class HiveRecorder(PostgresApplicationRecorder):
 
     def select_events_many(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
         """Every event of the given aggregates, by aggregate and then version."""
+        return self._retrying(lambda: self._events_of(originator_ids))
+
+    def _retrying(self, action: Callable[[], T]) -> T:
+        """Once more after a connection failure, having dropped every broken connection
+        from the pool (after a database restart they all are). A second failure means
+        the database is away: raise, and let the caller fail fast."""
+        try:
+            return action()
+        except (InterfaceError, OperationalError):
+            self.datastore.pool.check()
+            return action()
+
+    def _events_of(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
         statement = SQL(
             "SELECT originator_id, originator_version, topic, state FROM {}.{} "
             "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
