@@ -6,6 +6,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Response
 
+from api.container import Container
 from api.deps import BotSelf, BotSelfOrAdmin, Client, Ctx, Enrolment, RequestId
 from api.schemas.bots import (
     BotDeregistered,
@@ -25,6 +26,8 @@ from api.schemas.bots import (
 )
 from api.schemas.common import problem_responses
 from domain.bots import Bot, BotState
+from domain.hive import Committed, Report
+from domain.tasks import Task
 
 router = APIRouter(prefix="/v1/bots", tags=["bots"], responses=problem_responses(401, 403, 503))
 REPORT_PROBLEMS = problem_responses(400, 404, 409, 413, 422)
@@ -69,9 +72,8 @@ def start_tasks(
     bot_id: UUID, body: StartItems, principal: BotSelf, request_id: RequestId, ctx: Ctx
 ) -> ReportAccepted:
     reports = body.to_reports(ctx.settings)
-    committed = ctx.hive.start_tasks(bot_id, reports, principal.cause(request_id))
-    return ReportAccepted(
-        tasks=[r.task_id for r in reports], position=ctx.position_after(committed)
+    return _accepted(
+        reports, ctx.hive.start_tasks(bot_id, reports, principal.cause(request_id)), ctx
     )
 
 
@@ -80,9 +82,8 @@ def complete_tasks(
     bot_id: UUID, body: CompleteItems, principal: BotSelf, request_id: RequestId, ctx: Ctx
 ) -> ReportAccepted:
     reports = body.to_reports(ctx.settings)
-    committed = ctx.hive.finish_tasks(bot_id, reports, principal.cause(request_id))
-    return ReportAccepted(
-        tasks=[r.task_id for r in reports], position=ctx.position_after(committed)
+    return _accepted(
+        reports, ctx.hive.finish_tasks(bot_id, reports, principal.cause(request_id)), ctx
     )
 
 
@@ -91,9 +92,8 @@ def fail_tasks(
     bot_id: UUID, body: FailItems, principal: BotSelf, request_id: RequestId, ctx: Ctx
 ) -> ReportAccepted:
     reports = body.to_reports(ctx.settings)
-    committed = ctx.hive.finish_tasks(bot_id, reports, principal.cause(request_id))
-    return ReportAccepted(
-        tasks=[r.task_id for r in reports], position=ctx.position_after(committed)
+    return _accepted(
+        reports, ctx.hive.finish_tasks(bot_id, reports, principal.cause(request_id)), ctx
     )
 
 
@@ -111,3 +111,9 @@ def deregister_bot(
 @router.get("")
 def list_bots(_: Client, ctx: Ctx) -> BotsPublic:
     return BotsPublic(items=[BotPublic.from_row(row) for row in ctx.fleet.list()])
+
+
+def _accepted(reports: list[Report], committed: Committed[Task], ctx: Container) -> ReportAccepted:
+    return ReportAccepted(
+        tasks=[r.task_id for r in reports], position=ctx.position_after(committed)
+    )
