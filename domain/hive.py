@@ -242,10 +242,10 @@ class Hive(Application[UUID]):
         """The bot went silent: mark it lost and return the tasks it held, in one save."""
         for _ in range(MAX_ATTEMPTS):
             with self.lock:
-                bot = self._load(Bot, [bot_id]).get(bot_id)
+                bot = self._load(Bot, [bot_id], from_log=True).get(bot_id)
                 if bot is None:
                     raise NotFound(f"no bot {bot_id}", id=bot_id)
-                tasks = self._load(Task, list(held))
+                tasks = self._load(Task, list(held), from_log=True)
                 at = self.clock()
                 try:
                     bot.mark_lost(reason, cause, at)
@@ -277,10 +277,11 @@ class Hive(Application[UUID]):
     def load_many(self, kind: type[A], ids: Iterable[UUID]) -> dict[UUID, A]:
         """Aggregates of one kind as the log has them; ids not found are left out.
 
-        The caller gets copies: it may read them at leisure while commands go on.
+        Read from the log itself (the cache may be behind another process's writes); the
+        caller gets copies, to read at leisure while commands go on.
         """
         with self.lock:
-            found = self._load(kind, list(dict.fromkeys(ids)))
+            found = self._load(kind, list(dict.fromkeys(ids)), from_log=True)
             return {i: _detached(a) for i, a in found.items()}
 
     def cached_many(self, kind: type[A], ids: Iterable[UUID]) -> dict[UUID, A] | None:
@@ -306,11 +307,11 @@ class Hive(Application[UUID]):
             for _, event in events:
                 self.cache.forget_older(event.originator_id, event.originator_version)
 
-    def _load(self, kind: type[A], wanted: list[UUID]) -> dict[UUID, A]:
+    def _load(self, kind: type[A], wanted: list[UUID], *, from_log: bool = False) -> dict[UUID, A]:
         found: dict[UUID, Any] = {}
         missing = []
         for i in wanted:
-            cached = self.cache.get(i)
+            cached = None if from_log else self.cache.get(i)
             if cached is None:
                 missing.append(i)
             else:
@@ -350,10 +351,14 @@ class Hive(Application[UUID]):
         self, kind: type[A], ids: list[UUID], command: Callable[[A, datetime], None]
     ) -> Committed[A]:
         """Load, decide, save once; retry from a fresh load when a concurrent writer won."""
+        from_log = False  # first from the cache; from the log after any doubt
         for _ in range(MAX_ATTEMPTS):
             with self.lock:
-                found = self._load(kind, ids)
+                found = self._load(kind, ids, from_log=from_log)
                 missing = [i for i in ids if i not in found]
+                if missing and not from_log:
+                    from_log = True  # perhaps another kind under that id was cached
+                    continue
                 if missing:
                     shown = ", ".join(map(str, missing[:5]))
                     raise NotFound(f"no {kind.__name__.lower()} {shown}", ids=missing)
@@ -362,12 +367,24 @@ class Hive(Application[UUID]):
                     for i in ids:
                         command(found[i], at)
                     changed = [found[i] for i in ids if found[i].pending_events]
+                    if len(changed) < len(ids) and not from_log:
+                        # Left as it was, by cached state that may be behind: re-check.
+                        self.cache.forget(ids)
+                        from_log = True
+                        continue
                     return _committed(changed, self._save(found.values()))
-                except IntegrityError:
+                except IntegrityError:  # another writer got there first: decide again
                     self.cache.forget(ids)
+                    from_log = True
+                    continue
+                except HiveError:
+                    self.cache.forget(ids)  # half-decided aggregates must not stay cached
+                    if from_log:
+                        raise
+                    from_log = True  # refused on cached state, which may be stale: re-check
                     continue
                 except BaseException:
-                    self.cache.forget(ids)  # half-decided aggregates must not stay cached
+                    self.cache.forget(ids)
                     raise
         raise ConcurrentUpdate()
 

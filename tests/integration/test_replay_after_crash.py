@@ -25,7 +25,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, rule, run_state_machine_as_test
 
@@ -39,10 +39,10 @@ from runtime.live import LiveIndex
 from store.audit import verify_chain
 from tests.integration.helpers import snapshot
 from tests.pg import create_database, drop_database, unique_database_name
-from tests.unit.test_hive_state_machine import HiveMachine, task_fields
+from tests.unit.test_hive_state_machine import EVERYTHING, HiveMachine, task_fields
 
 SETTINGS = Settings(db_pool_size=2, projection_page=7)
-CHECK_EVERY = 6  # steps between the (slow) comparisons of the views with a rebuild
+CHECK_EVERY = 8  # steps between the (slow) comparisons of the views with a rebuild
 
 
 class Crash(Exception):
@@ -88,6 +88,15 @@ class CrashMachine(HiveMachine):
     def writer(self) -> Hive:
         return self.other if self.elsewhere else self.hive
 
+    def follow(self, page: int, pages: int = EVERYTHING) -> None:
+        """The other node's follower keeps up with this one's: its cache hears as much."""
+        seen = self.index.position
+        super().follow(page, pages)
+        notes = self.hive.recorder.select_notifications(
+            seen, EVERYTHING, stop=self.index.position, inclusive_of_start=False
+        )
+        self.other.observe([(n.id, self.hive.mapper.to_domain_event(n)) for n in notes])
+
     def where(self, data: st.DataObject) -> None:
         """Any command may come from the other node: its cache and this node's differ."""
         self.elsewhere = data.draw(st.booleans(), label="from the other node")
@@ -103,42 +112,63 @@ class CrashMachine(HiveMachine):
 
     # -- crashes --------------------------------------------------------------------------
 
-    @rule()
+    @rule(
+        data=st.data(),
+        what=st.sampled_from(
+            [
+                "the writer",
+                "a view runner between pages",
+                "a view runner inside a page",
+                "the live index",
+                "nothing: the views run to the head",
+            ]
+        ),
+        view=st.sampled_from(["tasks", "fleet"]),
+        page=st.integers(1, 5),
+    )
+    def crash(self, data: st.DataObject, what: str, view: str, page: int) -> None:
+        """Something dies between two commands (one rule, so that crashes come often)."""
+        if what == "the writer":
+            self.crash_the_writer()
+        elif what == "a view runner between pages":
+            self.crash_a_view_runner_between_pages(data, view, page)
+        elif what == "a view runner inside a page":
+            self.crash_a_view_runner_inside_a_page(data, view, page)
+        elif what == "the live index":
+            self.restart_the_live_index_from_the_views()
+        else:
+            for v in views():
+                assert self.runner(v, page).catch_up() == self.head()
+
     def crash_the_writer(self) -> None:
         """This node's Hive dies; a new one knows only what the log says."""
         self.hive.close()
         self.hive = self.open_hive()
         self.hive.listeners.append(self.written_here)
 
-    @rule(data=st.data(), name=st.sampled_from(["tasks", "fleet"]), page=st.integers(1, 5))
     def crash_a_view_runner_between_pages(self, data: st.DataObject, name: str, page: int) -> None:
+        """A runner stops somewhere between its position and the head; another resumes later."""
         position, head = self.view_position(name), self.head()
         if position >= head:
             return
         until = data.draw(st.integers(position + 1, head), label="until")
-        runner = self.runner(view_named(name), page)
-        reached = runner.catch_up(until=until)
+        reached = self.runner(view_named(name), page).catch_up(until=until)
         assert until <= reached <= head
         assert self.view_position(name) == reached
-        # the runner object is dropped here: the next one resumes from the stored position
 
-    @rule(name=st.sampled_from(["tasks", "fleet"]), page=st.integers(1, 5), pages=st.integers(1, 3))
-    def crash_a_view_runner_inside_a_page(self, name: str, page: int, pages: int) -> None:
+    def crash_a_view_runner_inside_a_page(self, data: st.DataObject, name: str, page: int) -> None:
+        """A runner dies in a page's transaction, after the view's writes, before the commit."""
+        pages = data.draw(st.integers(1, 2), label="dies in page")
         runner = self.runner(CrashingView(view_named(name), pages), page)
         try:
             runner.catch_up()
         except Crash:
+            event("a view runner died inside a page")
             # what was committed is whole pages: the view is at the end of the last one
             assert self.view_position(name) == runner.position < self.head()
         else:  # fewer pages with events of the view than it would have taken to die
             assert self.view_position(name) == self.head()
 
-    @rule(page=st.integers(1, 10))
-    def run_the_views_to_the_head(self, page: int) -> None:
-        for view in views():
-            assert self.runner(view, page).catch_up() == self.head()
-
-    @rule()
     def restart_the_live_index_from_the_views(self) -> None:
         """A node starts: its index is loaded from the views, wherever they are."""
         self.index = LiveIndex()

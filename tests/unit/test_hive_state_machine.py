@@ -1,0 +1,760 @@
+"""The Hive against a reference model: random sequences of commands, good, stale and wrong.
+
+A hypothesis state machine drives the Hive (on the in-memory recorder) with batches of
+submissions (idempotency keys drawn from a small set, so repeats happen), registrations,
+dispatch decisions (some of them stale), bots' reports with the right token, a stale one
+or from the wrong bot, cancellations, lost and deregistered bots. A small model predicts
+every outcome: the new state of each task and bot, or the exact domain error (and then
+nothing may have been persisted). After every step:
+
+* the log (its events decoded and applied with ``mutate``) holds exactly the model's tasks
+  and bots, and exactly as many events as the accepted commands recorded;
+* fencing tokens never decrease and a task is held by at most one bot;
+* what the Hive loads (through its aggregate cache) equals that replay of the log;
+* a ``LiveIndex`` fed the way a node feeds it (its own process's writes at once, through a
+  Hive listener; everything through the follower's pages, which sometimes lag, while other
+  nodes write) agrees with the model: open tasks, holders, pending order, orphans.
+
+``tests/integration/test_replay_after_crash.py`` runs the same machine on PostgreSQL, with
+crashes. Run with ``--hypothesis-show-statistics`` to see how often each outcome happens.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+from uuid import UUID
+
+import pytest
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from domain.aggregate import HiveAggregate
+from domain.bots import Bot, BotState
+from domain.cause import Cause
+from domain.errors import (
+    HiveError,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    NotYourTask,
+    StaleFencingToken,
+)
+from domain.hive import Committed, Hive, Report, TaskSpec
+from domain.policies.routing import Assignment
+from domain.tasks import Task, TaskState
+from runtime.live import TOPICS as LIVE_TOPICS
+from runtime.live import LiveIndex
+
+T = TypeVar("T")
+
+ALICE, BOB = Cause("alice", "req-a"), Cause("bob", "req-b")
+DISPATCHER = Cause.engine("dispatcher", "round")
+REAPER = Cause.engine("reaper", "round")
+TYPES = ("code", "writing", "math")
+KEYS = ("k1", "k2", "k3")
+GHOST = UUID(int=0xDEAD_BEEF)  # an id nothing in the hive has: tasks and bots alike
+EVERYTHING = 10**9  # a page size that reads the whole log
+
+HELD = frozenset({TaskState.ASSIGNED, TaskState.RUNNING})
+FINAL = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED})
+TASK_FIELDS = (
+    "type",
+    "priority",
+    "capabilities",
+    "payload",
+    "idempotency_key",
+    "submitted_by",
+    "state",
+    "bot_id",
+    "fencing_token",
+    "result",
+    "error",
+)
+
+
+# -- the reference model ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelTask:
+    type: str
+    priority: int
+    capabilities: list[str]
+    payload: str
+    idempotency_key: str | None
+    submitted_by: str
+    seq: int  # log position of the submission
+    state: TaskState = TaskState.PENDING
+    bot_id: UUID | None = None
+    fencing_token: int = 0
+    result: str | None = None
+    error: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in TASK_FIELDS}
+
+
+def task_fields(task: Task) -> dict[str, Any]:
+    return {k: getattr(task, k) for k in TASK_FIELDS}
+
+
+@dataclass(frozen=True)
+class ModelBot:
+    name: str
+    capabilities: list[str]
+    max_concurrency: int
+    state: BotState = BotState.READY
+
+
+# What a command does to one task: the task afterwards, or the error it must be refused with.
+Outcome = ModelTask | type[HiveError]
+Rule = Callable[[ModelTask], Outcome]
+
+
+def start(bot_id: UUID, token: int) -> Rule:
+    def decide(t: ModelTask) -> Outcome:
+        if t.bot_id != bot_id:
+            return NotYourTask
+        if token != t.fencing_token:
+            return StaleFencingToken
+        if t.state is TaskState.RUNNING:
+            return t  # the same start reported again changes nothing
+        if t.state is not TaskState.ASSIGNED:
+            return InvalidTransition
+        return replace(t, state=TaskState.RUNNING)
+
+    return decide
+
+
+def finish(bot_id: UUID, token: int, result: str | None, error: str | None) -> Rule:
+    def decide(t: ModelTask) -> Outcome:
+        if t.bot_id != bot_id:
+            return NotYourTask
+        if token != t.fencing_token:
+            return StaleFencingToken
+        done = TaskState.FAILED if error is not None else TaskState.SUCCEEDED
+        if t.state is done:
+            return t  # the same outcome reported again changes nothing
+        if t.state is not TaskState.RUNNING:
+            return InvalidTransition
+        if error is not None:
+            return replace(t, state=done, error=error) if text_ok(error) else InvalidInput
+        text = result or "null"
+        return replace(t, state=done, result=text) if json_ok(text) else InvalidInput
+
+    return decide
+
+
+def cancel(reason: str) -> Rule:
+    def decide(t: ModelTask) -> Outcome:
+        if t.state in FINAL:
+            return InvalidTransition
+        if not text_ok(reason):
+            return InvalidInput
+        return replace(t, state=TaskState.CANCELLED, error=reason)
+
+    return decide
+
+
+def assign(bot_id: UUID) -> Rule:
+    def decide(t: ModelTask) -> Outcome:
+        if t.state is not TaskState.PENDING:
+            return t  # a stale choice: left alone
+        return replace(
+            t, state=TaskState.ASSIGNED, bot_id=bot_id, fencing_token=t.fencing_token + 1
+        )
+
+    return decide
+
+
+def expire(bot_id: UUID) -> Rule:
+    def decide(t: ModelTask) -> Outcome:
+        if t.state not in HELD or t.bot_id != bot_id:
+            return t  # that bot does not hold it (any more): nothing to take back
+        return replace(t, state=TaskState.PENDING, bot_id=None)
+
+    return decide
+
+
+def text_ok(text: str) -> bool:
+    return "\x00" not in text and len(text) <= 4096
+
+
+def json_ok(text: str) -> bool:
+    return "\\u0000" not in text
+
+
+def short_name_ok(name: str) -> bool:
+    return (
+        1 <= len(name) <= 64
+        and "a" <= name[0] <= "z"
+        and all("a" <= c <= "z" or "0" <= c <= "9" or c in "_.-" for c in name)
+    )
+
+
+def spec_ok(spec: TaskSpec) -> bool:
+    capabilities = spec.capabilities or [spec.type]
+    return (
+        short_name_ok(spec.type)
+        and 0 <= spec.priority <= 9
+        and json_ok(spec.payload)
+        and 1 <= len(capabilities) <= 32
+        and all(short_name_ok(c) for c in capabilities)
+    )
+
+
+# -- strategies -------------------------------------------------------------------------
+
+
+def rarely(common: st.SearchStrategy[T], rare: st.SearchStrategy[T]) -> st.SearchStrategy[T]:
+    """``rare`` one time in ten; shrinks towards ``common``."""
+    return st.integers(0, 9).flatmap(lambda n: rare if n == 9 else common)
+
+
+json_values = st.one_of(
+    st.none(),
+    st.integers(-(2**31), 2**31),
+    st.text(max_size=6),  # NUL (refused) included
+    st.dictionaries(st.text(max_size=3), st.integers() | st.text(max_size=3), max_size=2),
+)
+json_texts = json_values.map(lambda v: json.dumps(v, sort_keys=True, separators=(",", ":")))
+
+specs = st.builds(
+    TaskSpec,
+    type=st.sampled_from(TYPES),
+    priority=st.integers(0, 9),
+    capabilities=st.none() | st.lists(st.sampled_from(TYPES), min_size=1, max_size=2),
+    payload=json_texts,
+    idempotency_key=st.none() | st.sampled_from(KEYS),
+)
+
+# One way each of breaking a submission's rules, with or without an idempotency key.
+bad_specs = st.builds(
+    replace,
+    st.one_of(
+        st.builds(TaskSpec, type=st.sampled_from(["Code", "9lives", "", "a b"])),
+        st.builds(TaskSpec, type=st.just("code"), priority=st.sampled_from([-1, 10])),
+        st.builds(TaskSpec, type=st.just("code"), capabilities=st.just(["GPU"])),
+        st.builds(TaskSpec, type=st.just("code"), payload=st.just('{"nul":"\\u0000"}')),
+    ),
+    idempotency_key=st.none() | st.sampled_from(KEYS),
+)
+
+reasons = rarely(st.text(max_size=12), st.sampled_from(["has a \x00 in it", "x" * 4097]))
+errors = rarely(st.text(min_size=1, max_size=12), st.sampled_from(["\x00", "x" * 4097]))
+results = rarely(st.none() | json_texts, st.just('"\\u0000"'))
+token_offsets = st.sampled_from([0] * 14 + [-1, 1])  # mostly right, sometimes stale
+
+
+# -- the machine ------------------------------------------------------------------------
+
+
+class HiveMachine(RuleBasedStateMachine):
+    """Commands against the Hive and the model; a subclass chooses where the log lives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids = itertools.count(1)
+        self.secrets = itertools.count(1)
+        self.hive = self.open_hive()
+        self.tasks: dict[UUID, ModelTask] = {}
+        self.bots: dict[UUID, ModelBot] = {}
+        self.keys: list[UUID] = []  # the API keys issued to bots
+        self.keyed: dict[tuple[str, str], UUID] = {}  # (actor, idempotency key) -> task
+        self.events = 0  # how many events the log must hold
+        self.tokens: dict[UUID, int] = {}  # the highest fencing token seen, per task
+        self.index = LiveIndex()
+        self.lagging = False  # the index's follower is behind: compare once it caught up
+        self.elsewhere = False  # commands come from another process: not applied at once
+        self.hive.listeners.append(self.written_here)
+        self.replayed: dict[UUID, Any] = {}
+        self.replayed_to = 0
+        self.replayed_events = 0
+
+    # -- where the log lives ------------------------------------------------------------
+
+    def hive_env(self) -> dict[str, str]:
+        return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+
+    def open_hive(self) -> Hive:
+        """Deterministic ids and secrets, so that hypothesis can replay an example."""
+        return Hive(
+            env=self.hive_env(),
+            new_id=lambda: UUID(int=next(self.ids)),
+            new_secret=lambda: f"secret-{next(self.secrets)}",
+        )
+
+    def teardown(self) -> None:
+        self.hive.close()
+
+    # -- choosing -----------------------------------------------------------------------
+
+    def pick(
+        self, data: st.DataObject, preferred: Iterable[UUID], anything: Iterable[UUID], label: str
+    ) -> UUID:
+        """Mostly one of ``preferred``; sometimes anything; rarely an id nothing has."""
+        first, rest = list(preferred), list(anything) or [GHOST]
+        how = data.draw(st.integers(0, 31), label=f"{label}: 0-29 preferred, 30 any, 31 ghost")
+        pool = first if how <= 29 and first else rest if how <= 30 else [GHOST]
+        return data.draw(st.sampled_from(pool), label=label)
+
+    def having(self, *states: TaskState, bot_id: UUID | None = None) -> list[UUID]:
+        return [
+            i
+            for i, t in self.tasks.items()
+            if t.state in states and (bot_id is None or t.bot_id == bot_id)
+        ]
+
+    def live_bots(self) -> list[UUID]:
+        return [i for i, b in self.bots.items() if b.state is BotState.READY]
+
+    def holders(self, *states: TaskState) -> list[UUID]:
+        bots = (t.bot_id for t in self.tasks.values() if t.state in states)
+        return list(dict.fromkeys(b for b in bots if b is not None))
+
+    # -- checking a command -------------------------------------------------------------
+
+    def head(self) -> int:
+        return self.hive.recorder.max_notification_id() or 0
+
+    def refused(self, what: str, error: type[HiveError], command: Callable[[], object]) -> None:
+        """The command raises exactly ``error`` and leaves the log as it was."""
+        event(f"{what}: refused with {error.__name__}")
+        before = self.head()
+        with pytest.raises(HiveError) as raised:
+            command()
+        assert type(raised.value) is error, f"expected {error.__name__}, got {raised.value!r}"
+        assert self.head() == before, "a refused command persisted events"
+
+    def accepted(self, what: str, committed: Committed[Any], events: int) -> None:
+        event(f"{what}: accepted, {'changes' if events else 'no change'}")
+        assert len(committed.recorded) == events
+        positions = [p for p, _ in committed.recorded]
+        assert positions == sorted(positions)
+        assert committed.position == (positions[-1] if positions else None)
+        if positions:
+            assert committed.position == self.head()
+        self.events += events
+
+    def change_tasks(
+        self,
+        what: str,
+        items: Sequence[tuple[UUID, Rule]],
+        command: Callable[[], Committed[Task]],
+    ) -> None:
+        """Predict a batch command on tasks (the last item per task wins), run it, check it."""
+        by_id = dict(items)
+        if any(i not in self.tasks for i in by_id):
+            self.refused(what, NotFound, command)
+            return
+        after: dict[UUID, ModelTask] = {}
+        for task_id, decide in by_id.items():
+            outcome = decide(self.tasks[task_id])
+            if not isinstance(outcome, ModelTask):
+                self.refused(what, outcome, command)
+                return
+            after[task_id] = outcome
+        changed = {i for i, t in after.items() if t != self.tasks[i]}
+        committed = command()
+        assert {t.id for t in committed.items} == changed
+        self.accepted(what, committed, len(changed))
+        self.tasks.update(after)
+
+    @property
+    def writer(self) -> Hive:
+        """The Hive a command goes to (on PostgreSQL, another node's when ``elsewhere``)."""
+        return self.hive
+
+    def written_here(self, recorded: list[tuple[int, Any]]) -> None:
+        """A node's live index hears of its own process's writes at once (a Hive listener)."""
+        if not self.elsewhere:
+            self.index.apply(recorded)
+
+    def where(self, data: st.DataObject) -> None:
+        """While the index lags, a command may come from another node: its follower only
+        will tell the index."""
+        self.elsewhere = self.lagging and data.draw(st.booleans(), label="from another node")
+
+    # -- commands -----------------------------------------------------------------------
+
+    @initialize(
+        data=st.data(),
+        bots=st.integers(1, 2),
+        batch=st.lists(specs, min_size=1, max_size=5),
+    )
+    def a_hive_with_bots_and_tasks(
+        self, data: st.DataObject, bots: int, batch: list[TaskSpec]
+    ) -> None:
+        """Something to work on in every example, even when hypothesis turns rules off."""
+        for n in range(bots):
+            self.register_bot(f"b{n}", list(TYPES), 2)
+        self.submit(data, ALICE, batch, None)
+
+    @rule(
+        data=st.data(),
+        actor=st.sampled_from([ALICE, BOB]),
+        batch=st.lists(specs, min_size=1, max_size=5),
+        bad=rarely(st.none(), bad_specs),
+    )
+    def submit(
+        self, data: st.DataObject, actor: Cause, batch: list[TaskSpec], bad: TaskSpec | None
+    ) -> None:
+        """A batch of tasks; rarely with one item that breaks a rule (the batch is refused)."""
+        self.where(data)
+        if bad is not None:
+            assert not spec_ok(bad)
+            at = data.draw(st.integers(0, len(batch)), label="the bad item's index")
+            batch = [*batch[:at], bad, *batch[at:]]
+        if not all(spec_ok(s) for s in batch):
+            self.refused("submit", InvalidInput, lambda: self.writer.submit_tasks(batch, actor))
+            return
+        committed = self.writer.submit_tasks(batch, actor)
+        assert len(committed.items) == len(batch)
+        submitted = {e.originator_id: p for p, e in committed.recorded}
+        new: set[UUID] = set()
+        for spec, item in zip(batch, committed.items, strict=True):
+            task_id = item.task.id
+            key = (actor.actor, spec.idempotency_key) if spec.idempotency_key else None
+            if key is not None and key in self.keyed:
+                assert task_id == self.keyed[key], "a repeated key made a new task"
+                assert item.duplicate, "a repeated key is not flagged as a duplicate"
+            else:
+                assert not item.duplicate
+                assert task_id not in self.tasks
+                assert task_id in submitted, "a new task is reported but was not recorded"
+                new.add(task_id)
+                self.tasks[task_id] = ModelTask(
+                    type=spec.type,
+                    priority=spec.priority,
+                    capabilities=sorted(set(spec.capabilities or [spec.type])),
+                    payload=spec.payload,
+                    idempotency_key=spec.idempotency_key,
+                    submitted_by=actor.actor,
+                    seq=submitted[task_id],
+                )
+                if key is not None:
+                    self.keyed[key] = task_id
+            assert task_fields(item.task) == self.tasks[task_id].fields()
+        assert submitted.keys() == new
+        self.accepted("submit", committed, len(new))
+
+    @rule(
+        name=st.sampled_from(["b1", "b2", "b3"]),
+        capabilities=st.lists(st.sampled_from(TYPES), min_size=1, max_size=3),
+        max_concurrency=st.integers(1, 3),
+    )
+    def register_bot(self, name: str, capabilities: list[str], max_concurrency: int) -> None:
+        self.elsewhere = False
+        before = self.head()
+        bot, issued, position = self.hive.register_bot(
+            name=name,
+            capabilities=capabilities,
+            max_concurrency=max_concurrency,
+            version_label="v1",
+            cause=ALICE,
+        )
+        event("register bot")
+        assert bot.id not in self.bots and issued.key.bot_id == bot.id
+        assert position is not None and position == self.head() > before
+        self.bots[bot.id] = ModelBot(name, sorted(set(capabilities)), max_concurrency)
+        self.keys.append(issued.key.id)
+        self.events += 2  # the bot and its key
+
+    @precondition(lambda self: self.tasks and self.bots)
+    @rule(data=st.data(), n=st.integers(1, 4))
+    def work(self, data: st.DataObject, n: int) -> None:
+        """Work goes on: the dispatcher assigns, bots start tasks or finish them."""
+        self.where(data)
+        moves = ["assign"]
+        if self.having(TaskState.ASSIGNED):
+            moves.append("start")
+        if self.having(TaskState.RUNNING):
+            moves.append("finish")
+        move = data.draw(st.sampled_from(moves), label="work")
+        if move == "assign":
+            self.assign(data, n)
+        elif move == "start":
+            self.start(data, n)
+        else:
+            self.finish(data, n)
+
+    def assign(self, data: st.DataObject, n: int) -> None:
+        """A round of dispatch: mostly pending tasks and live bots, sometimes stale choices."""
+        pairs = [
+            (
+                self.pick(data, self.having(TaskState.PENDING), self.tasks, "task"),
+                self.pick(data, self.live_bots(), self.bots, "bot"),
+            )
+            for _ in range(n)
+        ]
+        chosen = [Assignment(t, b, {"policy": "test", "n": i}) for i, (t, b) in enumerate(pairs)]
+        self.change_tasks(
+            "assign",
+            [(t, assign(b)) for t, b in pairs],
+            lambda: self.writer.assign_tasks(chosen, DISPATCHER),
+        )
+
+    def start(self, data: st.DataObject, n: int) -> None:
+        """A bot starts tasks: its own with the right token, mostly; stale or not its own."""
+        bot_id = self.pick(data, self.holders(TaskState.ASSIGNED), self.bots, "bot")
+        reports = []
+        for _ in range(n):
+            mine = self.mine(data, bot_id, TaskState.ASSIGNED)
+            task_id = self.pick(data, mine, self.tasks, "task")
+            reports.append(Report(task_id, self.token(data, task_id)))
+        cause = Cause(f"bot:{bot_id}", "start")
+        self.change_tasks(
+            "start",
+            [(r.task_id, start(bot_id, r.fencing_token)) for r in reports],
+            lambda: self.writer.start_tasks(bot_id, reports, cause),
+        )
+
+    def finish(self, data: st.DataObject, n: int) -> None:
+        """A bot reports results and errors: like ``start``, mostly right, sometimes not."""
+        bot_id = self.pick(data, self.holders(TaskState.RUNNING), self.bots, "bot")
+        reports = []
+        for _ in range(n):
+            mine = self.mine(data, bot_id, TaskState.RUNNING)
+            task_id = self.pick(data, mine, self.tasks, "task")
+            token = self.token(data, task_id)
+            if data.draw(st.booleans(), label="failed"):
+                reports.append(Report(task_id, token, error=data.draw(errors, label="error")))
+            else:
+                reports.append(Report(task_id, token, result=data.draw(results, label="result")))
+        cause = Cause(f"bot:{bot_id}", "finish")
+        self.change_tasks(
+            "finish",
+            [(r.task_id, finish(bot_id, r.fencing_token, r.result, r.error)) for r in reports],
+            lambda: self.writer.finish_tasks(bot_id, reports, cause),
+        )
+
+    def mine(self, data: st.DataObject, bot_id: UUID, state: TaskState) -> list[UUID]:
+        """The bot's tasks in ``state``; rarely all it ever held (repeats, reports too late)."""
+        if data.draw(rarely(st.just(False), st.just(True)), label="any task of the bot"):
+            return [i for i, t in self.tasks.items() if t.bot_id == bot_id]
+        return self.having(state, bot_id=bot_id)
+
+    def token(self, data: st.DataObject, task_id: UUID) -> int:
+        current = self.tasks[task_id].fencing_token if task_id in self.tasks else 1
+        return current + data.draw(token_offsets, label="token offset")
+
+    @precondition(lambda self: self.tasks or self.bots)
+    @rule(data=st.data())
+    def trouble(self, data: st.DataObject) -> None:
+        """What takes work away: a cancellation, a lost bot, a deregistration, the reaper."""
+        self.where(data)
+        moves = (["cancel", "release orphans"] if self.tasks else []) + (
+            ["lose a bot", "deregister a bot"] if self.bots else []
+        )
+        move = data.draw(st.sampled_from(moves), label="trouble")
+        if move == "cancel":
+            self.cancel(data)
+        elif move == "release orphans":
+            self.release(data)
+        else:
+            self.bot_goes(data, lost=move == "lose a bot")
+
+    def cancel(self, data: st.DataObject) -> None:
+        task_id = self.pick(data, self.tasks, self.tasks, "task")
+        reason = data.draw(reasons, label="reason")
+        self.change_tasks(
+            "cancel",
+            [(task_id, cancel(reason))],
+            lambda: self.writer.cancel_task(task_id, reason, BOB),
+        )
+
+    def bot_goes(self, data: st.DataObject, *, lost: bool) -> None:
+        """The reaper loses a bot with what it holds (as its index knows it), or it deregisters."""
+        bot_id = self.pick(data, self.live_bots(), self.bots, "bot")
+        before = self.bots.get(bot_id)
+        if not lost:
+            if before is None:
+                self.refused(
+                    "deregister", NotFound, lambda: self.writer.deregister_bot(bot_id, ALICE)
+                )
+                return
+            committed = self.writer.deregister_bot(bot_id, ALICE)
+            changes = before.state is not BotState.DEREGISTERED
+            assert [b.id for b in committed.items] == ([bot_id] if changes else [])
+            self.accepted("deregister", committed, int(changes))
+            self.bots[bot_id] = replace(before, state=BotState.DEREGISTERED)
+            return
+        # The reaper releases what its index says the bot holds. Another node's reaper: what
+        # the log says (its index caught up); rarely a list that is stale in every way.
+        holding = self.having(*HELD, bot_id=bot_id)
+        stale = st.lists(st.sampled_from([*holding, *self.tasks, GHOST]), unique=True, max_size=4)
+        if data.draw(rarely(st.just(False), st.just(True)), label="a stale list"):
+            self.elsewhere = True
+            held = data.draw(stale, label="held")
+        else:
+            held = holding if self.elsewhere else self.index.held_by(bot_id)
+
+        def lose() -> Committed[Bot]:
+            return self.writer.lose_bot(bot_id, held, "silence", REAPER)
+
+        if before is None:
+            self.refused("lose bot", NotFound, lose)
+            return
+        after = {i: expire(bot_id)(self.tasks[i]) for i in held if i in self.tasks}
+        tasks = {i: t for i, t in after.items() if isinstance(t, ModelTask)}
+        changed = [i for i, t in tasks.items() if t != self.tasks[i]]
+        marked = before.state is BotState.READY
+        committed = lose()
+        assert [b.id for b in committed.items] == [bot_id]
+        self.accepted("lose bot", committed, len(changed) + marked)
+        self.tasks.update(tasks)
+        if marked:
+            self.bots[bot_id] = replace(before, state=BotState.LOST)
+
+    def release(self, data: st.DataObject) -> None:
+        """The reaper takes back orphans: tasks its index says a bot that is not live holds.
+
+        Or somebody else releases whatever (then it is no decision of this node's engine).
+        """
+        orphans = self.index.orphans()
+        if orphans and not self.elsewhere:
+            bot_id = data.draw(st.sampled_from(sorted(orphans)), label="orphaned bot")
+            task_ids = orphans[bot_id]
+        else:
+            self.elsewhere = True
+            orphaned = [b for b in self.holders(*HELD) if b not in self.live_bots()]
+            bot_id = self.pick(data, orphaned, self.bots, "bot")
+            n = data.draw(st.integers(1, 3), label="tasks to release")
+            task_ids = [
+                self.pick(data, self.having(*HELD, bot_id=bot_id), self.tasks, "task")
+                for _ in range(n)
+            ]
+        self.change_tasks(
+            "release",
+            [(i, expire(bot_id)) for i in task_ids],
+            lambda: self.writer.release_tasks(bot_id, task_ids, "bot is gone", REAPER),
+        )
+
+    @rule(move=st.sampled_from(["catch up", "fall behind", "read a page"]), page=st.integers(1, 5))
+    def follower(self, move: str, page: int) -> None:
+        """The live index's follower falls behind the writers for a while, then catches up."""
+        if move == "read a page":
+            self.follow(page, pages=1)
+        self.lagging = move != "catch up"
+
+    def follow(self, page: int, pages: int = EVERYTHING) -> None:
+        """What ``LiveIndexFeed`` does with a ``LogFollower`` of the index's topics."""
+        for _ in range(pages):
+            head = self.head()
+            if head <= self.index.position:
+                return
+            notes = self.hive.recorder.select_notifications(
+                self.index.position, page, stop=head, topics=LIVE_TOPICS, inclusive_of_start=False
+            )
+            end = notes[-1].id if len(notes) == page else head
+            events = [(n.id, self.hive.mapper.to_domain_event(n)) for n in notes]
+            if events:
+                self.index.apply(events, position=end)
+                self.hive.observe(events)
+            else:
+                self.index.position = max(self.index.position, end)
+
+    # -- invariants ---------------------------------------------------------------------
+
+    def log(self) -> dict[UUID, Any]:
+        """Every aggregate as the log has it: the events since the last look, decoded and
+        applied (``mutate``) on top of what the earlier events made."""
+        for note in self.hive.recorder.select_notifications(
+            self.replayed_to, EVERYTHING, inclusive_of_start=False
+        ):
+            event = self.hive.mapper.to_domain_event(note)
+            self.replayed[note.originator_id] = event.mutate(self.replayed.get(note.originator_id))
+            self.replayed_to = note.id
+            self.replayed_events += 1
+        return self.replayed
+
+    @invariant()
+    def the_log_holds_what_the_model_says(self) -> None:
+        log = self.log()
+        assert self.replayed_events == self.events, "the log holds other events than expected"
+        assert log.keys() == {*self.tasks, *self.bots, *self.keys}
+        for task_id, model in self.tasks.items():
+            assert task_fields(log[task_id]) == model.fields(), task_id
+        for bot_id, bot in self.bots.items():
+            b = log[bot_id]
+            assert (b.name, b.capabilities, b.max_concurrency, b.state) == (
+                bot.name,
+                bot.capabilities,
+                bot.max_concurrency,
+                bot.state,
+            ), bot_id
+
+    @invariant()
+    def fencing_tokens_never_decrease_and_a_task_has_one_holder_at_most(self) -> None:
+        log = self.log()
+        for task_id in self.tasks:
+            task = log[task_id]
+            assert task.fencing_token >= self.tokens.get(task_id, 0), "a fencing token went back"
+            self.tokens[task_id] = task.fencing_token
+            if task.state in HELD:
+                assert task.bot_id is not None and task.fencing_token >= 1
+            elif task.state is TaskState.PENDING:
+                assert task.bot_id is None
+        holder: dict[UUID, UUID] = {}
+        for bot_id, held in self.index.held.items():
+            for task_id in held:
+                assert holder.setdefault(task_id, bot_id) == bot_id, "two bots hold one task"
+
+    @invariant()
+    def the_hive_loads_what_the_log_says(self) -> None:
+        """What the Hive loads (its cache, mostly) is what replaying the log gives, once its
+        node's follower has told it what other nodes wrote."""
+        if self.lagging:
+            return
+        self.follow(page=3)
+        log = self.log()
+        assert self.hive.load_many(HiveAggregate, log) == log
+
+    @invariant()
+    def live_index_agrees_with_the_model(self) -> None:
+        if self.lagging:
+            return
+        self.follow(page=3)
+        assert self.index.position == self.head()
+        open_tasks = {i: t for i, t in self.tasks.items() if t.state not in FINAL}
+        assert {i: (t.state, t.bot_id, t.fencing_token) for i, t in self.index.tasks.items()} == {
+            i: (str(t.state), t.bot_id, t.fencing_token) for i, t in open_tasks.items()
+        }
+        pending = [(i, t) for i, t in open_tasks.items() if t.state is TaskState.PENDING]
+        by_priority_then_age = sorted(pending, key=lambda p: (-p[1].priority, p[1].seq))
+        for caps in [None, *(self.bots[b].capabilities for b in self.live_bots()[:1])]:
+            servable = (lambda _: True) if caps is None else frozenset(caps).__ge__
+            expected = [i for i, t in by_priority_then_age if servable(frozenset(t.capabilities))]
+            n = len(expected)  # the first few must be the right few, for any few
+            for limit in sorted({1, 2, 3, n // 3, n // 2, 2 * n // 3, n - 1, n, n + 1} - {0}):
+                got = [p.task_id for p in self.index.pending(limit, servable)]
+                assert got == expected[:limit], f"pending({limit}) for a bot with {caps}"
+        held: dict[UUID, set[UUID]] = {}
+        for i, t in open_tasks.items():
+            if t.state in HELD and t.bot_id is not None:
+                held.setdefault(t.bot_id, set()).add(i)
+        assert dict(self.index.held) == held
+        live = self.live_bots()
+        assert set(self.index.live_bots()) == set(live)
+        assert self.index.orphans() == {b: sorted(ts) for b, ts in held.items() if b not in live}
+
+
+class TestHiveMachine(HiveMachine.TestCase):  # type: ignore[name-defined,misc]
+    settings = settings(
+        max_examples=200,
+        stateful_step_count=40,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    pytestmark = pytest.mark.timeout(660)  # a failure is shrunk for up to five minutes
