@@ -154,7 +154,7 @@ def rerun_after_kill(hive: Hive, client: httpx.Client, enrol: str) -> float:
             "/v1/tasks", json={"type": "writing", "payload": {"text": "a b c.", "style": "upper"}}
         ).json()["id"]
         wait_for(
-            lambda: client.get(f"/v1/tasks/{task_id}").json()["state"] == "running",
+            lambda: task(client, task_id)["state"] == "running",
             timeout=30,
             what="the task running on the doomed bot",
         )
@@ -162,14 +162,14 @@ def rerun_after_kill(hive: Hive, client: httpx.Client, enrol: str) -> float:
         doomed.kill9()
         wait_for(
             lambda: (
-                client.get(f"/v1/tasks/{task_id}").json()["fencing_token"] == 2
-                and client.get(f"/v1/tasks/{task_id}").json()["started_at"] is not None
+                (t := task(client, task_id)).get("fencing_token") == 2
+                and t["started_at"] is not None
             ),
             timeout=60,
             what="the task restarted elsewhere",
             interval=0.05,
         )
-        restarted = datetime.fromisoformat(client.get(f"/v1/tasks/{task_id}").json()["started_at"])
+        restarted = datetime.fromisoformat(task(client, task_id)["started_at"])
         return (restarted - killed).total_seconds()
     finally:
         standby.stop()
