@@ -27,7 +27,7 @@ from domain.hive import TaskSpec
 from store.database import database_url
 from tests.bench.pg import pgbench_insert_tps
 from tests.bench.stats import summary_ms
-from tests.e2e.harness import Hive, start_bot
+from tests.e2e.harness import Hive, start_bot, task
 from tests.pg import create_database, drop_database, unique_database_name
 from tests.waiting import wait_for
 
