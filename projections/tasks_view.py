@@ -18,58 +18,41 @@ from domain.aggregate import event_topics
 from domain.tasks import Task
 from projections.runner import Positioned
 
-# Every column's type as it travels: one array per column, so a page is one statement of
-# each kind (set-based), not a statement per row. JSON travels as text, capabilities as one
-# comma-joined string (short names have no commas).
-TRAVEL = {
-    "task_id": "uuid",
-    "type": "text",
-    "priority": "smallint",
-    "capabilities": "text",
-    "state": "text",
-    "payload": "text",
-    "result": "text",
-    "error": "text",
-    "bot_id": "uuid",
-    "fencing_token": "integer",
-    "idempotency_key": "text",
-    "submitted_by": "text",
-    "submitted_at": "timestamptz",
-    "assigned_at": "timestamptz",
-    "started_at": "timestamptz",
-    "finished_at": "timestamptz",
-    "assignment": "text",
-    "seq": "bigint",
-    "version": "integer",
-    "position": "bigint",
-}
-ARRIVE = {
-    "payload": "v.payload::jsonb",
-    "result": "v.result::jsonb",
-    "assignment": "v.assignment::jsonb",
-    "capabilities": "string_to_array(v.capabilities, ',')",
-}
+JSONB = frozenset({"payload", "result", "assignment"})
 
-
-def _unnest(columns: Sequence[str]) -> str:
-    arrays = ", ".join(f"%s::{TRAVEL[c]}[]" for c in columns)
-    return f"unnest({arrays}) AS v({', '.join(columns)})"
-
-
-def _arrive(column: str) -> str:
-    return ARRIVE.get(column, f"v.{column}")
-
-
-_INSERT_COLUMNS = tuple(TRAVEL)
-INSERT = (
-    f"INSERT INTO tasks_view ({', '.join(_INSERT_COLUMNS)}) "
-    f"SELECT {', '.join(_arrive(c) for c in _INSERT_COLUMNS)} FROM {_unnest(_INSERT_COLUMNS)} "
-    "ON CONFLICT (task_id) DO NOTHING"
+_INSERT_COLUMNS = (
+    "task_id",
+    "type",
+    "priority",
+    "capabilities",
+    "state",
+    "payload",
+    "result",
+    "error",
+    "bot_id",
+    "fencing_token",
+    "idempotency_key",
+    "submitted_by",
+    "submitted_at",
+    "assigned_at",
+    "started_at",
+    "finished_at",
+    "assignment",
+    "seq",
+    "version",
+    "position",
 )
 
 
-def _columns(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[list[Any]]:
-    return [[row[c] for row in rows] for c in columns]
+def _placeholder(column: str) -> str:
+    return f"%({column})s::jsonb" if column in JSONB else f"%({column})s"
+
+
+INSERT = (
+    f"INSERT INTO tasks_view ({', '.join(_INSERT_COLUMNS)}) "
+    f"VALUES ({', '.join(_placeholder(c) for c in _INSERT_COLUMNS)}) "
+    "ON CONFLICT (task_id) DO NOTHING"
+)
 
 
 def _changes(event: Any) -> dict[str, Any]:
@@ -104,7 +87,7 @@ def _submitted(p: Positioned) -> dict[str, Any]:
         "task_id": e.originator_id,
         "type": e.type,
         "priority": e.priority,
-        "capabilities": ",".join(e.capabilities),
+        "capabilities": e.capabilities,
         "state": "pending",
         "payload": e.payload,
         "result": None,
@@ -144,17 +127,14 @@ class TasksView:
             row["version"] = p.event.originator_version
             row["position"] = p.position
         if inserts:
-            cur.execute(INSERT, _columns(list(inserts.values()), _INSERT_COLUMNS))
+            cur.executemany(INSERT, list(inserts.values()))
         by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in updates.values():
             by_shape.setdefault(tuple(sorted(row)), []).append(row)
         for shape, rows in by_shape.items():
-            cur.execute(_update_statement(shape), _columns(rows, shape))
+            cur.executemany(_update_statement(shape), rows)
 
 
 def _update_statement(shape: tuple[str, ...]) -> str:
-    sets = ", ".join(f"{c} = {_arrive(c)}" for c in shape if c != "task_id")
-    return (
-        f"UPDATE tasks_view AS t SET {sets} FROM {_unnest(shape)} "
-        "WHERE t.task_id = v.task_id AND t.version < v.version"
-    )
+    sets = ", ".join(f"{c} = {_placeholder(c)}" for c in shape if c != "task_id")
+    return f"UPDATE tasks_view SET {sets} WHERE task_id = %(task_id)s AND version < %(version)s"
