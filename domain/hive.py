@@ -274,14 +274,15 @@ class Hive(Application[UUID]):
 
     # -- reading the truth ------------------------------------------------------------
 
-    def load_many(self, kind: type[A], ids: Iterable[UUID]) -> dict[UUID, A]:
+    def load_many(self, kind: type[A], ids: Iterable[UUID], *, fresh: bool = True) -> dict[UUID, A]:
         """Aggregates of one kind as the log has them; ids not found are left out.
 
-        Read from the log itself (the cache may be behind another process's writes); the
-        caller gets copies, to read at leisure while commands go on.
+        Read from the log itself (the cache may be behind another process's writes) unless
+        ``fresh`` is False, for a caller that tolerates that (its next command re-checks).
+        The caller gets copies, to read at leisure while commands go on.
         """
         with self.lock:
-            found = self._load(kind, list(dict.fromkeys(ids)), from_log=True)
+            found = self._load(kind, list(dict.fromkeys(ids)), from_log=fresh)
             return {i: _detached(a) for i, a in found.items()}
 
     def cached_many(self, kind: type[A], ids: Iterable[UUID]) -> dict[UUID, A] | None:

@@ -13,6 +13,7 @@ import contextlib
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 from uuid import UUID
 
 from starlette.concurrency import run_in_threadpool
@@ -90,7 +91,11 @@ class ClaimBoard:
         tokens = dict(held)
         found = self.hive.cached_many(Task, tokens)
         if found is None:
-            found = await run_in_threadpool(self.hive.load_many, Task, list(tokens))
+            # The cache may be behind another process; that is fine here: a start for a
+            # task that is no longer this bot's is refused, and the bot drops it.
+            found = await run_in_threadpool(
+                partial(self.hive.load_many, Task, list(tokens), fresh=False)
+            )
         return [
             ClaimedTask(t.id, t.type, t.priority, t.capabilities, t.payload, t.fencing_token)
             for task_id in tokens
