@@ -34,9 +34,6 @@ def serve(settings: Settings, *, role: str, demo_bots: int, migrate: bool) -> in
     from store.database import database_url
 
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM unwinds like Ctrl-C
-    # A thread woken by another (a claim by the dispatcher, the dispatcher by a submit)
-    # waits for the GIL until the waker blocks or this interval ends: keep it short.
-    sys.setswitchinterval(float(os.environ.get("APIARY_SWITCH_INTERVAL_S", "0.0005")))
     home = settings.home.resolve()
     try:
         with database_url(os.environ, home) as url:
