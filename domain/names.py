@@ -30,9 +30,14 @@ def check_capabilities(values: list[str] | tuple[str, ...]) -> list[str]:
 MAX_TEXT = 4096
 
 
+# A JSON escape of NUL: "\u0000" preceded by an even number of backslashes (an odd number
+# would make it the text "\u0000" with an escaped backslash, which is fine).
+NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def check_json_text(kind: str, text: str) -> str:
     """JSON text the views can hold: PostgreSQL's jsonb cannot store a NUL character."""
-    if "\\u0000" in text:
+    if NUL_ESCAPE.search(text):
         raise InvalidInput(f"{kind} must not contain NUL characters (\\u0000)")
     return text
 

@@ -161,8 +161,8 @@ def test_late_report_from_a_lost_bot_is_refused_and_changes_nothing(hive: Hive) 
         ).status_code
         == 200
     )
-    wait_for(
-        lambda: task(client, task_id)["state"] == "pending",
+    wait_for(  # pending again after its lease expired (token 1), not the view lagging at 0
+        lambda: (t := task(client, task_id))["state"] == "pending" and t["fencing_token"] == 1,
         timeout=15,
         what="the silent bot's task to return to pending",
     )

@@ -88,6 +88,9 @@ class CrashMachine(HiveMachine):
     def writer(self) -> Hive:
         return self.other if self.elsewhere else self.hive
 
+    def nodes(self) -> list[Hive]:
+        return [self.hive, self.other]
+
     def follow(self, page: int, pages: int = EVERYTHING) -> None:
         """The other node's follower keeps up with this one's: its cache hears as much."""
         seen = self.index.position
@@ -185,24 +188,13 @@ class CrashMachine(HiveMachine):
             self.views_and_log_agree_with_the_model()
 
     def views_and_log_agree_with_the_model(self) -> None:
-        fresh = self.open_hive()
-        try:
-            loaded = fresh.load_many(Task, self.tasks)
-            assert {i: task_fields(t) for i, t in loaded.items()} == {
-                i: t.fields() for i, t in self.tasks.items()
-            }
-            bots = fresh.load_many(Bot, self.bots)
-            assert {i: b.state for i, b in bots.items()} == {
-                i: b.state for i, b in self.bots.items()
-            }
-        finally:
-            fresh.close()
+        self.a_fresh_hive_loads_the_model()
         for view in views():  # whatever the crashes left, the runners resume from there
             self.runner(view, page=4).catch_up()
         incremental = snapshot(self.url)
         with psycopg.connect(self.url) as conn:
-            tasks = dict(conn.execute("SELECT task_id, state FROM tasks_view").fetchall())
-            bots = dict(conn.execute("SELECT bot_id, state FROM fleet_view").fetchall())
+            tasks: dict[Any, Any] = dict(conn.execute("SELECT task_id, state FROM tasks_view"))
+            bots: dict[Any, Any] = dict(conn.execute("SELECT bot_id, state FROM fleet_view"))
         assert tasks == {i: str(t.state) for i, t in self.tasks.items()}
         assert bots == {i: str(b.state) for i, b in self.bots.items()}
         rebuild_views(self.url, SETTINGS)
@@ -211,14 +203,28 @@ class CrashMachine(HiveMachine):
         assert chain.ok, chain.reason
         assert chain.count == self.events
 
+    def a_fresh_hive_loads_the_model(self) -> None:
+        fresh = self.open_hive()
+        try:
+            tasks = fresh.load_many(Task, self.tasks)
+            assert {i: task_fields(t) for i, t in tasks.items()} == {
+                i: t.fields() for i, t in self.tasks.items()
+            }
+            bots = fresh.load_many(Bot, self.bots)
+            assert {i: b.state for i, b in bots.items()} == {
+                i: b.state for i, b in self.bots.items()
+            }
+        finally:
+            fresh.close()
+
     # -- helpers ----------------------------------------------------------------------------
 
     def runner(self, view: View, page: int) -> ProjectionRunner:
         return ProjectionRunner(
             view,
-            self.hive.recorder,
+            self.hive.recorder,  # type: ignore[arg-type]  # a HiveRecorder: it has a channel
             self.hive.mapper.to_domain_event,
-            self.url,  # type: ignore[arg-type]
+            self.url,
             page_size=page,
         )
 
@@ -230,7 +236,7 @@ class CrashMachine(HiveMachine):
 @pytest.mark.timeout(900)  # a failure is shrunk for up to five minutes
 def test_replay_after_crashes_equals_the_model(pg_server_url: str, migrated_template: str) -> None:
     run_state_machine_as_test(
-        lambda: CrashMachine(pg_server_url, migrated_template),
+        lambda: CrashMachine(pg_server_url, migrated_template),  # type: ignore[arg-type]
         settings=settings(
             max_examples=15,
             stateful_step_count=25,

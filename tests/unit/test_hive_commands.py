@@ -102,3 +102,24 @@ def test_assign_skips_tasks_no_longer_pending(hive: Hive) -> None:
     out = hive.assign_tasks([Assignment(task.id, uuid4(), {})], ENGINE)
     assert out.items == []
     assert hive.get(Task, task.id).state is TaskState.CANCELLED
+
+
+@pytest.mark.parametrize(
+    ("value", "refused"),
+    [
+        ("a\x00b", True),
+        ("\\\x00", True),
+        ("\\u0000", False),
+        ("\\\\u0000", False),
+        ("plain", False),
+    ],
+)
+def test_payloads_with_nul_are_refused_and_only_those(
+    hive: Hive, value: str, refused: bool
+) -> None:
+    payload = json.dumps({"text": value})
+    if refused:
+        with pytest.raises(InvalidInput, match="NUL"):
+            submit_one(hive, type="code", payload=payload)
+    else:
+        assert json.loads(submit_one(hive, type="code", payload=payload).payload) == {"text": value}

@@ -10,7 +10,7 @@ nothing may have been persisted). After every step:
 * the log (its events decoded and applied with ``mutate``) holds exactly the model's tasks
   and bots, and exactly as many events as the accepted commands recorded;
 * fencing tokens never decrease and a task is held by at most one bot;
-* what the Hive loads (through its aggregate cache) equals that replay of the log;
+* what the Hive loads equals that replay of the log, and so does what it has cached;
 * a ``LiveIndex`` fed the way a node feeds it (its own process's writes at once, through a
   Hive listener; everything through the follower's pages, which sometimes lag, while other
   nodes write) agrees with the model: open tasks, holders, pending order, orphans.
@@ -25,7 +25,7 @@ import itertools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 import pytest
@@ -376,6 +376,9 @@ class HiveMachine(RuleBasedStateMachine):
         """The Hive a command goes to (on PostgreSQL, another node's when ``elsewhere``)."""
         return self.hive
 
+    def nodes(self) -> list[Hive]:
+        return [self.hive]
+
     def written_here(self, recorded: list[tuple[int, Any]]) -> None:
         """A node's live index hears of its own process's writes at once (a Hive listener)."""
         if not self.elsewhere:
@@ -673,8 +676,9 @@ class HiveMachine(RuleBasedStateMachine):
         for note in self.hive.recorder.select_notifications(
             self.replayed_to, EVERYTHING, inclusive_of_start=False
         ):
-            event = self.hive.mapper.to_domain_event(note)
-            self.replayed[note.originator_id] = event.mutate(self.replayed.get(note.originator_id))
+            event: Any = self.hive.mapper.to_domain_event(note)
+            key = cast(UUID, note.originator_id)
+            self.replayed[key] = event.mutate(self.replayed.get(key))
             self.replayed_to = note.id
             self.replayed_events += 1
         return self.replayed
@@ -713,13 +717,18 @@ class HiveMachine(RuleBasedStateMachine):
 
     @invariant()
     def the_hive_loads_what_the_log_says(self) -> None:
-        """What the Hive loads (its cache, mostly) is what replaying the log gives, once its
-        node's follower has told it what other nodes wrote."""
+        """What the Hive loads is what replaying the log gives; so is what it keeps in its
+        cache, once its node's follower has told it what other nodes wrote."""
         if self.lagging:
             return
         self.follow(page=3)
         log = self.log()
         assert self.hive.load_many(HiveAggregate, log) == log
+        for hive in self.nodes():
+            for i, aggregate in log.items():
+                cached = hive.cached_many(HiveAggregate, [i])
+                if cached:  # None (or nothing) when it is not in the cache
+                    assert cached[i] == aggregate, f"{i} is cached behind the log"
 
     @invariant()
     def live_index_agrees_with_the_model(self) -> None:
@@ -750,7 +759,7 @@ class HiveMachine(RuleBasedStateMachine):
         assert self.index.orphans() == {b: sorted(ts) for b, ts in held.items() if b not in live}
 
 
-class TestHiveMachine(HiveMachine.TestCase):  # type: ignore[name-defined,misc]
+class TestHiveMachine(HiveMachine.TestCase):  # type: ignore[valid-type,misc]
     settings = settings(
         max_examples=200,
         stateful_step_count=40,
