@@ -173,6 +173,8 @@ def rerun_after_kill(hive: Hive, client: httpx.Client, enrol: str) -> float:
         return (restarted - killed).total_seconds()
     finally:
         standby.stop()
+        if doomed.proc.poll() is None:  # the run failed before the kill
+            doomed.kill9()
 
 
 def machine() -> str:
