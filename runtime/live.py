@@ -51,7 +51,6 @@ class LiveBot:
     capabilities: frozenset[str]
     capacity: int
     version: int
-    live: bool = True
 
 
 class PendingQueue:
@@ -211,7 +210,6 @@ class LiveIndex:
             return
         bot.version = e.originator_version
         if isinstance(e, (Bot.Lost, Bot.Deregistered)):
-            bot.live = False
             del self.bots[bot.bot_id]
             changes.work = True
 

@@ -64,10 +64,16 @@ class DatabaseGate:
 
     def _wait_for_database(self) -> None:
         pause = threading.Event()
+        last_error = ""
         while True:
             try:
                 self.probe()
-            except Exception:  # any failure means: not back yet
+            except Exception as e:  # any failure means: not back yet (said once per kind)
+                if type(e).__name__ != last_error:
+                    last_error = type(e).__name__
+                    log.info(
+                        "database still away", extra={"action": "db_probe", "error": last_error}
+                    )
                 pause.wait(self.probe_interval)  # pacing between probes
                 continue
             with self._lock:
