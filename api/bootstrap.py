@@ -21,6 +21,8 @@ from psycopg_pool import ConnectionPool
 
 from api.settings import Settings
 from domain.hive import Hive, utc_now
+from domain.policies.aging import Aging
+from domain.policies.routing import RoutingConfig
 from projections.fleet_view import FleetView
 from projections.positions import ViewPositions
 from projections.reads import FleetReads, TaskReads
@@ -31,6 +33,7 @@ from runtime.dispatcher import Dispatcher
 from runtime.live import TOPICS as LIVE_TOPICS
 from runtime.live import LiveIndex, LiveIndexFeed
 from runtime.loops import Loop, start_thread
+from runtime.performance import LivePerformance
 from runtime.reaper import LeaseReaper
 from store.chain import EVENT_LOG_MIGRATIONS
 from store.database import eventsourcing_env
@@ -78,10 +81,12 @@ def open_hive(url: str, settings: Settings, *, clock: Callable[[], datetime] = u
     return Hive(env=hive_env(url, settings), clock=clock)
 
 
-def views() -> list[View]:
+def views(settings: Settings | None = None) -> list[View]:
+    from projections.performance_view import PerformanceView
     from projections.tasks_view import TasksView
 
-    return [TasksView(), FleetView()]
+    alpha = (settings or Settings()).routing_alpha
+    return [TasksView(), FleetView(), PerformanceView(alpha)]
 
 
 @dataclass
@@ -114,12 +119,16 @@ class Node:
             kwargs={"connect_timeout": s.db_connect_timeout_s, "autocommit": True},
         )
         self.index = LiveIndex()
+        self.performance = LivePerformance(s.routing_alpha)
         self.liveness = Liveness(self.pool)
         recent = RecentEvents(self.hive.mapper.to_domain_event)
         self.hive.listeners.append(recent.remember)
         # What this process writes reaches its live index at once, not a NOTIFY later.
         self.hive.listeners.append(self.index.apply)
         decode = recent.decode
+        observers: list[Callable[[list[tuple[int, Any]]], None]] = [self.hive.observe]
+        if self.serves_engine:  # learning hears each event once, in log order, from the feed
+            observers.append(self.performance.follow)
         self.feed = LiveIndexFeed(
             self.index,
             LogFollower(
@@ -133,7 +142,7 @@ class Node:
                 settle_s=0.005 if self.role == "all" else 0.0,
             ),
             decode,
-            observers=[self.hive.observe],
+            observers=observers,
         )
         if self.serves_engine:
             self.runners = [
@@ -145,9 +154,15 @@ class Node:
                     page_size=s.projection_page,
                     poll_interval=s.poll_interval_s,
                 )
-                for v in views()
+                for v in views(s)
             ]
-            self.dispatcher = Dispatcher(self.hive, self.index, page=s.dispatch_page)
+            self.dispatcher = Dispatcher(
+                self.hive,
+                self.index,
+                self.performance,
+                page=s.dispatch_page,
+                config=RoutingConfig(aging=Aging(s.routing_aging_s)),
+            )
             self.reaper = LeaseReaper(
                 self.hive, self.index, self.liveness, grace_s=s.bot_lease_ttl_s
             )
@@ -175,6 +190,8 @@ class Node:
         self.pool.open(wait=True, timeout=ready_within_s)
         with psycopg.connect(self.url, connect_timeout=self.settings.db_connect_timeout_s) as c:
             self.index.load(c)
+            if self.serves_engine:  # the feed starts where both have what came before
+                self.index.position = min(self.index.position, self.performance.load(c))
         for runner in self.runners:
             self._spawn(f"view-{runner.view.name}", partial(runner.run, self.stopping))
         self._spawn("live-index", lambda: self.feed.run(self.stopping))
@@ -240,7 +257,7 @@ def rebuild_views(url: str, settings: Settings, which: str = "all") -> dict[str,
     hive = open_hive(url, settings)
     try:
         done: dict[str, int] = {}
-        for view in views():
+        for view in views(settings):
             if which not in ("all", view.name):
                 continue
             reset_view(url, view)

@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     reaper_interval_s: float = Field(default=0.5, gt=0)
     claim_max_wait_s: float = Field(default=30.0, gt=0)
     dispatch_page: int = Field(default=2000, ge=1, description="pending tasks per dispatch round")
+    routing_alpha: float = Field(
+        default=0.2, gt=0, le=1, description="weight of each new outcome in what routing learns"
+    )
+    routing_aging_s: float = Field(
+        default=30.0, gt=0, description="waiting this long raises a task's priority one step"
+    )
     projection_page: int = Field(default=500, ge=1, description="events per view transaction")
     poll_interval_s: float = Field(default=1.0, gt=0, description="safety-net poll of the log")
 

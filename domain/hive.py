@@ -174,6 +174,15 @@ class Hive(Application[UUID]):
 
         return self._change(Task, list(chosen), assign)
 
+    def mark_unroutable(
+        self, task_ids: Sequence[UUID], reason: str, missing: list[str], cause: Cause
+    ) -> Committed[Task]:
+        """Flag pending tasks no bot could do; those flagged already or no longer pending
+        are left alone."""
+        return self._change(
+            Task, list(task_ids), lambda t, at: t.mark_unroutable(reason, missing, cause, at)
+        )
+
     def start_tasks(self, bot_id: UUID, reports: Sequence[Report], cause: Cause) -> Committed[Task]:
         tokens = {r.task_id: r.fencing_token for r in reports}
         return self._change(

@@ -3,6 +3,8 @@
 Life: pending -> assigned -> running -> succeeded | failed, and cancelled from any live
 state. A bot that goes silent loses its tasks back to pending (``LeaseExpired``); every
 assignment carries a new fencing token, so a late report from the old holder is refused.
+A pending task that no bot in the hive could do is flagged ``Unroutable`` (it stays
+pending); its next assignment clears the flag.
 """
 
 from __future__ import annotations
@@ -57,6 +59,14 @@ class Task(HiveAggregate):
             task.state = TaskState.ASSIGNED
             task.bot_id = self.bot_id
             task.fencing_token = self.fencing_token
+            task.unroutable = None
+
+    class Unroutable(HiveAggregate.Event):
+        reason: str
+        missing: list[str]  # required capabilities that no bot in the hive has
+
+        def apply(self, task: Task) -> None:
+            task.unroutable = self.reason
 
     class Started(HiveAggregate.Event):
         fencing_token: int
@@ -115,6 +125,7 @@ class Task(HiveAggregate):
         self.fencing_token = 0
         self.result: str | None = None
         self.error: str | None = None
+        self.unroutable: str | None = None  # why no bot could do it, when last looked at
 
     # -- commands ---------------------------------------------------------------------
 
@@ -152,6 +163,13 @@ class Task(HiveAggregate):
         self._record(
             self.Assigned, cause, at, bot_id=bot_id, fencing_token=self.fencing_token + 1, why=why
         )
+
+    def mark_unroutable(self, reason: str, missing: list[str], cause: Cause, at: datetime) -> None:
+        """Say once that no bot could do it; no-op unless pending and not flagged already."""
+        if self.state is TaskState.PENDING and self.unroutable is None:
+            self._record(
+                self.Unroutable, cause, at, reason=check_text("reason", reason), missing=missing
+            )
 
     def start(self, bot_id: UUID, fencing_token: int, cause: Cause, at: datetime) -> None:
         self._check_holder(bot_id, fencing_token)

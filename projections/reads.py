@@ -13,7 +13,7 @@ from projections.rows import BotRow, TaskFilter, TaskRow
 TASK_COLUMNS = (
     "task_id, type, priority, capabilities, state, payload, result, error, bot_id, "
     "fencing_token, idempotency_key, submitted_by, submitted_at, assigned_at, started_at, "
-    "finished_at, assignment, seq, version, position"
+    "finished_at, assignment, unroutable, seq, version, position"
 )
 CURSOR_PREFIX = "s"
 

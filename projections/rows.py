@@ -27,6 +27,7 @@ class TaskRow:
     started_at: datetime | None
     finished_at: datetime | None
     assignment: dict[str, Any] | None
+    unroutable: dict[str, Any] | None  # {"reason", "missing", "at"}: no bot could do it
     seq: int  # log position of the submission: the task's age order
     version: int
     position: int  # log position of the last event applied to this row

@@ -70,6 +70,35 @@ VIEW_MIGRATIONS = [
         """,
     ),
     Migration(
+        120,
+        "views: why no bot could do a task",
+        """
+        ALTER TABLE public.tasks_view ADD COLUMN IF NOT EXISTS unroutable jsonb;
+        """,
+    ),
+    Migration(
+        121,
+        "views: bot performance, learned per (bot, task type), and the runs it follows",
+        """
+        CREATE TABLE IF NOT EXISTS public.bot_performance_view (
+            bot_id uuid NOT NULL,
+            type text NOT NULL,
+            success double precision NOT NULL,
+            duration_s double precision,
+            samples integer NOT NULL,
+            updated_at timestamptz NOT NULL,
+            position bigint NOT NULL,
+            PRIMARY KEY (bot_id, type)
+        );
+        CREATE TABLE IF NOT EXISTS public.bot_performance_runs (
+            task_id uuid PRIMARY KEY,
+            type text NOT NULL,
+            bot_id uuid,
+            started_at timestamptz
+        );
+        """,
+    ),
+    Migration(
         130,
         "views: fleet pools, launches and state reasons",
         """

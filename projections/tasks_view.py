@@ -18,7 +18,7 @@ from domain.aggregate import event_topics
 from domain.tasks import Task
 from projections.runner import Positioned
 
-JSONB = frozenset({"payload", "result", "assignment"})
+JSONB = frozenset({"payload", "result", "assignment", "unroutable"})
 
 _INSERT_COLUMNS = (
     "task_id",
@@ -38,6 +38,7 @@ _INSERT_COLUMNS = (
     "started_at",
     "finished_at",
     "assignment",
+    "unroutable",
     "seq",
     "version",
     "position",
@@ -67,7 +68,11 @@ def _changes(event: Any) -> dict[str, Any]:
                 "assigned_at": at,
                 "started_at": None,
                 "assignment": orjson.dumps(event.why).decode(),
+                "unroutable": None,
             }
+        case Task.Unroutable():
+            flag = {"reason": event.reason, "missing": event.missing, "at": at.isoformat()}
+            return {"unroutable": orjson.dumps(flag).decode()}
         case Task.Started():
             return {"state": "running", "started_at": at}
         case Task.Succeeded():
@@ -101,6 +106,7 @@ def _submitted(p: Positioned) -> dict[str, Any]:
         "started_at": None,
         "finished_at": None,
         "assignment": None,
+        "unroutable": None,
         "seq": p.position,
         "version": e.originator_version,
         "position": p.position,

@@ -1,10 +1,16 @@
 """The dispatcher: assigns pending tasks to bots, many per transaction.
 
 Woken whenever work appears (a task becomes pending, capacity frees, a bot arrives) and by
-a periodic tick as a safety net. Each round reads the live index, asks the routing policy,
-and records all of its decisions in one save. The index must hear of the process's own
-writes as they are recorded (the node registers it as a listener of the Hive), so the next
-round sees the new loads without waiting for the follower.
+a periodic tick as a safety net. Each round reads the live index and the learned
+performance (both in memory: routing never waits on a query), asks the routing policy, and
+records all of its decisions in one save. The index must hear of the process's own writes
+as they are recorded (the node registers it as a listener of the Hive), so the next round
+sees the new loads without waiting for the follower.
+
+Each round first looks for pending tasks that no bot could ever do (no ready or
+quarantined bot has what they need, and ``can_launch`` says no pool could start one) and
+flags them ``Unroutable``, once: a flagged task is not flagged again until an assignment
+has cleared the flag, so an unchanged hive costs nothing but the look, per capability set.
 """
 
 from __future__ import annotations
@@ -12,22 +18,42 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+from collections.abc import Callable
 
 from domain.cause import Cause
 from domain.hive import Hive
-from domain.policies.routing import route
-from runtime.live import Changes, LiveIndex
+from domain.policies.routing import DEFAULT, RoutingConfig, route
+from runtime.live import Changes, LiveIndex, Unservable
+from runtime.performance import LivePerformance
 
 log = logging.getLogger(__name__)
+
+CanLaunch = Callable[[frozenset[str]], bool]
+
+
+def never(_: frozenset[str]) -> bool:
+    return False
 
 
 class Dispatcher:
     name = "dispatcher"
 
-    def __init__(self, hive: Hive, index: LiveIndex, *, page: int = 2000) -> None:
+    def __init__(
+        self,
+        hive: Hive,
+        index: LiveIndex,
+        performance: LivePerformance,
+        *,
+        page: int = 2000,
+        config: RoutingConfig = DEFAULT,
+        can_launch: CanLaunch = never,
+    ) -> None:
         self.hive = hive
         self.index = index
+        self.performance = performance
         self.page = page
+        self.config = config
+        self.can_launch = can_launch
         self.wake = threading.Event()
         self._rounds = itertools.count(1)
         index.listeners.append(self._heard)
@@ -37,21 +63,25 @@ class Dispatcher:
             self.wake.set()
 
     def run_once(self) -> int:
-        """One round; returns how many tasks were assigned."""
+        """One round; returns how many tasks it assigned or flagged."""
         self.wake.clear()
+        cause = Cause.engine(self.name, f"round-{next(self._rounds)}")
+        flagged = self._flag_unroutable(cause)
         slots = self.index.slots()
         free = sum(max(s.free, 0) for s in slots)
         if free == 0:
-            return 0
+            return flagged
         open_slots = [s for s in slots if s.free > 0]
+        now = self.hive.clock().timestamp()
         pending = self.index.pending(
             min(self.page, free * 4),
             servable=lambda needs: any(needs <= s.capabilities for s in open_slots),
+            aging=self.config.aging,
+            now=now,
         )
-        assignments = route(pending, slots)
+        assignments = route(pending, slots, self.performance.snapshot(), now, self.config)
         if not assignments:
-            return 0
-        cause = Cause.engine(self.name, f"round-{next(self._rounds)}")
+            return flagged
         committed = self.hive.assign_tasks(assignments, cause)
         if len(committed.items) < len(assignments):
             log.info(
@@ -61,4 +91,30 @@ class Dispatcher:
                     "skipped": len(assignments) - len(committed.items),
                 },
             )
-        return len(committed.items)
+        return flagged + len(committed.items)
+
+    def _flag_unroutable(self, cause: Cause) -> int:
+        flagged = 0
+        for found in self.index.unservable(self.page):
+            if self.can_launch(found.capabilities):
+                continue
+            committed = self.hive.mark_unroutable(
+                found.task_ids, _reason(found), found.missing, cause
+            )
+            flagged += len(committed.items)
+            log.warning(
+                "pending tasks no bot can do",
+                extra={
+                    "action": "tasks_unroutable",
+                    "flagged": len(committed.items),
+                    "required": sorted(found.capabilities),
+                    "missing": found.missing,
+                },
+            )
+        return flagged
+
+
+def _reason(found: Unservable) -> str:
+    if found.missing:
+        return f"no ready or quarantined bot has {', '.join(found.missing)}"
+    return f"no ready or quarantined bot has all of {', '.join(sorted(found.capabilities))}"

@@ -1,17 +1,21 @@
 """The live index: what the control loops and the claim long-poll need, in memory.
 
 It holds every task that is not finished (pending ones by priority and age, held ones by
-bot) and every live bot. It starts from a consistent snapshot of the tasks and fleet views
-and then follows the log. Events are applied idempotently and strictly in version order
-(an event only right after the one before it), so the snapshot's position and the
-events' order may overlap freely, and a writer may apply its own committed events at once
-(``apply``), ahead of the follower: one that does not follow on is left to the follower.
+bot) and every live bot. ``pending`` hands out the most urgent tasks by effective priority
+(``domain/policies/aging.py``), so an old task of low priority is among them once aging
+has lifted it, however many fresh urgent ones arrive. It starts from a consistent snapshot
+of the tasks and fleet views and then follows the log. Events are applied idempotently
+and strictly in version order (an event only right after the one before it), so the
+snapshot's position and the events' order may overlap freely, and a writer may apply its
+own committed events at once (``apply``), ahead of the follower: one that does not follow
+on is left to the follower.
 """
 
 from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 import logging
 import threading
 from collections import defaultdict
@@ -24,6 +28,7 @@ import psycopg
 
 from domain.aggregate import event_topics
 from domain.bots import Bot
+from domain.policies.aging import CEILING, Aging
 from domain.policies.routing import BotSlots, PendingTask
 from domain.tasks import Task
 from store.follower import LogFollower
@@ -43,6 +48,9 @@ class LiveTask:
     bot_id: UUID | None
     fencing_token: int
     version: int
+    type: str = ""
+    submitted: float = 0.0  # seconds since the epoch, from the submission event
+    unroutable: bool = False  # flagged: no bot could do it when last looked at
 
 
 @dataclass
@@ -60,44 +68,68 @@ class LiveBot:
 
 
 class PendingQueue:
-    """Pending tasks that need one set of capabilities: by priority, then by age.
+    """Pending tasks that need one set of capabilities: per priority, oldest first.
 
-    New tasks arrive in log order, so per priority a dict keeps them oldest first; a task
-    that comes back (its bot was lost) is older than most, so it goes into a small sorted
-    list merged in front as needed.
+    Age is (submission time, log position). New tasks arrive in log order, so per priority
+    a dict keeps them oldest first; a task that comes back (its bot was lost) is older than
+    most, so it goes into a small sorted list merged in front as needed. ``unmarked`` are
+    the tasks not flagged unroutable.
     """
 
     def __init__(self) -> None:
-        self.fresh: list[dict[UUID, int]] = [{} for _ in range(10)]
-        self.returned: list[list[tuple[int, UUID]]] = [[] for _ in range(10)]
+        self.fresh: list[dict[UUID, tuple[float, int]]] = [{} for _ in range(10)]
+        self.returned: list[list[tuple[float, int, UUID]]] = [[] for _ in range(10)]
         self.size = 0
+        self.unmarked: set[UUID] = set()
 
     def add(self, task: LiveTask) -> None:
         fresh = self.fresh[task.priority]
-        if task.fencing_token == 0 and (not fresh or next(reversed(fresh.values())) < task.seq):
-            fresh[task.task_id] = task.seq
+        age = (task.submitted, task.seq)
+        if task.fencing_token == 0 and (not fresh or next(reversed(fresh.values())) < age):
+            fresh[task.task_id] = age
         else:  # back from a lost bot, or arrived out of order (concurrent writers)
-            bisect.insort(self.returned[task.priority], (task.seq, task.task_id))
+            bisect.insort(self.returned[task.priority], (*age, task.task_id))
         self.size += 1
+        if not task.unroutable:
+            self.unmarked.add(task.task_id)
 
     def remove(self, task: LiveTask) -> None:
+        self.unmarked.discard(task.task_id)
         if self.fresh[task.priority].pop(task.task_id, None) is None:
             returned = self.returned[task.priority]
-            i = bisect.bisect_left(returned, (task.seq, task.task_id))
-            if i == len(returned) or returned[i][1] != task.task_id:
+            entry = (task.submitted, task.seq, task.task_id)
+            i = bisect.bisect_left(returned, entry)
+            if i == len(returned) or returned[i] != entry:
                 return
             del returned[i]
         self.size -= 1
 
-    def first(self, limit: int) -> Iterator[UUID]:
-        taken = 0
+    def by_age(self) -> Iterator[tuple[int, Iterator[tuple[float, int, UUID]]]]:
+        """Per priority that has tasks: (priority, its tasks oldest first)."""
         for priority in range(9, -1, -1):
-            fresh = ((seq, tid) for tid, seq in self.fresh[priority].items())
-            for _, task_id in heapq.merge(iter(self.returned[priority]), fresh):
-                if taken >= limit:
-                    return
-                taken += 1
-                yield task_id
+            fresh, returned = self.fresh[priority], self.returned[priority]
+            if not fresh and not returned:
+                continue
+            aged = ((at, seq, task_id) for task_id, (at, seq) in fresh.items())
+            yield priority, heapq.merge(returned, aged) if returned else aged
+
+
+def _most_urgent_first(
+    priority: int, tasks: Iterator[tuple[float, int, UUID]], step_s: float, now: float
+) -> Iterator[tuple[float, float, int, UUID]]:
+    """One priority's tasks, oldest first, keyed as ``Aging.order`` keys them: for tasks of
+    one priority that order is their age, so the keys come out sorted."""
+    for at, seq, task_id in tasks:
+        waited = now - at
+        effective = priority + (waited / step_s if waited > 0 else 0.0)
+        yield (-effective if effective < CEILING else -CEILING, at, seq, task_id)
+
+
+@dataclass(frozen=True)
+class Unservable:
+    capabilities: frozenset[str]
+    missing: list[str]  # of those, the ones no bot has at all
+    task_ids: list[UUID]  # its pending tasks not flagged yet
 
 
 @dataclass
@@ -132,7 +164,7 @@ class LiveIndex:
             )
             tasks = conn.execute(
                 "SELECT task_id, priority, seq, capabilities, state, bot_id, fencing_token, "
-                "version "
+                "version, type, extract(epoch FROM submitted_at)::float8, unroutable IS NOT NULL "
                 "FROM tasks_view WHERE state IN ('pending', 'assigned', 'running') ORDER BY seq"
             ).fetchall()
             bots = conn.execute(
@@ -142,9 +174,19 @@ class LiveIndex:
         with self.lock:
             for bot_id, caps, capacity, version, state, pool in bots:
                 self.bots[bot_id] = LiveBot(bot_id, frozenset(caps), capacity, version, state, pool)
-            for task_id, priority, seq, caps, state, bot_id, token, version in tasks:
+            for task_id, priority, seq, caps, state, bot_id, token, version, *more in tasks:
                 self._put(
-                    LiveTask(task_id, priority, seq, frozenset(caps), state, bot_id, token, version)
+                    LiveTask(
+                        task_id,
+                        priority,
+                        seq,
+                        frozenset(caps),
+                        state,
+                        bot_id,
+                        token,
+                        version,
+                        *more,
+                    )
                 )
             self.position = min(positions.get("tasks", 0), positions.get("fleet", 0))
         return self.position
@@ -180,17 +222,25 @@ class LiveIndex:
                         None,
                         0,
                         1,
+                        e.type,
+                        e.timestamp.timestamp(),
                     )
                 )
                 changes.work = True
             return
         if task is None or e.originator_version != task.version + 1:
             return  # seen already, or one is missing in between: the follower brings it
+        if isinstance(e, Task.Unroutable):  # stays where it is in its queue
+            task.version, task.unroutable = e.originator_version, True
+            if task.state == "pending":
+                self.queues[task.capabilities].unmarked.discard(task.task_id)
+            return
         self._take_out(task)
         task.version = e.originator_version
         match e:
             case Task.Assigned():
                 task.state, task.bot_id, task.fencing_token = "assigned", e.bot_id, e.fencing_token
+                task.unroutable = False
                 changes.assigned_to.add(e.bot_id)
             case Task.Started():
                 task.state = "running"
@@ -250,20 +300,48 @@ class LiveIndex:
     # -- reading ----------------------------------------------------------------------
 
     def pending(
-        self, limit: int, servable: Callable[[frozenset[str]], bool] = lambda _: True
+        self,
+        limit: int,
+        servable: Callable[[frozenset[str]], bool] = lambda _: True,
+        *,
+        aging: Aging,
+        now: float,
     ) -> list[PendingTask]:
-        """The first ``limit`` pending tasks, highest priority first, oldest first, among
-        those whose capabilities ``servable`` accepts: tasks nobody can take now never
-        stand in the way of tasks somebody can."""
-        out: list[PendingTask] = []
+        """The ``limit`` most urgent pending tasks at ``now`` (highest effective priority,
+        then oldest), among those whose capabilities ``servable`` accepts: tasks nobody can
+        take now never stand in the way of tasks somebody can. Exact, and it reads only
+        about ``limit`` tasks: each (capabilities, priority) queue is already in that order,
+        so their merge is."""
         with self.lock:
+            streams = [
+                _most_urgent_first(priority, tasks, aging.step_s, now)
+                for capabilities, queue in self.queues.items()
+                if queue.size and servable(capabilities)
+                for priority, tasks in queue.by_age()
+            ]
+            out = []
+            for *_, task_id in itertools.islice(heapq.merge(*streams), max(limit, 0)):
+                t = self.tasks[task_id]
+                out.append(
+                    PendingTask(t.task_id, t.priority, t.seq, t.capabilities, t.type, t.submitted)
+                )
+        return out
+
+    def unservable(self, limit: int) -> list[Unservable]:
+        """Capability sets whose pending tasks include some not flagged unroutable, and that
+        no bot could ever take: none that is ready or quarantined (an operator may reinstate
+        it) has all of them. A draining bot never takes new work again, so it does not
+        count. Per set, not per task: cheap every round. At most ``limit`` tasks per set."""
+        with self.lock:
+            offered = [b.capabilities for b in self.bots.values() if b.state != "draining"]
+            out = []
             for capabilities, queue in self.queues.items():
-                if queue.size and servable(capabilities):
-                    for task_id in queue.first(limit):
-                        t = self.tasks[task_id]
-                        out.append(PendingTask(t.task_id, t.priority, t.seq, t.capabilities))
-        out.sort(key=lambda t: t.order)
-        return out[:limit]
+                if queue.unmarked and not any(capabilities <= o for o in offered):
+                    known = frozenset().union(*offered)
+                    missing = sorted(capabilities - known)
+                    task_ids = list(itertools.islice(queue.unmarked, limit))
+                    out.append(Unservable(capabilities, missing, task_ids))
+        return out
 
     def slots(self) -> list[BotSlots]:
         """Bots that take new work (ready ones), with their loads."""

@@ -76,6 +76,12 @@ class TaskListQuery(Model):
         return TaskFilter(state=state, type=self.type, bot_id=self.bot_id)
 
 
+class Unroutable(Model):
+    reason: str
+    missing: list[str] = Field(description="required capabilities that no bot has at all")
+    at: datetime
+
+
 class TaskPublic(Model):
     id: UUID
     type: str
@@ -93,7 +99,16 @@ class TaskPublic(Model):
     assigned_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    assignment: dict[str, Any] | None = Field(default=None, description="why the bot was chosen")
+    assignment: dict[str, Any] | None = Field(
+        default=None,
+        description="why the bot was chosen: the policy, the task's effective priority and "
+        "wait, and the inputs and score of the chosen bot and the runners-up",
+    )
+    unroutable: Unroutable | None = Field(
+        default=None,
+        description="set while no bot could do the task (it stays pending); cleared when "
+        "it is assigned",
+    )
     position: int = Field(
         description="the log position this reflects: pass it as ?min_position= to read your write"
     )
@@ -118,6 +133,7 @@ class TaskPublic(Model):
             started_at=row.started_at,
             finished_at=row.finished_at,
             assignment=row.assignment,
+            unroutable=Unroutable.model_validate(row.unroutable) if row.unroutable else None,
             position=row.position,
         )
 

@@ -1,31 +1,65 @@
-"""Routing: which bot gets which pending task. Pure: (pending tasks, bots) -> assignments.
+"""Routing: which bot gets which pending task. Pure: (pending tasks, bots, what the hive
+learned of each bot, now) -> assignments, each with the inputs and the score that decided it.
 
-Tasks are taken highest priority first, oldest first within a priority (``seq`` is the
-position of the task's submission in the log). Each goes to the live bot that has every
-required capability and the most free slots; ties go to the lower load ratio, then the id.
-Each decision carries the inputs that made it, recorded on the ``Task.Assigned`` event.
+Order: by effective priority, highest first, then oldest first (``aging.py``: waiting
+raises a task's priority, so low priority never starves).
+
+Choice: a task's candidates are the given bots (the caller passes only bots that accept
+work) with every capability it needs and a free slot. Each candidate gets a score in 0..1:
+
+    score   = 0.5 * success + 0.2 * speed + 0.3 * free / capacity
+    success = trust * r.success + (1 - trust)                      trust = min(n, TRIAL) / TRIAL
+    speed   = trust * (best + F) / (r.duration_s + F) + (1 - trust)          F = 0.05 s
+
+``r`` is what the hive learned of the bot on the task's type (``performance.py``), ``n`` its
+samples, ``best`` the shortest learned duration among the candidates for that type (a bot
+with no timed run yet counts as the fastest). The highest score wins; ties go to the lower
+bot id. So:
+
+* success weighs most: a bot that keeps failing a type gets that type only when the
+  bots that do it well are full or much busier (a gap of 0.6 in success rate outweighs
+  the whole capacity term). Capacity is the constraint, the score only a preference: a task
+  is never held back while a capable bot has a free slot.
+* a **fair trial**: a bot with fewer than ``TRIAL`` samples of a type is scored partly at
+  the optimistic prior (always succeeds, as fast as the best), so a new bot gets work and
+  with it the samples that then decide; a proven peer at its best merely ties with it.
+* among equally good bots the free-capacity term spreads the load, as a share of each
+  bot's capacity; scores only fall as a round fills bots up.
+
+Each decision records: the policy, the task's effective priority and wait, what it
+required, and for the chosen bot and up to two runners-up their inputs and scores.
+Cost: O(tasks x log(candidates)) after O(candidates) per (capabilities, type) per round.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import bisect
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
-POLICY = "most-free-slots"
+from domain.policies.aging import CEILING, Aging
+from domain.policies.performance import Performance
+
+POLICY = "adaptive-1"
+W_SUCCESS, W_SPEED, W_FREE = 0.5, 0.2, 0.3
+TRIAL_SAMPLES = 5
+DURATION_FLOOR_S = 0.05  # runs this short are alike: noise in them must not decide
+SHOWN = 3  # bots recorded per decision: the chosen one and the runners-up
+
+Stats = Mapping[tuple[UUID, str], Performance]
 
 
-@dataclass(frozen=True)
-class PendingTask:
+class PendingTask(NamedTuple):
+    """A pending task as routing sees it (a tuple: thousands are made per round)."""
+
     task_id: UUID
     priority: int
-    seq: int
+    seq: int  # log position of the submission
     capabilities: frozenset[str]
-
-    @property
-    def order(self) -> tuple[int, int]:
-        return (-self.priority, self.seq)
+    type: str = ""
+    submitted: float = 0.0  # seconds since the epoch
 
 
 @dataclass
@@ -47,34 +81,139 @@ class Assignment:
     why: dict[str, Any] = field(compare=False)
 
 
-def route(pending: Iterable[PendingTask], bots: Sequence[BotSlots]) -> list[Assignment]:
-    """Assign as many pending tasks as free capacity allows, in priority order.
+@dataclass(frozen=True)
+class RoutingConfig:
+    aging: Aging = field(default_factory=Aging)
+    trial_samples: int = TRIAL_SAMPLES
 
-    ``bots`` is mutated only in copies: the caller's loads are left as they were.
+
+DEFAULT = RoutingConfig()
+
+
+def estimates(
+    record: Performance | None, best_duration_s: float | None, trial_samples: int
+) -> tuple[float, float]:
+    """(success, speed) as the score uses them, each in 0..1."""
+    if record is None:
+        return 1.0, 1.0
+    trust = min(record.samples, trial_samples) / trial_samples if trial_samples > 0 else 1.0
+    speed = 1.0
+    if record.duration_s is not None and best_duration_s is not None:
+        floor = DURATION_FLOOR_S
+        speed = min(1.0, (best_duration_s + floor) / (record.duration_s + floor))
+    prior = 1.0 - trust
+    return trust * record.success + prior, trust * speed + prior
+
+
+def score(
+    free: int,
+    capacity: int,
+    record: Performance | None,
+    best_duration_s: float | None,
+    trial_samples: int = TRIAL_SAMPLES,
+) -> float:
+    success, speed = estimates(record, best_duration_s, trial_samples)
+    return W_SUCCESS * success + W_SPEED * speed + W_FREE * free / capacity
+
+
+def route(
+    pending: Iterable[PendingTask],
+    bots: Sequence[BotSlots],
+    stats: Stats,
+    now: float,
+    config: RoutingConfig = DEFAULT,
+) -> list[Assignment]:
+    """Assign as many pending tasks as free capacity allows, most urgent first.
+
+    ``bots`` are copied: the caller's loads are left as they were.
     """
     slots = [BotSlots(b.bot_id, b.capabilities, b.capacity, b.load) for b in bots]
-    able: dict[frozenset[str], list[BotSlots]] = {}
+    groups: dict[tuple[frozenset[str], str], _Group] = {}
+    aging, step = config.aging, config.aging.step_s
     assignments: list[Assignment] = []
-    for task in sorted(pending, key=lambda t: t.order):
-        candidates = able.get(task.capabilities)
-        if candidates is None:
-            candidates = [b for b in slots if task.capabilities <= b.capabilities]
-            able[task.capabilities] = candidates
-        free = [b for b in candidates if b.free > 0]
-        if not free:
+    for task in sorted(pending, key=aging.order(now)):
+        group = groups.get((task.capabilities, task.type))
+        if group is None:
+            group = groups[task.capabilities, task.type] = _Group(task, slots, stats, config)
+        ranked = group.ranked()
+        if not ranked:
             continue
-        chosen = max(free, key=lambda b: (b.free, -b.load / b.capacity, -b.bot_id.int))
-        assignments.append(Assignment(task.task_id, chosen.bot_id, _why(task, chosen, free)))
-        chosen.load += 1
+        waited = now - task.submitted if now > task.submitted else 0.0
+        effective = task.priority + waited / step
+        why = {
+            "policy": POLICY,
+            "type": task.type,
+            "effective_priority": round(effective, 3) if effective < CEILING else CEILING,
+            "waited_s": round(waited, 3),
+            "required": group.required,
+            "bots": [entry[4] for entry in ranked],
+        }
+        chosen = group.bots[ranked[0][2]]
+        assignments.append(Assignment(task.task_id, chosen.bot_id, why))
+        chosen.load += 1  # every entry of this bot, in every group, is stale now
     return assignments
 
 
-def _why(task: PendingTask, chosen: BotSlots, free: list[BotSlots]) -> dict[str, Any]:
+# An entry: (-score, bot id as int, index in the group, the bot's load when scored, the
+# bot as a decision shows it then). Ids are unique, so comparisons never reach the dict.
+Entry = tuple[float, int, int, int, dict[str, Any]]
+
+
+class _Group:
+    """The candidates for one (capabilities, type) in one round, best first.
+
+    Scores change only when a bot's load does, and only downwards, so entries are
+    re-scored lazily: an entry near the top whose bot took work since it was scored is
+    taken out, re-scored and put back in order (or dropped when the bot is full)."""
+
+    def __init__(
+        self, task: PendingTask, slots: list[BotSlots], stats: Stats, config: RoutingConfig
+    ) -> None:
+        self.required = sorted(task.capabilities)
+        self.bots = [b for b in slots if task.capabilities <= b.capabilities and b.free > 0]
+        records = [stats.get((b.bot_id, task.type)) for b in self.bots]
+        best = min(
+            (r.duration_s for r in records if r is not None and r.duration_s is not None),
+            default=None,
+        )
+        self.base: list[float] = []
+        self.inputs: list[dict[str, Any]] = []
+        for bot, record in zip(self.bots, records, strict=True):
+            success, speed = estimates(record, best, config.trial_samples)
+            self.base.append(W_SUCCESS * success + W_SPEED * speed)
+            self.inputs.append(_inputs(bot, record))
+        self.entries: list[Entry] = sorted(self._entry(i) for i in range(len(self.bots)))
+
+    def _entry(self, i: int) -> Entry:
+        bot = self.bots[i]
+        free = bot.capacity - bot.load
+        score = self.base[i] + W_FREE * free / bot.capacity
+        shown = {"score": round(score, 4), "free": free, **self.inputs[i]}
+        return (-score, bot.bot_id.int, i, bot.load, shown)
+
+    def ranked(self) -> list[Entry]:
+        """The best few entries, each scored at its bot's current load."""
+        entries, bots = self.entries, self.bots
+        n = 0
+        while n < SHOWN and n < len(entries):
+            i, scored_at = entries[n][2], entries[n][3]
+            bot = bots[i]
+            if bot.load == scored_at:
+                n += 1
+                continue
+            del entries[n]  # its new score is lower: it goes back in at n or after
+            if bot.load < bot.capacity:
+                bisect.insort(entries, self._entry(i))
+        return entries[:n]
+
+
+def _inputs(bot: BotSlots, record: Performance | None) -> dict[str, Any]:
+    shown: dict[str, Any] = {"bot": str(bot.bot_id), "capacity": bot.capacity}
+    if record is None:
+        return {**shown, "samples": 0}
     return {
-        "policy": POLICY,
-        "required": sorted(task.capabilities),
-        "free_slots": chosen.free,
-        "load": chosen.load,
-        "capacity": chosen.capacity,
-        "candidates": len(free),
+        **shown,
+        "samples": record.samples,
+        "success": round(record.success, 4),
+        "duration_s": None if record.duration_s is None else round(record.duration_s, 4),
     }

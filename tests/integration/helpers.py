@@ -10,7 +10,7 @@ from api.bootstrap import open_hive
 from api.settings import Settings
 from domain.hive import Hive
 
-VIEW_TABLES = ("tasks_view", "fleet_view")
+VIEW_TABLES = ("tasks_view", "fleet_view", "bot_performance_view", "bot_performance_runs")
 
 
 def hive_on(url: str, **settings: Any) -> Hive:
@@ -20,7 +20,7 @@ def hive_on(url: str, **settings: Any) -> Hive:
 def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every view, in a stable order, with the views' positions."""
     with psycopg.connect(url) as conn:
-        out = {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in VIEW_TABLES}
+        out = {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in VIEW_TABLES}
         out["positions"] = conn.execute(
             "SELECT view, position FROM projection_positions ORDER BY view"
         ).fetchall()

@@ -126,7 +126,7 @@ class CrashMachine(HiveMachine):
                 "nothing: the views run to the head",
             ]
         ),
-        view=st.sampled_from(["tasks", "fleet"]),
+        view=st.sampled_from(["tasks", "fleet", "performance"]),
         page=st.integers(1, 5),
     )
     def crash(self, data: st.DataObject, what: str, view: str, page: int) -> None:

@@ -73,7 +73,15 @@ class LogTaskReads:
                 continue
             position[task_id] = pos
             if isinstance(event, Task.Assigned):
-                times[task_id].update(assigned_at=event.timestamp, assignment=event.why)
+                times[task_id].update(
+                    assigned_at=event.timestamp, assignment=event.why, unroutable=None
+                )
+            elif isinstance(event, Task.Unroutable):
+                times[task_id]["unroutable"] = {
+                    "reason": event.reason,
+                    "missing": event.missing,
+                    "at": event.timestamp.isoformat(),
+                }
             elif isinstance(event, Task.Started):
                 times[task_id]["started_at"] = event.timestamp
             elif isinstance(event, Task.Succeeded | Task.Failed | Task.Cancelled):
@@ -98,6 +106,7 @@ class LogTaskReads:
                 started_at=times[i].get("started_at"),
                 finished_at=times[i].get("finished_at"),
                 assignment=times[i].get("assignment"),
+                unroutable=times[i].get("unroutable"),
                 seq=seq[i],
                 version=t.version,
                 position=position[i],

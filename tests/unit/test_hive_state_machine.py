@@ -51,6 +51,7 @@ from domain.errors import (
     StaleFencingToken,
 )
 from domain.hive import Committed, Hive, Report, TaskSpec
+from domain.policies.aging import CEILING, Aging
 from domain.policies.routing import Assignment
 from domain.tasks import Task, TaskState
 from runtime.live import TOPICS as LIVE_TOPICS
@@ -80,6 +81,7 @@ TASK_FIELDS = (
     "fencing_token",
     "result",
     "error",
+    "unroutable",
 )
 
 
@@ -95,11 +97,13 @@ class ModelTask:
     idempotency_key: str | None
     submitted_by: str
     seq: int  # log position of the submission
+    submitted: float = 0.0  # its time, seconds since the epoch
     state: TaskState = TaskState.PENDING
     bot_id: UUID | None = None
     fencing_token: int = 0
     result: str | None = None
     error: str | None = None
+    unroutable: str | None = None
 
     def fields(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in TASK_FIELDS}
@@ -172,8 +176,21 @@ def assign(bot_id: UUID) -> Rule:
         if t.state is not TaskState.PENDING:
             return t  # a stale choice: left alone
         return replace(
-            t, state=TaskState.ASSIGNED, bot_id=bot_id, fencing_token=t.fencing_token + 1
+            t,
+            state=TaskState.ASSIGNED,
+            bot_id=bot_id,
+            fencing_token=t.fencing_token + 1,
+            unroutable=None,
         )
+
+    return decide
+
+
+def flag(reason: str) -> Rule:
+    def decide(t: ModelTask) -> Outcome:
+        if t.state is not TaskState.PENDING or t.unroutable is not None:
+            return t  # flagged once, until an assignment clears it
+        return replace(t, unroutable=reason) if text_ok(reason) else InvalidInput
 
     return decide
 
@@ -212,6 +229,12 @@ def spec_ok(spec: TaskSpec) -> bool:
         and 1 <= len(capabilities) <= 32
         and all(short_name_ok(c) for c in capabilities)
     )
+
+
+def urgency(t: ModelTask, aging: Aging, now: float) -> tuple[float, float, int]:
+    """Most urgent first: effective priority (capped), then the oldest (aging.py)."""
+    effective = min(t.priority + max(now - t.submitted, 0.0) / aging.step_s, CEILING)
+    return (-effective, t.submitted, t.seq)
 
 
 # -- strategies -------------------------------------------------------------------------
@@ -425,6 +448,7 @@ class HiveMachine(RuleBasedStateMachine):
         committed = self.writer.submit_tasks(batch, actor)
         assert len(committed.items) == len(batch)
         submitted = {e.originator_id: p for p, e in committed.recorded}
+        times = {e.originator_id: e.timestamp.timestamp() for _, e in committed.recorded}
         new: set[UUID] = set()
         for spec, item in zip(batch, committed.items, strict=True):
             task_id = item.task.id
@@ -445,6 +469,7 @@ class HiveMachine(RuleBasedStateMachine):
                     idempotency_key=spec.idempotency_key,
                     submitted_by=actor.actor,
                     seq=submitted[task_id],
+                    submitted=times[task_id],
                 )
                 if key is not None:
                     self.keyed[key] = task_id
@@ -557,16 +582,31 @@ class HiveMachine(RuleBasedStateMachine):
     def trouble(self, data: st.DataObject) -> None:
         """What takes work away: a cancellation, a lost bot, a deregistration, the reaper."""
         self.where(data)
-        moves = (["cancel", "release orphans"] if self.tasks else []) + (
+        moves = (["cancel", "release orphans", "flag unroutable"] if self.tasks else []) + (
             ["lose a bot", "deregister a bot"] if self.bots else []
         )
         move = data.draw(st.sampled_from(moves), label="trouble")
         if move == "cancel":
             self.cancel(data)
+        elif move == "flag unroutable":
+            self.flag_unroutable(data)
         elif move == "release orphans":
             self.release(data)
         else:
             self.bot_goes(data, lost=move == "lose a bot")
+
+    def flag_unroutable(self, data: st.DataObject) -> None:
+        """The dispatcher says no bot could do some tasks: mostly pending ones."""
+        n = data.draw(st.integers(1, 3), label="tasks to flag")
+        task_ids = [
+            self.pick(data, self.having(TaskState.PENDING), self.tasks, "task") for _ in range(n)
+        ]
+        reason = data.draw(reasons, label="reason")
+        self.change_tasks(
+            "flag unroutable",
+            [(i, flag(reason)) for i in task_ids],
+            lambda: self.writer.mark_unroutable(task_ids, reason, ["gpu"], DISPATCHER),
+        )
 
     def cancel(self, data: st.DataObject) -> None:
         task_id = self.pick(data, self.tasks, self.tasks, "task")
@@ -730,6 +770,19 @@ class HiveMachine(RuleBasedStateMachine):
                 if cached:  # None (or nothing) when it is not in the cache
                     assert cached[i] == aggregate, f"{i} is cached behind the log"
 
+    def moments(self, pending: list[tuple[UUID, ModelTask]]) -> list[tuple[Aging, float]]:
+        """Points in time to order the pending tasks at: before aging counts (priority, then
+        age), long after (all at the ceiling: age alone), and in between (a mix)."""
+        times = [t.submitted for _, t in pending] or [0.0]
+        first, last = min(times), max(times)
+        spread = max(last - first, 1e-3)
+        return [
+            (Aging(step_s=1e9), last),
+            (Aging(step_s=1e-9), last + 1.0),
+            (Aging(step_s=spread / 3), last),
+            (Aging(step_s=spread / 7), first + spread / 2),
+        ]
+
     @invariant()
     def live_index_agrees_with_the_model(self) -> None:
         if self.lagging:
@@ -741,14 +794,19 @@ class HiveMachine(RuleBasedStateMachine):
             i: (str(t.state), t.bot_id, t.fencing_token) for i, t in open_tasks.items()
         }
         pending = [(i, t) for i, t in open_tasks.items() if t.state is TaskState.PENDING]
-        by_priority_then_age = sorted(pending, key=lambda p: (-p[1].priority, p[1].seq))
-        for caps in [None, *(self.bots[b].capabilities for b in self.live_bots()[:1])]:
-            servable = (lambda _: True) if caps is None else frozenset(caps).__ge__
-            expected = [i for i, t in by_priority_then_age if servable(frozenset(t.capabilities))]
-            n = len(expected)  # the first few must be the right few, for any few
-            for limit in sorted({1, 2, 3, n // 3, n // 2, 2 * n // 3, n - 1, n, n + 1} - {0}):
-                got = [p.task_id for p in self.index.pending(limit, servable)]
-                assert got == expected[:limit], f"pending({limit}) for a bot with {caps}"
+        for aging, now in self.moments(pending):
+            by_urgency = sorted(pending, key=lambda p: urgency(p[1], aging, now))
+            for caps in [None, *(self.bots[b].capabilities for b in self.live_bots()[:1])]:
+                servable = (lambda _: True) if caps is None else frozenset(caps).__ge__
+                expected = [i for i, t in by_urgency if servable(frozenset(t.capabilities))]
+                n = len(expected)  # the first few must be the right few, for any few
+                for limit in sorted({1, 2, 3, n // 3, n // 2, 2 * n // 3, n - 1, n, n + 1} - {0}):
+                    got = self.index.pending(limit, servable, aging=aging, now=now)
+                    assert [p.task_id for p in got] == expected[:limit], (
+                        f"pending({limit}) for a bot with {caps}, aging {aging}, at {now}"
+                    )
+        unmarked = {i for i, t in pending if t.unroutable is None}
+        assert set().union(*(q.unmarked for q in self.index.queues.values())) == unmarked
         held: dict[UUID, set[UUID]] = {}
         for i, t in open_tasks.items():
             if t.state in HELD and t.bot_id is not None:

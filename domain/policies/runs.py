@@ -1,0 +1,84 @@
+"""Runs: which task events make one bot's run of one type of task, and how it ended.
+
+A task is followed from its submission (the event that names its type). Its run begins
+when the bot it is assigned to reports ``Started`` and ends with
+
+* ``Succeeded``: a success, timed start -> finish;
+* ``Failed``: a failure, timed (a failed run costs the bot's slot as long as it took);
+* ``LeaseExpired`` after the start: a failure without a time. The bot began the task and
+  did not finish it, which is what the requester sees; its length says only how long the
+  lease was, so it is not a duration sample. (Lost and deregistered bots never come back
+  under the same id, so this counts mostly for the record.)
+
+A lease that expires before the start, and a cancellation, say nothing of the bot: the run
+is dropped without an outcome. Times come from the events, so a rebuild learns the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.utils import get_topic
+
+from domain.tasks import Task
+
+TOPICS = tuple(
+    get_topic(cls)
+    for cls in (
+        Task.Submitted,
+        Task.Assigned,
+        Task.Started,
+        Task.Succeeded,
+        Task.Failed,
+        Task.Cancelled,
+        Task.LeaseExpired,
+    )
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A task not finished yet, as far as learning needs it."""
+
+    type: str
+    bot_id: UUID | None = None
+    started_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    bot_id: UUID
+    type: str
+    succeeded: bool
+    duration_s: float | None
+    at: datetime
+
+
+def follow(run: Run | None, event: Any) -> tuple[Run | None, Outcome | None]:
+    """The task's run after ``event``, and the outcome the event ends it with, if any."""
+    if isinstance(event, Task.Submitted):
+        return Run(event.type), None
+    if run is None:
+        return None, None
+    match event:
+        case Task.Assigned():
+            return Run(run.type, event.bot_id), None
+        case Task.Started():
+            return replace(run, started_at=event.timestamp), None
+        case Task.Succeeded() | Task.Failed():
+            return None, _ended(run, event, isinstance(event, Task.Succeeded), timed=True)
+        case Task.LeaseExpired():
+            return Run(run.type), _ended(run, event, False, timed=False)
+        case Task.Cancelled():
+            return None, None
+    return run, None
+
+
+def _ended(run: Run, event: Any, succeeded: bool, *, timed: bool) -> Outcome | None:
+    if run.bot_id is None or run.started_at is None:
+        return None
+    duration = max((event.timestamp - run.started_at).total_seconds(), 0.0) if timed else None
+    return Outcome(run.bot_id, run.type, succeeded, duration, event.timestamp)

@@ -1,0 +1,78 @@
+"""The engine's copy of what the hive learned of its bots, so routing never waits on a query.
+
+It starts from the ``bot_performance_view`` tables (the records and the runs in flight, with
+the view's position, in one snapshot) and then follows the log with the live index's feed,
+folding each event with the same pure functions as the view (``domain/policies/runs.py``
+and ``performance.py``): the two agree. It hears each event once, in log order, from the
+feed only (never a process's own writes at once, which the feed would then repeat): an
+outcome counted twice would skew the rates, and routing can afford a few milliseconds' lag.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from domain.policies.performance import ALPHA, Performance, check_alpha, observe
+from domain.policies.runs import Run, follow
+from domain.tasks import Task
+
+VIEW = "performance"
+
+
+class LivePerformance:
+    def __init__(self, alpha: float = ALPHA) -> None:
+        self.alpha = check_alpha(alpha)
+        self.lock = threading.Lock()
+        self.position = 0
+        self.runs: dict[UUID, Run] = {}
+        self.records: dict[tuple[UUID, str], Performance] = {}  # (bot, task type)
+
+    def load(self, conn: psycopg.Connection[Any]) -> int:
+        """Fill from the view in one consistent snapshot; returns its position."""
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            row = conn.execute(
+                "SELECT position FROM projection_positions WHERE view = %s", (VIEW,)
+            ).fetchone()
+            runs = conn.execute(
+                "SELECT task_id, type, bot_id, started_at FROM bot_performance_runs"
+            ).fetchall()
+            records = conn.execute(
+                "SELECT bot_id, type, success, duration_s, samples FROM bot_performance_view"
+            ).fetchall()
+        with self.lock:
+            self.position = int(row[0]) if row else 0
+            self.runs = {task_id: Run(*rest) for task_id, *rest in runs}
+            self.records = {(b, t): Performance(*rest) for b, t, *rest in records}
+            return self.position
+
+    def follow(self, events: Iterable[tuple[int, Any]]) -> None:
+        """Events from the log, in order; those at or before the position are known."""
+        with self.lock:
+            for position, event in events:
+                if position <= self.position:
+                    continue
+                self.position = position
+                if not isinstance(event, Task.Event):
+                    continue
+                task_id = event.originator_id
+                run, outcome = follow(self.runs.get(task_id), event)
+                if run is None:
+                    self.runs.pop(task_id, None)
+                else:
+                    self.runs[task_id] = run
+                if outcome is not None:
+                    key = (outcome.bot_id, outcome.type)
+                    self.records[key] = observe(
+                        self.records.get(key), outcome.succeeded, outcome.duration_s, self.alpha
+                    )
+
+    def snapshot(self) -> dict[tuple[UUID, str], Performance]:
+        """The records as they are now (a copy: the feed goes on changing them)."""
+        with self.lock:
+            return dict(self.records)
