@@ -94,6 +94,7 @@ class Node:
     settings: Settings
     url: str
     role: str = "all"
+    clock: Callable[[], datetime] = utc_now  # stamps events and is routing's "now"
     hive: Hive = field(init=False)
     pool: ConnectionPool[Any] = field(init=False)
     index: LiveIndex = field(init=False)
@@ -107,7 +108,7 @@ class Node:
         if self.role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         s = self.settings
-        self.hive = open_hive(self.url, s)
+        self.hive = open_hive(self.url, s, clock=self.clock)
         self.recorder = cast(HiveRecorder, self.hive.recorder)
         self.pool = ConnectionPool(
             self.url,

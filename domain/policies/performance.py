@@ -3,7 +3,7 @@
 Each outcome moves the record a fraction ``alpha`` of the way towards it:
 
     success'  = success  + alpha * (outcome - success)        outcome: 1 succeeded, 0 failed
-    duration' = duration + alpha * (run_s - duration)          runs that have a time only
+    duration' = duration + alpha * (run_s - duration)          successful runs only (runs.py)
 
 so the last ``1/alpha`` outcomes or so carry most of the weight: a bot that starts failing a
 type (a broken dependency, a bad release) loses its standing within a few runs, and one that
@@ -25,7 +25,7 @@ ALPHA = 0.2
 @dataclass(frozen=True)
 class Performance:
     success: float  # weighted success rate, 0..1
-    duration_s: float | None  # weighted run time (start -> finish); None until a run had one
+    duration_s: float | None  # weighted time of a successful run; None until there was one
     samples: int  # outcomes observed
 
 

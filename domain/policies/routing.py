@@ -13,8 +13,8 @@ work) with every capability it needs and a free slot. Each candidate gets a scor
 
 ``r`` is what the hive learned of the bot on the task's type (``performance.py``), ``n`` its
 samples, ``best`` the shortest learned duration among the candidates for that type (a bot
-with no timed run yet counts as the fastest). The highest score wins; ties go to the lower
-bot id. So:
+with samples but no successful run yet has speed 0; one with none is all prior). The
+highest score wins; ties go to the lower bot id. So:
 
 * success weighs most: a bot that keeps failing a type gets that type only when the
   bots that do it well are full or much busier (a gap of 0.6 in success rate outweighs
@@ -97,10 +97,11 @@ def estimates(
     if record is None:
         return 1.0, 1.0
     trust = min(record.samples, trial_samples) / trial_samples if trial_samples > 0 else 1.0
-    speed = 1.0
-    if record.duration_s is not None and best_duration_s is not None:
+    speed = 0.0  # tried, and never done: as slow as the evidence allows
+    if record.duration_s is not None:
+        best = record.duration_s if best_duration_s is None else best_duration_s
         floor = DURATION_FLOOR_S
-        speed = min(1.0, (best_duration_s + floor) / (record.duration_s + floor))
+        speed = min(1.0, (best + floor) / (record.duration_s + floor))
     prior = 1.0 - trust
     return trust * record.success + prior, trust * speed + prior
 

@@ -3,12 +3,12 @@
 A task is followed from its submission (the event that names its type). Its run begins
 when the bot it is assigned to reports ``Started`` and ends with
 
-* ``Succeeded``: a success, timed start -> finish;
-* ``Failed``: a failure, timed (a failed run costs the bot's slot as long as it took);
-* ``LeaseExpired`` after the start: a failure without a time. The bot began the task and
-  did not finish it, which is what the requester sees; its length says only how long the
-  lease was, so it is not a duration sample. (Lost and deregistered bots never come back
-  under the same id, so this counts mostly for the record.)
+* ``Succeeded``: a success, timed start -> finish: how long the bot takes to do the work;
+* ``Failed``: a failure, untimed: how soon a bot gives up says nothing of how fast it
+  works (timed, a bot that fails at once would look the fastest of all);
+* ``LeaseExpired`` after the start: a failure. The bot began the task and did not finish
+  it, which is what the requester sees. (Lost and deregistered bots never come back under
+  the same id, so this counts mostly for the record.)
 
 A lease that expires before the start, and a cancellation, say nothing of the bot: the run
 is dropped without an outcome. Times come from the events, so a rebuild learns the same.
@@ -68,17 +68,21 @@ def follow(run: Run | None, event: Any) -> tuple[Run | None, Outcome | None]:
             return Run(run.type, event.bot_id), None
         case Task.Started():
             return replace(run, started_at=event.timestamp), None
-        case Task.Succeeded() | Task.Failed():
-            return None, _ended(run, event, isinstance(event, Task.Succeeded), timed=True)
+        case Task.Succeeded():
+            return None, _ended(run, event, succeeded=True)
+        case Task.Failed():
+            return None, _ended(run, event, succeeded=False)
         case Task.LeaseExpired():
-            return Run(run.type), _ended(run, event, False, timed=False)
+            return Run(run.type), _ended(run, event, succeeded=False)
         case Task.Cancelled():
             return None, None
     return run, None
 
 
-def _ended(run: Run, event: Any, succeeded: bool, *, timed: bool) -> Outcome | None:
+def _ended(run: Run, event: Any, *, succeeded: bool) -> Outcome | None:
     if run.bot_id is None or run.started_at is None:
         return None
-    duration = max((event.timestamp - run.started_at).total_seconds(), 0.0) if timed else None
+    duration = None
+    if succeeded:  # a clock that went back between start and end: no time, not a negative one
+        duration = max((event.timestamp - run.started_at).total_seconds(), 0.0)
     return Outcome(run.bot_id, run.type, succeeded, duration, event.timestamp)

@@ -1,0 +1,175 @@
+"""Adaptive routing on real PostgreSQL, through a whole engine (views, live index, learned
+performance, dispatcher) with a fake clock: what a bot's record does to its share of
+work, unroutable tasks, the performance view against a rebuild, and the why on the API."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.bootstrap import Node
+from api.cli import main as apiary
+from api.settings import Settings
+from domain.cause import Cause
+from domain.hive import Report, TaskSpec
+from domain.keys import Role
+from domain.tasks import Task, TaskState
+from tests.waiting import wait_for
+
+ALICE = Cause("alice", "req")
+PERFORMANCE_TABLES = ("bot_performance_view", "bot_performance_runs")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = datetime(2030, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def node(db_url: str, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> Iterator[Node]:
+    settings = Settings(bot_lease_ttl_s=60.0, poll_interval_s=0.2)
+    n = Node(settings, db_url, clock=clock).start()
+    yield n
+    n.stop()
+    crashes = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not crashes, f"a control loop crashed: {crashes[0].getMessage()}"
+
+
+def register(node: Node, name: str, caps: list[str], slots: int) -> UUID:
+    bot, _, _ = node.hive.register_bot(
+        name=name, capabilities=caps, max_concurrency=slots, version_label="v1", cause=ALICE
+    )
+    node.liveness.renew(bot.id, 60)
+    return bot.id
+
+
+def assigned(node: Node, task_ids: list[UUID]) -> dict[UUID, Task]:
+    tasks = node.hive.load_many(Task, task_ids)
+    return tasks if all(t.state is TaskState.ASSIGNED for t in tasks.values()) else {}
+
+
+def head(node: Node) -> int:
+    return node.hive.recorder.max_notification_id() or 0
+
+
+def view_caught_up(node: Node, name: str) -> None:
+    runner = next(r for r in node.runners if r.view.name == name)
+    end = head(node)
+    wait_for(lambda: runner.position >= end, what=f"the {name} view to reach {end}")
+
+
+def rows(url: str, table: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+
+
+def work_rounds(
+    node: Node, clock: FakeClock, good: UUID, poor: UUID, rounds: int
+) -> list[Counter[UUID]]:
+    """Two code tasks a round while both bots have room; the good bot succeeds in 2 s, the
+    poor one fails in 0.5 s. Returns who got what, per round."""
+    shares = []
+    for _ in range(rounds):
+        ids = [s.task.id for s in node.hive.submit_tasks([TaskSpec("code")] * 2, ALICE).items]
+        tasks = wait_for(lambda ids=ids: assigned(node, ids), what="both tasks assigned")
+        shares.append(Counter(t.bot_id for t in tasks.values()))
+        clock.advance(1.0)
+        for bot_id, ok, took in ((good, True, 2.0), (poor, False, 0.5)):
+            mine = [Report(t.id, t.fencing_token) for t in tasks.values() if t.bot_id == bot_id]
+            if not mine:
+                continue
+            who = Cause(f"bot:{bot_id}", "r")
+            node.hive.start_tasks(bot_id, mine, who)
+            clock.advance(took)
+            outcome = [
+                Report(r.task_id, r.fencing_token, "1" if ok else None, None if ok else "boom")
+                for r in mine
+            ]
+            node.hive.finish_tasks(bot_id, outcome, who)
+        end = head(node)  # the next round decides on what this one taught
+        wait_for(lambda end=end: node.performance.position >= end, what="learning caught up")
+    return shares
+
+
+def test_a_bot_that_keeps_failing_a_type_gets_less_of_it(node: Node, clock: FakeClock) -> None:
+    good, poor = register(node, "good", ["code"], 2), register(node, "poor", ["code"], 2)
+    shares = work_rounds(node, clock, good, poor, rounds=10)
+    total = sum(shares, Counter())
+    assert shares[0] == {good: 1, poor: 1}, "untried, both get a fair trial"
+    assert total[poor] < total[good]
+    assert all(s == {good: 2} for s in shares[4:]), f"the poor bot still got work: {shares}"
+    learned = node.performance.snapshot()
+    assert learned[poor, "code"].success < 0.2 < 0.99 < learned[good, "code"].success
+    assert learned[good, "code"].duration_s == pytest.approx(2.0)
+    assert learned[poor, "code"].duration_s is None
+
+
+def test_the_performance_view_equals_the_engine_copy_and_a_rebuild_from_zero(
+    node: Node, clock: FakeClock, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good, poor = register(node, "good", ["code"], 2), register(node, "poor", ["code"], 2)
+    done = sum(work_rounds(node, clock, good, poor, rounds=4), Counter())[good]
+    running = node.hive.submit_tasks([TaskSpec("code")], ALICE).items[0].task.id
+    task = wait_for(lambda: assigned(node, [running]), what="one more assigned")[running]
+    assert task.bot_id == good
+    node.hive.start_tasks(good, [Report(running, task.fencing_token)], ALICE)
+    node.hive.lose_bot(good, [running], "silence", Cause.engine("test", "r"))  # a lost run
+    wait_for(lambda: assigned(node, [running]), what="the task assigned again (to the poor bot)")
+    view_caught_up(node, "performance")
+    end = head(node)
+    wait_for(lambda: node.performance.position >= end, what="learning caught up")
+    kept = {t: rows(db_url, t) for t in PERFORMANCE_TABLES}
+    assert {(b, t): (s, d, n) for b, t, s, d, n, *_ in kept["bot_performance_view"]} == {
+        key: (r.success, r.duration_s, r.samples) for key, r in node.performance.snapshot().items()
+    }
+    assert node.performance.snapshot()[good, "code"].samples == done + 1  # and one lost run
+    assert kept["bot_performance_runs"] == [(running, "code", poor, None)]
+    monkeypatch.setenv("APIARY_DATABASE_URL", db_url)
+    assert apiary(["projections", "rebuild", "--view", "performance"]) == 0
+    assert {t: rows(db_url, t) for t in PERFORMANCE_TABLES} == kept
+
+
+def test_unroutable_is_shown_until_a_capable_bot_takes_the_task(node: Node) -> None:
+    register(node, "coder", ["code"], 1)
+    task_id = node.hive.submit_tasks([TaskSpec("render", priority=7)], ALICE).items[0].task.id
+    token = node.hive.issue_key("root", Role.ADMIN, ALICE).token
+    with TestClient(create_app(node.container())) as client:
+        auth = {"Authorization": f"Bearer {token}"}
+
+        def detail() -> dict[str, Any]:
+            return client.get(f"/v1/tasks/{task_id}", headers=auth).json()
+
+        shown = wait_for(lambda: detail()["unroutable"], what="the task shown unroutable")
+        assert shown["missing"] == ["render"] and "render" in shown["reason"]
+        assert detail()["state"] == "pending"
+        renderer = register(node, "renderer", ["render"], 1)
+        task = wait_for(
+            lambda: detail()["state"] == "assigned" and detail(), what="the task assigned"
+        )
+        assert task["unroutable"] is None and task["bot_id"] == str(renderer)
+        why = task["assignment"]
+        assert why["policy"] == "adaptive-1" and why["type"] == "render"
+        assert why["required"] == ["render"] and why["effective_priority"] == 7.0
+        assert why["bots"] == [
+            {"bot": str(renderer), "capacity": 1, "samples": 0, "free": 1, "score": 1.0}
+        ]

@@ -1,0 +1,264 @@
+"""The dispatcher over the live index and a real Hive (in-memory recorder, a fake clock):
+no starvation under sustained urgent load, and unroutable tasks flagged exactly once."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from domain.bots import Bot
+from domain.cause import Cause
+from domain.hive import Hive, Report, TaskSpec
+from domain.policies.aging import Aging
+from domain.policies.routing import Assignment, RoutingConfig
+from domain.tasks import Task, TaskState
+from runtime.dispatcher import Dispatcher
+from runtime.live import LiveIndex
+from runtime.performance import LivePerformance
+
+ALICE = Cause("alice", "req")
+ENGINE = Cause.engine("test", "r")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = datetime(2030, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class Engine:
+    """A Hive with an engine's live index, learned performance and dispatcher, in one
+    process: the index and the learning hear every write at once (there is no feed)."""
+
+    clock: FakeClock = field(default_factory=FakeClock)
+    aging: Aging = field(default_factory=Aging)
+    can_launch: set[frozenset[str]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.hive = Hive(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, clock=self.clock)
+        self.index = LiveIndex()
+        self.performance = LivePerformance()
+        self.hive.listeners += [self.index.apply, self.performance.follow]
+        self.dispatcher = Dispatcher(
+            self.hive,
+            self.index,
+            self.performance,
+            page=100,
+            config=RoutingConfig(aging=self.aging),
+            can_launch=self.can_launch.__contains__,
+        )
+
+    def bot(self, caps: list[str], slots: int) -> UUID:
+        bot, _, _ = self.hive.register_bot(
+            name="b", capabilities=caps, max_concurrency=slots, version_label="v1", cause=ALICE
+        )
+        return bot.id
+
+    def submit(self, spec: TaskSpec, n: int = 1) -> list[UUID]:
+        return [s.task.id for s in self.hive.submit_tasks([spec] * n, ALICE).items]
+
+    def work_off(self, bot_id: UUID) -> None:
+        """The bot starts and finishes everything it holds."""
+        held = self.index.held_by(bot_id)
+        tasks = self.hive.load_many(Task, held)
+        reports = [Report(t, tasks[t].fencing_token) for t in held]
+        who = Cause(f"bot:{bot_id}", "r")
+        self.hive.start_tasks(bot_id, reports, who)
+        self.hive.finish_tasks(
+            bot_id, [Report(r.task_id, r.fencing_token, "1") for r in reports], who
+        )
+
+    def task(self, task_id: UUID) -> Task:
+        return self.hive.get(Task, task_id)
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    e = Engine()
+    yield e
+    e.hive.close()
+
+
+def run_until_assigned(
+    e: Engine, bot_id: UUID, low: UUID, *, arrivals: int, step_s: float, rounds: int
+) -> int | None:
+    """Rounds of: urgent tasks arrive, the dispatcher runs, the bot works, time passes.
+    Returns the round in which ``low`` was assigned, or None."""
+    for n in range(rounds):
+        e.submit(TaskSpec("code", priority=9), arrivals)
+        e.dispatcher.run_once()
+        if e.task(low).state is not TaskState.PENDING:
+            return n
+        e.work_off(bot_id)
+        e.clock.advance(step_s)
+    return None
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    aging_s=st.floats(1.0, 5.0),
+    round_s=st.floats(1.0, 5.0),
+    capacity=st.integers(1, 4),
+    extra_arrivals=st.integers(0, 3),
+    backlog=st.integers(0, 12),
+    priority=st.integers(0, 8),
+)
+def test_low_priority_is_assigned_within_the_bound_under_sustained_urgent_load(
+    aging_s: float, round_s: float, capacity: int, extra_arrivals: int, backlog: int, priority: int
+) -> None:
+    """More urgent tasks arrive every round than the bot can take, for ever. A task of
+    lower priority still gets assigned: it reaches the ceiling after
+    (ceiling - priority) x aging_s, and from then on only tasks older than it (at most the
+    backlog it found) go first, ``capacity`` per round:
+
+        rounds <= ceil(wait_bound / round_s) + ceil(backlog / capacity) + 1
+    """
+    e = Engine(aging=Aging(aging_s))
+    try:
+        bot_id = e.bot(["code"], capacity)
+        e.submit(TaskSpec("code", priority=9), backlog)
+        low = e.submit(TaskSpec("code", priority=priority))[0]
+        bound = (
+            math.ceil(e.aging.wait_bound_s(priority) / round_s) + math.ceil(backlog / capacity) + 1
+        )
+        got = run_until_assigned(
+            e, bot_id, low, arrivals=capacity + extra_arrivals, step_s=round_s, rounds=bound + 1
+        )
+        assert got is not None and got <= bound, f"assigned in round {got}, bound {bound}"
+    finally:
+        e.hive.close()
+
+
+def test_without_aging_the_same_load_starves_low_priority() -> None:
+    """The control: with aging all but off, the stream above never lets the task through."""
+    e = Engine(aging=Aging(1e9))
+    try:
+        bot_id = e.bot(["code"], 2)
+        low = e.submit(TaskSpec("code", priority=0))[0]
+        assert run_until_assigned(e, bot_id, low, arrivals=3, step_s=5.0, rounds=60) is None
+    finally:
+        e.hive.close()
+
+
+def test_assignments_record_the_effective_priority_and_wait(engine: Engine) -> None:
+    low = engine.submit(TaskSpec("code", priority=2))[0]
+    engine.clock.advance(45.0)
+    bot_id = engine.bot(["code"], 1)
+    engine.dispatcher.run_once()
+    why = _why(engine, low)
+    assert why["effective_priority"] == 3.5 and why["waited_s"] == 45.0
+    assert why["bots"] == [
+        {"bot": str(bot_id), "capacity": 1, "samples": 0, "free": 1, "score": 1.0}
+    ]
+
+
+def test_learned_performance_reaches_the_next_decisions(engine: Engine) -> None:
+    good, poor = engine.bot(["code"], 1), engine.bot(["code"], 1)
+    for bot_id, ok in ((good, True), (poor, False)):
+        for task_id in engine.submit(TaskSpec("code"), 6):
+            engine.hive.assign_tasks([Assignment(task_id, bot_id, {})], ENGINE)
+            token = engine.task(task_id).fencing_token
+            who = Cause(f"bot:{bot_id}", "r")
+            engine.hive.start_tasks(bot_id, [Report(task_id, token)], who)
+            report = Report(task_id, token, "1") if ok else Report(task_id, token, error="boom")
+            engine.hive.finish_tasks(bot_id, [report], who)
+    assert engine.performance.snapshot()[poor, "code"].success == 0.0
+    task_id = engine.submit(TaskSpec("code"))[0]
+    engine.dispatcher.run_once()
+    why = _why(engine, task_id)
+    assert engine.task(task_id).bot_id == good
+    assert [b["bot"] for b in why["bots"]] == [str(good), str(poor)]
+    assert why["bots"][1]["success"] == 0.0 and why["bots"][1]["samples"] == 6
+
+
+# -- unroutable ------------------------------------------------------------------------------
+
+
+def _why(engine: Engine, task_id: UUID) -> dict[str, Any]:
+    assigned = [
+        e for e in engine.hive.repository.event_store.get(task_id) if isinstance(e, Task.Assigned)
+    ]
+    return assigned[-1].why
+
+
+def flags(engine: Engine, task_id: UUID) -> list[Task.Unroutable]:
+    return [
+        e for e in engine.hive.repository.event_store.get(task_id) if isinstance(e, Task.Unroutable)
+    ]
+
+
+def test_a_task_no_bot_can_do_is_flagged_once_and_not_again_while_nothing_changes(
+    engine: Engine,
+) -> None:
+    engine.bot(["code"], 2)
+    gpu = engine.submit(TaskSpec("render", capabilities=["render", "gpu"]))[0]
+    assert engine.dispatcher.run_once() == 1
+    for _ in range(3):
+        assert engine.dispatcher.run_once() == 0
+    [flag] = flags(engine, gpu)
+    assert flag.missing == ["gpu", "render"] and "gpu, render" in flag.reason
+    task = engine.task(gpu)
+    assert task.state is TaskState.PENDING and task.unroutable == flag.reason
+
+
+def test_the_flag_clears_on_assignment_and_returns_when_the_only_capable_bot_is_lost(
+    engine: Engine,
+) -> None:
+    task_id = engine.submit(TaskSpec("render"))[0]
+    engine.dispatcher.run_once()
+    assert len(flags(engine, task_id)) == 1
+    renderer = engine.bot(["render"], 1)
+    engine.dispatcher.run_once()
+    task = engine.task(task_id)
+    assert task.state is TaskState.ASSIGNED and task.unroutable is None
+    engine.hive.lose_bot(renderer, [task_id], "silence", ENGINE)
+    engine.dispatcher.run_once()
+    engine.dispatcher.run_once()
+    assert len(flags(engine, task_id)) == 2
+    assert engine.task(task_id).unroutable is not None
+
+
+def test_no_one_bot_with_everything_is_unroutable_too(engine: Engine) -> None:
+    engine.bot(["render"], 1)
+    engine.bot(["gpu"], 1)
+    task_id = engine.submit(TaskSpec("render", capabilities=["render", "gpu"]))[0]
+    engine.dispatcher.run_once()
+    [flag] = flags(engine, task_id)
+    assert flag.missing == [] and "all of gpu, render" in flag.reason
+
+
+def test_a_pool_that_could_launch_a_bot_keeps_the_task_routable() -> None:
+    e = Engine(can_launch={frozenset({"render"})})
+    try:
+        task_id = e.submit(TaskSpec("render"))[0]
+        e.dispatcher.run_once()
+        assert flags(e, task_id) == []
+    finally:
+        e.hive.close()
+
+
+def test_a_quarantined_bot_could_serve_but_a_draining_one_could_not(engine: Engine) -> None:
+    held = engine.bot(["render"], 1)
+    engine.hive.quarantine_bot(held, "flaky", ALICE)
+    first = engine.submit(TaskSpec("render"))[0]
+    engine.dispatcher.run_once()
+    assert flags(engine, first) == [], "an operator may reinstate it"
+    engine.hive.reinstate_bot(held, ALICE)
+    engine.hive.drain_bots([held], "shrinking", ENGINE)
+    engine.dispatcher.run_once()
+    assert len(flags(engine, first)) == 1, "a draining bot never takes new work again"
+    assert engine.hive.get(Bot, held).state == "draining"
