@@ -1109,3 +1109,21 @@ def test_key_ring_cache_is_bounded() -> None:
     for _ in range(100):
         assert ring.resolve(format_token(uuid4(), "guess")) is None
     assert 0 < len(ring) <= 8
+
+
+def test_task_detail_shows_unroutable_until_an_assignment_clears_it(world: World) -> None:
+    task = submit(world, type="render", capabilities=["render", "gpu"])
+    assert task["unroutable"] is None
+    world.hive.mark_unroutable([UUID(task["id"])], "no bot has gpu", ["gpu"], ENGINE)
+    got = world.client.get(f"/v1/tasks/{task['id']}", headers=world.auth("client")).json()
+    assert got["state"] == "pending"
+    assert got["unroutable"] == {
+        "reason": "no bot has gpu",
+        "missing": ["gpu"],
+        "at": got["unroutable"]["at"],
+    }
+    bot_id, _ = register(world, "renderer", ["render", "gpu"])
+    why = {"policy": "test", "bots": [{"bot": bot_id, "score": 1.0}]}
+    world.hive.assign_tasks([Assignment(UUID(task["id"]), UUID(bot_id), why)], ENGINE)
+    got = world.client.get(f"/v1/tasks/{task['id']}", headers=world.auth("client")).json()
+    assert got["unroutable"] is None and got["assignment"] == why
