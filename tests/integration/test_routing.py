@@ -151,13 +151,17 @@ def test_the_performance_view_equals_the_engine_copy_and_a_rebuild_from_zero(
 
 def test_unroutable_is_shown_until_a_capable_bot_takes_the_task(node: Node) -> None:
     register(node, "coder", ["code"], 1)
-    task_id = node.hive.submit_tasks([TaskSpec("render", priority=7)], ALICE).items[0].task.id
+    submitted = node.hive.submit_tasks([TaskSpec("render", priority=7)], ALICE)
+    task_id, position = submitted.items[0].task.id, submitted.position
     token = node.hive.issue_key("root", Role.ADMIN, ALICE).token
     with TestClient(create_app(node.container())) as client:
         auth = {"Authorization": f"Bearer {token}"}
 
         def detail() -> dict[str, Any]:
-            return client.get(f"/v1/tasks/{task_id}", headers=auth).json()
+            url = f"/v1/tasks/{task_id}?min_position={position}"  # read our own write
+            response = client.get(url, headers=auth)
+            assert response.status_code == 200, response.text
+            return response.json()
 
         shown = wait_for(lambda: detail()["unroutable"], what="the task shown unroutable")
         assert shown["missing"] == ["render"] and "render" in shown["reason"]
