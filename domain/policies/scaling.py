@@ -8,7 +8,8 @@
   within ``target_wait_s``, ``ceil(backlog / (throughput * target_wait_s))``, plus those
   busy with what is held; the smaller of the two wins (short tasks need fewer bots than
   slots would say; long ones are bounded by slots);
-* urgency: a pending task older than ``max_oldest_wait_s`` asks for one more bot;
+* urgency: a pending task older than ``max_oldest_wait_s`` asks for one more bot (and
+  forbids shrinking);
 * clamped to ``[min_bots, max_bots]``.
 
 Against flapping: it grows as soon as the need is over the current size (after
@@ -85,7 +86,8 @@ def need(limits: PoolLimits, backlog: float, held: float, throughput: float | No
 def decide(limits: PoolLimits, load: PoolLoad, *, current: int, since_change_s: float) -> Decision:
     """The pool's desired size, moving from ``current`` (its last desired size)."""
     up = need(limits, load.backlog, load.held, load.throughput_per_bot)
-    if load.backlog > 0 and load.oldest_wait_s > limits.max_oldest_wait_s:
+    urgent = load.backlog > 0 and load.oldest_wait_s > limits.max_oldest_wait_s
+    if urgent:
         up = max(up, current + 1)
     h = 1 + limits.hysteresis
     down = need(limits, load.backlog * h, load.held * h, load.throughput_per_bot)
@@ -108,7 +110,7 @@ def decide(limits: PoolLimits, load: PoolLoad, *, current: int, since_change_s: 
         if since_change_s < limits.up_cooldown_s:
             return Decision(current, "cooling down", inputs)
         return Decision(_step(limits, current, up), "backlog", inputs)
-    if down < current:
+    if down < current and not urgent:  # never shrink while a task waits too long
         if since_change_s < limits.down_cooldown_s:
             return Decision(current, "cooling down", inputs)
         return Decision(_step(limits, current, down), "idle", inputs)
