@@ -74,8 +74,8 @@ class Autoscaler:
             pool = self.index.pool_of(bot_id)
             if pool is not None:
                 self._finished[pool].append(now)
-        if changes.work:
-            self.wake.set()
+        # Not woken by work: at thousands of tasks a second it would never rest. Its pace
+        # (APIARY_SCALER_INTERVAL_S) bounds how late it sees a backlog.
 
     def run_once(self) -> int:
         """One round over every pool; returns how many actions it took."""
