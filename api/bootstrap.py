@@ -23,10 +23,12 @@ from api.settings import Settings
 from domain.hive import Hive, utc_now
 from domain.policies.aging import Aging
 from domain.policies.routing import RoutingConfig
+from domain.policies.runs import TOPICS as RUN_TOPICS
 from projections.fleet_view import FleetView
 from projections.positions import ViewPositions
 from projections.reads import FleetReads, TaskReads
 from projections.runner import ProjectionRunner, View, reset_view
+from projections.scaling_reads import ScalingReads
 from projections.schema import VIEW_MIGRATIONS
 from runtime.claims import ClaimBoard
 from runtime.dispatcher import Dispatcher
@@ -35,6 +37,10 @@ from runtime.live import LiveIndex, LiveIndexFeed
 from runtime.loops import Loop, start_thread
 from runtime.performance import LivePerformance
 from runtime.reaper import LeaseReaper
+from runtime.scaling.book import TOPICS as BOOK_TOPICS
+from runtime.scaling.book import LaunchBook
+from runtime.scaling.launcher import Launcher
+from runtime.scaling.scaler import Autoscaler
 from store.chain import EVENT_LOG_MIGRATIONS
 from store.database import eventsourcing_env
 from store.follower import LogFollower, RecentEvents
@@ -83,10 +89,11 @@ def open_hive(url: str, settings: Settings, *, clock: Callable[[], datetime] = u
 
 def views(settings: Settings | None = None) -> list[View]:
     from projections.performance_view import PerformanceView
+    from projections.scaling_view import ScalingView
     from projections.tasks_view import TasksView
 
     alpha = (settings or Settings()).routing_alpha
-    return [TasksView(), FleetView(), PerformanceView(alpha)]
+    return [TasksView(), FleetView(), ScalingView(), PerformanceView(alpha)]
 
 
 @dataclass
@@ -126,8 +133,15 @@ class Node:
         self.hive.listeners.append(recent.remember)
         # What this process writes reaches its live index at once, not a NOTIFY later.
         self.hive.listeners.append(self.index.apply)
+        self.book = LaunchBook()
+        self.hive.listeners.append(self.book.apply)
+        self.scaler: Autoscaler | None = None
+        self.scaling_stop = threading.Event()
         decode = recent.decode
-        observers: list[Callable[[list[tuple[int, Any]]], None]] = [self.hive.observe]
+        observers: list[Callable[[list[tuple[int, Any]]], None]] = [
+            self.hive.observe,
+            self.book.apply,
+        ]
         if self.serves_engine:  # learning hears each event once, in log order, from the feed
             observers.append(self.performance.follow)
         self.feed = LiveIndexFeed(
@@ -137,7 +151,7 @@ class Node:
                 self.url,
                 page_size=s.projection_page,  # type: ignore[arg-type]
                 poll_interval=s.poll_interval_s,
-                topics=LIVE_TOPICS,
+                topics=(*LIVE_TOPICS, *BOOK_TOPICS),
                 # With role "all" this process's own writes reach the index directly; the
                 # feed only confirms them, so it may take its time. Elsewhere it must not.
                 settle_s=0.005 if self.role == "all" else 0.0,
@@ -191,8 +205,9 @@ class Node:
         self.pool.open(wait=True, timeout=ready_within_s)
         with psycopg.connect(self.url, connect_timeout=self.settings.db_connect_timeout_s) as c:
             self.index.load(c)
-            if self.serves_engine:  # the feed starts where both have what came before
-                self.index.position = min(self.index.position, self.performance.load(c))
+            self._load_book(c)
+            if self.serves_engine:
+                self._load_performance(c)
         for runner in self.runners:
             self._spawn(f"view-{runner.view.name}", partial(runner.run, self.stopping))
         self._spawn("live-index", lambda: self.feed.run(self.stopping))
@@ -206,7 +221,55 @@ class Node:
         log.info("node started", extra={"action": "node_started", "role": self.role})
         return self
 
+    def _load_book(self, conn: psycopg.Connection[Any]) -> None:
+        """The launch book from its view, brought up to where the live feed will start."""
+        position = self.book.load(conn)
+        while position < self.index.position:
+            page = self.recorder.select_notifications(
+                position + 1, 500, stop=self.index.position, topics=BOOK_TOPICS
+            )
+            if not page:
+                break
+            self.book.apply((n.id, self.hive.mapper.to_domain_event(n)) for n in page)
+            position = page[-1].id
+
+    def _load_performance(self, conn: psycopg.Connection[Any]) -> None:
+        """What the hive learned, from its view, brought up to where the live feed will
+        start (from there on the feed tells it; what it knows already it passes over)."""
+        position = self.performance.load(conn)
+        while position < self.index.position:
+            page = self.recorder.select_notifications(
+                position + 1, 500, stop=self.index.position, topics=RUN_TOPICS
+            )
+            if not page:
+                break
+            self.performance.follow([(n.id, self.hive.mapper.to_domain_event(n)) for n in page])
+            position = page[-1].id
+
+    def start_scaling(self, launcher: Launcher) -> Autoscaler | None:
+        """Run the autoscaler (led by one engine at a time) over the configured pools."""
+        if not self.serves_engine or not self.settings.pools:
+            launcher.close()
+            return None
+        self.scaler = Autoscaler(self.hive, self.index, self.book, self.settings.pools, launcher)
+        loop = Loop(
+            "scaler", self.scaler.run_once, self.settings.scaler_interval_s, self.scaler.wake
+        )
+        self._spawn(
+            "loop-scaler", partial(loop.run, Leadership(self.url, loop.name), self.scaling_stop)
+        )
+        self.loops.append(loop)
+        return self.scaler
+
+    def stop_scaling(self) -> None:
+        """Stop sizing pools, then stop the bots this engine launched (they drain first)."""
+        self.scaling_stop.set()
+        if self.scaler is not None:
+            self.scaler.wake.set()
+            self.scaler.close()
+
     def stop(self) -> None:
+        self.stop_scaling()
         self.stopping.set()
         for loop in self.loops:
             if loop.wake is not None:
@@ -247,6 +310,7 @@ class Node:
             readiness=self,
             keys=KeyRing(self.hive),
             gate=DatabaseGate(postgres_probe(self.url)),
+            scaling=ScalingReads(self.pool),
         )
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:

@@ -170,7 +170,9 @@ def parser() -> argparse.ArgumentParser:
     rebuild = add(
         "rebuild", "Drop views and replay them from the log.", cmd_projections_rebuild, proj_sub
     )
-    rebuild.add_argument("--view", choices=("tasks", "fleet", "performance", "all"), default="all")
+    rebuild.add_argument(
+        "--view", choices=("tasks", "fleet", "scaling", "performance", "all"), default="all"
+    )
 
     from runtime.bot.cli import add_bot_arguments
 

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Any, cast
 
 from starlette.requests import HTTPConnection
 
-from api.ports import ClaimBoard, FleetReads, Liveness, PositionWaiter, Readiness, TaskReads
+from api.ports import (
+    ClaimBoard,
+    FleetReads,
+    Liveness,
+    PositionWaiter,
+    Readiness,
+    ScalingReads,
+    TaskReads,
+)
 from api.settings import Settings
 from domain.hive import Committed, Hive
 from store.health import DatabaseGate
@@ -28,6 +36,7 @@ class Container:
     readiness: Readiness
     keys: KeyRing
     gate: DatabaseGate
+    scaling: ScalingReads
 
     def position_after(self, committed: Committed[Any]) -> int:
         """The log position to wait for to read a command's outcome: its own, or when it

@@ -21,6 +21,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -48,9 +49,13 @@ class LiveTask:
     bot_id: UUID | None
     fencing_token: int
     version: int
+    submitted_at: datetime | None = None
     type: str = ""
-    submitted: float = 0.0  # seconds since the epoch, from the submission event
     unroutable: bool = False  # flagged: no bot could do it when last looked at
+    submitted: float = field(init=False)  # submitted_at in seconds since the epoch: its age
+
+    def __post_init__(self) -> None:
+        self.submitted = self.submitted_at.timestamp() if self.submitted_at else 0.0
 
 
 @dataclass
@@ -104,6 +109,14 @@ class PendingQueue:
             del returned[i]
         self.size -= 1
 
+    def heads(self) -> Iterator[UUID]:
+        """The oldest task of each priority (the oldest of all is among them)."""
+        for priority in range(10):
+            if self.returned[priority]:
+                yield self.returned[priority][0][2]
+            if self.fresh[priority]:
+                yield next(iter(self.fresh[priority]))
+
     def by_age(self) -> Iterator[tuple[int, Iterator[tuple[float, int, UUID]]]]:
         """Per priority that has tasks: (priority, its tasks oldest first)."""
         for priority in range(9, -1, -1):
@@ -138,6 +151,7 @@ class Changes:
 
     assigned_to: set[UUID] = field(default_factory=set)
     work: bool = False  # a task became pending, capacity was freed or a bot came
+    finished_by: list[UUID] = field(default_factory=list)  # bots that finished a task
 
 
 class LiveIndex:
@@ -164,7 +178,7 @@ class LiveIndex:
             )
             tasks = conn.execute(
                 "SELECT task_id, priority, seq, capabilities, state, bot_id, fencing_token, "
-                "version, type, extract(epoch FROM submitted_at)::float8, unroutable IS NOT NULL "
+                "version, submitted_at, type, unroutable IS NOT NULL "
                 "FROM tasks_view WHERE state IN ('pending', 'assigned', 'running') ORDER BY seq"
             ).fetchall()
             bots = conn.execute(
@@ -222,8 +236,8 @@ class LiveIndex:
                         None,
                         0,
                         1,
+                        e.timestamp,
                         e.type,
-                        e.timestamp.timestamp(),
                     )
                 )
                 changes.work = True
@@ -250,6 +264,8 @@ class LiveIndex:
             case _:  # succeeded, failed, cancelled: gone from the index
                 del self.tasks[task.task_id]
                 changes.work = True
+                if task.bot_id is not None and not isinstance(e, Task.Cancelled):
+                    changes.finished_by.append(task.bot_id)
                 return
         self._put(task)
 
@@ -366,6 +382,33 @@ class LiveIndex:
         """Tasks held by bots that are no longer live, by bot."""
         with self.lock:
             return {b: sorted(ts) for b, ts in self.held.items() if b not in self.bots}
+
+    def backlog(self, servable: Callable[[frozenset[str]], bool]) -> tuple[int, datetime | None]:
+        """How many pending tasks ``servable`` accepts, and when the oldest was submitted."""
+        count, oldest = 0, None
+        with self.lock:
+            for capabilities, queue in self.queues.items():
+                if queue.size and servable(capabilities):
+                    count += queue.size
+                    for task_id in queue.heads():
+                        at = self.tasks[task_id].submitted_at
+                        if at is not None and (oldest is None or at < oldest):
+                            oldest = at
+        return count, oldest
+
+    def bots_of(self, pool: str) -> list[tuple[LiveBot, int]]:
+        """A pool's live bots, each with how many tasks it holds."""
+        with self.lock:
+            return [
+                (LiveBot(**vars(b)), len(self.held.get(b.bot_id, ())))
+                for b in self.bots.values()
+                if b.pool == pool
+            ]
+
+    def pool_of(self, bot_id: UUID) -> str | None:
+        with self.lock:
+            bot = self.bots.get(bot_id)
+            return None if bot is None else bot.pool
 
     def live_bots(self) -> list[UUID]:
         with self.lock:
