@@ -23,6 +23,8 @@ from domain.cause import Cause
 from domain.hive import Report, TaskSpec
 from domain.keys import Role
 from domain.tasks import Task, TaskState
+from projections.performance_view import PerformanceView
+from projections.runner import reset_view
 from tests.waiting import wait_for
 
 ALICE = Cause("alice", "req")
@@ -177,3 +179,28 @@ def test_unroutable_is_shown_until_a_capable_bot_takes_the_task(node: Node) -> N
         assert why["bots"] == [
             {"bot": str(renderer), "capacity": 1, "samples": 0, "free": 1, "score": 1.0}
         ]
+
+
+def test_a_restarted_engine_learns_what_its_view_has_not_applied_yet(
+    db_url: str, clock: FakeClock
+) -> None:
+    """The view may lag (here: emptied, as by a rebuild that has not run yet): the engine's
+    copy reads the rest from the log, up to where its feed starts, and misses nothing."""
+    settings = Settings(bot_lease_ttl_s=60.0, poll_interval_s=0.2)
+    first = Node(settings, db_url, clock=clock).start()
+    try:
+        good, poor = register(first, "good", ["code"], 2), register(first, "poor", ["code"], 2)
+        work_rounds(first, clock, good, poor, rounds=3)
+        learned = first.performance.snapshot()
+    finally:
+        first.stop()
+    reset_view(db_url, PerformanceView())
+    second = Node(settings, db_url, clock=clock).start()
+    try:
+        assert second.performance.snapshot() == learned
+        view_caught_up(second, "performance")
+        assert {
+            (b, t): (s, d, n) for b, t, s, d, n, *_ in rows(db_url, "bot_performance_view")
+        } == {key: (r.success, r.duration_s, r.samples) for key, r in learned.items()}
+    finally:
+        second.stop()
