@@ -21,8 +21,12 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from uuid import UUID
 
+from eventsourcing.persistence import PersistenceError
+from psycopg import Error as PsycopgError
+
 from api.settings import PoolConfig
 from domain.cause import Cause
+from domain.errors import HiveError
 from domain.hive import Hive, utc_now
 from domain.policies.scaling import (
     OpenLaunch,
@@ -250,4 +254,13 @@ class Autoscaler:
         return len(finished) / THROUGHPUT_WINDOW_S / bots
 
     def close(self) -> None:
+        """Stop every bot this engine launched (they drain and deregister), and record
+        their launches closed; a failure to record is left to the next leader."""
         self.launcher.close()
+        try:
+            self._close_exited(Cause.engine(self.name, "shutdown"))
+        except (PersistenceError, PsycopgError, HiveError) as e:
+            log.warning(
+                "could not record the launches closed at shutdown",
+                extra={"action": "scaler_close", "error": type(e).__name__},
+            )
