@@ -89,6 +89,7 @@ class Node:
     settings: Settings
     url: str
     role: str = "all"
+    clock: Callable[[], datetime] = utc_now  # injected by tests that move time by hand
     hive: Hive = field(init=False)
     pool: ConnectionPool[Any] = field(init=False)
     index: LiveIndex = field(init=False)
@@ -102,7 +103,7 @@ class Node:
         if self.role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         s = self.settings
-        self.hive = open_hive(self.url, s)
+        self.hive = open_hive(self.url, s, clock=self.clock)
         self.recorder = cast(HiveRecorder, self.hive.recorder)
         self.pool = ConnectionPool(
             self.url,
@@ -113,7 +114,7 @@ class Node:
             timeout=s.db_connect_timeout_s,
             kwargs={"connect_timeout": s.db_connect_timeout_s, "autocommit": True},
         )
-        self.index = LiveIndex()
+        self.index = LiveIndex(clock=self.clock)
         self.liveness = Liveness(self.pool)
         recent = RecentEvents(self.hive.mapper.to_domain_event)
         self.hive.listeners.append(recent.remember)
@@ -153,7 +154,11 @@ class Node:
             )
             self.loops = [
                 Loop(
-                    "dispatcher", self.dispatcher.run_once, s.poll_interval_s, self.dispatcher.wake
+                    "dispatcher",
+                    self.dispatcher.run_once,
+                    s.poll_interval_s,
+                    self.dispatcher.wake,
+                    self.dispatcher.wait_hint,
                 ),
                 Loop("reaper", self.reaper.run_once, s.reaper_interval_s),
             ]

@@ -59,6 +59,8 @@ class TaskSpec:
     capabilities: list[str] | None = None
     payload: str = "{}"
     idempotency_key: str | None = None
+    not_before: datetime | None = None  # not offered to a bot before then
+    schedule_id: UUID | None = None  # set by the scheduler only: the schedule that fired it
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,8 @@ class Hive(Application[UUID]):
                     idempotency_key=s.idempotency_key,
                     cause=cause,
                     at=at,
+                    not_before=s.not_before,
+                    schedule_id=s.schedule_id,
                 ),
             )  # every item is checked, repeats of a key too: a bad batch is refused whole
             if task_id not in fresh and task_id not in existing:

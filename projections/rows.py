@@ -30,6 +30,8 @@ class TaskRow:
     seq: int  # log position of the submission: the task's age order
     version: int
     position: int  # log position of the last event applied to this row
+    not_before: datetime | None = None  # a delayed task is offered to no bot before then
+    schedule_id: UUID | None = None  # the schedule that fired it
 
 
 @dataclass(frozen=True)
@@ -54,3 +56,4 @@ class TaskFilter:
     state: str | None = None
     type: str | None = None
     bot_id: UUID | None = None
+    schedule_id: UUID | None = None

@@ -69,4 +69,14 @@ VIEW_MIGRATIONS = [
         );
         """,
     ),
+    Migration(
+        110,
+        "views: tasks' delays and schedules",
+        """
+        ALTER TABLE public.tasks_view ADD COLUMN IF NOT EXISTS not_before timestamptz;
+        ALTER TABLE public.tasks_view ADD COLUMN IF NOT EXISTS schedule_id uuid;
+        CREATE INDEX IF NOT EXISTS tasks_view_schedule_seq ON public.tasks_view (schedule_id, seq)
+            WHERE schedule_id IS NOT NULL;
+        """,
+    ),
 ]

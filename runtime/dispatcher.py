@@ -1,8 +1,9 @@
 """The dispatcher: assigns pending tasks to bots, many per transaction.
 
-Woken whenever work appears (a task becomes pending, capacity frees, a bot arrives) and by
-a periodic tick as a safety net. Each round reads the live index, asks the routing policy,
-and records all of its decisions in one save. The index must hear of the process's own
+Woken whenever work appears (a task becomes pending, capacity frees, a bot arrives), when
+the next delayed task falls due (``wait_hint``), and by a periodic tick as a safety net.
+Each round releases the delayed tasks now due, reads the live index, asks the routing
+policy, and records all of its decisions in one save. The index must hear of the process's own
 writes as they are recorded (the node registers it as a listener of the Hive), so the next
 round sees the new loads without waiting for the follower.
 """
@@ -36,8 +37,14 @@ class Dispatcher:
         if changes.work:
             self.wake.set()
 
+    def wait_hint(self) -> float | None:
+        """Seconds until the next delayed task falls due (None: no task waits)."""
+        due = self.index.next_due()
+        return None if due is None else (due - self.index.clock()).total_seconds()
+
     def run_once(self) -> int:
         """One round; returns how many tasks were assigned."""
+        self.index.release_due()  # before clearing: a release wakes us, this round serves it
         self.wake.clear()
         slots = self.index.slots()
         free = sum(max(s.free, 0) for s in slots)

@@ -6,6 +6,11 @@ and then follows the log. Events are applied idempotently and strictly in versio
 (an event only right after the one before it), so the snapshot's position and the
 events' order may overlap freely, and a writer may apply its own committed events at once
 (``apply``), ahead of the follower: one that does not follow on is left to the follower.
+
+A delayed task (``not_before`` in the future) waits in a heap by due time, not in a
+pending queue, so the dispatcher never sees it early; ``release_due`` moves the due ones
+into their queues (the dispatcher calls it at the start of each round) and ``next_due``
+says when to look again. The clock is injected, so tests move time by hand.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -24,6 +30,7 @@ import psycopg
 
 from domain.aggregate import event_topics
 from domain.bots import Bot
+from domain.hive import utc_now
 from domain.policies.routing import BotSlots, PendingTask
 from domain.tasks import Task
 from store.follower import LogFollower
@@ -43,6 +50,7 @@ class LiveTask:
     bot_id: UUID | None
     fencing_token: int
     version: int
+    not_before: datetime | None = None
 
 
 @dataclass
@@ -103,13 +111,16 @@ class Changes:
 
 
 class LiveIndex:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], datetime] = utc_now) -> None:
+        self.clock = clock
         self.lock = threading.RLock()
         self.position = 0
         self.tasks: dict[UUID, LiveTask] = {}
         self.bots: dict[UUID, LiveBot] = {}
         self.held: defaultdict[UUID, set[UUID]] = defaultdict(set)
         self.queues: dict[frozenset[str], PendingQueue] = {}
+        self.delayed: dict[UUID, datetime] = {}  # pending, not yet due: id -> not_before
+        self._due_heap: list[tuple[datetime, int, UUID]] = []  # may hold stale entries
         self.listeners: list[Callable[[Changes], None]] = []
 
     # -- snapshot ---------------------------------------------------------------------
@@ -126,7 +137,7 @@ class LiveIndex:
             )
             tasks = conn.execute(
                 "SELECT task_id, priority, seq, capabilities, state, bot_id, fencing_token, "
-                "version "
+                "version, not_before "
                 "FROM tasks_view WHERE state IN ('pending', 'assigned', 'running') ORDER BY seq"
             ).fetchall()
             bots = conn.execute(
@@ -136,9 +147,11 @@ class LiveIndex:
         with self.lock:
             for bot_id, caps, capacity, version in bots:
                 self.bots[bot_id] = LiveBot(bot_id, frozenset(caps), capacity, version)
-            for task_id, priority, seq, caps, state, bot_id, token, version in tasks:
+            for task_id, priority, seq, caps, state, bot_id, token, version, due in tasks:
                 self._put(
-                    LiveTask(task_id, priority, seq, frozenset(caps), state, bot_id, token, version)
+                    LiveTask(
+                        task_id, priority, seq, frozenset(caps), state, bot_id, token, version, due
+                    )
                 )
             self.position = min(positions.get("tasks", 0), positions.get("fleet", 0))
         return self.position
@@ -174,6 +187,7 @@ class LiveIndex:
                         None,
                         0,
                         1,
+                        e.not_before,
                     )
                 )
                 changes.work = True
@@ -216,6 +230,10 @@ class LiveIndex:
     def _put(self, task: LiveTask) -> None:
         self.tasks[task.task_id] = task
         if task.state == "pending":
+            if task.not_before is not None and task.not_before > self.clock():
+                self.delayed[task.task_id] = task.not_before
+                heapq.heappush(self._due_heap, (task.not_before, task.seq, task.task_id))
+                return
             queue = self.queues.get(task.capabilities)
             if queue is None:
                 queue = self.queues[task.capabilities] = PendingQueue()
@@ -225,6 +243,8 @@ class LiveIndex:
 
     def _take_out(self, task: LiveTask) -> None:
         if task.state == "pending":
+            if self.delayed and self.delayed.pop(task.task_id, None) is not None:
+                return  # its heap entry goes stale: release_due passes over it
             self.queues[task.capabilities].remove(task)
         elif task.bot_id is not None:
             held = self.held.get(task.bot_id)
@@ -232,6 +252,39 @@ class LiveIndex:
                 held.discard(task.task_id)
                 if not held:
                     del self.held[task.bot_id]
+
+    # -- delayed tasks ----------------------------------------------------------------
+
+    def release_due(self) -> int:
+        """Move the delayed tasks that are due now into their pending queues; returns how
+        many (and tells the listeners there is work when any)."""
+        released = 0
+        with self.lock:
+            now = self.clock()
+            heap = self._due_heap
+            while heap and heap[0][0] <= now:
+                due, _, task_id = heapq.heappop(heap)
+                if self.delayed.get(task_id) != due:
+                    continue  # stale: it left the index or is no longer waiting
+                del self.delayed[task_id]
+                task = self.tasks[task_id]
+                queue = self.queues.get(task.capabilities)
+                if queue is None:
+                    queue = self.queues[task.capabilities] = PendingQueue()
+                queue.add(task)
+                released += 1
+        if released:
+            for listener in self.listeners:
+                listener(Changes(work=True))
+        return released
+
+    def next_due(self) -> datetime | None:
+        """When the earliest delayed task falls due; None when none waits."""
+        with self.lock:
+            heap = self._due_heap
+            while heap and self.delayed.get(heap[0][2]) != heap[0][0]:
+                heapq.heappop(heap)
+            return heap[0][0] if heap else None
 
     # -- reading ----------------------------------------------------------------------
 
