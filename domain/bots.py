@@ -3,34 +3,73 @@
 Liveness is soft state (heartbeats renew a lease row, they are not events); what the hive
 decides from it is an event: ``Lost``. A lost bot never comes back under the same id: it
 registers again and gets a new one, so nothing it held can be confused with new work.
+
+A live bot is ``ready`` (gets new work), ``draining`` (finishes what it holds, gets nothing
+new, then stops: how the autoscaler shrinks a pool) or ``quarantined`` (gets nothing new
+until an operator reinstates it). A bot started by the autoscaler names its ``pool`` and
+the ``launch_id`` it was started under, so its registration closes that launch.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 from uuid import UUID
 
 from domain.aggregate import HiveAggregate
 from domain.cause import Cause
-from domain.errors import BotNotLive, InvalidInput
-from domain.names import check_capabilities, check_short_name
+from domain.errors import BotNotLive, InvalidInput, InvalidTransition
+from domain.names import check_capabilities, check_short_name, check_text
 
 MAX_CONCURRENCY = 10_000
 
 
 class BotState(StrEnum):
     READY = "ready"
+    DRAINING = "draining"
+    QUARANTINED = "quarantined"
     LOST = "lost"
     DEREGISTERED = "deregistered"
+
+    @property
+    def is_live(self) -> bool:
+        return self in LIVE_STATES
+
+
+LIVE_STATES = frozenset({BotState.READY, BotState.DRAINING, BotState.QUARANTINED})
 
 
 class Bot(HiveAggregate):
     class Registered(HiveAggregate.Created):
+        class_version = 2
         name: str
         capabilities: list[str]
         max_concurrency: int
         version_label: str
+        pool: str | None
+        launch_id: UUID | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["pool"] = None
+            state["launch_id"] = None
+
+    class Draining(HiveAggregate.Event):
+        reason: str
+
+        def apply(self, bot: Bot) -> None:
+            bot.state = BotState.DRAINING
+
+    class Quarantined(HiveAggregate.Event):
+        reason: str
+
+        def apply(self, bot: Bot) -> None:
+            bot.state = BotState.QUARANTINED
+
+    class Reinstated(HiveAggregate.Event):
+        def apply(self, bot: Bot) -> None:
+            bot.state = BotState.READY
 
     class Lost(HiveAggregate.Event):
         reason: str
@@ -48,12 +87,16 @@ class Bot(HiveAggregate):
         capabilities: list[str],
         max_concurrency: int,
         version_label: str,
+        pool: str | None,
+        launch_id: UUID | None,
         actor: str,
     ) -> None:
         self.name = name
         self.capabilities = capabilities
         self.max_concurrency = max_concurrency
         self.version_label = version_label
+        self.pool = pool
+        self.launch_id = launch_id
         self.registered_by = actor
         self.state = BotState.READY
 
@@ -68,8 +111,12 @@ class Bot(HiveAggregate):
         version_label: str,
         cause: Cause,
         at: datetime,
+        pool: str | None = None,
+        launch_id: UUID | None = None,
     ) -> Bot:
         check_short_name("bot name", name)
+        if pool is not None:
+            check_short_name("pool", pool)
         if not isinstance(max_concurrency, int) or not 1 <= max_concurrency <= MAX_CONCURRENCY:
             raise InvalidInput(f"max concurrency must be 1..{MAX_CONCURRENCY}")
         if not isinstance(version_label, str) or not 1 <= len(version_label) <= 64:
@@ -83,15 +130,40 @@ class Bot(HiveAggregate):
             capabilities=check_capabilities(capabilities),
             max_concurrency=max_concurrency,
             version_label=version_label,
+            pool=pool,
+            launch_id=launch_id,
         )
 
     @property
     def is_live(self) -> bool:
+        return self.state.is_live
+
+    @property
+    def accepts_work(self) -> bool:
         return self.state is BotState.READY
 
     def check_live(self) -> None:
         if not self.is_live:
             raise BotNotLive(bot_id=self.id, state=str(self.state))
+
+    def drain(self, reason: str, cause: Cause, at: datetime) -> None:
+        """No new work from now on; what it holds it finishes. Repeating it changes nothing."""
+        self.check_live()
+        if self.state is not BotState.DRAINING:
+            self._record(self.Draining, cause, at, reason=check_text("reason", reason))
+
+    def quarantine(self, reason: str, cause: Cause, at: datetime) -> None:
+        self.check_live()
+        if self.state is BotState.DRAINING:
+            raise InvalidTransition("bot is draining; it will stop on its own", bot_id=self.id)
+        if self.state is not BotState.QUARANTINED:
+            self._record(self.Quarantined, cause, at, reason=check_text("reason", reason))
+
+    def reinstate(self, cause: Cause, at: datetime) -> None:
+        self.check_live()
+        if self.state is not BotState.QUARANTINED:
+            raise InvalidTransition(f"bot is {self.state}, not quarantined", bot_id=self.id)
+        self._record(self.Reinstated, cause, at)
 
     def mark_lost(self, reason: str, cause: Cause, at: datetime) -> None:
         if self.is_live:

@@ -221,6 +221,8 @@ class Hive(Application[UUID]):
         max_concurrency: int,
         version_label: str,
         cause: Cause,
+        pool: str | None = None,
+        launch_id: UUID | None = None,
     ) -> tuple[Bot, IssuedKey, int | None]:
         """A new bot, and the key it will use from now on (bound to its id)."""
         at = self.clock()
@@ -232,6 +234,8 @@ class Hive(Application[UUID]):
             version_label=version_label,
             cause=cause,
             at=at,
+            pool=pool,
+            launch_id=launch_id,
         )
         issued = self._new_key(f"bot-{bot.id.hex[:12]}", Role.BOT, bot.id, cause, at)
         recorded = self._save([bot, issued.key])
@@ -262,6 +266,16 @@ class Hive(Application[UUID]):
                     self.cache.forget([bot_id, *tasks])
                     raise
         raise ConcurrentUpdate()
+
+    def drain_bots(self, bot_ids: Sequence[UUID], reason: str, cause: Cause) -> Committed[Bot]:
+        """No new work for these bots; they finish what they hold (then they can stop)."""
+        return self._change(Bot, list(bot_ids), lambda b, at: b.drain(reason, cause, at))
+
+    def quarantine_bot(self, bot_id: UUID, reason: str, cause: Cause) -> Committed[Bot]:
+        return self._change(Bot, [bot_id], lambda b, at: b.quarantine(reason, cause, at))
+
+    def reinstate_bot(self, bot_id: UUID, cause: Cause) -> Committed[Bot]:
+        return self._change(Bot, [bot_id], lambda b, at: b.reinstate(cause, at))
 
     def deregister_bot(self, bot_id: UUID, cause: Cause) -> Committed[Bot]:
         return self._change(Bot, [bot_id], lambda b, at: b.deregister(cause, at))

@@ -13,9 +13,14 @@ from projections.runner import Positioned
 
 INSERT = (
     "INSERT INTO fleet_view (bot_id, name, capabilities, max_concurrency, version_label, "
-    "state, registered_at, version, position) VALUES (%(bot_id)s, %(name)s, "
-    "%(capabilities)s, %(max_concurrency)s, %(version_label)s, 'ready', %(at)s, "
-    "%(version)s, %(position)s) ON CONFLICT (bot_id) DO NOTHING"
+    "pool, launch_id, state, registered_at, version, position) VALUES (%(bot_id)s, %(name)s, "
+    "%(capabilities)s, %(max_concurrency)s, %(version_label)s, %(pool)s, %(launch_id)s, "
+    "'ready', %(at)s, %(version)s, %(position)s) ON CONFLICT (bot_id) DO NOTHING"
+)
+STATE = (
+    "UPDATE fleet_view SET state = %(state)s, state_reason = %(reason)s, "
+    "version = %(version)s, position = %(position)s "
+    "WHERE bot_id = %(bot_id)s AND version < %(version)s"
 )
 LOST = (
     "UPDATE fleet_view SET state = 'lost', lost_at = %(at)s, lost_reason = %(reason)s, "
@@ -53,8 +58,15 @@ class FleetView:
                             "capabilities": e.capabilities,
                             "max_concurrency": e.max_concurrency,
                             "version_label": e.version_label,
+                            "pool": e.pool,
+                            "launch_id": e.launch_id,
                         },
                     )
+                case Bot.Draining() | Bot.Quarantined():
+                    state = "draining" if isinstance(e, Bot.Draining) else "quarantined"
+                    cur.execute(STATE, {**common, "state": state, "reason": e.reason})
+                case Bot.Reinstated():
+                    cur.execute(STATE, {**common, "state": "ready", "reason": None})
                 case Bot.Lost():
                     cur.execute(LOST, {**common, "reason": e.reason})
                 case Bot.Deregistered():

@@ -67,7 +67,8 @@ class TaskReads:
 
 FLEET_QUERY = """
 SELECT f.bot_id, f.name, f.capabilities, f.max_concurrency, f.version_label, f.state,
-       f.registered_at, f.lost_at, f.lost_reason, f.deregistered_at, f.version, f.position,
+       f.registered_at, f.lost_at, f.lost_reason, f.deregistered_at, f.pool, f.launch_id,
+       f.state_reason, f.version, f.position,
        COALESCE(h.held, 0) AS held
 FROM fleet_view f
 LEFT JOIN (

@@ -46,6 +46,9 @@ class BotRow:
     lost_at: datetime | None
     lost_reason: str | None
     deregistered_at: datetime | None
+    pool: str | None
+    launch_id: UUID | None
+    state_reason: str | None  # why it is draining or quarantined
     held: int  # tasks assigned to it or running on it, per the tasks view
     version: int
     position: int

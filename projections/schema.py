@@ -79,4 +79,16 @@ VIEW_MIGRATIONS = [
             WHERE schedule_id IS NOT NULL;
         """,
     ),
+    Migration(
+        130,
+        "views: fleet pools, launches and state reasons",
+        """
+        ALTER TABLE public.fleet_view
+            ADD COLUMN IF NOT EXISTS pool text,
+            ADD COLUMN IF NOT EXISTS launch_id uuid,
+            ADD COLUMN IF NOT EXISTS state_reason text;
+        CREATE INDEX IF NOT EXISTS fleet_view_pool_state ON public.fleet_view (pool, state)
+            WHERE pool IS NOT NULL;
+        """,
+    ),
 ]

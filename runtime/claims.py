@@ -48,7 +48,8 @@ class ClaimBoard:
         loop = self.loop
         if loop is None or not changes.assigned_to:
             return
-        loop.call_soon_threadsafe(self._wake, set(changes.assigned_to))
+        with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits on it
+            loop.call_soon_threadsafe(self._wake, set(changes.assigned_to))
 
     def _wake(self, bot_ids: set[UUID]) -> None:
         """Runs in the event loop's thread: the only thread that touches ``waiters``."""

@@ -59,6 +59,12 @@ class LiveBot:
     capabilities: frozenset[str]
     capacity: int
     version: int
+    state: str = "ready"  # ready, draining or quarantined: only ready bots get new work
+    pool: str | None = None
+
+    @property
+    def accepts_work(self) -> bool:
+        return self.state == "ready"
 
 
 class PendingQueue:
@@ -141,12 +147,12 @@ class LiveIndex:
                 "FROM tasks_view WHERE state IN ('pending', 'assigned', 'running') ORDER BY seq"
             ).fetchall()
             bots = conn.execute(
-                "SELECT bot_id, capabilities, max_concurrency, version FROM fleet_view "
-                "WHERE state = 'ready'"
+                "SELECT bot_id, capabilities, max_concurrency, version, state, pool "
+                "FROM fleet_view WHERE state IN ('ready', 'draining', 'quarantined')"
             ).fetchall()
         with self.lock:
-            for bot_id, caps, capacity, version in bots:
-                self.bots[bot_id] = LiveBot(bot_id, frozenset(caps), capacity, version)
+            for bot_id, caps, capacity, version, state, pool in bots:
+                self.bots[bot_id] = LiveBot(bot_id, frozenset(caps), capacity, version, state, pool)
             for task_id, priority, seq, caps, state, bot_id, token, version, due in tasks:
                 self._put(
                     LiveTask(
@@ -216,16 +222,24 @@ class LiveIndex:
         if isinstance(e, Bot.Registered):
             if bot is None and e.originator_version == 1:
                 self.bots[e.originator_id] = LiveBot(
-                    e.originator_id, frozenset(e.capabilities), e.max_concurrency, 1
+                    e.originator_id, frozenset(e.capabilities), e.max_concurrency, 1, pool=e.pool
                 )
                 changes.work = True
             return
         if bot is None or e.originator_version != bot.version + 1:
             return
         bot.version = e.originator_version
-        if isinstance(e, (Bot.Lost, Bot.Deregistered)):
-            del self.bots[bot.bot_id]
-            changes.work = True
+        match e:
+            case Bot.Lost() | Bot.Deregistered():
+                del self.bots[bot.bot_id]
+                changes.work = True
+            case Bot.Draining():
+                bot.state = "draining"
+            case Bot.Quarantined():
+                bot.state = "quarantined"
+            case Bot.Reinstated():
+                bot.state = "ready"
+                changes.work = True
 
     def _put(self, task: LiveTask) -> None:
         self.tasks[task.task_id] = task
@@ -305,10 +319,12 @@ class LiveIndex:
         return out[:limit]
 
     def slots(self) -> list[BotSlots]:
+        """Bots that take new work (ready ones), with their loads."""
         with self.lock:
             return [
                 BotSlots(b.bot_id, b.capabilities, b.capacity, len(self.held.get(b.bot_id, ())))
                 for b in self.bots.values()
+                if b.accepts_work
             ]
 
     def assigned_to(self, bot_id: UUID, limit: int) -> list[tuple[UUID, int]]:

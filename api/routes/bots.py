@@ -7,13 +7,15 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 
 from api.container import Container
-from api.deps import BotSelf, BotSelfOrAdmin, Client, Ctx, Enrolment, RequestId
+from api.deps import Admin, BotSelf, BotSelfOrAdmin, Client, Ctx, Enrolment, RequestId
 from api.schemas.bots import (
     BotDeregistered,
     BotPublic,
     BotRegister,
     BotRegistered,
     BotsPublic,
+    BotStateChange,
+    BotStateChanged,
     ClaimedTaskPublic,
     ClaimRequest,
     ClaimResponse,
@@ -43,6 +45,8 @@ def register_bot(
         max_concurrency=body.max_concurrency,
         version_label=body.version,
         cause=principal.cause(request_id),
+        pool=body.pool,
+        launch_id=body.launch_id,
     )
     ctx.liveness.renew(bot.id, ctx.settings.bot_lease_ttl_s)
     response.headers["Cache-Control"] = "no-store"  # the body carries a secret
@@ -106,6 +110,34 @@ def deregister_bot(
     return BotDeregistered(
         bot_id=bot_id, state=str(BotState.DEREGISTERED), position=ctx.position_after(committed)
     )
+
+
+@router.post("/{bot_id}/drain", responses=problem_responses(404, 409, 422))
+def drain_bot(
+    bot_id: UUID, body: BotStateChange, principal: Admin, request_id: RequestId, ctx: Ctx
+) -> BotStateChanged:
+    """No new work for this bot; it finishes what it holds."""
+    committed = ctx.hive.drain_bots([bot_id], body.reason, principal.cause(request_id))
+    return BotStateChanged(bot_id=bot_id, state=str(BotState.DRAINING), position=committed.position)
+
+
+@router.post("/{bot_id}/quarantine", responses=problem_responses(404, 409, 422))
+def quarantine_bot(
+    bot_id: UUID, body: BotStateChange, principal: Admin, request_id: RequestId, ctx: Ctx
+) -> BotStateChanged:
+    """No new work for this bot until it is reinstated."""
+    committed = ctx.hive.quarantine_bot(bot_id, body.reason, principal.cause(request_id))
+    return BotStateChanged(
+        bot_id=bot_id, state=str(BotState.QUARANTINED), position=committed.position
+    )
+
+
+@router.post("/{bot_id}/reinstate", responses=problem_responses(404, 409, 422))
+def reinstate_bot(
+    bot_id: UUID, principal: Admin, request_id: RequestId, ctx: Ctx
+) -> BotStateChanged:
+    committed = ctx.hive.reinstate_bot(bot_id, principal.cause(request_id))
+    return BotStateChanged(bot_id=bot_id, state=str(BotState.READY), position=committed.position)
 
 
 @router.get("")

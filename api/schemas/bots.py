@@ -31,6 +31,10 @@ class BotRegister(Model):
     capabilities: Capabilities
     max_concurrency: Annotated[int, Field(strict=True, ge=1, le=MAX_CONCURRENCY)]
     version: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64)]
+    pool: ShortName | None = Field(default=None, description="the scaling pool it belongs to")
+    launch_id: UUID | None = Field(
+        default=None, description="set by the autoscaler's launcher: the launch it answers"
+    )
 
 
 class BotRegistered(Model):
@@ -135,6 +139,16 @@ class ReportAccepted(Model):
     position: int
 
 
+class BotStateChange(Model):
+    reason: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=1000)]
+
+
+class BotStateChanged(Model):
+    bot_id: UUID
+    state: str
+    position: int | None = Field(description="log position of the change; null if none")
+
+
 class BotDeregistered(Model):
     bot_id: UUID
     state: str
@@ -152,6 +166,9 @@ class BotPublic(Model):
     lost_at: datetime | None = None
     lost_reason: str | None = None
     deregistered_at: datetime | None = None
+    pool: str | None = None
+    launch_id: UUID | None = None
+    state_reason: str | None = Field(default=None, description="why draining or quarantined")
     held: int = Field(description="tasks assigned to it or running on it")
     position: int
 
@@ -168,6 +185,9 @@ class BotPublic(Model):
             lost_at=row.lost_at,
             lost_reason=row.lost_reason,
             deregistered_at=row.deregistered_at,
+            pool=row.pool,
+            launch_id=row.launch_id,
+            state_reason=row.state_reason,
             held=row.held,
             position=row.position,
         )

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from types import FrameType
+from uuid import UUID
 
 from domain.names import MAX_CAPABILITIES, SHORT_NAME
 from runtime.bot.client import ClaimedTask, HiveClient
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 HIVE_URL_ENV = "APIARY_HIVE_URL"
 TOKEN_ENV = "APIARY_BOT_TOKEN"
+POOL_ENV = "APIARY_BOT_POOL"
+LAUNCH_ID_ENV = "APIARY_LAUNCH_ID"
 DEFAULT_MAX_CONCURRENCY = 4
 MAX_CONCURRENCY = 10_000
 MAX_VERSION_CHARS = 64
@@ -71,6 +74,19 @@ def add_bot_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="LABEL",
         default=None,
         help="the version label the hive records (default: the package version)",
+    )
+    parser.add_argument(
+        "--pool",
+        metavar="NAME",
+        default=os.environ.get(POOL_ENV),
+        help=f"the scaling pool this bot belongs to (default: ${POOL_ENV})",
+    )
+    parser.add_argument(
+        "--launch-id",
+        metavar="UUID",
+        type=_uuid_arg,
+        default=os.environ.get(LAUNCH_ID_ENV),
+        help=f"the launch that started this bot; set by the launcher (default: ${LAUNCH_ID_ENV})",
     )
     parser.add_argument(
         "--exec",
@@ -116,6 +132,8 @@ def run_bot(args: argparse.Namespace) -> int:
             args.max_concurrency,
             version,
             handler_for,
+            pool=args.pool,
+            launch_id=None if args.launch_id is None else str(args.launch_id),
         )
         if os.environ.get(EXIT_WITH_PARENT_ENV) == "1":
             watch_parent(worker.stop)
@@ -270,6 +288,13 @@ def _positive_float(value: str) -> float:
     if not number > 0:
         raise argparse.ArgumentTypeError("must be positive")
     return number
+
+
+def _uuid_arg(value: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a UUID: {value!r}") from None
 
 
 def _package_version() -> str:

@@ -203,18 +203,30 @@ class HiveClient:
     # -- bots --------------------------------------------------------------------------
 
     def register(
-        self, name: str, capabilities: Sequence[str], max_concurrency: int, version: str
+        self,
+        name: str,
+        capabilities: Sequence[str],
+        max_concurrency: int,
+        version: str,
+        *,
+        pool: str | None = None,
+        launch_id: str | None = None,
     ) -> Registration:
+        body: dict[str, object] = {
+            "name": name,
+            "capabilities": list(capabilities),
+            "max_concurrency": max_concurrency,
+            "version": version,
+        }
+        if pool is not None:
+            body["pool"] = pool
+        if launch_id is not None:
+            body["launch_id"] = launch_id
         response = self._call(
             "POST",
             "/v1/bots",
             token=self._enrolment_token,
-            body={
-                "name": name,
-                "capabilities": list(capabilities),
-                "max_concurrency": max_concurrency,
-                "version": version,
-            },
+            body=body,
             action="register",
         )
         if response.status_code not in (200, 201):

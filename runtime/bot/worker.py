@@ -109,6 +109,8 @@ class BotWorker:
         max_batch: int = MAX_BATCH,
         max_body_bytes: int = MAX_BODY_BYTES,
         retry_pause_s: float = RETRY_PAUSE_S,
+        pool: str | None = None,
+        launch_id: str | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
@@ -123,6 +125,8 @@ class BotWorker:
         self._max_batch = max_batch
         self._max_body_bytes = max_body_bytes
         self._retry_pause_s = retry_pause_s
+        self._pool_name = pool
+        self._launch_id = launch_id
         self.tally = Tally()
         self._tally_lock = threading.Lock()
 
@@ -219,7 +223,12 @@ class BotWorker:
         while not self._stopping.is_set():
             try:
                 registration = self._client.register(
-                    self._name, self._capabilities, self._max_concurrency, self._version
+                    self._name,
+                    self._capabilities,
+                    self._max_concurrency,
+                    self._version,
+                    pool=self._pool_name,
+                    launch_id=self._launch_id,
                 )
             except Unavailable as e:
                 log.warning(

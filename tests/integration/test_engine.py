@@ -104,3 +104,38 @@ def test_repeated_idempotency_key_on_postgres_returns_the_original(node: Node) -
     assert again.items[0].duplicate and again.items[0].task.id == first.items[0].task.id
     assert not again.items[1].duplicate
     assert node.hive.recorder.max_notification_id() == again.position
+
+
+def test_draining_and_quarantined_bots_get_no_new_work_but_finish_what_they_hold(
+    node: Node,
+) -> None:
+    held = node.hive.submit_tasks([TaskSpec("code")], ALICE).items[0].task.id
+    old = register(node, "old", ["code"], slots=4)
+    assert wait_for(lambda: claim(node, old, wait=0.5), what="the first task") == [held]
+    node.hive.drain_bots([old], "scale down", ALICE)
+    flaky = register(node, "flaky", ["code"], slots=4)
+    node.hive.quarantine_bot(flaky, "fails every task", ALICE)
+    later = node.hive.submit_tasks([TaskSpec("code")] * 3, ALICE).items
+    fresh = register(node, "fresh", ["code"], slots=4)
+    wait_for(lambda: len(claim(node, fresh, wait=0.3)) == 3, what="the new tasks on fresh")
+    assert all(node.hive.get(Task, s.task.id).bot_id == fresh for s in later)
+    node.hive.start_tasks(old, [Report(held, 1)], ALICE)  # the draining bot still reports
+    node.hive.finish_tasks(old, [Report(held, 1, result="1")], ALICE)
+    assert node.hive.get(Task, held).state is TaskState.SUCCEEDED
+
+    node.hive.reinstate_bot(flaky, ALICE)
+    again = node.hive.submit_tasks([TaskSpec("code")] * 5, ALICE).items  # the free slots
+    wait_for(
+        lambda: all(node.hive.get(Task, s.task.id).bot_id is not None for s in again),
+        what="all five assigned",
+    )
+    owners = {node.hive.get(Task, s.task.id).bot_id for s in again}
+    assert flaky in owners and old not in owners
+    rows = {r.bot_id: r for r in wait_for(lambda: _settled_fleet(node), what="fleet view")}
+    assert (rows[old].state, rows[old].state_reason) == ("draining", "scale down")
+    assert (rows[flaky].state, rows[flaky].state_reason) == ("ready", None)
+
+
+def _settled_fleet(node: Node) -> list | None:  # type: ignore[type-arg]
+    rows = node.fleet.list()
+    return rows if any(r.state == "draining" for r in rows) and len(rows) == 3 else None

@@ -1,0 +1,108 @@
+"""A bot's states: ready, draining, quarantined; and registrations recorded before pools."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+import orjson
+import pytest
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import get_topic
+
+from domain.bots import Bot, BotState
+from domain.cause import Cause
+from domain.errors import BotNotLive, InvalidInput, InvalidTransition
+from domain.hive import Hive
+
+ADMIN = Cause("admin", "req-1")
+
+
+@pytest.fixture
+def hive() -> Hive:
+    return Hive(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+
+
+def register(hive: Hive, **kw: object) -> Bot:
+    bot, _, _ = hive.register_bot(
+        name="b1",
+        capabilities=["code"],
+        max_concurrency=2,
+        version_label="v1",
+        cause=ADMIN,
+        **kw,  # type: ignore[arg-type]
+    )
+    return bot
+
+
+def test_drain_is_final_for_new_work_and_repeating_it_records_nothing(hive: Hive) -> None:
+    bot = register(hive)
+    assert hive.drain_bots([bot.id], "scale down", ADMIN).position is not None
+    assert hive.drain_bots([bot.id], "again", ADMIN).items == []
+    drained = hive.get(Bot, bot.id)
+    assert drained.state is BotState.DRAINING
+    assert drained.is_live and not drained.accepts_work
+    with pytest.raises(InvalidTransition):
+        hive.quarantine_bot(bot.id, "flaky", ADMIN)
+
+
+def test_quarantine_then_reinstate(hive: Hive) -> None:
+    bot = register(hive)
+    hive.quarantine_bot(bot.id, "fails every task", ADMIN)
+    assert hive.get(Bot, bot.id).state is BotState.QUARANTINED
+    hive.reinstate_bot(bot.id, ADMIN)
+    assert hive.get(Bot, bot.id).accepts_work
+    with pytest.raises(InvalidTransition):
+        hive.reinstate_bot(bot.id, ADMIN)  # it is not quarantined any more
+
+
+def test_a_lost_bot_cannot_be_drained_or_quarantined(hive: Hive) -> None:
+    bot = register(hive)
+    hive.mark_bot_lost(bot.id, "silent", ADMIN)
+    for change in (
+        lambda: hive.drain_bots([bot.id], "x", ADMIN),
+        lambda: hive.quarantine_bot(bot.id, "x", ADMIN),
+    ):
+        with pytest.raises(BotNotLive):
+            change()
+
+
+def test_a_draining_bot_can_still_be_lost(hive: Hive) -> None:
+    bot = register(hive)
+    hive.drain_bots([bot.id], "scale down", ADMIN)
+    hive.mark_bot_lost(bot.id, "silent", ADMIN)
+    assert hive.get(Bot, bot.id).state is BotState.LOST
+
+
+def test_pool_and_launch_are_recorded_and_checked(hive: Hive) -> None:
+    launch = uuid4()
+    bot = hive.get(Bot, register(hive, pool="coders", launch_id=launch).id)
+    assert (bot.pool, bot.launch_id) == ("coders", launch)
+    with pytest.raises(InvalidInput):
+        register(hive, pool="not a pool name!")
+
+
+def test_a_registration_recorded_before_pools_existed_still_loads(hive: Hive) -> None:
+    """Version 1 of Bot.Registered had no pool and no launch id: the log is a contract."""
+    bot_id = uuid4()
+    v1_state = {
+        "originator_id": str(bot_id),
+        "originator_version": 1,
+        "timestamp": "2026-11-01T00:00:00+00:00",
+        "originator_topic": get_topic(Bot),
+        "actor": "admin",
+        "request_id": "old",
+        "name": "veteran",
+        "capabilities": ["code"],
+        "max_concurrency": 1,
+        "version_label": "v0",
+    }
+    stored = StoredEvent(
+        originator_id=bot_id,
+        originator_version=1,
+        topic=get_topic(Bot.Registered),
+        state=orjson.dumps(v1_state),
+    )
+    event = hive.mapper.to_domain_event(stored)
+    bot = event.mutate(None)
+    assert isinstance(bot, Bot)
+    assert (bot.name, bot.pool, bot.launch_id, bot.state) == ("veteran", None, None, "ready")
