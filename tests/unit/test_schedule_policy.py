@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from itertools import islice, takewhile
+from itertools import islice, pairwise, takewhile
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -147,7 +147,7 @@ def test_cron_ticks_strictly_increase_after_the_instant_asked(
     assert ticks, "a valid expression fires again"
     assert all(t.tzinfo is UTC for t in ticks)
     assert ticks[0] > after
-    assert all(a < b for a, b in zip(ticks, ticks[1:], strict=False))
+    assert all(a < b for a, b in pairwise(ticks))
     # asking again from any tick continues the same sequence
     assert list(islice(job.ticks_after(ticks[5]), 10)) == ticks[6:16]
 
