@@ -25,6 +25,7 @@ from projections.fleet_view import FleetView
 from projections.positions import ViewPositions
 from projections.reads import FleetReads, TaskReads
 from projections.runner import ProjectionRunner, View, reset_view
+from projections.schedule_reads import ScheduleReads
 from projections.schema import VIEW_MIGRATIONS
 from runtime.claims import ClaimBoard
 from runtime.dispatcher import Dispatcher
@@ -32,6 +33,7 @@ from runtime.live import TOPICS as LIVE_TOPICS
 from runtime.live import LiveIndex, LiveIndexFeed
 from runtime.loops import Loop, start_thread
 from runtime.reaper import LeaseReaper
+from runtime.scheduler import Scheduler
 from store.chain import EVENT_LOG_MIGRATIONS
 from store.database import eventsourcing_env
 from store.follower import LogFollower, RecentEvents
@@ -79,9 +81,10 @@ def open_hive(url: str, settings: Settings, *, clock: Callable[[], datetime] = u
 
 
 def views() -> list[View]:
+    from projections.schedules_view import SchedulesView
     from projections.tasks_view import TasksView
 
-    return [TasksView(), FleetView()]
+    return [TasksView(), FleetView(), SchedulesView()]
 
 
 @dataclass
@@ -162,11 +165,25 @@ class Node:
                 ),
                 Loop("reaper", self.reaper.run_once, s.reaper_interval_s),
             ]
+            self.scheduler = Scheduler(
+                self.hive, self.index, ScheduleReads(self.pool).timetable, clock=self.clock
+            )
+            self.loops.append(
+                Loop(
+                    "scheduler",
+                    self.scheduler.run_once,
+                    s.poll_interval_s,
+                    self.scheduler.wake,
+                    self.scheduler.wait_hint,
+                )
+            )
         if self.serves_api:
             self.positions = ViewPositions(self.pool, self.url, ("tasks",))
             self.claims = ClaimBoard(self.hive, self.index)
             self.tasks = TaskReads(self.pool)
             self.fleet = FleetReads(self.pool)
+            self.schedules = ScheduleReads(self.pool)
+            self.schedule_positions = ViewPositions(self.pool, self.url, ("schedules",))
 
     @property
     def serves_api(self) -> bool:
@@ -190,6 +207,7 @@ class Node:
             self._spawn(f"loop-{loop.name}", partial(loop.run, lead, self.stopping))
         if self.serves_api:
             self.positions.start()
+            self.schedule_positions.start()
         log.info("node started", extra={"action": "node_started", "role": self.role})
         return self
 
@@ -202,6 +220,7 @@ class Node:
             thread.join(timeout=10)
         if self.serves_api:
             self.positions.stop()
+            self.schedule_positions.stop()
         self.pool.close()
         self.hive.close()
 
@@ -228,7 +247,9 @@ class Node:
             hive=self.hive,
             tasks=self.tasks,
             fleet=self.fleet,
+            schedules=self.schedules,
             positions=self.positions,
+            schedule_positions=self.schedule_positions,
             claims=self.claims,
             liveness=self.liveness,
             readiness=self,

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Any, cast
 
 from starlette.requests import HTTPConnection
 
-from api.ports import ClaimBoard, FleetReads, Liveness, PositionWaiter, Readiness, TaskReads
+from api.ports import (
+    ClaimBoard,
+    FleetReads,
+    Liveness,
+    PositionWaiter,
+    Readiness,
+    ScheduleReads,
+    TaskReads,
+)
 from api.settings import Settings
 from domain.hive import Committed, Hive
 from store.health import DatabaseGate
@@ -22,7 +30,9 @@ class Container:
     hive: Hive
     tasks: TaskReads
     fleet: FleetReads
-    positions: PositionWaiter
+    schedules: ScheduleReads
+    positions: PositionWaiter  # the tasks view's
+    schedule_positions: PositionWaiter  # the schedules view's
     claims: ClaimBoard
     liveness: Liveness
     readiness: Readiness

@@ -60,3 +60,34 @@ class TaskFilter:
     type: str | None = None
     bot_id: UUID | None = None
     schedule_id: UUID | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    schedule_id: UUID
+    name: str
+    cron: str | None
+    timezone: str | None
+    every_s: int | None
+    start_at: datetime
+    task_type: str
+    priority: int
+    capabilities: list[str]
+    payload: Any
+    overlap: str
+    catchup: str
+    catchup_limit: int
+    state: str
+    not_before: datetime  # no tick before: its start, or when it was last resumed
+    last_tick: datetime | None
+    next_tick: datetime | None
+    buffered_tick: datetime | None
+    fired: int
+    skipped: int
+    last_task_id: UUID | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    seq: int
+    version: int
+    position: int

@@ -38,6 +38,7 @@ from domain.policies.routing import Assignment
 from domain.tasks import Task, TaskState
 from projections.rows import BotRow, TaskFilter, TaskRow
 from store.health import DatabaseGate
+from tests.unit.fake_schedule_reads import LogScheduleReads
 from tests.waiting import wait_for
 
 ROOT = Cause("setup", "setup-1")
@@ -268,7 +269,9 @@ def make_container(
         hive=hive,
         tasks=LogTaskReads(hive),
         fleet=LogFleetReads(hive),
+        schedules=LogScheduleReads(hive),
         positions=ImmediatePositions(hive),
+        schedule_positions=ImmediatePositions(hive),
         claims=LogClaimBoard(hive),
         liveness=MemoryLiveness(),
         readiness=SetReadiness(),
