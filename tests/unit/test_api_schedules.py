@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import pytest
 
-from tests.unit.test_api_contract import World, assert_problem, world  # noqa: F401  (fixture)
+from tests.unit.test_api_contract import World, assert_problem
 
 NIGHTLY = {
     "name": "nightly-report",
