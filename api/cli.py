@@ -170,7 +170,7 @@ def parser() -> argparse.ArgumentParser:
     rebuild = add(
         "rebuild", "Drop views and replay them from the log.", cmd_projections_rebuild, proj_sub
     )
-    rebuild.add_argument("--view", choices=("tasks", "fleet", "all"), default="all")
+    rebuild.add_argument("--view", choices=("tasks", "fleet", "schedules", "all"), default="all")
 
     from runtime.bot.cli import add_bot_arguments
 

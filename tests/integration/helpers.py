@@ -10,7 +10,7 @@ from api.bootstrap import open_hive
 from api.settings import Settings
 from domain.hive import Hive
 
-VIEW_TABLES = ("tasks_view", "fleet_view")
+VIEW_TABLES = ("tasks_view", "fleet_view", "schedules_view")
 
 
 def hive_on(url: str, **settings: Any) -> Hive:
