@@ -124,7 +124,7 @@ def every(seconds: int, **kw: Any) -> ScheduleSpec:
 def test_two_engines_stepping_at_once_fire_each_tick_exactly_once(
     engines: list[Engine], clock: Clock
 ) -> None:
-    first, second = engines
+    first = engines[0]
     spec = {"overlap": "allow_all", "catchup": "run_all", "catchup_limit": 1000}
     ids = [
         first.hive.create_schedule(every(60, **spec), ALICE).items[0].id,
