@@ -172,6 +172,10 @@ def parser() -> argparse.ArgumentParser:
     )
     rebuild.add_argument("--view", choices=("tasks", "fleet", "schedules", "all"), default="all")
 
+    from api.schedule_cli import add_schedule_commands, cmd_schedule
+
+    add_schedule_commands(sub, cmd_schedule)
+
     from runtime.bot.cli import add_bot_arguments
 
     add_bot_arguments(add("bot", "Run a bot worker that does tasks for a hive.", cmd_bot))
