@@ -25,6 +25,7 @@ from projections.fleet_view import FleetView
 from projections.positions import ViewPositions
 from projections.reads import FleetReads, TaskReads
 from projections.runner import ProjectionRunner, View, reset_view
+from projections.scaling_reads import ScalingReads
 from projections.schedule_reads import ScheduleReads
 from projections.schema import VIEW_MIGRATIONS
 from runtime.claims import ClaimBoard
@@ -33,6 +34,10 @@ from runtime.live import TOPICS as LIVE_TOPICS
 from runtime.live import LiveIndex, LiveIndexFeed
 from runtime.loops import Loop, start_thread
 from runtime.reaper import LeaseReaper
+from runtime.scaling.book import TOPICS as BOOK_TOPICS
+from runtime.scaling.book import LaunchBook
+from runtime.scaling.launcher import Launcher
+from runtime.scaling.scaler import Autoscaler
 from runtime.scheduler import Scheduler
 from store.chain import EVENT_LOG_MIGRATIONS
 from store.database import eventsourcing_env
@@ -81,10 +86,11 @@ def open_hive(url: str, settings: Settings, *, clock: Callable[[], datetime] = u
 
 
 def views() -> list[View]:
+    from projections.scaling_view import ScalingView
     from projections.schedules_view import SchedulesView
     from projections.tasks_view import TasksView
 
-    return [TasksView(), FleetView(), SchedulesView()]
+    return [TasksView(), FleetView(), ScalingView(), SchedulesView()]
 
 
 @dataclass
@@ -123,6 +129,10 @@ class Node:
         self.hive.listeners.append(recent.remember)
         # What this process writes reaches its live index at once, not a NOTIFY later.
         self.hive.listeners.append(self.index.apply)
+        self.book = LaunchBook()
+        self.hive.listeners.append(self.book.apply)
+        self.scaler: Autoscaler | None = None
+        self.scaling_stop = threading.Event()
         decode = recent.decode
         self.feed = LiveIndexFeed(
             self.index,
@@ -131,13 +141,13 @@ class Node:
                 self.url,
                 page_size=s.projection_page,  # type: ignore[arg-type]
                 poll_interval=s.poll_interval_s,
-                topics=LIVE_TOPICS,
+                topics=(*LIVE_TOPICS, *BOOK_TOPICS),
                 # With role "all" this process's own writes reach the index directly; the
                 # feed only confirms them, so it may take its time. Elsewhere it must not.
                 settle_s=0.005 if self.role == "all" else 0.0,
             ),
             decode,
-            observers=[self.hive.observe],
+            observers=[self.hive.observe, self.book.apply],
         )
         if self.serves_engine:
             self.runners = [
@@ -197,6 +207,7 @@ class Node:
         self.pool.open(wait=True, timeout=ready_within_s)
         with psycopg.connect(self.url, connect_timeout=self.settings.db_connect_timeout_s) as c:
             self.index.load(c)
+            self._load_book(c)
         for runner in self.runners:
             self._spawn(f"view-{runner.view.name}", partial(runner.run, self.stopping))
         self._spawn("live-index", lambda: self.feed.run(self.stopping))
@@ -211,7 +222,42 @@ class Node:
         log.info("node started", extra={"action": "node_started", "role": self.role})
         return self
 
+    def _load_book(self, conn: psycopg.Connection[Any]) -> None:
+        """The launch book from its view, brought up to where the live feed will start."""
+        position = self.book.load(conn)
+        while position < self.index.position:
+            page = self.recorder.select_notifications(
+                position + 1, 500, stop=self.index.position, topics=BOOK_TOPICS
+            )
+            if not page:
+                break
+            self.book.apply((n.id, self.hive.mapper.to_domain_event(n)) for n in page)
+            position = page[-1].id
+
+    def start_scaling(self, launcher: Launcher) -> Autoscaler | None:
+        """Run the autoscaler (led by one engine at a time) over the configured pools."""
+        if not self.serves_engine or not self.settings.pools:
+            launcher.close()
+            return None
+        self.scaler = Autoscaler(self.hive, self.index, self.book, self.settings.pools, launcher)
+        loop = Loop(
+            "scaler", self.scaler.run_once, self.settings.scaler_interval_s, self.scaler.wake
+        )
+        self._spawn(
+            "loop-scaler", partial(loop.run, Leadership(self.url, loop.name), self.scaling_stop)
+        )
+        self.loops.append(loop)
+        return self.scaler
+
+    def stop_scaling(self) -> None:
+        """Stop sizing pools, then stop the bots this engine launched (they drain first)."""
+        self.scaling_stop.set()
+        if self.scaler is not None:
+            self.scaler.wake.set()
+            self.scaler.close()
+
     def stop(self) -> None:
+        self.stop_scaling()
         self.stopping.set()
         for loop in self.loops:
             if loop.wake is not None:
@@ -255,6 +301,7 @@ class Node:
             readiness=self,
             keys=KeyRing(self.hive),
             gate=DatabaseGate(postgres_probe(self.url)),
+            scaling=ScalingReads(self.pool),
         )
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:

@@ -13,6 +13,7 @@ from api.ports import (
     Liveness,
     PositionWaiter,
     Readiness,
+    ScalingReads,
     ScheduleReads,
     TaskReads,
 )
@@ -38,6 +39,7 @@ class Container:
     readiness: Readiness
     keys: KeyRing
     gate: DatabaseGate
+    scaling: ScalingReads
 
     def position_after(self, committed: Committed[Any]) -> int:
         """The log position to wait for to read a command's outcome: its own, or when it

@@ -7,7 +7,7 @@ readiness are implemented elsewhere; the API only knows these shapes.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from projections.rows import BotRow, ScheduleRow, TaskFilter, TaskRow
@@ -64,4 +64,14 @@ class Liveness(Protocol):
 class Readiness(Protocol):
     def check(self) -> dict[str, str]:
         """Component -> "ok" or a short reason; ready when every value is "ok"."""
+        ...
+
+
+class ScalingReads(Protocol):
+    def pools(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        """Per pool: desired, reason, inputs, resized_at, and bots (state -> count)."""
+        ...
+
+    def launches(self, pool: str, limit: int) -> list[dict[str, Any]]:
+        """The pool's launches, newest first."""
         ...

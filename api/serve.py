@@ -41,12 +41,15 @@ def serve(settings: Settings, *, role: str, demo_bots: int, migrate: bool) -> in
                 apply_schema(url)
             node = Node(settings, url, role=role).start()
             try:
-                fleet = DemoFleet(node, f"http://{settings.host}:{settings.port}", demo_bots)
+                base = settings.hive_url or f"http://{settings.host}:{settings.port}"
+                fleet = DemoFleet(node, base, demo_bots)
                 if node.serves_api:
                     run_http(node, settings, fleet, ensure_admin_key(node, home))
                 else:
                     fleet.start()
+                    start_scaling(node, base)
                     wait_for_signal()
+                    node.stop_scaling()
                     fleet.stop()
             finally:
                 node.stop()
@@ -69,8 +72,10 @@ def run_http(node: Node, settings: Settings, fleet: DemoFleet, admin_key: Path) 
     def started() -> None:
         print(f"Apiary is up: {base}  (API docs {base}/docs; admin key in {admin_key})", flush=True)
         fleet.start()
+        start_scaling(node, settings.hive_url or base)
 
     def stopping() -> None:
+        node.stop_scaling()
         fleet.stop()
         node.claims.close()
 
@@ -122,6 +127,22 @@ class HiveServer(uvicorn.Server):
             self.on_stopping()
         finally:
             self.should_exit = True
+
+
+def start_scaling(node: Node, hive_url: str) -> None:
+    """The autoscaler, with a launcher of local bot processes (its own enrolment key)."""
+    if not node.settings.pools or not node.serves_engine:
+        return
+    from domain.cause import Cause
+    from domain.keys import Role
+    from runtime.scaling.launcher import LocalProcessLauncher
+
+    enrol = node.hive.issue_key("launcher", Role.BOT, Cause("serve", "launcher"))
+    node.start_scaling(LocalProcessLauncher(hive_url, enrol.token, stop_grace_s=BOT_STOP_GRACE_S))
+    log.info(
+        "autoscaler ready",
+        extra={"action": "scaler_ready", "pools": [p.name for p in node.settings.pools]},
+    )
 
 
 def wait_for_signal() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -25,12 +25,14 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from domain.aggregate_cache import AggregateCache
-from domain.bots import Bot
+from domain.bots import Bot, BotState
 from domain.cause import Cause
 from domain.errors import ConcurrentUpdate, HiveError, InvalidInput, NotFound
 from domain.keys import ApiKey, Role, format_token, hash_secret
+from domain.launches import Launch
 from domain.policies.routing import Assignment
 from domain.policies.schedule import Overlap, due
+from domain.pools import Pool, pool_id
 from domain.schedules import Schedule, ScheduleSpec, ScheduleState
 from domain.tasks import Task, TaskState
 
@@ -226,22 +228,39 @@ class Hive(Application[UUID]):
         pool: str | None = None,
         launch_id: UUID | None = None,
     ) -> tuple[Bot, IssuedKey, int | None]:
-        """A new bot, and the key it will use from now on (bound to its id)."""
-        at = self.clock()
-        bot = Bot.register(
-            bot_id=self.new_id(),
-            name=name,
-            capabilities=capabilities,
-            max_concurrency=max_concurrency,
-            version_label=version_label,
-            cause=cause,
-            at=at,
-            pool=pool,
-            launch_id=launch_id,
-        )
-        issued = self._new_key(f"bot-{bot.id.hex[:12]}", Role.BOT, bot.id, cause, at)
-        recorded = self._save([bot, issued.key])
-        return bot, issued, _committed([], recorded).position
+        """A new bot, and the key it will use from now on (bound to its id). A bot that a
+        launcher started names its launch, which records the registration in the same save."""
+        bot_id = self.new_id()
+        made: list[tuple[Bot, IssuedKey]] = []
+
+        def register(found: dict[UUID, Any], at: datetime) -> list[Any]:
+            # Made anew on each attempt: a failed save has consumed the last ones' events.
+            bot = Bot.register(
+                bot_id=bot_id,
+                name=name,
+                capabilities=capabilities,
+                max_concurrency=max_concurrency,
+                version_label=version_label,
+                cause=cause,
+                at=at,
+                pool=pool,
+                launch_id=launch_id,
+            )
+            issued = self._new_key(f"bot-{bot_id.hex[:12]}", Role.BOT, bot_id, cause, at)
+            made.append((bot, issued))
+            if launch_id is None:
+                return [bot, issued.key]
+            launch = found.get(launch_id)
+            if not isinstance(launch, Launch):
+                raise InvalidInput(f"no launch {launch_id}", launch_id=launch_id)
+            if launch.pool != pool:
+                raise InvalidInput(f"launch {launch_id} is for pool {launch.pool}")
+            launch.register(bot_id, cause, at)
+            return [bot, issued.key, launch]
+
+        committed = self._decide([] if launch_id is None else [launch_id], register)
+        bot, issued = made[-1]
+        return bot, issued, committed.position
 
     def mark_bot_lost(self, bot_id: UUID, reason: str, cause: Cause) -> Committed[Bot]:
         return self._change(Bot, [bot_id], lambda b, at: b.mark_lost(reason, cause, at))
@@ -250,24 +269,19 @@ class Hive(Application[UUID]):
         self, bot_id: UUID, held: Sequence[UUID], reason: str, cause: Cause
     ) -> Committed[Bot]:
         """The bot went silent: mark it lost and return the tasks it held, in one save."""
-        for _ in range(MAX_ATTEMPTS):
-            with self.lock:
-                bot = self._load(Bot, [bot_id], from_log=True).get(bot_id)
-                if bot is None:
-                    raise NotFound(f"no bot {bot_id}", id=bot_id)
-                tasks = self._load(Task, list(held), from_log=True)
-                at = self.clock()
-                try:
-                    bot.mark_lost(reason, cause, at)
-                    for task in tasks.values():
-                        task.expire_lease(bot_id, reason, cause, at)
-                    return _committed([bot], self._save([bot, *tasks.values()]))
-                except IntegrityError:
-                    continue
-                except BaseException:
-                    self.cache.forget([bot_id, *tasks])
-                    raise
-        raise ConcurrentUpdate()
+
+        def lose(found: dict[UUID, Any], at: datetime) -> list[Any]:
+            bot = found.get(bot_id)
+            if not isinstance(bot, Bot):
+                raise NotFound(f"no bot {bot_id}", id=bot_id)
+            bot.mark_lost(reason, cause, at)
+            tasks = [t for t in found.values() if isinstance(t, Task)]
+            for task in tasks:
+                task.expire_lease(bot_id, reason, cause, at)
+            return [bot, *tasks]
+
+        c = self._decide([bot_id, *held], lose)
+        return Committed([a for a in c.items if isinstance(a, Bot)], c.position, c.recorded)
 
     def drain_bots(self, bot_ids: Sequence[UUID], reason: str, cause: Cause) -> Committed[Bot]:
         """No new work for these bots; they finish what they hold (then they can stop)."""
@@ -352,6 +366,65 @@ class Hive(Application[UUID]):
             return False
         task = self._load(Task, [schedule.last_task_id], from_log=True).get(schedule.last_task_id)
         return task is not None and not task.state.is_final
+
+    # -- scaling ----------------------------------------------------------------------
+
+    def resize_pool(
+        self, name: str, desired: int, reason: str, inputs: dict[str, Any], cause: Cause
+    ) -> Committed[Pool]:
+        """Record a pool's new desired size (opening the pool's record on first use)."""
+
+        def resize(found: dict[UUID, Any], at: datetime) -> list[Any]:
+            pool = found.get(pool_id(name)) or Pool.open(name, cause, at)
+            pool.resize(desired, reason, inputs, cause, at)
+            return [pool]
+
+        return self._decide([pool_id(name)], resize)
+
+    def request_launches(
+        self, pool: str, count: int, launcher: str, reason: str, cause: Cause
+    ) -> Committed[Launch]:
+        at = self.clock()
+        launches = [
+            Launch.request(
+                launch_id=self.new_id(),
+                pool=pool,
+                launcher=launcher,
+                reason=reason,
+                cause=cause,
+                at=at,
+            )
+            for _ in range(count)
+        ]
+        return _committed(launches, self._save(launches))
+
+    def close_launches(
+        self, exits: Mapping[UUID, int | None], reason: str, cause: Cause
+    ) -> Committed[Launch]:
+        """Their processes are gone: a failure before registration, a stop after."""
+        return self._change(
+            Launch, list(exits), lambda lx, at: lx.close(exits[lx.id], cause, at, reason=reason)
+        )
+
+    def drain_launched_bots(
+        self, bots: dict[UUID, UUID], reason: str, cause: Cause
+    ) -> Committed[Bot]:
+        """Scale-down: each bot (by id, with its launch id) drains and its launch is marked
+        stopping, in one save."""
+
+        def drain(found: dict[UUID, Any], at: datetime) -> list[Any]:
+            changed: list[Any] = []
+            for bot_id, launch_id in bots.items():
+                bot, launch = found.get(bot_id), found.get(launch_id)
+                if isinstance(bot, Bot) and bot.state is BotState.READY:
+                    bot.drain(reason, cause, at)
+                    changed.append(bot)
+                    if isinstance(launch, Launch):
+                        launch.stop(reason, cause, at)
+                        changed.append(launch)
+            return changed
+
+        return self._decide([*bots, *bots.values()], drain)
 
     # -- keys -------------------------------------------------------------------------
 
@@ -474,6 +547,26 @@ class Hive(Application[UUID]):
                     if from_log:
                         raise
                     from_log = True  # refused on cached state, which may be stale: re-check
+                    continue
+                except BaseException:
+                    self.cache.forget(ids)
+                    raise
+        raise ConcurrentUpdate()
+
+    def _decide(
+        self, ids: list[UUID], decide: Callable[[dict[UUID, Any], datetime], list[Any]]
+    ) -> Committed[Any]:
+        """A decision over aggregates of several kinds, read from the log (never from a
+        possibly stale cache) and saved at once; retried when a concurrent writer won."""
+        for _ in range(MAX_ATTEMPTS):
+            with self.lock:
+                found = self._load(Aggregate, ids, from_log=True)  # type: ignore[type-abstract]
+                try:
+                    changed = decide(found, self.clock())
+                    recorded = self._save(changed)
+                    return _committed(changed, recorded)
+                except IntegrityError:
+                    self.cache.forget(ids)
                     continue
                 except BaseException:
                     self.cache.forget(ids)

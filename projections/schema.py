@@ -128,4 +128,36 @@ VIEW_MIGRATIONS = [
             WHERE pool IS NOT NULL;
         """,
     ),
+    Migration(
+        131,
+        "views: scaling (pools and launches)",
+        """
+        CREATE TABLE IF NOT EXISTS public.pools_view (
+            pool_id uuid PRIMARY KEY,
+            pool text NOT NULL UNIQUE,
+            desired integer NOT NULL DEFAULT 0,
+            reason text,
+            inputs jsonb,
+            resized_at timestamptz,
+            version integer NOT NULL,
+            position bigint NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS public.launches_view (
+            launch_id uuid PRIMARY KEY,
+            pool text NOT NULL,
+            launcher text NOT NULL,
+            state text NOT NULL,
+            bot_id uuid,
+            reason text,
+            exit_code integer,
+            requested_at timestamptz NOT NULL,
+            registered_at timestamptz,
+            closed_at timestamptz,
+            version integer NOT NULL,
+            position bigint NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS launches_view_open ON public.launches_view (pool)
+            WHERE state IN ('requested', 'registered', 'stopping');
+        """,
+    ),
 ]

@@ -50,6 +50,7 @@ class LiveTask:
     bot_id: UUID | None
     fencing_token: int
     version: int
+    submitted_at: datetime | None = None
     not_before: datetime | None = None
 
 
@@ -97,6 +98,14 @@ class PendingQueue:
             del returned[i]
         self.size -= 1
 
+    def heads(self) -> Iterator[UUID]:
+        """The oldest task of each priority (the oldest of all is among them)."""
+        for priority in range(10):
+            if self.returned[priority]:
+                yield self.returned[priority][0][1]
+            if self.fresh[priority]:
+                yield next(iter(self.fresh[priority]))
+
     def first(self, limit: int) -> Iterator[UUID]:
         taken = 0
         for priority in range(9, -1, -1):
@@ -114,6 +123,7 @@ class Changes:
 
     assigned_to: set[UUID] = field(default_factory=set)
     work: bool = False  # a task became pending, capacity was freed or a bot came
+    finished_by: list[UUID] = field(default_factory=list)  # bots that finished a task
 
 
 class LiveIndex:
@@ -143,7 +153,7 @@ class LiveIndex:
             )
             tasks = conn.execute(
                 "SELECT task_id, priority, seq, capabilities, state, bot_id, fencing_token, "
-                "version, not_before "
+                "version, submitted_at, not_before "
                 "FROM tasks_view WHERE state IN ('pending', 'assigned', 'running') ORDER BY seq"
             ).fetchall()
             bots = conn.execute(
@@ -153,10 +163,19 @@ class LiveIndex:
         with self.lock:
             for bot_id, caps, capacity, version, state, pool in bots:
                 self.bots[bot_id] = LiveBot(bot_id, frozenset(caps), capacity, version, state, pool)
-            for task_id, priority, seq, caps, state, bot_id, token, version, due in tasks:
+            for task_id, priority, seq, caps, state, bot_id, token, version, at, due in tasks:
                 self._put(
                     LiveTask(
-                        task_id, priority, seq, frozenset(caps), state, bot_id, token, version, due
+                        task_id,
+                        priority,
+                        seq,
+                        frozenset(caps),
+                        state,
+                        bot_id,
+                        token,
+                        version,
+                        submitted_at=at,
+                        not_before=due,
                     )
                 )
             self.position = min(positions.get("tasks", 0), positions.get("fleet", 0))
@@ -193,6 +212,7 @@ class LiveIndex:
                         None,
                         0,
                         1,
+                        e.timestamp,
                         e.not_before,
                     )
                 )
@@ -214,6 +234,8 @@ class LiveIndex:
             case _:  # succeeded, failed, cancelled: gone from the index
                 del self.tasks[task.task_id]
                 changes.work = True
+                if task.bot_id is not None and not isinstance(e, Task.Cancelled):
+                    changes.finished_by.append(task.bot_id)
                 return
         self._put(task)
 
@@ -341,6 +363,33 @@ class LiveIndex:
         """Tasks held by bots that are no longer live, by bot."""
         with self.lock:
             return {b: sorted(ts) for b, ts in self.held.items() if b not in self.bots}
+
+    def backlog(self, servable: Callable[[frozenset[str]], bool]) -> tuple[int, datetime | None]:
+        """How many pending tasks ``servable`` accepts, and when the oldest was submitted."""
+        count, oldest = 0, None
+        with self.lock:
+            for capabilities, queue in self.queues.items():
+                if queue.size and servable(capabilities):
+                    count += queue.size
+                    for task_id in queue.heads():
+                        at = self.tasks[task_id].submitted_at
+                        if at is not None and (oldest is None or at < oldest):
+                            oldest = at
+        return count, oldest
+
+    def bots_of(self, pool: str) -> list[tuple[LiveBot, int]]:
+        """A pool's live bots, each with how many tasks it holds."""
+        with self.lock:
+            return [
+                (LiveBot(**vars(b)), len(self.held.get(b.bot_id, ())))
+                for b in self.bots.values()
+                if b.pool == pool
+            ]
+
+    def pool_of(self, bot_id: UUID) -> str | None:
+        with self.lock:
+            bot = self.bots.get(bot_id)
+            return None if bot is None else bot.pool
 
     def live_bots(self) -> list[UUID]:
         with self.lock:

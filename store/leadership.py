@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 
 import psycopg
@@ -21,6 +22,11 @@ def lock_key(name: str) -> int:
     return int.from_bytes(
         hashlib.sha256(f"apiary:{name}".encode()).digest()[:8], "big", signed=True
     )
+
+
+def application_name(loop: str) -> str:
+    """How a leadership connection shows in pg_stat_activity: which loop, which process."""
+    return f"apiary-lead {loop} {os.getpid()}"
 
 
 class Leadership:
@@ -37,7 +43,12 @@ class Leadership:
         with self._lock:
             try:
                 if self._conn is None or self._conn.closed:
-                    self._conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5)
+                    self._conn = psycopg.connect(
+                        self.conninfo,
+                        autocommit=True,
+                        connect_timeout=5,
+                        application_name=application_name(self.name),
+                    )
                     self._leading = False
                 if self._leading:
                     self._conn.execute("SELECT 1")

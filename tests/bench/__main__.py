@@ -26,6 +26,7 @@ from domain.cause import Cause
 from domain.hive import TaskSpec
 from store.database import database_url
 from tests.bench.pg import pgbench_insert_tps
+from tests.bench.scaling import bench_scaling
 from tests.bench.stats import summary_ms
 from tests.e2e.harness import Hive, start_bot, task
 from tests.pg import create_database, drop_database, unique_database_name
@@ -196,6 +197,7 @@ def main() -> int:
     ap.add_argument("--bots", type=int, default=4)
     ap.add_argument("--concurrency", type=int, default=256, help="max concurrency per bot")
     ap.add_argument("--latency-samples", type=int, default=500)
+    ap.add_argument("--scaling-trials", type=int, default=5)
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = ap.parse_args()
     with database_url(os.environ, (REPO / ".apiary").resolve()) as server:
@@ -228,10 +230,19 @@ def main() -> int:
                 rerun = rerun_after_kill(hive, client, enrol)
             finally:
                 hive.stop()
+            print("scaling ...", flush=True)
+            scaling_db = unique_database_name("apiary_bench_scaling")
+            scaling_url = create_database(server, scaling_db)
+            try:
+                migrate(scaling_url)
+                sc = bench_scaling(scaling_url, home / "scaling", args.scaling_trials)
+                print(sc, flush=True)
+            finally:
+                drop_database(server, scaling_db)
         finally:
             drop_database(server, name)
             shutil.rmtree(home, ignore_errors=True)
-    report = render(machine(), pg_version, raw1, raw4, app1, app100, d, lat, rerun, args)
+    report = render(machine(), pg_version, raw1, raw4, app1, app100, d, lat, rerun, sc, args)
     args.out.write_text(report)
     print(report)
     return 0
@@ -247,8 +258,10 @@ def render(
     d: dict[str, Any],
     lat: dict[str, Any],
     rerun: float,
+    sc: dict[str, Any],
     args: argparse.Namespace,
 ) -> str:
+    pool = sc["pool"]
     return f"""# Benchmarks
 
 Produced by `make bench` (`python -m tests.bench --tasks {args.tasks} --bots {args.bots}
@@ -276,6 +289,15 @@ Shared, noisy machines: compare ratios within one run, not absolute numbers acro
 | kill -9 a bot holding a task -> the task starts on another bot (defaults: 5 s lease) | {rerun:.2f} s | <= 10 s |
 
 Latencies are differences of event timestamps recorded by the server (one clock).
+
+## Auto-scaling
+
+A pool `{pool["name"]}` (capabilities {pool["capabilities"]}, {pool["min_bots"]}..{pool["max_bots"]} bots of {pool["max_concurrency"]} slots, up cooldown {pool["up_cooldown_s"]} s, down cooldown {pool["down_cooldown_s"]} s, scaler pace 0.2 s), {sc["trials"]} trials: a burst of 50 tasks into the empty pool, then idle.
+
+| measured | p50 / p95 / p99 | worst | floor |
+|---|---|---|---|
+| trigger: first task of the burst submitted -> a launched `apiary bot` process has registered | {sc["trigger"]["p50"]} / {sc["trigger"]["p95"]} / {sc["trigger"]["p99"]} ms | {sc["trigger_max_s"]:.2f} s | <= 3 s |
+| back to the minimum: last task done -> the pool has no live bot (includes the down cooldown) | {sc["return"]["p50"]} / {sc["return"]["p95"]} / {sc["return"]["p99"]} ms | {sc["return_max_s"]:.2f} s | returns |
 """
 
 

@@ -277,7 +277,19 @@ def make_container(
         readiness=SetReadiness(),
         keys=keys,
         gate=DatabaseGate(probe or (lambda: None), probe_interval=0.01),
+        scaling=UnscaledPools(),
     )
+
+
+class UnscaledPools:
+    """No pool has been sized yet and none has launched anything."""
+
+    def pools(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        empty = {"desired": 0, "reason": None, "inputs": None, "resized_at": None, "bots": {}}
+        return {n: dict(empty) for n in names}
+
+    def launches(self, pool: str, limit: int) -> list[dict[str, Any]]:
+        return []
 
 
 def issue_tokens(hive: Hive) -> dict[str, str]:

@@ -13,6 +13,7 @@ from domain.bots import Bot, BotState
 from domain.cause import Cause
 from domain.errors import BotNotLive, InvalidInput, InvalidTransition
 from domain.hive import Hive
+from domain.launches import Launch, LaunchState
 
 ADMIN = Cause("admin", "req-1")
 
@@ -74,11 +75,34 @@ def test_a_draining_bot_can_still_be_lost(hive: Hive) -> None:
 
 
 def test_pool_and_launch_are_recorded_and_checked(hive: Hive) -> None:
-    launch = uuid4()
-    bot = hive.get(Bot, register(hive, pool="coders", launch_id=launch).id)
-    assert (bot.pool, bot.launch_id) == ("coders", launch)
+    launch = hive.request_launches("coders", 1, "test", "backlog", ADMIN).items[0]
+    bot = hive.get(Bot, register(hive, pool="coders", launch_id=launch.id).id)
+    assert (bot.pool, bot.launch_id) == ("coders", launch.id)
+    answered = hive.get(Launch, launch.id)
+    assert (answered.state, answered.bot_id) == (LaunchState.REGISTERED, bot.id)
     with pytest.raises(InvalidInput):
         register(hive, pool="not a pool name!")
+    with pytest.raises(InvalidInput, match="no launch"):
+        register(hive, pool="coders", launch_id=uuid4())
+    with pytest.raises(InvalidInput, match="is for pool coders"):
+        register(hive, pool="writers", launch_id=launch.id)
+
+
+def test_a_launch_closes_once_as_failed_before_registration_and_stopped_after(
+    hive: Hive,
+) -> None:
+    never, answered = hive.request_launches("coders", 2, "test", "backlog", ADMIN).items
+    bot = register(hive, pool="coders", launch_id=answered.id)
+    hive.drain_launched_bots({bot.id: answered.id}, "scale down", ADMIN)
+    assert hive.get(Launch, answered.id).state is LaunchState.STOPPING
+    assert hive.get(Bot, bot.id).state is BotState.DRAINING
+    hive.close_launches({never.id: 1, answered.id: 0}, "process exited", ADMIN)
+    assert hive.get(Launch, never.id).state is LaunchState.FAILED
+    assert hive.get(Launch, answered.id).state is LaunchState.STOPPED
+    again = hive.close_launches({never.id: 1, answered.id: 0}, "process exited", ADMIN)
+    assert again.items == []
+    with pytest.raises(InvalidTransition):
+        register(hive, pool="coders", launch_id=never.id)
 
 
 def test_a_registration_recorded_before_pools_existed_still_loads(hive: Hive) -> None:
