@@ -295,6 +295,8 @@ class LiveIndex:
         """Move the delayed tasks that are due now into their pending queues; returns how
         many (and tells the listeners there is work when any)."""
         released = 0
+        if not self._due_heap:  # the common case: no delayed task at all, no clock read
+            return 0
         with self.lock:
             now = self.clock()
             heap = self._due_heap

@@ -16,6 +16,7 @@ from domain.errors import InvalidInput
 from domain.hive import Hive, TaskSpec
 from domain.tasks import Task, TaskState
 from runtime.live import Changes, LiveIndex
+from runtime.loops import MIN_WAIT_S, Loop
 
 ALICE = Cause("alice", "req-1")
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
@@ -127,3 +128,11 @@ def test_a_task_due_already_goes_straight_to_its_queue(hive: Hive, clock: Clock)
     past = hive.submit_tasks([TaskSpec("code", not_before=T0 - timedelta(hours=1))], ALICE)
     assert [t.task_id for t in index.pending(10)] == [past.items[0].task.id]
     assert index.next_due() is None
+
+
+@pytest.mark.parametrize(
+    ("hint", "waits"), [(None, 10.0), (0.25, 0.25), (30.0, 10.0), (-3.0, MIN_WAIT_S)]
+)
+def test_a_loop_waits_no_longer_than_its_hint_says(hint: float | None, waits: float) -> None:
+    loop = Loop("dispatcher", lambda: 0, interval=10.0, wait_hint=lambda: hint)
+    assert loop._timeout() == waits
