@@ -29,6 +29,7 @@ from projections.positions import ViewPositions
 from projections.reads import FleetReads, TaskReads
 from projections.runner import ProjectionRunner, View, reset_view
 from projections.scaling_reads import ScalingReads
+from projections.schedule_reads import ScheduleReads
 from projections.schema import VIEW_MIGRATIONS
 from runtime.claims import ClaimBoard
 from runtime.dispatcher import Dispatcher
@@ -41,6 +42,7 @@ from runtime.scaling.book import TOPICS as BOOK_TOPICS
 from runtime.scaling.book import LaunchBook
 from runtime.scaling.launcher import Launcher
 from runtime.scaling.scaler import Autoscaler
+from runtime.scheduler import Scheduler
 from store.chain import EVENT_LOG_MIGRATIONS
 from store.database import eventsourcing_env
 from store.follower import LogFollower, RecentEvents
@@ -90,10 +92,11 @@ def open_hive(url: str, settings: Settings, *, clock: Callable[[], datetime] = u
 def views(settings: Settings | None = None) -> list[View]:
     from projections.performance_view import PerformanceView
     from projections.scaling_view import ScalingView
+    from projections.schedules_view import SchedulesView
     from projections.tasks_view import TasksView
 
     alpha = (settings or Settings()).routing_alpha
-    return [TasksView(), FleetView(), ScalingView(), PerformanceView(alpha)]
+    return [TasksView(), FleetView(), ScalingView(), SchedulesView(), PerformanceView(alpha)]
 
 
 @dataclass
@@ -101,7 +104,7 @@ class Node:
     settings: Settings
     url: str
     role: str = "all"
-    clock: Callable[[], datetime] = utc_now  # stamps events and is routing's "now"
+    clock: Callable[[], datetime] = utc_now  # injected by tests that move time by hand
     hive: Hive = field(init=False)
     pool: ConnectionPool[Any] = field(init=False)
     index: LiveIndex = field(init=False)
@@ -126,7 +129,7 @@ class Node:
             timeout=s.db_connect_timeout_s,
             kwargs={"connect_timeout": s.db_connect_timeout_s, "autocommit": True},
         )
-        self.index = LiveIndex()
+        self.index = LiveIndex(clock=self.clock)
         self.performance = LivePerformance(s.routing_alpha)
         self.liveness = Liveness(self.pool)
         recent = RecentEvents(self.hive.mapper.to_domain_event)
@@ -183,15 +186,33 @@ class Node:
             )
             self.loops = [
                 Loop(
-                    "dispatcher", self.dispatcher.run_once, s.poll_interval_s, self.dispatcher.wake
+                    "dispatcher",
+                    self.dispatcher.run_once,
+                    s.poll_interval_s,
+                    self.dispatcher.wake,
+                    self.dispatcher.wait_hint,
                 ),
                 Loop("reaper", self.reaper.run_once, s.reaper_interval_s),
             ]
+            self.scheduler = Scheduler(
+                self.hive, self.index, ScheduleReads(self.pool).timetable, clock=self.clock
+            )
+            self.loops.append(
+                Loop(
+                    "scheduler",
+                    self.scheduler.run_once,
+                    s.poll_interval_s,
+                    self.scheduler.wake,
+                    self.scheduler.wait_hint,
+                )
+            )
         if self.serves_api:
             self.positions = ViewPositions(self.pool, self.url, ("tasks",))
             self.claims = ClaimBoard(self.hive, self.index)
             self.tasks = TaskReads(self.pool)
             self.fleet = FleetReads(self.pool)
+            self.schedules = ScheduleReads(self.pool)
+            self.schedule_positions = ViewPositions(self.pool, self.url, ("schedules",))
 
     @property
     def serves_api(self) -> bool:
@@ -218,6 +239,7 @@ class Node:
             self._spawn(f"loop-{loop.name}", partial(loop.run, lead, self.stopping))
         if self.serves_api:
             self.positions.start()
+            self.schedule_positions.start()
         log.info("node started", extra={"action": "node_started", "role": self.role})
         return self
 
@@ -278,6 +300,7 @@ class Node:
             thread.join(timeout=10)
         if self.serves_api:
             self.positions.stop()
+            self.schedule_positions.stop()
         self.pool.close()
         self.hive.close()
 
@@ -304,7 +327,9 @@ class Node:
             hive=self.hive,
             tasks=self.tasks,
             fleet=self.fleet,
+            schedules=self.schedules,
             positions=self.positions,
+            schedule_positions=self.schedule_positions,
             claims=self.claims,
             liveness=self.liveness,
             readiness=self,

@@ -171,8 +171,14 @@ def parser() -> argparse.ArgumentParser:
         "rebuild", "Drop views and replay them from the log.", cmd_projections_rebuild, proj_sub
     )
     rebuild.add_argument(
-        "--view", choices=("tasks", "fleet", "scaling", "performance", "all"), default="all"
+        "--view",
+        choices=("tasks", "fleet", "scaling", "schedules", "performance", "all"),
+        default="all",
     )
+
+    from api.schedule_cli import add_schedule_commands, cmd_schedule
+
+    add_schedule_commands(sub, cmd_schedule)
 
     from runtime.bot.cli import add_bot_arguments
 

@@ -14,6 +14,7 @@ from api.ports import (
     PositionWaiter,
     Readiness,
     ScalingReads,
+    ScheduleReads,
     TaskReads,
 )
 from api.settings import Settings
@@ -30,7 +31,9 @@ class Container:
     hive: Hive
     tasks: TaskReads
     fleet: FleetReads
-    positions: PositionWaiter
+    schedules: ScheduleReads
+    positions: PositionWaiter  # the tasks view's
+    schedule_positions: PositionWaiter  # the schedules view's
     claims: ClaimBoard
     liveness: Liveness
     readiness: Readiness

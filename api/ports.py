@@ -1,6 +1,6 @@
 """What the HTTP layer needs from the rest of the process, as ports it can be built against.
 
-The views (task and fleet reads, read-your-writes), the claim long-poll, bot liveness and
+The views (task, fleet and schedule reads, read-your-writes), the claim long-poll, bot liveness and
 readiness are implemented elsewhere; the API only knows these shapes.
 """
 
@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from projections.rows import BotRow, TaskFilter, TaskRow
+from projections.rows import BotRow, ScheduleRow, TaskFilter, TaskRow
 from runtime.claims import ClaimedTask
 
 
@@ -29,6 +29,16 @@ class FleetReads(Protocol):
     def list(self) -> list[BotRow]: ...
 
     def get(self, bot_id: UUID) -> BotRow | None: ...
+
+
+class ScheduleReads(Protocol):
+    def get(self, schedule_id: UUID) -> ScheduleRow | None: ...
+
+    def list(
+        self, state: str | None, *, limit: int, cursor: str | None
+    ) -> tuple[list[ScheduleRow], str | None]:
+        """One keyset page, oldest first; ValueError on a bad cursor."""
+        ...
 
 
 class PositionWaiter(Protocol):

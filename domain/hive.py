@@ -31,7 +31,9 @@ from domain.errors import ConcurrentUpdate, HiveError, InvalidInput, NotFound
 from domain.keys import ApiKey, Role, format_token, hash_secret
 from domain.launches import Launch
 from domain.policies.routing import Assignment
+from domain.policies.schedule import Overlap, due
 from domain.pools import Pool, pool_id
+from domain.schedules import Schedule, ScheduleSpec, ScheduleState
 from domain.tasks import Task, TaskState
 
 A = TypeVar("A", bound=Aggregate)
@@ -61,6 +63,8 @@ class TaskSpec:
     capabilities: list[str] | None = None
     payload: str = "{}"
     idempotency_key: str | None = None
+    not_before: datetime | None = None  # not offered to a bot before then
+    schedule_id: UUID | None = None  # set by the scheduler only: the schedule that fired it
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,8 @@ class Hive(Application[UUID]):
                     idempotency_key=s.idempotency_key,
                     cause=cause,
                     at=at,
+                    not_before=s.not_before,
+                    schedule_id=s.schedule_id,
                 ),
             )  # every item is checked, repeats of a key too: a bad batch is refused whole
             if task_id not in fresh and task_id not in existing:
@@ -298,6 +304,77 @@ class Hive(Application[UUID]):
 
     def deregister_bot(self, bot_id: UUID, cause: Cause) -> Committed[Bot]:
         return self._change(Bot, [bot_id], lambda b, at: b.deregister(cause, at))
+
+    # -- schedules --------------------------------------------------------------------
+
+    def create_schedule(self, spec: ScheduleSpec, cause: Cause) -> Committed[Schedule]:
+        at = self.clock()
+        schedule = Schedule.create(schedule_id=self.new_id(), spec=spec, cause=cause, at=at)
+        return _committed([schedule], self._save([schedule]))
+
+    def pause_schedule(self, schedule_id: UUID, cause: Cause) -> Committed[Schedule]:
+        return self._change(Schedule, [schedule_id], lambda s, at: s.pause(cause, at))
+
+    def resume_schedule(self, schedule_id: UUID, cause: Cause) -> Committed[Schedule]:
+        return self._change(Schedule, [schedule_id], lambda s, at: s.resume(cause, at))
+
+    def delete_schedule(self, schedule_id: UUID, cause: Cause) -> Committed[Schedule]:
+        return self._change(Schedule, [schedule_id], lambda s, at: s.delete(cause, at))
+
+    def fire_schedules(self, schedule_ids: Sequence[UUID], cause: Cause) -> Committed[Schedule]:
+        """Decide the due ticks of these schedules now and record each decision together
+        with the tasks it fires, all in one save. Two engines deciding the same tick
+        collide on the schedule's version (and the task's id): the loser decides again
+        from the log and finds the tick done. Returns every schedule found, as it now is.
+        """
+        ids = list(dict.fromkeys(schedule_ids))
+        from_log = False  # first from the cache; a save catches staleness, a no-op re-checks
+        for _ in range(MAX_ATTEMPTS):
+            with self.lock:
+                schedules = self._load(Schedule, ids, from_log=from_log)
+                at = self.clock()
+                try:
+                    tasks = [t for s in schedules.values() for t in self._fire(s, cause, at)]
+                    dirty = [s for s in schedules.values() if s.pending_events]
+                    if not dirty and not from_log:
+                        from_log = True
+                        continue
+                    return _committed(list(schedules.values()), self._save([*dirty, *tasks]))
+                except IntegrityError:
+                    self.cache.forget(ids)
+                    from_log = True
+                    continue
+                except BaseException:
+                    self.cache.forget(ids)
+                    raise
+        raise ConcurrentUpdate()
+
+    def _fire(self, schedule: Schedule, cause: Cause, at: datetime) -> list[Task]:
+        if schedule.state is not ScheduleState.ACTIVE:
+            return []
+        decision = due(schedule.timing, at, self._previous_run_open(schedule))
+        t = schedule.template
+        return [
+            Task.submit(
+                task_id=firing.task_id,
+                type=t.type,
+                priority=t.priority,
+                capabilities=t.capabilities,
+                payload=t.payload,
+                idempotency_key=None,
+                cause=cause,
+                at=at,
+                schedule_id=schedule.id,
+            )
+            for firing in schedule.record(decision, cause, at)
+        ]
+
+    def _previous_run_open(self, schedule: Schedule) -> bool:
+        """Whether the last task the schedule fired is unfinished, as the log says."""
+        if schedule.overlap is Overlap.ALLOW_ALL or schedule.last_task_id is None:
+            return False
+        task = self._load(Task, [schedule.last_task_id], from_log=True).get(schedule.last_task_id)
+        return task is not None and not task.state.is_final
 
     # -- scaling ----------------------------------------------------------------------
 

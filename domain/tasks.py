@@ -5,11 +5,13 @@ state. A bot that goes silent loses its tasks back to pending (``LeaseExpired``)
 assignment carries a new fencing token, so a late report from the old holder is refused.
 A pending task that no bot in the hive could do is flagged ``Unroutable`` (it stays
 pending); its next assignment clears the flag.
+A delayed task (``not_before``) is pending from its submission but is not offered to any
+bot before that time; a task a schedule fired names the schedule (``schedule_id``).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
@@ -20,6 +22,7 @@ from domain.errors import InvalidInput, InvalidTransition, NotYourTask, StaleFen
 from domain.names import check_capabilities, check_json_text, check_short_name, check_text
 
 MIN_PRIORITY, MAX_PRIORITY = 0, 9
+MAX_DELAY = timedelta(days=366)
 
 
 class TaskState(StrEnum):
@@ -49,6 +52,16 @@ class Task(HiveAggregate):
         capabilities: list[str]
         payload: str  # canonical JSON text: kept verbatim, never re-interpreted
         idempotency_key: str | None
+        not_before: datetime | None
+        schedule_id: UUID | None
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Tasks submitted before delays and schedules existed: due at once, by hand."""
+            state["not_before"] = None
+            state["schedule_id"] = None
 
     class Assigned(HiveAggregate.Event):
         bot_id: UUID
@@ -112,6 +125,8 @@ class Task(HiveAggregate):
         capabilities: list[str],
         payload: str,
         idempotency_key: str | None,
+        not_before: datetime | None,
+        schedule_id: UUID | None,
         actor: str,
     ) -> None:
         self.type = type
@@ -119,6 +134,8 @@ class Task(HiveAggregate):
         self.capabilities = capabilities
         self.payload = payload
         self.idempotency_key = idempotency_key
+        self.not_before = not_before
+        self.schedule_id = schedule_id
         self.submitted_by = actor
         self.state = TaskState.PENDING
         self.bot_id: UUID | None = None
@@ -141,10 +158,9 @@ class Task(HiveAggregate):
         idempotency_key: str | None,
         cause: Cause,
         at: datetime,
+        not_before: datetime | None = None,
+        schedule_id: UUID | None = None,
     ) -> Task:
-        check_short_name("task type", type)
-        if not isinstance(priority, int) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
-            raise InvalidInput(f"priority must be {MIN_PRIORITY}..{MAX_PRIORITY}")
         return cls._open(
             cls.Submitted,
             id=task_id,
@@ -152,9 +168,11 @@ class Task(HiveAggregate):
             at=at,
             type=type,
             priority=priority,
-            capabilities=check_capabilities(capabilities or [type]),
-            payload=check_json_text("payload", payload),
+            capabilities=check_task_fields(type, priority, capabilities, payload),
+            payload=payload,
             idempotency_key=idempotency_key,
+            not_before=_check_not_before(not_before, at),
+            schedule_id=schedule_id,
         )
 
     def assign(self, bot_id: UUID, why: dict[str, Any], cause: Cause, at: datetime) -> None:
@@ -229,3 +247,27 @@ class Task(HiveAggregate):
     def _check_running(self) -> None:
         if self.state is not TaskState.RUNNING:
             raise InvalidTransition(f"task is {self.state}, not running", task_id=self.id)
+
+
+def check_task_fields(
+    type: str, priority: int, capabilities: list[str] | None, payload: str
+) -> list[str]:
+    """The rules a task's own fields obey; returns its capabilities as stored (default
+    ``[type]``). A schedule's task template is held to them when the schedule is made, so
+    a schedule can never fire a task the hive would refuse."""
+    check_short_name("task type", type)
+    if not isinstance(priority, int) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        raise InvalidInput(f"priority must be {MIN_PRIORITY}..{MAX_PRIORITY}")
+    stored = check_capabilities(capabilities or [type])
+    check_json_text("payload", payload)
+    return stored
+
+
+def _check_not_before(not_before: datetime | None, at: datetime) -> datetime | None:
+    if not_before is None:
+        return None
+    if not_before.utcoffset() is None:
+        raise InvalidInput("not_before must carry a time zone offset")
+    if not_before - at > MAX_DELAY:
+        raise InvalidInput(f"not_before must be at most {MAX_DELAY.days} days ahead")
+    return not_before.astimezone(UTC)

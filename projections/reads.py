@@ -13,7 +13,7 @@ from projections.rows import BotRow, TaskFilter, TaskRow
 TASK_COLUMNS = (
     "task_id, type, priority, capabilities, state, payload, result, error, bot_id, "
     "fencing_token, idempotency_key, submitted_by, submitted_at, assigned_at, started_at, "
-    "finished_at, assignment, unroutable, seq, version, position"
+    "finished_at, assignment, unroutable, seq, version, position, not_before, schedule_id"
 )
 CURSOR_PREFIX = "s"
 
@@ -44,7 +44,12 @@ class TaskReads:
     ) -> tuple[list[TaskRow], str | None]:
         where: list[str] = ["seq > %s"]
         params: list[Any] = [decode_cursor(cursor) if cursor else 0]
-        for column, value in (("state", flt.state), ("type", flt.type), ("bot_id", flt.bot_id)):
+        for column, value in (
+            ("state", flt.state),
+            ("type", flt.type),
+            ("bot_id", flt.bot_id),
+            ("schedule_id", flt.schedule_id),
+        ):
             if value is not None:
                 where.append(f"{column} = %s")
                 params.append(value)

@@ -31,6 +31,8 @@ class TaskRow:
     seq: int  # log position of the submission: the task's age order
     version: int
     position: int  # log position of the last event applied to this row
+    not_before: datetime | None = None  # a delayed task is offered to no bot before then
+    schedule_id: UUID | None = None  # the schedule that fired it
 
 
 @dataclass(frozen=True)
@@ -58,3 +60,35 @@ class TaskFilter:
     state: str | None = None
     type: str | None = None
     bot_id: UUID | None = None
+    schedule_id: UUID | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    schedule_id: UUID
+    name: str
+    cron: str | None
+    timezone: str | None
+    every_s: int | None
+    start_at: datetime
+    task_type: str
+    priority: int
+    capabilities: list[str]
+    payload: Any
+    overlap: str
+    catchup: str
+    catchup_limit: int
+    state: str
+    not_before: datetime  # no tick before: its start, or when it was last resumed
+    last_tick: datetime | None
+    next_tick: datetime | None
+    buffered_tick: datetime | None
+    fired: int
+    skipped: int
+    last_task_id: UUID | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    seq: int
+    version: int
+    position: int

@@ -70,6 +70,53 @@ VIEW_MIGRATIONS = [
         """,
     ),
     Migration(
+        110,
+        "views: tasks' delays and schedules",
+        """
+        ALTER TABLE public.tasks_view ADD COLUMN IF NOT EXISTS not_before timestamptz;
+        ALTER TABLE public.tasks_view ADD COLUMN IF NOT EXISTS schedule_id uuid;
+        CREATE INDEX IF NOT EXISTS tasks_view_schedule_seq ON public.tasks_view (schedule_id, seq)
+            WHERE schedule_id IS NOT NULL;
+        """,
+    ),
+    Migration(
+        111,
+        "views: schedules",
+        """
+        CREATE TABLE IF NOT EXISTS public.schedules_view (
+            schedule_id uuid PRIMARY KEY,
+            name text NOT NULL,
+            cron text,
+            timezone text,
+            every_s integer,
+            start_at timestamptz NOT NULL,
+            task_type text NOT NULL,
+            priority smallint NOT NULL,
+            capabilities text[] NOT NULL,
+            payload jsonb NOT NULL,
+            overlap text NOT NULL,
+            catchup text NOT NULL,
+            catchup_limit integer NOT NULL,
+            state text NOT NULL,
+            not_before timestamptz NOT NULL,
+            last_tick timestamptz,
+            next_tick timestamptz,
+            buffered_tick timestamptz,
+            fired bigint NOT NULL,
+            skipped bigint NOT NULL,
+            last_task_id uuid,
+            created_by text NOT NULL,
+            created_at timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL,
+            seq bigint NOT NULL,
+            version integer NOT NULL,
+            position bigint NOT NULL
+        );
+        CREATE UNIQUE INDEX IF NOT EXISTS schedules_view_seq ON public.schedules_view (seq);
+        CREATE INDEX IF NOT EXISTS schedules_view_state_seq ON public.schedules_view (state, seq);
+        """,
+    ),
+    Migration(
         120,
         "views: why no bot could do a task",
         """

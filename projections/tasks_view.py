@@ -42,6 +42,8 @@ _INSERT_COLUMNS = (
     "seq",
     "version",
     "position",
+    "not_before",
+    "schedule_id",
 )
 
 
@@ -110,6 +112,8 @@ def _submitted(p: Positioned) -> dict[str, Any]:
         "seq": p.position,
         "version": e.originator_version,
         "position": p.position,
+        "not_before": e.not_before,
+        "schedule_id": e.schedule_id,
     }
 
 

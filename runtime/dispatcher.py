@@ -1,7 +1,8 @@
 """The dispatcher: assigns pending tasks to bots, many per transaction.
 
-Woken whenever work appears (a task becomes pending, capacity frees, a bot arrives) and by
-a periodic tick as a safety net. Each round reads the live index and the learned
+Woken whenever work appears (a task becomes pending, capacity frees, a bot arrives), when
+the next delayed task falls due (``wait_hint``), and by a periodic tick as a safety net.
+Each round releases the delayed tasks now due, reads the live index and the learned
 performance (both in memory: routing never waits on a query), asks the routing policy, and
 records all of its decisions in one save. The index must hear of the process's own writes
 as they are recorded (the node registers it as a listener of the Hive), so the next round
@@ -62,8 +63,14 @@ class Dispatcher:
         if changes.work:
             self.wake.set()
 
+    def wait_hint(self) -> float | None:
+        """Seconds until the next delayed task falls due (None: no task waits)."""
+        due = self.index.next_due()
+        return None if due is None else (due - self.index.clock()).total_seconds()
+
     def run_once(self) -> int:
         """One round; returns how many tasks it assigned or flagged."""
+        self.index.release_due()  # before clearing: a release wakes us, this round serves it
         self.wake.clear()
         cause = Cause.engine(self.name, f"round-{next(self._rounds)}")
         flagged = self._flag_unroutable(cause)
@@ -72,7 +79,7 @@ class Dispatcher:
         if free == 0:
             return flagged
         open_slots = [s for s in slots if s.free > 0]
-        now = self.hive.clock().timestamp()
+        now = self.index.clock().timestamp()
         pending = self.index.pending(
             min(self.page, free * 4),
             servable=lambda needs: any(needs <= s.capabilities for s in open_slots),

@@ -9,6 +9,12 @@ and strictly in version order (an event only right after the one before it), so 
 snapshot's position and the events' order may overlap freely, and a writer may apply its
 own committed events at once (``apply``), ahead of the follower: one that does not follow
 on is left to the follower.
+
+A delayed task (``not_before`` in the future) waits in a heap by due time, not in a
+pending queue, so the dispatcher never sees it early; ``release_due`` moves the due ones
+into their queues (the dispatcher calls it at the start of each round) and ``next_due``
+says when to look again. The clock is injected, so tests move time by hand. A task waits,
+for aging, from its ``not_before`` when that is later than its submission.
 """
 
 from __future__ import annotations
@@ -29,12 +35,15 @@ import psycopg
 
 from domain.aggregate import event_topics
 from domain.bots import Bot
+from domain.hive import utc_now
 from domain.policies.aging import CEILING, Aging
 from domain.policies.routing import BotSlots, PendingTask
 from domain.tasks import Task
 from store.follower import LogFollower
 
 log = logging.getLogger(__name__)
+
+DEFAULT_AGING = Aging()
 
 TOPICS = (*event_topics(Task), *event_topics(Bot))
 
@@ -50,12 +59,14 @@ class LiveTask:
     fencing_token: int
     version: int
     submitted_at: datetime | None = None
+    not_before: datetime | None = None
     type: str = ""
     unroutable: bool = False  # flagged: no bot could do it when last looked at
-    submitted: float = field(init=False)  # submitted_at in seconds since the epoch: its age
+    since: float = field(init=False)  # waiting since (seconds since the epoch): its age
 
     def __post_init__(self) -> None:
-        self.submitted = self.submitted_at.timestamp() if self.submitted_at else 0.0
+        times = [t for t in (self.submitted_at, self.not_before) if t is not None]
+        self.since = max(times).timestamp() if times else 0.0
 
 
 @dataclass
@@ -89,7 +100,7 @@ class PendingQueue:
 
     def add(self, task: LiveTask) -> None:
         fresh = self.fresh[task.priority]
-        age = (task.submitted, task.seq)
+        age = (task.since, task.seq)
         if task.fencing_token == 0 and (not fresh or next(reversed(fresh.values())) < age):
             fresh[task.task_id] = age
         else:  # back from a lost bot, or arrived out of order (concurrent writers)
@@ -102,7 +113,7 @@ class PendingQueue:
         self.unmarked.discard(task.task_id)
         if self.fresh[task.priority].pop(task.task_id, None) is None:
             returned = self.returned[task.priority]
-            entry = (task.submitted, task.seq, task.task_id)
+            entry = (task.since, task.seq, task.task_id)
             i = bisect.bisect_left(returned, entry)
             if i == len(returned) or returned[i] != entry:
                 return
@@ -155,13 +166,16 @@ class Changes:
 
 
 class LiveIndex:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], datetime] = utc_now) -> None:
+        self.clock = clock
         self.lock = threading.RLock()
         self.position = 0
         self.tasks: dict[UUID, LiveTask] = {}
         self.bots: dict[UUID, LiveBot] = {}
         self.held: defaultdict[UUID, set[UUID]] = defaultdict(set)
         self.queues: dict[frozenset[str], PendingQueue] = {}
+        self.delayed: dict[UUID, datetime] = {}  # pending, not yet due: id -> not_before
+        self._due_heap: list[tuple[datetime, int, UUID]] = []  # may hold stale entries
         self.listeners: list[Callable[[Changes], None]] = []
 
     # -- snapshot ---------------------------------------------------------------------
@@ -178,7 +192,7 @@ class LiveIndex:
             )
             tasks = conn.execute(
                 "SELECT task_id, priority, seq, capabilities, state, bot_id, fencing_token, "
-                "version, submitted_at, type, unroutable IS NOT NULL "
+                "version, submitted_at, not_before, type, unroutable IS NOT NULL "
                 "FROM tasks_view WHERE state IN ('pending', 'assigned', 'running') ORDER BY seq"
             ).fetchall()
             bots = conn.execute(
@@ -188,7 +202,8 @@ class LiveIndex:
         with self.lock:
             for bot_id, caps, capacity, version, state, pool in bots:
                 self.bots[bot_id] = LiveBot(bot_id, frozenset(caps), capacity, version, state, pool)
-            for task_id, priority, seq, caps, state, bot_id, token, version, *more in tasks:
+            for task_id, priority, seq, caps, state, bot_id, token, version, *rest in tasks:
+                at, due, task_type, unroutable = rest
                 self._put(
                     LiveTask(
                         task_id,
@@ -199,7 +214,10 @@ class LiveIndex:
                         bot_id,
                         token,
                         version,
-                        *more,
+                        submitted_at=at,
+                        not_before=due,
+                        type=task_type,
+                        unroutable=unroutable,
                     )
                 )
             self.position = min(positions.get("tasks", 0), positions.get("fleet", 0))
@@ -237,6 +255,7 @@ class LiveIndex:
                         0,
                         1,
                         e.timestamp,
+                        e.not_before,
                         e.type,
                     )
                 )
@@ -246,8 +265,9 @@ class LiveIndex:
             return  # seen already, or one is missing in between: the follower brings it
         if isinstance(e, Task.Unroutable):  # stays where it is in its queue
             task.version, task.unroutable = e.originator_version, True
-            if task.state == "pending":
-                self.queues[task.capabilities].unmarked.discard(task.task_id)
+            queue = self.queues.get(task.capabilities)
+            if task.state == "pending" and queue is not None:  # (or it is delayed still)
+                queue.unmarked.discard(task.task_id)
             return
         self._take_out(task)
         task.version = e.originator_version
@@ -296,6 +316,10 @@ class LiveIndex:
     def _put(self, task: LiveTask) -> None:
         self.tasks[task.task_id] = task
         if task.state == "pending":
+            if task.not_before is not None and task.not_before > self.clock():
+                self.delayed[task.task_id] = task.not_before
+                heapq.heappush(self._due_heap, (task.not_before, task.seq, task.task_id))
+                return
             queue = self.queues.get(task.capabilities)
             if queue is None:
                 queue = self.queues[task.capabilities] = PendingQueue()
@@ -305,6 +329,8 @@ class LiveIndex:
 
     def _take_out(self, task: LiveTask) -> None:
         if task.state == "pending":
+            if self.delayed and self.delayed.pop(task.task_id, None) is not None:
+                return  # its heap entry goes stale: release_due passes over it
             self.queues[task.capabilities].remove(task)
         elif task.bot_id is not None:
             held = self.held.get(task.bot_id)
@@ -313,6 +339,41 @@ class LiveIndex:
                 if not held:
                     del self.held[task.bot_id]
 
+    # -- delayed tasks ----------------------------------------------------------------
+
+    def release_due(self) -> int:
+        """Move the delayed tasks that are due now into their pending queues; returns how
+        many (and tells the listeners there is work when any)."""
+        released = 0
+        if not self._due_heap:  # the common case: no delayed task at all, no clock read
+            return 0
+        with self.lock:
+            now = self.clock()
+            heap = self._due_heap
+            while heap and heap[0][0] <= now:
+                due, _, task_id = heapq.heappop(heap)
+                if self.delayed.get(task_id) != due:
+                    continue  # stale: it left the index or is no longer waiting
+                del self.delayed[task_id]
+                task = self.tasks[task_id]
+                queue = self.queues.get(task.capabilities)
+                if queue is None:
+                    queue = self.queues[task.capabilities] = PendingQueue()
+                queue.add(task)
+                released += 1
+        if released:
+            for listener in self.listeners:
+                listener(Changes(work=True))
+        return released
+
+    def next_due(self) -> datetime | None:
+        """When the earliest delayed task falls due; None when none waits."""
+        with self.lock:
+            heap = self._due_heap
+            while heap and self.delayed.get(heap[0][2]) != heap[0][0]:
+                heapq.heappop(heap)
+            return heap[0][0] if heap else None
+
     # -- reading ----------------------------------------------------------------------
 
     def pending(
@@ -320,14 +381,16 @@ class LiveIndex:
         limit: int,
         servable: Callable[[frozenset[str]], bool] = lambda _: True,
         *,
-        aging: Aging,
-        now: float,
+        aging: Aging = DEFAULT_AGING,
+        now: float | None = None,
     ) -> list[PendingTask]:
-        """The ``limit`` most urgent pending tasks at ``now`` (highest effective priority,
-        then oldest), among those whose capabilities ``servable`` accepts: tasks nobody can
-        take now never stand in the way of tasks somebody can. Exact, and it reads only
-        about ``limit`` tasks: each (capabilities, priority) queue is already in that order,
-        so their merge is."""
+        """The ``limit`` most urgent pending tasks at ``now`` (default: the clock's now;
+        highest effective priority, then oldest), among those whose capabilities
+        ``servable`` accepts: tasks nobody can take now never stand in the way of tasks
+        somebody can. Exact, and it reads only about ``limit`` tasks: each (capabilities,
+        priority) queue is already in that order, so their merge is."""
+        if now is None:
+            now = self.clock().timestamp()
         with self.lock:
             streams = [
                 _most_urgent_first(priority, tasks, aging.step_s, now)
@@ -339,7 +402,7 @@ class LiveIndex:
             for *_, task_id in itertools.islice(heapq.merge(*streams), max(limit, 0)):
                 t = self.tasks[task_id]
                 out.append(
-                    PendingTask(t.task_id, t.priority, t.seq, t.capabilities, t.type, t.submitted)
+                    PendingTask(t.task_id, t.priority, t.seq, t.capabilities, t.type, t.since)
                 )
         return out
 

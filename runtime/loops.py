@@ -15,16 +15,20 @@ from store.leadership import Leadership
 
 log = logging.getLogger(__name__)
 
+MIN_WAIT_S = 0.001  # a hint already past still yields the CPU for a moment
+
 
 @dataclass
 class Loop:
     """``step`` returns how much it did; a busy loop goes again at once, an idle one waits
-    for ``wake`` (set by whoever has news for it) or ``interval`` seconds at the most."""
+    for ``wake`` (set by whoever has news for it) or ``interval`` seconds at the most, or
+    less when ``wait_hint`` says something falls due sooner (seconds; None: nothing)."""
 
     name: str
     step: Callable[[], int]
     interval: float
     wake: threading.Event | None = None
+    wait_hint: Callable[[], float | None] | None = None
 
     def run(self, leadership: Leadership, stop: threading.Event, *, backoff: float = 0.5) -> None:
         wake = self.wake or threading.Event()
@@ -48,8 +52,14 @@ class Loop:
                 )
                 stop.wait(backoff)
                 continue
-            wake.wait(self.interval)
+            wake.wait(self._timeout())
         leadership.release()
+
+    def _timeout(self) -> float:
+        hint = self.wait_hint() if self.wait_hint is not None else None
+        if hint is None:
+            return self.interval
+        return min(self.interval, max(hint, MIN_WAIT_S))
 
 
 def start_thread(name: str, target: Callable[[], None]) -> threading.Thread:

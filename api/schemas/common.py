@@ -6,7 +6,14 @@ from http import HTTPStatus
 from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 from api.errors import PayloadTooLarge, invalid
 from domain.names import MAX_CAPABILITIES, SHORT_NAME
@@ -26,6 +33,20 @@ ShortName = Annotated[
 ]
 Capabilities = Annotated[list[ShortName], Field(min_length=1, max_length=MAX_CAPABILITIES)]
 FencingToken = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)]
+
+
+def _text_only(value: Any) -> Any:
+    """A time travels as RFC 3339 text: a number (Unix time?) is refused, not guessed at."""
+    if not isinstance(value, str):
+        raise ValueError("must be RFC 3339 text with an offset, e.g. 2030-01-01T09:00:00Z")
+    return value
+
+
+Instant = Annotated[
+    AwareDatetime,
+    BeforeValidator(_text_only),
+    Field(description="RFC 3339 with an offset", examples=["2030-01-01T09:00:00Z"]),
+]
 
 
 def canonical_json(

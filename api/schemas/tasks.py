@@ -9,7 +9,14 @@ from uuid import UUID
 import orjson
 from pydantic import Field, JsonValue, StringConstraints
 
-from api.schemas.common import Capabilities, Model, ShortName, canonical_json, check_batch
+from api.schemas.common import (
+    Capabilities,
+    Instant,
+    Model,
+    ShortName,
+    canonical_json,
+    check_batch,
+)
 from api.settings import Settings
 from domain.hive import TaskSpec
 from domain.tasks import MAX_PRIORITY, MIN_PRIORITY, Task, TaskState
@@ -32,6 +39,9 @@ class TaskCreate(Model):
     idempotency_key: IdempotencyKey | None = Field(
         default=None, description="a repeat by the same principal returns the original task"
     )
+    not_before: Instant | None = Field(
+        default=None, description="offered to no bot before this time (at most 366 days ahead)"
+    )
 
     def to_spec(
         self,
@@ -46,6 +56,7 @@ class TaskCreate(Model):
             capabilities=self.capabilities,
             payload=payload,
             idempotency_key=self.idempotency_key,
+            not_before=self.not_before,
         )
 
 
@@ -68,12 +79,15 @@ class TaskListQuery(Model):
     state: TaskState | None = None
     type: ShortName | None = None
     bot_id: UUID | None = None
+    schedule_id: UUID | None = None
     limit: int = Field(default=100, ge=1, le=500)
     cursor: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
 
     def filter(self) -> TaskFilter:
         state = str(self.state) if self.state is not None else None
-        return TaskFilter(state=state, type=self.type, bot_id=self.bot_id)
+        return TaskFilter(
+            state=state, type=self.type, bot_id=self.bot_id, schedule_id=self.schedule_id
+        )
 
 
 class Unroutable(Model):
@@ -109,6 +123,8 @@ class TaskPublic(Model):
         description="set while no bot could do the task (it stays pending); cleared when "
         "it is assigned",
     )
+    not_before: datetime | None = Field(default=None, description="offered to no bot before")
+    schedule_id: UUID | None = Field(default=None, description="the schedule that fired it")
     position: int = Field(
         description="the log position this reflects: pass it as ?min_position= to read your write"
     )
@@ -134,6 +150,8 @@ class TaskPublic(Model):
             finished_at=row.finished_at,
             assignment=row.assignment,
             unroutable=Unroutable.model_validate(row.unroutable) if row.unroutable else None,
+            not_before=row.not_before,
+            schedule_id=row.schedule_id,
             position=row.position,
         )
 
@@ -155,6 +173,8 @@ class TaskPublic(Model):
             idempotency_key=task.idempotency_key,
             submitted_by=task.submitted_by,
             submitted_at=task.created_on,
+            not_before=task.not_before,
+            schedule_id=task.schedule_id,
             position=position,
         )
 

@@ -2,13 +2,15 @@
 
     effective = min(priority + waited_s / step_s, CEILING)      CEILING = MAX_PRIORITY + 1
 
-Tasks go highest effective priority first, then oldest first (submission time, then log
-position). A task that has waited ``(CEILING - priority) * step_s`` is at the ceiling:
-above every task that waited less, whatever its priority, and behind only tasks that are
-older than it (they are at the ceiling too). The ceiling is what bounds the wait: without
-it a fresh task of priority 9 would still overtake a task that has waited for ever but
-started lower. Within one priority the order is plain age, so a queue kept oldest first
-per priority is already in this order: merging those queues gives the global order.
+Tasks go highest effective priority first, then oldest first (the time since when each
+waits, then log position). A task waits from its submission, or from its ``not_before``
+when it was delayed: time spent delayed on purpose earns no priority. A task that has
+waited ``(CEILING - priority) * step_s`` is at the ceiling: above every task that waited
+less, whatever its priority, and behind only tasks that are older than it (they are at
+the ceiling too). The ceiling is what bounds the wait: without it a fresh task of
+priority 9 would still overtake a task that has waited for ever but started lower. Within
+one priority the order is plain age, so a queue kept oldest first per priority is already
+in this order: merging those queues gives the global order.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ class Waiting(Protocol):
     def priority(self) -> int: ...
 
     @property
-    def submitted(self) -> float: ...  # seconds since the epoch
+    def since(self) -> float: ...  # waiting since, in seconds since the epoch
 
     @property
     def seq(self) -> int: ...  # log position of the submission
@@ -49,9 +51,9 @@ class Aging:
         step = self.step_s
 
         def key(t: Waiting) -> tuple[float, float, int]:
-            waited = now - t.submitted
+            waited = now - t.since
             eff = t.priority + (waited / step if waited > 0 else 0.0)
-            return (-eff if eff < CEILING else -CEILING, t.submitted, t.seq)
+            return (-eff if eff < CEILING else -CEILING, t.since, t.seq)
 
         return key
 

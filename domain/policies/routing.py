@@ -59,7 +59,7 @@ class PendingTask(NamedTuple):
     seq: int  # log position of the submission
     capabilities: frozenset[str]
     type: str = ""
-    submitted: float = 0.0  # seconds since the epoch
+    since: float = 0.0  # waiting since (seconds since the epoch): submitted, or due if later
 
 
 @dataclass
@@ -139,7 +139,7 @@ def route(
         ranked = group.ranked()
         if not ranked:
             continue
-        waited = now - task.submitted if now > task.submitted else 0.0
+        waited = now - task.since if now > task.since else 0.0
         effective = task.priority + waited / step
         why = {
             "policy": POLICY,

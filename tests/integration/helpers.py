@@ -10,7 +10,13 @@ from api.bootstrap import open_hive
 from api.settings import Settings
 from domain.hive import Hive
 
-VIEW_TABLES = ("tasks_view", "fleet_view", "bot_performance_view", "bot_performance_runs")
+VIEW_TABLES = (
+    "tasks_view",
+    "fleet_view",
+    "schedules_view",
+    "bot_performance_view",
+    "bot_performance_runs",
+)
 
 
 def hive_on(url: str, **settings: Any) -> Hive:

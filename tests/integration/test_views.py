@@ -81,7 +81,7 @@ def hive(db_url: str) -> Iterator[Hive]:
 
 def test_views_show_every_state_and_equal_a_rebuild(db_url: str, hive: Hive) -> None:
     busy_history(hive, 60)
-    for view in views():
+    for view in views():  # every view: the rebuild below replays them all
         runner(db_url, hive, view.name, page=7).catch_up()
     incremental = snapshot(db_url)
     with psycopg.connect(db_url) as conn:

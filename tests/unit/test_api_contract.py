@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -38,6 +38,7 @@ from domain.policies.routing import Assignment
 from domain.tasks import Task, TaskState
 from projections.rows import BotRow, TaskFilter, TaskRow
 from store.health import DatabaseGate
+from tests.unit.fake_schedule_reads import LogScheduleReads
 from tests.waiting import wait_for
 
 ROOT = Cause("setup", "setup-1")
@@ -45,6 +46,7 @@ ENGINE = Cause.engine("dispatcher", "round-1")
 PROBLEM = "application/problem+json"
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 SECRET_MARKER = "s3cr3t-payload-marker"
+_PLUS_TWO = timezone(timedelta(hours=2))
 
 
 # -- fakes of the ports we own ----------------------------------------------------------
@@ -110,6 +112,8 @@ class LogTaskReads:
                 seq=seq[i],
                 version=t.version,
                 position=position[i],
+                not_before=t.not_before,
+                schedule_id=t.schedule_id,
             )
             for i, t in tasks.items()
         }
@@ -133,6 +137,7 @@ class LogTaskReads:
             and (flt.state is None or r.state == flt.state)
             and (flt.type is None or r.type == flt.type)
             and (flt.bot_id is None or r.bot_id == flt.bot_id)
+            and (flt.schedule_id is None or r.schedule_id == flt.schedule_id)
         ]
         page = wanted[:limit]
         return page, (f"s{page[-1].seq}" if len(wanted) > limit else None)
@@ -273,7 +278,9 @@ def make_container(
         hive=hive,
         tasks=LogTaskReads(hive),
         fleet=LogFleetReads(hive),
+        schedules=LogScheduleReads(hive),
         positions=ImmediatePositions(hive),
+        schedule_positions=ImmediatePositions(hive),
         claims=LogClaimBoard(hive),
         liveness=MemoryLiveness(),
         readiness=SetReadiness(),
@@ -432,6 +439,27 @@ def test_list_filters_and_pages_oldest_first(world: World) -> None:
     )
     assert [t["id"] for t in page2.json()["items"]] == ids[2:]
     assert page2.json()["next_cursor"] is None
+
+
+def test_a_delayed_task_shows_when_it_is_due_in_utc(world: World) -> None:
+    due = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    created = submit(world, type="code", not_before=due.astimezone(_PLUS_TWO).isoformat())
+    assert datetime.fromisoformat(created["not_before"]) == due
+    got = world.client.get(f"/v1/tasks/{created['id']}", headers=world.auth("client"))
+    assert datetime.fromisoformat(got.json()["not_before"]) == due
+    assert got.json()["schedule_id"] is None
+
+
+def test_a_delay_over_366_days_is_422(world: World) -> None:
+    before = world.persisted()
+    too_far = datetime.now(UTC) + timedelta(days=367)
+    response = world.client.post(
+        "/v1/tasks",
+        json={"type": "code", "not_before": too_far.isoformat()},
+        headers=world.auth("client"),
+    )
+    assert "366 days" in assert_problem(response, 422, "invalid-input")["detail"]
+    assert world.persisted() == before
 
 
 def test_cancel_then_cancel_again_is_409(world: World) -> None:
@@ -749,6 +777,12 @@ def test_fleet_lists_registered_bots(world: World) -> None:
         ("/v1/tasks", {"type": "code", "capabilities": []}, ["body", "capabilities"]),
         ("/v1/tasks", {"type": "code", "idempotency_key": ""}, ["body", "idempotency_key"]),
         ("/v1/tasks", {"priority": 1}, ["body", "type"]),
+        (
+            "/v1/tasks",
+            {"type": "code", "not_before": "2030-01-01T09:00:00"},
+            ["body", "not_before"],
+        ),
+        ("/v1/tasks", {"type": "code", "not_before": 1900000000}, ["body", "not_before"]),
         ("/v1/tasks/batch", {"tasks": []}, ["body", "tasks"]),
         ("/v1/tasks/batch", {"tasks": [{"type": "code"}] * 4}, ["body", "tasks"]),
         (

@@ -50,7 +50,7 @@ class Engine:
 
     def __post_init__(self) -> None:
         self.hive = Hive(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, clock=self.clock)
-        self.index = LiveIndex()
+        self.index = LiveIndex(clock=self.clock)
         self.performance = LivePerformance()
         self.hive.listeners += [self.index.apply, self.performance.follow]
         self.dispatcher = Dispatcher(
@@ -164,6 +164,24 @@ def test_assignments_record_the_effective_priority_and_wait(engine: Engine) -> N
     assert why["bots"] == [
         {"bot": str(bot_id), "capacity": 1, "samples": 0, "free": 1, "score": 1.0}
     ]
+
+
+def test_a_delay_earns_no_priority(engine: Engine) -> None:
+    """A delayed task waits, for aging, from its not_before: one delayed by ten minutes is
+    not at the ceiling when it falls due, and a task that has waited longer goes first."""
+    due = engine.clock.now + timedelta(minutes=10)
+    delayed = engine.submit(TaskSpec("code", priority=0, not_before=due))[0]
+    engine.clock.advance(540)
+    waiting = engine.submit(TaskSpec("code", priority=0))[0]
+    engine.clock.advance(60)
+    bot_id = engine.bot(["code"], 1)
+    engine.dispatcher.run_once()
+    assert engine.task(waiting).state is TaskState.ASSIGNED
+    assert engine.task(delayed).state is TaskState.PENDING
+    engine.work_off(bot_id)
+    engine.dispatcher.run_once()
+    why = _why(engine, delayed)
+    assert why["waited_s"] == 0.0 and why["effective_priority"] == 0.0
 
 
 def test_learned_performance_reaches_the_next_decisions(engine: Engine) -> None:

@@ -114,6 +114,8 @@ def submitted() -> object:
         capabilities=["code"],
         payload="{}",
         idempotency_key=None,
+        not_before=None,
+        schedule_id=None,
     )
 
 

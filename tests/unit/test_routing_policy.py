@@ -190,7 +190,7 @@ def test_priorities_are_honoured_when_waits_are_equal(
     """Same submission time: a task is left over only if every task that needs the same
     capabilities and was assigned has at least its priority."""
     tasks, bots, stats = hive
-    tasks = [t._replace(submitted=NOW - 5) for t in tasks]
+    tasks = [t._replace(since=NOW - 5) for t in tasks]
     assigned = {a.task_id for a in route(tasks, bots, stats, NOW)}
     for left in (t for t in tasks if t.task_id not in assigned):
         for t in tasks:
@@ -208,7 +208,7 @@ def test_each_decision_records_its_inputs_and_scores(
         why, task = a.why, by_id[a.task_id]
         assert why["policy"] == POLICY and why["type"] == task.type
         assert why["required"] == sorted(task.capabilities)
-        assert why["waited_s"] == round(NOW - task.submitted, 3)
+        assert why["waited_s"] == round(NOW - task.since, 3)
         assert 0 <= why["effective_priority"] <= CEILING
         shown = why["bots"]
         assert 1 <= len(shown) <= SHOWN and shown[0]["bot"] == str(a.bot_id)
@@ -242,7 +242,7 @@ def test_a_task_at_the_ceiling_is_behind_only_older_tasks(
     ]
     ordered = sorted(tasks, key=aging.order(NOW))
     ahead = ordered[: ordered.index(old)]
-    assert all(t.submitted < old.submitted for t in ahead)
+    assert all(t.since < old.since for t in ahead)
 
 
 @given(

@@ -1,0 +1,104 @@
+"""Delayed tasks on real PostgreSQL: held back until due, by an engine on an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import psycopg
+import pytest
+
+from api.bootstrap import Node
+from api.settings import Settings
+from domain.cause import Cause
+from domain.hive import TaskSpec
+from domain.tasks import Task, TaskState
+from tests.waiting import wait_for
+
+ALICE = Cause("alice", "req")
+T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
+
+
+class Clock:
+    """The hive's time, moved by the test (thread-safe enough: one writer)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self.lock:
+            return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        with self.lock:
+            self.now += delta
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(T0)
+
+
+@pytest.fixture
+def node(db_url: str, clock: Clock) -> Iterator[Node]:
+    n = Node(Settings(poll_interval_s=0.2), db_url, clock=clock).start()
+    yield n
+    n.stop()
+
+
+def register(node: Node) -> UUID:
+    bot, _, _ = node.hive.register_bot(
+        name="coder", capabilities=["code"], max_concurrency=5, version_label="v1", cause=ALICE
+    )
+    node.liveness.renew(bot.id, 60)
+    return bot.id
+
+
+def claim(node: Node, bot_id: UUID, wait: float) -> list[UUID]:
+    return [c.task_id for c in asyncio.run(node.claims.claim(bot_id, 10, wait))]
+
+
+def test_a_delayed_task_is_assigned_only_once_it_is_due(node: Node, clock: Clock) -> None:
+    due = T0 + timedelta(minutes=10)
+    delayed = node.hive.submit_tasks([TaskSpec("code", not_before=due)], ALICE).items[0].task.id
+    at_once = node.hive.submit_tasks([TaskSpec("code")], ALICE).items[0].task.id
+    bot = register(node)
+    assert wait_for(lambda: claim(node, bot, 0.5), what="the task due now") == [at_once]
+    assert claim(node, bot, 1.0) == [at_once]  # a whole second (5 dispatch polls) later
+    assert node.hive.get(Task, delayed).state is TaskState.PENDING
+
+    clock.advance(timedelta(minutes=9, seconds=59))
+    assert claim(node, bot, 0.5) == [at_once]
+    clock.advance(timedelta(seconds=1))
+    got = wait_for(lambda: len(claim(node, bot, 0.5)) == 2, what="the delayed task, now due")
+    assert got
+    assert node.hive.get(Task, delayed).state is TaskState.ASSIGNED
+
+
+def test_a_restarted_engine_still_holds_a_delayed_task_back(
+    db_url: str, node: Node, clock: Clock
+) -> None:
+    due = T0 + timedelta(minutes=5)
+    delayed = node.hive.submit_tasks([TaskSpec("code", not_before=due)], ALICE).items[0].task.id
+    wait_for(lambda: _view_not_before(db_url, delayed) == due, what="the view to show the delay")
+    node.stop()
+    later = Node(Settings(poll_interval_s=0.2), db_url, clock=clock).start()  # loads the view
+    try:
+        assert later.index.next_due() == due
+        bot = register(later)
+        assert claim(later, bot, 0.6) == []
+        clock.advance(timedelta(minutes=5))
+        assert wait_for(lambda: claim(later, bot, 0.5), what="the delayed task") == [delayed]
+    finally:
+        later.stop()
+
+
+def _view_not_before(url: str, task_id: UUID) -> datetime | None:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT not_before FROM tasks_view WHERE task_id = %s", (task_id,))
+        found = row.fetchone()
+    return found[0] if found else None
