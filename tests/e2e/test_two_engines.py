@@ -1,18 +1,23 @@
-"""Two hive processes on one database: one leader per loop, and kill -9 hands it over."""
+"""Two hive processes on one database: one leader per loop, and kill -9 hands it over,
+with a schedule firing every second throughout: each tick exactly once, none lost."""
 
 from __future__ import annotations
 
+import itertools
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from domain.schedules import Schedule
 from tests.e2e.harness import Hive, start_bot, task
+from tests.integration.log_checks import log_events
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
-LOOPS = ("dispatcher", "reaper")
+LOOPS = ("dispatcher", "reaper", "scheduler")
 
 
 def leaders(db_url: str) -> dict[str, list[int]]:
@@ -30,6 +35,13 @@ def leaders(db_url: str) -> dict[str, list[int]]:
     return out
 
 
+def fired_ticks(db_url: str) -> list[datetime]:
+    """Every tick the log says a schedule fired (repeats included, if any)."""
+    return [
+        e.tick for e in log_events(db_url) if isinstance(e, (Schedule.Fired, Schedule.Released))
+    ]
+
+
 def test_one_leader_per_loop_and_kill_9_hands_the_lead_over(db_url: str, tmp_path: Path) -> None:
     quick = {"APIARY_POLL_INTERVAL_S": "0.2", "APIARY_REAPER_INTERVAL_S": "0.2"}
     first = Hive(db_url=db_url, home=tmp_path / "a", settings=quick).start()
@@ -44,7 +56,23 @@ def test_one_leader_per_loop_and_kill_9_hands_the_lead_over(db_url: str, tmp_pat
         )
         for loop in LOOPS:
             assert len(led[loop]) == 1 and led[loop][0] in pids, led
-        doomed = first if led["dispatcher"] == [first.proc.pid] else second
+        admin = first.client(first.key("admin"))
+        created = admin.post(
+            "/v1/schedules",
+            json={
+                "name": "heartbeat",
+                "every_s": 1,
+                "template": {"type": "noop"},
+                "overlap": "allow_all",
+                "catchup": "run_all",
+                "catchup_limit": 100,
+            },
+        )
+        assert created.status_code == 201, created.text
+        wait_for(lambda: len(fired_ticks(db_url)) >= 2, timeout=10, what="two ticks fired")
+
+        doomed_pid = led["scheduler"][0]
+        doomed = first if doomed_pid == first.proc.pid else second
         survivor = second if doomed is first else first
         assert survivor.proc is not None
 
@@ -59,6 +87,16 @@ def test_one_leader_per_loop_and_kill_9_hands_the_lead_over(db_url: str, tmp_pat
             what="the survivor leading every loop",
         )
         assert took_over
+        before = len(fired_ticks(db_url))
+        wait_for(
+            lambda: len(fired_ticks(db_url)) >= before + 3,
+            timeout=10,
+            what="ticks fired by the new leader",
+        )
+        ticks = fired_ticks(db_url)
+        assert len(ticks) == len(set(ticks)), "a tick fired twice"
+        steps = {(b - a).total_seconds() for a, b in itertools.pairwise(sorted(ticks))}
+        assert steps == {1.0}, f"a tick was lost: {sorted(ticks)}"
 
         client = survivor.client(survivor.key("client"))
         bot = start_bot(survivor, survivor.key("bot"), "after", "--capabilities", "noop")
