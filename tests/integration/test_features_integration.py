@@ -2,12 +2,14 @@
 
 Orchestration + Scaling: a backlog of mixed task types makes the autoscaler launch bots of
 the right pools, the tasks spread across them, and the fleet shrinks back to its minimum.
+Scaling + Scheduling: a schedule's tasks run on bots the autoscaler launched for them.
 Every scenario runs under concurrent submitters and checks the whole log afterwards: no
 task was ever held by two bots at once.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections.abc import Iterator
@@ -18,6 +20,8 @@ from uuid import UUID
 import httpx
 import pytest
 
+from domain.bots import Bot
+from domain.schedules import Schedule
 from tests.e2e.harness import Hive
 from tests.integration.log_checks import double_holds, log_events, pools_of_bots
 from tests.waiting import wait_for
@@ -165,3 +169,41 @@ def test_orchestration_and_scaling_launch_the_right_pools_and_shrink_back(
         launches
     ), launches  # each drained, was stopped, deregistered and exited cleanly
     assert all(lx["bot_id"] for lx in launches)
+
+
+def test_scheduled_tasks_run_on_bots_the_autoscaler_launched(scaled_hive: Hive) -> None:
+    hive = scaled_hive.start()
+    admin = hive.client(hive.key("admin"))
+    created = admin.post(
+        "/v1/schedules",
+        json={
+            "name": "nightly-lint",
+            "every_s": 1,
+            "template": {"type": "code", "payload": {"source": "x = 1\n"}},
+            "overlap": "allow_all",
+            "catchup": "run_all",
+        },
+    )
+    assert created.status_code == 201, created.text
+    schedule_id = created.json()["id"]
+    extra = [{"type": "code", "payload": {"source": f"y{i} = {i}\n"}} for i in range(200)]
+    submitted = submit_concurrently(hive.key("client"), hive.url, extra, submitters=4)
+
+    def scheduled_done() -> list[dict[str, Any]]:
+        page = admin.get("/v1/tasks", params={"schedule_id": schedule_id, "limit": 500}).json()
+        done = [t for t in page["items"] if t["state"] == "succeeded"]
+        return done if len(done) >= 5 else []
+
+    runs = wait_for(scheduled_done, timeout=60, what="five scheduled runs done")
+    wait_for(
+        lambda: all(t["state"] == "succeeded" for t in states(admin, submitted).values()),
+        timeout=60,
+        what="the submitted tasks done",
+    )
+    events = log_events(hive.db_url)
+    launched = {e.originator_id for e in events if isinstance(e, Bot.Registered) and e.launch_id}
+    assert all(UUID(t["bot_id"]) in launched for t in runs), "ran on a launched coder"
+    ticks = [e.tick for e in events if isinstance(e, (Schedule.Fired, Schedule.Released))]
+    assert len(ticks) == len(set(ticks)), "a tick fired twice"
+    assert {(b - a).total_seconds() for a, b in itertools.pairwise(sorted(ticks))} == {1.0}
+    assert double_holds(events) == []
