@@ -180,6 +180,8 @@ class Node:
                 self.performance,
                 page=s.dispatch_page,
                 config=RoutingConfig(aging=Aging(s.routing_aging_s)),
+                # A task only a pool's bots could do is not unroutable: the pool grows.
+                can_launch=lambda needs: any(needs <= set(p.capabilities) for p in s.pools),
             )
             self.reaper = LeaseReaper(
                 self.hive, self.index, self.liveness, grace_s=s.bot_lease_ttl_s

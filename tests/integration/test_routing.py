@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.bootstrap import Node
 from api.cli import main as apiary
-from api.settings import Settings
+from api.settings import PoolConfig, Settings
 from domain.cause import Cause
 from domain.hive import Report, TaskSpec
 from domain.keys import Role
@@ -204,3 +204,22 @@ def test_a_restarted_engine_learns_what_its_view_has_not_applied_yet(
         } == {key: (r.success, r.duration_s, r.samples) for key, r in learned.items()}
     finally:
         second.stop()
+
+
+def test_a_task_only_a_pool_could_serve_is_not_unroutable(db_url: str, clock: FakeClock) -> None:
+    """The autoscaler will grow the pool for it; a task no pool can serve is flagged."""
+    pools = [PoolConfig(name="renderers", capabilities=["render", "gpu"])]
+    node = Node(Settings(poll_interval_s=0.2, pools=pools), db_url, clock=clock).start()
+    try:
+        register(node, "coder", ["code"], 1)
+        poolable, hopeless = (
+            s.task.id
+            for s in node.hive.submit_tasks([TaskSpec("render"), TaskSpec("painting")], ALICE).items
+        )
+        wait_for(
+            lambda: node.hive.get(Task, hopeless).unroutable is not None,
+            what="the painting task flagged",
+        )
+        assert node.hive.get(Task, poolable).unroutable is None
+    finally:
+        node.stop()
