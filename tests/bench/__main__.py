@@ -122,9 +122,7 @@ def idle_latency(hive: Hive, client: httpx.Client, count: int) -> dict[str, Any]
 
 
 def rerun_after_kill(hive: Hive, client: httpx.Client, enrol: str) -> float:
-    standby = start_bot(
-        hive, enrol, "standby", "--capabilities", "writing", "--max-concurrency", "1"
-    )
+    """The task runs on a bot that never finishes it; a standby joins; kill -9 the first."""
     doomed = start_bot(
         hive,
         enrol,
@@ -136,21 +134,8 @@ def rerun_after_kill(hive: Hive, client: httpx.Client, enrol: str) -> float:
         "--exec",
         f"{sys.executable} -c 'import sys, threading; sys.stdin.read(); threading.Event().wait(120)'",
     )
+    standby = None
     try:
-        wait_for(
-            lambda: (
-                len(
-                    [
-                        b
-                        for b in client.get("/v1/bots").json()["items"]
-                        if b["state"] == "ready" and b["name"] in ("standby", "doomed")
-                    ]
-                )
-                == 2
-            ),
-            timeout=30,
-            what="standby and doomed bots",
-        )
         task_id = client.post(
             "/v1/tasks", json={"type": "writing", "payload": {"text": "a b c.", "style": "upper"}}
         ).json()["id"]
@@ -158,6 +143,17 @@ def rerun_after_kill(hive: Hive, client: httpx.Client, enrol: str) -> float:
             lambda: task(client, task_id)["state"] == "running",
             timeout=30,
             what="the task running on the doomed bot",
+        )
+        standby = start_bot(
+            hive, enrol, "standby", "--capabilities", "writing", "--max-concurrency", "1"
+        )
+        wait_for(
+            lambda: any(
+                b["state"] == "ready" and b["name"] == "standby"
+                for b in client.get("/v1/bots").json()["items"]
+            ),
+            timeout=30,
+            what="the standby bot",
         )
         killed = datetime.now(UTC)
         doomed.kill9()
@@ -173,7 +169,8 @@ def rerun_after_kill(hive: Hive, client: httpx.Client, enrol: str) -> float:
         restarted = datetime.fromisoformat(task(client, task_id)["started_at"])
         return (restarted - killed).total_seconds()
     finally:
-        standby.stop()
+        if standby is not None:
+            standby.stop()
         if doomed.proc.poll() is None:  # the run failed before the kill
             doomed.kill9()
 
@@ -265,7 +262,8 @@ def render(
     return f"""# Benchmarks
 
 Produced by `make bench` (`python -m tests.bench --tasks {args.tasks} --bots {args.bots}
---concurrency {args.concurrency} --latency-samples {args.latency_samples}`) on
+--concurrency {args.concurrency} --latency-samples {args.latency_samples}
+--scaling-trials {args.scaling_trials}`) on
 {datetime.now(UTC):%Y-%m-%d}. Machine: {machine}; PostgreSQL {pg}. The hive ran as one
 `apiary serve` process; bots were separate `apiary bot` processes on the same machine.
 Shared, noisy machines: compare ratios within one run, not absolute numbers across runs.

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from api.bootstrap import open_hive
 from api.settings import Settings
 from domain.bots import Bot
+from domain.schedules import Schedule
 from domain.tasks import Task
 
 
@@ -56,3 +59,29 @@ def count_by_type(events: list[Any]) -> dict[str, int]:
     for e in events:
         counts[type(e).__qualname__] += 1
     return dict(counts)
+
+
+def fired_ticks(events: list[Any]) -> list[datetime]:
+    """Every tick a schedule fired, repeats included (there must be none)."""
+    return [e.tick for e in events if isinstance(e, (Schedule.Fired, Schedule.Released))]
+
+
+def tick_faults(ticks: list[datetime], every_s: float) -> list[str]:
+    """What is wrong with one interval schedule's fired ticks: repeats, or gaps."""
+    faults = [f"{t} fired twice" for t in sorted(set(ticks)) if ticks.count(t) > 1]
+    for a, b in itertools.pairwise(sorted(set(ticks))):
+        if (b - a).total_seconds() != every_s:
+            faults.append(f"ticks lost between {a} and {b}")
+    return faults
+
+
+def every_second_schedule(name: str, template: dict[str, Any]) -> dict[str, Any]:
+    """A schedule body that fires every second and runs every missed tick: each one shows."""
+    return {
+        "name": name,
+        "every_s": 1,
+        "template": template,
+        "overlap": "allow_all",
+        "catchup": "run_all",
+        "catchup_limit": 100,
+    }

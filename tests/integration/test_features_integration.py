@@ -9,7 +9,6 @@ task was ever held by two bots at once.
 
 from __future__ import annotations
 
-import itertools
 import json
 import threading
 from collections.abc import Iterator
@@ -21,9 +20,15 @@ import httpx
 import pytest
 
 from domain.bots import Bot
-from domain.schedules import Schedule
 from tests.e2e.harness import Hive
-from tests.integration.log_checks import double_holds, log_events, pools_of_bots
+from tests.integration.log_checks import (
+    double_holds,
+    every_second_schedule,
+    fired_ticks,
+    log_events,
+    pools_of_bots,
+    tick_faults,
+)
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -174,16 +179,8 @@ def test_orchestration_and_scaling_launch_the_right_pools_and_shrink_back(
 def test_scheduled_tasks_run_on_bots_the_autoscaler_launched(scaled_hive: Hive) -> None:
     hive = scaled_hive.start()
     admin = hive.client(hive.key("admin"))
-    created = admin.post(
-        "/v1/schedules",
-        json={
-            "name": "nightly-lint",
-            "every_s": 1,
-            "template": {"type": "code", "payload": {"source": "x = 1\n"}},
-            "overlap": "allow_all",
-            "catchup": "run_all",
-        },
-    )
+    template = {"type": "code", "payload": {"source": "x = 1\n"}}
+    created = admin.post("/v1/schedules", json=every_second_schedule("nightly-lint", template))
     assert created.status_code == 201, created.text
     schedule_id = created.json()["id"]
     extra = [{"type": "code", "payload": {"source": f"y{i} = {i}\n"}} for i in range(200)]
@@ -203,7 +200,5 @@ def test_scheduled_tasks_run_on_bots_the_autoscaler_launched(scaled_hive: Hive) 
     events = log_events(hive.db_url)
     launched = {e.originator_id for e in events if isinstance(e, Bot.Registered) and e.launch_id}
     assert all(UUID(t["bot_id"]) in launched for t in runs), "ran on a launched coder"
-    ticks = [e.tick for e in events if isinstance(e, (Schedule.Fired, Schedule.Released))]
-    assert len(ticks) == len(set(ticks)), "a tick fired twice"
-    assert {(b - a).total_seconds() for a, b in itertools.pairwise(sorted(ticks))} == {1.0}
+    assert tick_faults(fired_ticks(events), every_s=1) == []
     assert double_holds(events) == []
