@@ -44,5 +44,9 @@ def observe(
     success = min(1.0, max(0.0, record.success + alpha * (outcome - record.success)))
     duration = record.duration_s
     if duration_s is not None:
-        duration = duration_s if duration is None else duration + alpha * (duration_s - duration)
+        if duration is None:
+            duration = duration_s
+        else:  # clamped: rounding must never take the average outside what it averages
+            mixed = (1 - alpha) * duration + alpha * duration_s
+            duration = min(max(mixed, min(duration, duration_s)), max(duration, duration_s))
     return Performance(success, duration, record.samples + 1)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from domain.cause import Cause
@@ -31,6 +31,7 @@ def learned(seq: list[tuple[bool, float | None]], alpha: float) -> Performance |
 
 
 @given(outcomes, alphas)
+@example([(False, 1.0), (False, 2.4145664924129054e-290)], 1.0)  # rounding once left [lo, hi]
 def test_success_stays_within_0_and_1_and_samples_count_every_outcome(
     seq: list[tuple[bool, float | None]], alpha: float
 ) -> None:
