@@ -9,6 +9,7 @@ from starlette.middleware import Middleware
 
 from api import errors
 from api.container import Container
+from api.dashboard import routes as dashboard
 from api.middleware import BodyLimit, RequestContext
 from api.routes import bots, health, pools, schedules, tasks
 
@@ -44,6 +45,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(bots.router)
     app.include_router(schedules.router)
     app.include_router(pools.router)
+    dashboard.install(app)
     _document_problems_as_problem_json(app)
     return app
 

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any, cast
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from api.dashboard.stream import ViewBroadcast
 from api.settings import Settings
 from domain.hive import Hive, utc_now
 from domain.policies.aging import Aging
 from domain.policies.routing import RoutingConfig
 from domain.policies.runs import TOPICS as RUN_TOPICS
+from projections.dashboard_reads import DashboardReads
 from projections.fleet_view import FleetView
 from projections.positions import ViewPositions
 from projections.reads import FleetReads, TaskReads
@@ -47,6 +49,7 @@ from store.chain import EVENT_LOG_MIGRATIONS
 from store.database import eventsourcing_env
 from store.follower import LogFollower, RecentEvents
 from store.health import DatabaseGate, postgres_probe
+from store.history import History
 from store.leadership import Leadership
 from store.liveness import LIVENESS_MIGRATIONS, Liveness
 from store.migrations import Migration
@@ -215,6 +218,8 @@ class Node:
             self.fleet = FleetReads(self.pool)
             self.schedules = ScheduleReads(self.pool)
             self.schedule_positions = ViewPositions(self.pool, self.url, ("schedules",))
+            self.broadcast = ViewBroadcast()  # the dashboard's live stream
+            self.positions.listeners.append(self.broadcast.heard)
 
     @property
     def serves_api(self) -> bool:
@@ -338,6 +343,9 @@ class Node:
             keys=KeyRing(self.hive),
             gate=DatabaseGate(postgres_probe(self.url)),
             scaling=ScalingReads(self.pool),
+            dashboard=DashboardReads(self.pool),
+            history=History(self.pool, self.hive.mapper),
+            broadcast=self.broadcast,
         )
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:

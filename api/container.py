@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from starlette.requests import HTTPConnection
 
+from api.dashboard.stream import ViewBroadcast
 from api.ports import (
     ClaimBoard,
+    DashboardReads,
     FleetReads,
+    History,
     Liveness,
     PositionWaiter,
     Readiness,
@@ -40,6 +43,9 @@ class Container:
     keys: KeyRing
     gate: DatabaseGate
     scaling: ScalingReads
+    dashboard: DashboardReads | None = None  # None: the dashboard is not served
+    history: History | None = None
+    broadcast: ViewBroadcast = field(default_factory=ViewBroadcast)
 
     def position_after(self, committed: Committed[Any]) -> int:
         """The log position to wait for to read a command's outcome: its own, or when it

@@ -75,3 +75,16 @@ class ScalingReads(Protocol):
     def launches(self, pool: str, limit: int) -> list[dict[str, Any]]:
         """The pool's launches, newest first."""
         ...
+
+
+class DashboardReads(Protocol):
+    def overview(self, failures: int = 10) -> dict[str, Any]:
+        """Tasks by state, the pending queue by type and priority, the fleet by state and
+        version, recent failures and the views' positions."""
+        ...
+
+
+class History(Protocol):
+    def of(self, aggregate_id: UUID, limit: int = 1000) -> list[Any]:
+        """The aggregate's events from the log, each with its actor and chain hash."""
+        ...

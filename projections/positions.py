@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from psycopg_pool import ConnectionPool
@@ -20,6 +21,7 @@ class ViewPositions:
         self.views = views
         self.known: dict[str, int] = dict.fromkeys(views, 0)
         self.changed = threading.Condition()
+        self.listeners: list[Callable[[str, int], None]] = []  # (view, position), any view
         self.wakeup = Wakeup(conninfo, VIEWS_CHANNEL, on_notify=self._heard)
 
     def start(self) -> ViewPositions:
@@ -65,6 +67,9 @@ class ViewPositions:
     def _heard(self, payload: str | None) -> None:
         if payload:
             view, _, pos = payload.partition(":")
+            if pos.isdigit():
+                for listener in self.listeners:
+                    listener(view, int(pos))
             if view in self.known and pos.isdigit():
                 with self.changed:
                     self.known[view] = max(self.known[view], int(pos))

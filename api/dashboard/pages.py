@@ -1,0 +1,37 @@
+"""The HTML shells of the dashboard's pages (the data is fetched and drawn by the script)."""
+
+from __future__ import annotations
+
+from html import escape
+
+NAV = (("overview", "Overview", ""), ("tasks", "Tasks", "/tasks"), ("bots", "Bots", "/bots"))
+
+
+def page(name: str, title: str, *, subject: str = "") -> str:
+    links = "".join(
+        f'<a href="/dashboard{href}"{" class=on" if name == key else ""}>{label}</a>'
+        for key, label, href in NAV
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(title)} · Apiary</title>
+<link rel="stylesheet" href="/dashboard/static/dashboard.css">
+</head>
+<body data-page="{escape(name)}" data-subject="{escape(subject)}">
+<header><strong>Apiary</strong><nav>{links}</nav>
+<span id="live" class="live off" title="live updates">live</span></header>
+<main id="main"><p class="muted">Loading…</p></main>
+<script src="/dashboard/static/dashboard.js"></script>
+</body></html>"""
+
+
+def sign_in_page() -> str:
+    return """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sign in · Apiary</title>
+<link rel="stylesheet" href="/dashboard/static/dashboard.css"></head>
+<body><main class="narrow"><h1>Apiary</h1>
+<form id="signin"><label>API key <input id="key" type="password" autocomplete="off"
+ placeholder="apk_…" required></label> <button>Sign in</button>
+<p id="error" class="bad"></p></form></main>
+<script src="/dashboard/static/signin.js"></script></body></html>"""

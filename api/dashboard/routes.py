@@ -1,0 +1,214 @@
+"""The dashboard's pages, the data they render, and their live stream.
+
+Pages are one HTML shell each; ``static/dashboard.js`` fetches the page's data as JSON
+and renders it, and re-fetches whenever the ``/dashboard/stream`` event source says the
+views moved. Every route needs a signed-in viewer (any API key); pages redirect to the
+sign-in form without one, data and the stream answer 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from uuid import UUID
+
+from fastapi import APIRouter, FastAPI, Query, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import Field
+
+from api.container import container_of
+from api.dashboard.pages import page, sign_in_page
+from api.dashboard.session import COOKIE, PATH, SignInNeeded, Viewer
+from api.deps import Ctx
+from api.schemas.common import Model
+from domain.errors import NotFound
+from domain.tasks import TaskState
+
+T = TypeVar("T")
+STATIC = Path(__file__).parent / "static"
+COOKIE_MAX_AGE_S = 12 * 3600
+
+router = APIRouter(prefix=PATH, include_in_schema=False)
+
+
+class SignIn(Model):
+    key: str = Field(min_length=1, max_length=200)
+
+
+@router.get("/login")
+def sign_in_form() -> HTMLResponse:
+    return HTMLResponse(sign_in_page())
+
+
+@router.post("/session")
+def sign_in(body: SignIn, request: Request, response: Response) -> dict[str, str]:
+    principal = container_of(request).keys.resolve(body.key)
+    if principal is None:
+        raise SignInNeeded()
+    response.set_cookie(
+        COOKIE,
+        body.key,
+        max_age=COOKIE_MAX_AGE_S,
+        path=PATH,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return {"signed_in_as": principal.actor}
+
+
+@router.post("/logout")
+def sign_out(response: Response) -> dict[str, str]:
+    response.delete_cookie(COOKIE, path=PATH)
+    return {"signed_out": "yes"}
+
+
+@router.get("")
+def overview_page(_: Viewer) -> HTMLResponse:
+    return HTMLResponse(page("overview", "Overview"))
+
+
+@router.get("/tasks")
+def tasks_page(_: Viewer) -> HTMLResponse:
+    return HTMLResponse(page("tasks", "Tasks"))
+
+
+@router.get("/tasks/{task_id}")
+def task_page(task_id: UUID, _: Viewer) -> HTMLResponse:
+    return HTMLResponse(page("task", "Task", subject=str(task_id)))
+
+
+@router.get("/bots")
+def bots_page(_: Viewer) -> HTMLResponse:
+    return HTMLResponse(page("bots", "Bots"))
+
+
+# -- data -----------------------------------------------------------------------------
+
+
+@router.get("/data/overview")
+def overview_data(_: Viewer, ctx: Ctx) -> dict[str, Any]:
+    data = _wired(ctx.dashboard).overview()
+    data["checks"] = ctx.readiness.check()
+    return data
+
+
+@router.get("/data/tasks")
+def tasks_data(
+    _: Viewer,
+    ctx: Ctx,
+    state: TaskState | None = None,
+    type: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z][a-z0-9_.-]*$")] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    from projections.rows import TaskFilter
+
+    flt = TaskFilter(state=None if state is None else str(state), type=type)
+    try:
+        rows, next_cursor = ctx.tasks.list(flt, limit=limit, cursor=cursor)
+    except ValueError as e:
+        return JSONResponse({"detail": str(e)}, status_code=422)  # type: ignore[return-value]
+    return {"items": [_task(r) for r in rows], "next_cursor": next_cursor}
+
+
+@router.get("/data/tasks/{task_id}")
+def task_data(task_id: UUID, _: Viewer, ctx: Ctx) -> dict[str, Any]:
+    row = ctx.tasks.get(task_id)
+    timeline = _wired(ctx.history).of(task_id)
+    if row is None and not timeline:
+        raise NotFound(f"no task {task_id}", id=task_id)
+    return {
+        "task": None if row is None else _task(row),
+        "timeline": [
+            {
+                "position": e.position,
+                "version": e.version,
+                "kind": e.kind,
+                "at": e.at.isoformat(),
+                "actor": e.actor,
+                "request_id": e.request_id,
+                "chain_hash": e.chain_hash,
+                "fields": e.fields,
+            }
+            for e in timeline
+        ],
+    }
+
+
+@router.get("/data/bots")
+def bots_data(_: Viewer, ctx: Ctx) -> dict[str, Any]:
+    return {
+        "items": [
+            {
+                "id": str(b.bot_id),
+                "name": b.name,
+                "state": b.state,
+                "state_reason": b.state_reason,
+                "pool": b.pool,
+                "capabilities": b.capabilities,
+                "held": b.held,
+                "capacity": b.max_concurrency,
+                "version": b.version_label,
+                "registered_at": b.registered_at.isoformat(),
+            }
+            for b in ctx.fleet.list()
+            if b.state not in ("lost", "deregistered")
+        ]
+    }
+
+
+@router.get("/stream")
+async def stream(_: Viewer, request: Request) -> StreamingResponse:
+    container = container_of(request)
+    closing = asyncio.Event()
+
+    async def events() -> Any:
+        async for chunk in container.broadcast.events(closing):
+            if await request.is_disconnected():
+                closing.set()
+            yield chunk
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+def _wired(port: T | None) -> T:
+    if port is None:  # a composition mistake, not a request's fault
+        raise RuntimeError("the dashboard's reads are not wired into this container")
+    return port
+
+
+def _task(row: Any) -> dict[str, Any]:
+    return {
+        "id": str(row.task_id),
+        "type": row.type,
+        "priority": row.priority,
+        "state": row.state,
+        "bot_id": None if row.bot_id is None else str(row.bot_id),
+        "fencing_token": row.fencing_token,
+        "submitted_at": row.submitted_at.isoformat(),
+        "finished_at": None if row.finished_at is None else row.finished_at.isoformat(),
+        "error": row.error,
+        "assignment": row.assignment,
+        "unroutable": row.unroutable,
+    }
+
+
+def install(app: FastAPI) -> None:
+    """The dashboard's routes, its static files, and sign-in handling."""
+    app.include_router(router)
+    app.mount(f"{PATH}/static", StaticFiles(directory=STATIC), name="dashboard-static")
+
+    async def signed_out(request: Request, exc: Exception) -> Response:
+        path = request.url.path
+        if path.startswith((f"{PATH}/data", f"{PATH}/stream", f"{PATH}/session")):
+            return JSONResponse({"detail": "sign in with an API key"}, status_code=401)
+        return RedirectResponse(f"{PATH}/login", status_code=303)
+
+    app.add_exception_handler(SignInNeeded, signed_out)

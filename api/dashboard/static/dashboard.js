@@ -1,0 +1,125 @@
+"use strict";
+// Renders the page named by <body data-page> from /dashboard/data/..., and again whenever
+// /dashboard/stream says the views moved (coalesced: at most one fetch in flight).
+
+const body = document.body;
+const main = document.getElementById("main");
+const live = document.getElementById("live");
+
+const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => (
+  {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
+const state = (s) => `<span class="state ${esc(s)}" data-state="${esc(s)}">${esc(s)}</span>`;
+const time = (t) => (t ? esc(new Date(t).toLocaleTimeString()) : "");
+const short = (id) => esc(String(id ?? "").slice(0, 8));
+
+function bars(title, rows, color) {
+  // rows: [[label, value]]; a horizontal bar chart in SVG.
+  const max = Math.max(1, ...rows.map((r) => r[1]));
+  const h = 20, w = 300, lw = 120;
+  const items = rows.map(([label, n], i) => {
+    const bw = Math.round((w - lw - 50) * n / max);
+    return `<text x="0" y="${i * h + 14}">${esc(label)}</text>
+      <rect x="${lw}" y="${i * h + 4}" width="${bw}" height="12" rx="2" fill="${color}"></rect>
+      <text x="${lw + bw + 6}" y="${i * h + 14}">${esc(n)}</text>`;
+  }).join("");
+  const empty = rows.length ? "" : `<text x="0" y="14" class="muted">none</text>`;
+  return `<div class="card"><h2>${esc(title)}</h2><svg role="img" aria-label="${esc(title)}"
+    width="${w}" height="${Math.max(1, rows.length) * h + 4}">${items}${empty}</svg></div>`;
+}
+
+const ORDER = ["pending", "assigned", "running", "succeeded", "failed", "cancelled"];
+
+const render = {
+  async overview(d) {
+    const states = ORDER.map((s) => [s, d.tasks_by_state[s] || 0]);
+    const byType = {};
+    for (const q of d.queue) byType[q.type] = (byType[q.type] || 0) + q.n;
+    const checks = Object.entries(d.checks).map(([k, v]) =>
+      `<tr><td>${esc(k)}</td><td>${v === "ok" ? state("ready").replace(">ready<", ">ok<") : esc(v)}</td></tr>`).join("");
+    const fleet = d.fleet.map((f) =>
+      `<tr><td>${state(f.state)}</td><td>${esc(f.version_label)}</td><td>${esc(f.n)}</td></tr>`).join("");
+    const failures = d.recent_failures.map((f) =>
+      `<tr><td><a href="/dashboard/tasks/${esc(f.task_id)}">${short(f.task_id)}</a></td>
+       <td>${esc(f.type)}</td><td>${esc(f.error)}</td><td>${time(f.finished_at)}</td></tr>`).join("");
+    return `<div class="cards">
+      ${bars("Tasks by state", states, "#2c6ebd")}
+      ${bars("Queue depth by type (pending)", Object.entries(byType), "#d98e04")}
+      <div class="card"><h2>Queue by type and priority</h2><table id="queue">
+        <tr><th>type</th><th>priority</th><th>pending</th></tr>
+        ${d.queue.map((q) => `<tr><td>${esc(q.type)}</td><td>${esc(q.priority)}</td><td>${esc(q.n)}</td></tr>`).join("") ||
+          `<tr><td colspan=3 class=muted>empty</td></tr>`}</table></div>
+      <div class="card"><h2>Fleet by state and version</h2><table>
+        <tr><th>state</th><th>version</th><th>bots</th></tr>${fleet ||
+          `<tr><td colspan=3 class=muted>no live bots</td></tr>`}</table></div>
+      <div class="card"><h2>Health</h2><table>${checks}</table></div>
+      <div class="card"><h2>Recent failures</h2><table>
+        <tr><th>task</th><th>type</th><th>error</th><th>at</th></tr>${failures ||
+          `<tr><td colspan=4 class=muted>none</td></tr>`}</table></div></div>`;
+  },
+  async tasks(d) {
+    const q = new URLSearchParams(location.search);
+    const rows = d.items.map((t) => `<tr><td><a href="/dashboard/tasks/${esc(t.id)}">${short(t.id)}</a></td>
+      <td>${esc(t.type)}</td><td>${esc(t.priority)}</td><td>${state(t.state)}</td>
+      <td class="mono">${short(t.bot_id)}</td><td>${time(t.submitted_at)}</td></tr>`).join("");
+    const next = d.next_cursor ? (() => { const n = new URLSearchParams(q); n.set("cursor", d.next_cursor);
+      return `<a id="next" href="?${esc(n)}">next page →</a>`; })() : "";
+    return `<form class="filters" method="get">
+      <select name="state"><option value="">any state</option>${ORDER.map((s) =>
+        `<option${q.get("state") === s ? " selected" : ""}>${s}</option>`).join("")}</select>
+      <input name="type" placeholder="type" value="${esc(q.get("type") || "")}"><button>filter</button></form>
+      <table id="tasks"><tr><th>task</th><th>type</th><th>priority</th><th>state</th><th>bot</th><th>submitted</th></tr>
+      ${rows || `<tr><td colspan=6 class=muted>no tasks</td></tr>`}</table><p>${next}</p>`;
+  },
+  async task(d) {
+    const t = d.task;
+    const head = t ? `<h1>Task <code>${esc(t.id)}</code> ${state(t.state)}</h1>
+      <p>type <b>${esc(t.type)}</b> · priority ${esc(t.priority)} · bot <code>${short(t.bot_id)}</code>
+      · fencing token ${esc(t.fencing_token)}</p>
+      ${t.unroutable ? `<p class="bad">unroutable: ${esc(t.unroutable.reason)}</p>` : ""}
+      ${t.assignment ? `<h2>Why this bot</h2><pre class="mono">${esc(JSON.stringify(t.assignment, null, 2))}</pre>` : ""}`
+      : `<h1>Task ${short(body.dataset.subject)}</h1><p class="muted">not in the view yet</p>`;
+    const rows = d.timeline.map((e) => `<tr data-kind="${esc(e.kind)}"><td>${esc(e.version)}</td>
+      <td><b>${esc(e.kind)}</b></td><td>${time(e.at)}</td><td>${esc(e.actor)}</td>
+      <td class="mono" title="${esc(e.chain_hash)}">${esc(e.chain_hash.slice(0, 16))}…</td>
+      <td class="mono">${esc(JSON.stringify(e.fields).slice(0, 160))}</td></tr>`).join("");
+    return `${head}<h2>Timeline (from the log)</h2><table id="timeline">
+      <tr><th>v</th><th>event</th><th>at</th><th>actor</th><th>chain hash</th><th>fields</th></tr>${rows}</table>`;
+  },
+  async bots(d) {
+    const rows = d.items.map((b) => `<tr><td>${esc(b.name)}</td><td>${state(b.state)}</td>
+      <td>${esc(b.pool ?? "")}</td><td>${esc(b.held)} / ${esc(b.capacity)}</td>
+      <td>${esc(b.capabilities.join(", "))}</td><td>${esc(b.version)}</td>
+      <td class="muted">${esc(b.state_reason ?? "")}</td></tr>`).join("");
+    return `<table id="bots"><tr><th>bot</th><th>state</th><th>pool</th><th>load</th>
+      <th>capabilities</th><th>version</th><th>why</th></tr>${rows ||
+      `<tr><td colspan=7 class=muted>no live bots</td></tr>`}</table>`;
+  },
+};
+
+function dataUrl() {
+  const page = body.dataset.page;
+  if (page === "task") return `/dashboard/data/tasks/${encodeURIComponent(body.dataset.subject)}`;
+  if (page === "tasks") return `/dashboard/data/tasks${location.search}`;
+  return `/dashboard/data/${page}`;
+}
+
+let inFlight = false, again = false;
+async function refresh() {
+  if (inFlight) { again = true; return; }
+  inFlight = true;
+  try {
+    const r = await fetch(dataUrl(), {headers: {accept: "application/json"}});
+    if (r.status === 401) { location.href = "/dashboard/login"; return; }
+    if (r.ok) main.innerHTML = await render[body.dataset.page](await r.json());
+    body.dataset.rendered = String(Number(body.dataset.rendered || 0) + 1);
+  } finally {
+    inFlight = false;
+    if (again) { again = false; refresh(); }
+  }
+}
+
+const source = new EventSource("/dashboard/stream");
+source.onopen = () => { live.className = "live on"; };
+source.onerror = () => { live.className = "live off"; };
+source.addEventListener("views", refresh);
+refresh();

@@ -1,0 +1,64 @@
+"""One aggregate's history as the log holds it: each event with its position, kind, time,
+actor and chain hash (the dashboard's timeline of a task). Reads the log by aggregate id
+(the primary key), never by scanning it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Mapper, StoredEvent
+from psycopg_pool import ConnectionPool
+
+HISTORY = (
+    "SELECT notification_id, originator_version, topic, state, chain_hash "
+    "FROM public.hive_events WHERE originator_id = %s ORDER BY originator_version LIMIT %s"
+)
+SKIPPED = frozenset(
+    {"originator_id", "originator_version", "timestamp", "originator_topic", "actor"}
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    position: int
+    version: int
+    kind: str  # the event's class name: Submitted, Assigned, ...
+    at: datetime
+    actor: str
+    request_id: str
+    chain_hash: str  # hex; "" while the chain trigger has not stamped it
+    fields: dict[str, Any]  # the rest of the event, as recorded
+
+
+class History:
+    def __init__(self, pool: ConnectionPool[Any], mapper: Mapper[UUID]) -> None:
+        self.pool = pool
+        self.mapper = mapper
+
+    def of(self, aggregate_id: UUID, limit: int = 1000) -> list[Entry]:
+        with self.pool.connection() as conn:
+            rows = conn.execute(HISTORY, (aggregate_id, limit)).fetchall()
+        entries = []
+        for position, version, topic, state, chain_hash in rows:
+            event: Any = self.mapper.to_domain_event(
+                StoredEvent(aggregate_id, version, topic, bytes(state))
+            )
+            fields = {
+                k: v for k, v in vars(event).items() if k not in SKIPPED and k != "request_id"
+            }
+            entries.append(
+                Entry(
+                    position=position,
+                    version=version,
+                    kind=type(event).__name__,
+                    at=event.timestamp,
+                    actor=event.actor,
+                    request_id=event.request_id,
+                    chain_hash=bytes(chain_hash).hex() if chain_hash is not None else "",
+                    fields=fields,
+                )
+            )
+        return entries

@@ -1,0 +1,107 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Playwright) against a
+real `apiary serve`: sign in with a key, watch a task move through its states live."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.harness import REPO, Hive, start_bot
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "test-artifacts"
+
+if not CHROMIUM.exists() and os.environ.get("CI") != "true":
+    pytest.skip(
+        "Debian's chromium is not installed (apt-get install -y chromium); CI installs it",
+        allow_module_level=True,
+    )
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        yield b
+        b.close()
+
+
+def sign_in(page: Any, hive: Hive, key: str) -> None:
+    page.goto(f"{hive.url}/dashboard")
+    assert page.url.endswith("/dashboard/login")  # no key yet: sent to sign in
+    page.fill("#key", key)
+    page.click("button")
+    page.wait_for_url(f"{hive.url}/dashboard")
+
+
+def test_a_task_is_seen_moving_through_its_states_without_a_reload(
+    hive: Hive, browser: Any
+) -> None:
+    hive.start()
+    admin = hive.key("admin")
+    client = hive.client(admin)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, hive, admin)
+    page.wait_for_selector("svg[aria-label='Tasks by state']")
+
+    created = client.post(
+        "/v1/tasks",
+        json={"type": "writing", "payload": {"text": "watch me go.", "style": "upper"}},
+    )
+    assert created.status_code == 201, created.text
+    task_id = created.json()["id"]
+    page.goto(f"{hive.url}/dashboard/tasks/{task_id}")
+    page.wait_for_selector("h1 [data-state='pending']", timeout=10_000)
+    page.wait_for_selector("#live.on", timeout=10_000)
+    # Record every state the heading shows from now on, and mark this document: a reload
+    # would lose both.
+    page.evaluate(
+        """() => {
+          window.seen = [document.querySelector('h1 [data-state]').dataset.state];
+          new MutationObserver(() => {
+            const s = document.querySelector('h1 [data-state]');
+            if (s && window.seen.at(-1) !== s.dataset.state) window.seen.push(s.dataset.state);
+          }).observe(document.getElementById('main'), {childList: true, subtree: true});
+        }"""
+    )
+    bot = start_bot(hive, hive.key("bot"), "writer", "--capabilities", "writing")
+    try:
+        page.wait_for_selector("h1 [data-state='succeeded']", timeout=20_000)
+    finally:
+        assert bot.stop() == 0
+    seen = page.evaluate("window.seen")
+    assert seen[0] == "pending" and seen[-1] == "succeeded", seen  # the same document: no reload
+    kinds = page.eval_on_selector_all(
+        "#timeline tr[data-kind]", "rs => rs.map(r => r.dataset.kind)"
+    )
+    # No bot could do it at first (Unroutable), then one came.
+    assert kinds == ["Submitted", "Unroutable", "Assigned", "Started", "Succeeded"], kinds
+    hashes = page.eval_on_selector_all("#timeline td[title]", "cs => cs.map(c => c.title)")
+    assert all(len(h) == 64 for h in hashes), hashes  # each event's chain hash, in full
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-task.png"), full_page=True)
+    page.goto(f"{hive.url}/dashboard")
+    page.wait_for_selector("svg[aria-label='Tasks by state']")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
+
+
+def test_the_dashboard_needs_a_key(hive: Hive) -> None:
+    import httpx
+
+    hive.start()
+    anonymous = httpx.get(f"{hive.url}/dashboard/data/overview")
+    assert anonymous.status_code == 401
+    page = httpx.get(f"{hive.url}/dashboard", follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"] == "/dashboard/login"
+    wrong = httpx.post(f"{hive.url}/dashboard/session", json={"key": "apk_nope"})
+    assert wrong.status_code == 401
+    bad = httpx.get(f"{hive.url}/dashboard/data/overview", cookies={"apiary_dashboard_key": "x"})
+    assert bad.status_code == 401
