@@ -25,6 +25,7 @@ from api.settings import Settings
 from domain.cause import Cause
 from domain.hive import TaskSpec
 from store.database import database_url
+from tests.bench.dashboard import bench_dashboard
 from tests.bench.pg import pgbench_insert_tps
 from tests.bench.scaling import bench_scaling
 from tests.bench.stats import summary_ms
@@ -195,6 +196,7 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=256, help="max concurrency per bot")
     ap.add_argument("--latency-samples", type=int, default=500)
     ap.add_argument("--scaling-trials", type=int, default=5)
+    ap.add_argument("--dashboard-tasks", type=int, default=1_000_000)
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = ap.parse_args()
     with database_url(os.environ, (REPO / ".apiary").resolve()) as server:
@@ -236,10 +238,19 @@ def main() -> int:
                 print(sc, flush=True)
             finally:
                 drop_database(server, scaling_db)
+            print("dashboard ...", flush=True)
+            dash_db = unique_database_name("apiary_bench_dashboard")
+            dash_url = create_database(server, dash_db)
+            try:
+                migrate(dash_url)
+                dash = bench_dashboard(dash_url, home / "dashboard", args.dashboard_tasks, 20)
+                print(dash, flush=True)
+            finally:
+                drop_database(server, dash_db)
         finally:
             drop_database(server, name)
             shutil.rmtree(home, ignore_errors=True)
-    report = render(machine(), pg_version, raw1, raw4, app1, app100, d, lat, rerun, sc, args)
+    report = render(machine(), pg_version, raw1, raw4, app1, app100, d, lat, rerun, sc, dash, args)
     args.out.write_text(report)
     print(report)
     return 0
@@ -256,14 +267,19 @@ def render(
     lat: dict[str, Any],
     rerun: float,
     sc: dict[str, Any],
+    dash: dict[str, Any],
     args: argparse.Namespace,
 ) -> str:
+    pages = "\n".join(
+        f"| {name} | {dash[name]['first']} ms | {dash[name]['p50']} / {dash[name]['p95']} ms | <= 300 ms |"
+        for name in ("overview", "tasks", "failed tasks", "bots")
+    )
     pool = sc["pool"]
     return f"""# Benchmarks
 
 Produced by `make bench` (`python -m tests.bench --tasks {args.tasks} --bots {args.bots}
 --concurrency {args.concurrency} --latency-samples {args.latency_samples}
---scaling-trials {args.scaling_trials}`) on
+--scaling-trials {args.scaling_trials} --dashboard-tasks {args.dashboard_tasks}`) on
 {datetime.now(UTC):%Y-%m-%d}. Machine: {machine}; PostgreSQL {pg}. The hive ran as one
 `apiary serve` process; bots were separate `apiary bot` processes on the same machine.
 Shared, noisy machines: compare ratios within one run, not absolute numbers across runs.
@@ -296,6 +312,14 @@ A pool `{pool["name"]}` (capabilities {pool["capabilities"]}, {pool["min_bots"]}
 |---|---|---|---|
 | trigger: first task of the burst submitted -> a launched `apiary bot` process has registered | {sc["trigger"]["p50"]} / {sc["trigger"]["p95"]} / {sc["trigger"]["p99"]} ms | {sc["trigger_max_s"]:.2f} s | <= 3 s |
 | back to the minimum: last task done -> the pool has no live bot (includes the down cooldown) | {sc["return"]["p50"]} / {sc["return"]["p95"]} / {sc["return"]["p99"]} ms | {sc["return_max_s"]:.2f} s | returns |
+
+## Dashboard
+
+{dash["tasks_in_view"]:,} tasks in the tasks view (filled directly), a real `apiary serve`; a page load is its HTML plus its data request over HTTP, signed in ({dash["rounds"]} loads per page).
+
+| page | first load | p50 / p95 | floor |
+|---|---|---|---|
+{pages}
 """
 
 
