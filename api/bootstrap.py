@@ -25,12 +25,14 @@ from domain.policies.aging import Aging
 from domain.policies.routing import RoutingConfig
 from domain.policies.runs import TOPICS as RUN_TOPICS
 from projections.fleet_view import FleetView
+from projections.metric_reads import MetricReads
 from projections.positions import ViewPositions
 from projections.reads import FleetReads, TaskReads
 from projections.runner import ProjectionRunner, View, reset_view
 from projections.scaling_reads import ScalingReads
 from projections.schedule_reads import ScheduleReads
 from projections.schema import VIEW_MIGRATIONS
+from projections.stage_reads import StageReads
 from runtime.claims import ClaimBoard
 from runtime.dispatcher import Dispatcher
 from runtime.live import TOPICS as LIVE_TOPICS
@@ -93,10 +95,18 @@ def views(settings: Settings | None = None) -> list[View]:
     from projections.performance_view import PerformanceView
     from projections.scaling_view import ScalingView
     from projections.schedules_view import SchedulesView
+    from projections.stage_view import StageView
     from projections.tasks_view import TasksView
 
     alpha = (settings or Settings()).routing_alpha
-    return [TasksView(), FleetView(), ScalingView(), SchedulesView(), PerformanceView(alpha)]
+    return [
+        TasksView(),
+        FleetView(),
+        ScalingView(),
+        SchedulesView(),
+        PerformanceView(alpha),
+        StageView(),
+    ]
 
 
 @dataclass
@@ -215,6 +225,7 @@ class Node:
             self.fleet = FleetReads(self.pool)
             self.schedules = ScheduleReads(self.pool)
             self.schedule_positions = ViewPositions(self.pool, self.url, ("schedules",))
+            self.stages = StageReads(self.pool)
 
     @property
     def serves_api(self) -> bool:
@@ -323,6 +334,7 @@ class Node:
     def container(self) -> Container:
         from api.auth import KeyRing
         from api.container import Container
+        from api.metrics import HiveCollector, Scrape
 
         return Container(
             settings=self.settings,
@@ -338,6 +350,12 @@ class Node:
             keys=KeyRing(self.hive),
             gate=DatabaseGate(postgres_probe(self.url)),
             scaling=ScalingReads(self.pool),
+            stages=self.stages,
+            metrics=Scrape(
+                HiveCollector(
+                    MetricReads(self.pool), self.stages, self.recorder.max_notification_id
+                )
+            ),
         )
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:

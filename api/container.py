@@ -11,10 +11,12 @@ from api.ports import (
     ClaimBoard,
     FleetReads,
     Liveness,
+    Metrics,
     PositionWaiter,
     Readiness,
     ScalingReads,
     ScheduleReads,
+    StageReads,
     TaskReads,
 )
 from api.settings import Settings
@@ -40,6 +42,8 @@ class Container:
     keys: KeyRing
     gate: DatabaseGate
     scaling: ScalingReads
+    stages: StageReads
+    metrics: Metrics
 
     def position_after(self, committed: Committed[Any]) -> int:
         """The log position to wait for to read a command's outcome: its own, or when it
