@@ -124,7 +124,7 @@ class StageView:
                 ready = max(e.timestamp, e.not_before or e.timestamp)
                 tasks[task_id] = OpenTask(e.type, e.timestamp, ready)
             elif task is None:
-                continue  # ended already (e.g. a report repeated after a cancel)
+                continue  # never seen submitted (nothing to time it from)
             elif isinstance(e, Task.Assigned):
                 if task.assigned_at is None:
                     tally.observe(task.type, "submit_assign", e.timestamp - task.ready_at)
