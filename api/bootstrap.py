@@ -27,12 +27,14 @@ from domain.policies.routing import RoutingConfig
 from domain.policies.runs import TOPICS as RUN_TOPICS
 from projections.dashboard_reads import DashboardReads
 from projections.fleet_view import FleetView
+from projections.metric_reads import MetricReads
 from projections.positions import ViewPositions
 from projections.reads import FleetReads, TaskReads
 from projections.runner import ProjectionRunner, View, reset_view
 from projections.scaling_reads import ScalingReads
 from projections.schedule_reads import ScheduleReads
 from projections.schema import VIEW_MIGRATIONS
+from projections.stage_reads import StageReads
 from runtime.claims import ClaimBoard
 from runtime.dispatcher import Dispatcher
 from runtime.live import TOPICS as LIVE_TOPICS
@@ -96,10 +98,18 @@ def views(settings: Settings | None = None) -> list[View]:
     from projections.performance_view import PerformanceView
     from projections.scaling_view import ScalingView
     from projections.schedules_view import SchedulesView
+    from projections.stage_view import StageView
     from projections.tasks_view import TasksView
 
     alpha = (settings or Settings()).routing_alpha
-    return [TasksView(), FleetView(), ScalingView(), SchedulesView(), PerformanceView(alpha)]
+    return [
+        TasksView(),
+        FleetView(),
+        ScalingView(),
+        SchedulesView(),
+        PerformanceView(alpha),
+        StageView(),
+    ]
 
 
 @dataclass
@@ -220,6 +230,7 @@ class Node:
             self.schedule_positions = ViewPositions(self.pool, self.url, ("schedules",))
             self.broadcast = ViewBroadcast()  # the dashboard's live stream
             self.positions.listeners.append(self.broadcast.heard)
+            self.stages = StageReads(self.pool)
 
     @property
     def serves_api(self) -> bool:
@@ -328,6 +339,7 @@ class Node:
     def container(self) -> Container:
         from api.auth import KeyRing
         from api.container import Container
+        from api.metrics import HiveCollector, Scrape
 
         return Container(
             settings=self.settings,
@@ -346,6 +358,12 @@ class Node:
             dashboard=DashboardReads(self.pool),
             history=History(self.pool, self.hive.mapper),
             broadcast=self.broadcast,
+            stages=self.stages,
+            metrics=Scrape(
+                HiveCollector(
+                    MetricReads(self.pool), self.stages, self.recorder.max_notification_id
+                )
+            ),
         )
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:

@@ -172,7 +172,7 @@ def parser() -> argparse.ArgumentParser:
     )
     rebuild.add_argument(
         "--view",
-        choices=("tasks", "fleet", "scaling", "schedules", "performance", "all"),
+        choices=("tasks", "fleet", "scaling", "schedules", "performance", "stages", "all"),
         default="all",
     )
 

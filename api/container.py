@@ -14,10 +14,12 @@ from api.ports import (
     FleetReads,
     History,
     Liveness,
+    Metrics,
     PositionWaiter,
     Readiness,
     ScalingReads,
     ScheduleReads,
+    StageReads,
     TaskReads,
 )
 from api.settings import Settings
@@ -43,6 +45,8 @@ class Container:
     keys: KeyRing
     gate: DatabaseGate
     scaling: ScalingReads
+    stages: StageReads
+    metrics: Metrics
     dashboard: DashboardReads | None = None  # None: the dashboard is not served
     history: History | None = None
     broadcast: ViewBroadcast = field(default_factory=ViewBroadcast)

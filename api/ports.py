@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from projections.rows import BotRow, ScheduleRow, TaskFilter, TaskRow
+from projections.stage_reads import MinuteCount, StageHistogram
 from runtime.claims import ClaimedTask
 
 
@@ -87,4 +88,22 @@ class DashboardReads(Protocol):
 class History(Protocol):
     def of(self, aggregate_id: UUID, limit: int = 1000) -> list[Any]:
         """The aggregate's events from the log, each with its actor and chain hash."""
+        ...
+
+
+class StageReads(Protocol):
+    def histograms(self) -> list[StageHistogram]:
+        """Per task type and stage, the bucket counts, count and sum."""
+        ...
+
+    def minutes(self, last: int, now: datetime) -> list[MinuteCount]:
+        """Per type, the minutes among the ``last`` up to ``now`` in which tasks ended."""
+        ...
+
+
+class Metrics(Protocol):
+    content_type: str
+
+    def render(self) -> bytes:
+        """One scrape, in Prometheus' text format."""
         ...

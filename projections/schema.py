@@ -189,4 +189,49 @@ VIEW_MIGRATIONS = [
             WHERE state IN ('requested', 'registered', 'stopping');
         """,
     ),
+    Migration(
+        140,
+        "views: stages (latency histograms per task type, completions per minute)",
+        """
+        CREATE TABLE IF NOT EXISTS public.stage_open_tasks (
+            task_id uuid PRIMARY KEY,
+            type text NOT NULL,
+            submitted_at timestamptz NOT NULL,
+            ready_at timestamptz NOT NULL,
+            assigned_at timestamptz,
+            started_at timestamptz
+        );
+        CREATE TABLE IF NOT EXISTS public.stage_histograms (
+            type text NOT NULL,
+            stage text NOT NULL,
+            bucket smallint NOT NULL,
+            count bigint NOT NULL,
+            PRIMARY KEY (type, stage, bucket)
+        );
+        CREATE TABLE IF NOT EXISTS public.stage_totals (
+            type text NOT NULL,
+            stage text NOT NULL,
+            count bigint NOT NULL,
+            sum_ms bigint NOT NULL,
+            PRIMARY KEY (type, stage)
+        );
+        CREATE TABLE IF NOT EXISTS public.stage_minutes (
+            type text NOT NULL,
+            minute timestamptz NOT NULL,
+            succeeded bigint NOT NULL,
+            failed bigint NOT NULL,
+            e2e_sum_ms bigint NOT NULL,
+            PRIMARY KEY (type, minute)
+        );
+        CREATE INDEX IF NOT EXISTS stage_minutes_minute ON public.stage_minutes (minute);
+        """,
+    ),
+    Migration(
+        141,
+        "views: tasks counted by state, type and priority (the metrics scrape)",
+        """
+        CREATE INDEX IF NOT EXISTS tasks_view_state_type_priority
+            ON public.tasks_view (state, type, priority);
+        """,
+    ),
 ]

@@ -23,6 +23,7 @@ from api.dashboard.pages import page, sign_in_page
 from api.dashboard.session import COOKIE, PATH, SignInNeeded, Viewer
 from api.deps import Ctx
 from api.schemas.common import Model
+from api.schemas.metrics import StagesPublic
 from domain.errors import NotFound
 from domain.tasks import TaskState
 
@@ -92,6 +93,8 @@ def bots_page(_: Viewer) -> HTMLResponse:
 def overview_data(_: Viewer, ctx: Ctx) -> dict[str, Any]:
     data = _wired(ctx.dashboard).overview()
     data["checks"] = ctx.readiness.check()
+    stages = StagesPublic.build(ctx.stages.histograms(), ctx.stages.minutes(15, ctx.hive.clock()))
+    data["stages"] = stages.model_dump(mode="json")  # the same numbers as /v1/metrics/stages
     return data
 
 

@@ -16,6 +16,10 @@ VIEW_TABLES = (
     "schedules_view",
     "bot_performance_view",
     "bot_performance_runs",
+    "stage_open_tasks",
+    "stage_histograms",
+    "stage_totals",
+    "stage_minutes",
 )
 
 
@@ -26,7 +30,9 @@ def hive_on(url: str, **settings: Any) -> Hive:
 def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every view, in a stable order, with the views' positions."""
     with psycopg.connect(url) as conn:
-        out = {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in VIEW_TABLES}
+        out = {
+            t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in VIEW_TABLES
+        }
         out["positions"] = conn.execute(
             "SELECT view, position FROM projection_positions ORDER BY view"
         ).fetchall()

@@ -37,6 +37,7 @@ from domain.keys import Role, format_token
 from domain.policies.routing import Assignment
 from domain.tasks import Task, TaskState
 from projections.rows import BotRow, TaskFilter, TaskRow
+from projections.stage_reads import MinuteCount, StageHistogram
 from store.health import DatabaseGate
 from tests.unit.fake_schedule_reads import LogScheduleReads
 from tests.waiting import wait_for
@@ -287,6 +288,8 @@ def make_container(
         keys=keys,
         gate=DatabaseGate(probe or (lambda: None), probe_interval=0.01),
         scaling=UnscaledPools(),
+        stages=NoStages(),
+        metrics=NoMetrics(),
     )
 
 
@@ -299,6 +302,25 @@ class UnscaledPools:
 
     def launches(self, pool: str, limit: int) -> list[dict[str, Any]]:
         return []
+
+
+class NoStages:
+    """No task has ended a stage yet (the stages view is tested on PostgreSQL)."""
+
+    def histograms(self) -> list[StageHistogram]:
+        return []
+
+    def minutes(self, last: int, now: datetime) -> list[MinuteCount]:
+        return []
+
+
+class NoMetrics:
+    """An empty scrape (the collector is tested on PostgreSQL)."""
+
+    content_type = "text/plain; version=1.0.0; charset=utf-8"
+
+    def render(self) -> bytes:
+        return b""
 
 
 def issue_tokens(hive: Hive) -> dict[str, str]:

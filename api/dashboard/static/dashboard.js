@@ -27,6 +27,51 @@ function bars(title, rows, color) {
     width="${w}" height="${Math.max(1, rows.length) * h + 4}">${items}${empty}</svg></div>`;
 }
 
+function latency(stages) {
+  // Grouped bars: per task type, end-to-end p50 / p95 / p99 (seconds, from the histograms).
+  const rows = stages.items.filter((t) => t.stages.end_to_end);
+  const max = Math.max(0.001, ...rows.map((t) => t.stages.end_to_end.p99_s || 0));
+  const colors = ["#2f8f4e", "#d98e04", "#c0392b"], h = 46, w = 360, lw = 90;
+  const items = rows.map((t, i) => {
+    const e = t.stages.end_to_end;
+    return `<text x="0" y="${i * h + 24}">${esc(t.type)}</text>` + [e.p50_s, e.p95_s, e.p99_s]
+      .map((v, j) => {
+        const bw = Math.round((w - lw - 70) * (v || 0) / max);
+        return `<rect x="${lw}" y="${i * h + 4 + j * 13}" width="${bw}" height="11" rx="2"
+          fill="${colors[j]}"></rect><text x="${lw + bw + 4}" y="${i * h + 13 + j * 13}">${
+          ["p50", "p95", "p99"][j]} ${esc(((v || 0) * 1000).toFixed(1))} ms</text>`;
+      }).join("");
+  }).join("");
+  return `<div class="card"><h2>End-to-end latency by type (p50 / p95 / p99)</h2>
+    <svg role="img" aria-label="Latency" width="${w}" height="${Math.max(1, rows.length) * h}">${
+    items || `<text x="0" y="14">no finished tasks yet</text>`}</svg>
+    <table class="stages"><tr><th>type</th><th>stage</th><th>count</th><th>p50</th><th>p95</th><th>p99</th></tr>${
+    stages.items.flatMap((t) => Object.entries(t.stages).map(([name, st]) =>
+      `<tr><td>${esc(t.type)}</td><td>${esc(name)}</td><td>${esc(st.count)}</td>${
+      [st.p50_s, st.p95_s, st.p99_s].map((v) => `<td>${v == null ? "" : esc((v * 1000).toFixed(1)) + " ms"}</td>`).join("")}</tr>`)).join("")}
+    </table></div>`;
+}
+
+function throughput(minutes) {
+  // Columns: tasks finished per minute over the last 15 minutes (all types).
+  const now = Math.floor(Date.now() / 60000);
+  const per = new Map();
+  for (const m of minutes) {
+    const k = Math.floor(new Date(m.minute).getTime() / 60000);
+    per.set(k, (per.get(k) || 0) + m.succeeded + m.failed);
+  }
+  const cols = Array.from({length: 15}, (_, i) => [now - 14 + i, per.get(now - 14 + i) || 0]);
+  const max = Math.max(1, ...cols.map((c) => c[1])), w = 300, h = 110, cw = 18;
+  const bars = cols.map(([, n], i) => {
+    const bh = Math.round((h - 24) * n / max);
+    return `<rect x="${i * (cw + 2)}" y="${h - 16 - bh}" width="${cw}" height="${bh}" fill="#2c6ebd">
+      <title>${n} tasks</title></rect>`;
+  }).join("");
+  return `<div class="card"><h2>Finished per minute (last 15 min; peak ${max})</h2>
+    <svg role="img" aria-label="Throughput" width="${w}" height="${h}">${bars}
+    <text x="0" y="${h - 2}">-15 min</text><text x="${w - 30}" y="${h - 2}">now</text></svg></div>`;
+}
+
 const ORDER = ["pending", "assigned", "running", "succeeded", "failed", "cancelled"];
 
 const render = {
@@ -44,6 +89,8 @@ const render = {
     return `<div class="cards">
       ${bars("Tasks by state", states, "#2c6ebd")}
       ${bars("Queue depth by type (pending)", Object.entries(byType), "#d98e04")}
+      ${throughput(d.stages.minutes)}
+      ${latency(d.stages)}
       <div class="card"><h2>Queue by type and priority</h2><table id="queue">
         <tr><th>type</th><th>priority</th><th>pending</th></tr>
         ${d.queue.map((q) => `<tr><td>${esc(q.type)}</td><td>${esc(q.priority)}</td><td>${esc(q.n)}</td></tr>`).join("") ||

@@ -1,0 +1,101 @@
+"""The ``/metrics`` exposition: the views read at scrape time, in Prometheus' text format.
+
+One custom collector reads the views when Prometheus scrapes; nothing is counted on the
+hot path and no metric object is kept between scrapes, so every process serving the API
+shows the same numbers (those of the shared views). Latencies are the stages view's
+histograms as they are stored (their fixed buckets become ``le`` labels); the log's
+length is a counter, so ``rate(apiary_events_total[1m])`` is the append rate; a view's
+lag is how many log positions it has still to read (a view whose events are idle moves
+its stored position up at most a second late: ``projections/runner.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from projections.histogram import BOUNDS
+from projections.metric_reads import MetricReads
+from projections.stage_reads import StageHistogram, StageReads
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class HiveCollector(Collector):
+    def __init__(
+        self, reads: MetricReads, stages: StageReads, head: Callable[[], int | None]
+    ) -> None:
+        self.reads = reads
+        self.stages = stages
+        self.head = head
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
+        head = self.head() or 0  # first: a view read after it is never "ahead" of it
+        counts = self.reads.counts()
+        yield _gauge("apiary_tasks", "Tasks by state and type.", ["state", "type"], counts["tasks"])
+        yield _gauge(
+            "apiary_queue_depth",
+            "Pending tasks (delayed ones included) by type and priority.",
+            ["type", "priority"],
+            counts["queue"],
+        )
+        yield _gauge("apiary_bots", "Bots by state and pool.", ["state", "pool"], counts["bots"])
+        events = CounterMetricFamily("apiary_events", "Events appended to the log.")
+        events.add_metric([], head)
+        yield events
+        position = GaugeMetricFamily(
+            "apiary_projection_position", "The log position a view has applied.", labels=["view"]
+        )
+        lag = GaugeMetricFamily(
+            "apiary_projection_lag_events",
+            "Log positions a view has still to read.",
+            labels=["view"],
+        )
+        for view, at in counts["positions"]:
+            position.add_metric([view], at)
+            lag.add_metric([view], max(head - at, 0))
+        yield position
+        yield lag
+        yield _histograms(self.stages.histograms())
+
+
+def _gauge(
+    name: str, doc: str, labels: list[str], rows: list[tuple[object, ...]]
+) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=labels)
+    for *values, n in rows:
+        family.add_metric([str(v) for v in values], float(n))  # type: ignore[arg-type]
+    return family
+
+
+def _histograms(rows: list[StageHistogram]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(
+        "apiary_stage_seconds",
+        "Time tasks spent in a stage (submit_assign, assign_start, start_done, end_to_end).",
+        labels=["type", "stage"],
+    )
+    for h in rows:
+        cumulative, buckets = 0, []
+        for bound, n in zip(BOUNDS, h.counts, strict=False):
+            cumulative += n
+            buckets.append((floatToGoString(bound), float(cumulative)))
+        buckets.append(("+Inf", float(h.count)))
+        family.add_metric([h.type, h.stage], buckets, h.sum_s)
+    return family
+
+
+class Scrape:
+    """A registry holding only the hive's collector; ``render`` is one scrape."""
+
+    content_type = CONTENT_TYPE
+
+    def __init__(self, collector: HiveCollector) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(collector)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,44 @@
+"""Metrics: ``/metrics`` for Prometheus, ``/v1/metrics/stages`` for the dashboard.
+
+Both read the views only. ``/metrics`` takes any live API key (Prometheus sends it with
+``authorization: {credentials: ...}`` as ``Authorization: Bearer``): what it shows is no
+more than a client key may list.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from api.auth import Authenticated
+from api.deps import Client, Ctx
+from api.schemas.common import problem_responses
+from api.schemas.metrics import StagesPublic
+
+router = APIRouter(tags=["metrics"], responses=problem_responses(401, 503))
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
+def metrics(_: Authenticated, ctx: Ctx) -> Response:
+    """Queue depth, tasks by state, stage latencies, the log's length, views' lag, bots."""
+    return Response(ctx.metrics.render(), media_type=ctx.metrics.content_type)
+
+
+@router.get("/v1/metrics/stages", responses=problem_responses(403, 422))
+def stages(
+    _: Client,
+    ctx: Ctx,
+    minutes: Annotated[
+        int, Query(ge=1, le=1440, description="how many recent minutes of completions")
+    ] = 15,
+) -> StagesPublic:
+    """Per task type and stage: count, sum and p50/p95/p99 (seconds); and completions
+    per type in each of the last ``minutes`` minutes that had any."""
+    return StagesPublic.build(
+        ctx.stages.histograms(), ctx.stages.minutes(minutes, ctx.hive.clock())
+    )

@@ -1,0 +1,40 @@
+"""Counting what the views hold, for the metrics scrape: tasks by state and type, the
+queue by type and priority, bots by state and pool, and each view's position.
+
+Each query reads a view, never the log, and is served by an index: tasks by
+``tasks_view_state_type_priority`` (an index-only scan once the table is vacuumed), the
+fleet and the positions are small.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+
+TASKS = "SELECT state, type, count(*) FROM tasks_view GROUP BY state, type ORDER BY 1, 2"
+QUEUE = (
+    "SELECT type, priority, count(*) FROM tasks_view WHERE state = 'pending' "
+    "GROUP BY type, priority ORDER BY 1, 2"
+)
+BOTS = "SELECT state, coalesce(pool, ''), count(*) FROM fleet_view GROUP BY 1, 2 ORDER BY 1, 2"
+POSITIONS = "SELECT view, position FROM projection_positions ORDER BY view"
+
+
+class MetricReads:
+    def __init__(self, pool: ConnectionPool[Any]) -> None:
+        self.pool = pool
+
+    def counts(self) -> dict[str, list[tuple[Any, ...]]]:
+        """``tasks`` (state, type, n), ``queue`` (type, priority, n), ``bots`` (state, pool,
+        n) and ``positions`` (view, position), read on one connection."""
+        with self.pool.connection() as conn:
+            return {
+                name: conn.execute(sql).fetchall()
+                for name, sql in (
+                    ("tasks", TASKS),
+                    ("queue", QUEUE),
+                    ("bots", BOTS),
+                    ("positions", POSITIONS),
+                )
+            }

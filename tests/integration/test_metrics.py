@@ -1,0 +1,163 @@
+"""``/metrics`` and ``/v1/metrics/stages`` on real PostgreSQL: what a scrape shows after
+tasks ran on an injected clock, who may read it, and what a scrape costs at 100,000 tasks."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from psycopg_pool import ConnectionPool
+
+from api.app import create_app
+from api.bootstrap import Node
+from api.metrics import HiveCollector, Scrape
+from api.settings import Settings
+from domain.cause import Cause
+from domain.hive import Report, TaskSpec
+from domain.keys import Role
+from projections.histogram import BOUNDS
+from projections.metric_reads import MetricReads
+from projections.stage_reads import StageReads
+from tests.integration.test_stages import T0, Clock, held
+from tests.waiting import wait_for
+
+ALICE = Cause("alice", "req")
+SCRAPE_BUDGET_S = 1.0  # generous: two shared cores; the measured time is printed
+
+
+@pytest.fixture
+def node(db_url: str) -> Iterator[Node]:
+    clock = Clock(T0)
+    n = Node(Settings(poll_interval_s=0.2, bot_lease_ttl_s=60.0), db_url, clock=clock).start()
+    yield n
+    n.stop()
+
+
+def run_tasks(node: Node) -> None:
+    """Four code tasks done (three succeed), two waiting at priority 7 for a writer."""
+    clock: Clock = node.clock  # type: ignore[assignment]
+    bot, _, _ = node.hive.register_bot(
+        name="coder", capabilities=["code"], max_concurrency=9, version_label="v1", cause=ALICE
+    )
+    node.liveness.renew(bot.id, 60)
+    ids = [s.task.id for s in node.hive.submit_tasks([TaskSpec("code")] * 4, ALICE).items]
+    node.hive.submit_tasks([TaskSpec("writing", priority=7)] * 2, ALICE)
+    tasks = wait_for(lambda: held(node.hive, ids), what="the code tasks assigned")
+    me = Cause(f"bot:{bot.id}", "r")
+    clock.advance(0.25)
+    node.hive.start_tasks(bot.id, [Report(t.id, t.fencing_token) for t in tasks], me)
+    clock.advance(2.0)
+    reports = [Report(t.id, t.fencing_token, "1") for t in tasks[:3]]
+    node.hive.finish_tasks(bot.id, [*reports, Report(tasks[3].id, 1, error="boom")], me)
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def caught_up(client: TestClient, auth: dict[str, str]) -> dict[Any, float]:
+    """A scrape once every view has applied the whole log (its lag is 0)."""
+    got = samples(client.get("/metrics", headers=auth).text)
+    lags = [v for (name, _), v in got.items() if name == "apiary_projection_lag_events"]
+    return got if len(lags) == 6 and not any(lags) else {}
+
+
+def test_a_scrape_shows_the_views(node: Node) -> None:
+    run_tasks(node)
+    client_key = node.hive.issue_key("dash", Role.CLIENT, ALICE).token
+    enrolment_key = node.hive.issue_key("prometheus", Role.BOT, ALICE).token
+    with TestClient(create_app(node.container())) as client:
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
+        auth = {"Authorization": f"Bearer {enrolment_key}"}  # any role may scrape
+        got = wait_for(lambda: caught_up(client, auth), what="every view caught up")
+        response = client.get("/metrics", headers=auth)
+        assert response.headers["content-type"].startswith("text/plain")
+
+        head = node.hive.recorder.max_notification_id()
+        assert got["apiary_events_total", ()] == head
+        assert got["apiary_tasks", (("state", "succeeded"), ("type", "code"))] == 3
+        assert got["apiary_tasks", (("state", "failed"), ("type", "code"))] == 1
+        assert got["apiary_tasks", (("state", "pending"), ("type", "writing"))] == 2
+        assert got["apiary_queue_depth", (("priority", "7"), ("type", "writing"))] == 2
+        assert got["apiary_bots", (("pool", ""), ("state", "ready"))] == 1
+        assert got["apiary_projection_position", (("view", "stages"),)] == head
+        run = (("stage", "start_done"), ("type", "code"))
+        assert got["apiary_stage_seconds_count", run] == 4
+        assert got["apiary_stage_seconds_sum", run] == pytest.approx(8.0)
+        below, at = (("le", "1.47"), *run), (("le", "2.15"), *run)  # 2 s: in (1.47, 2.15]
+        assert got["apiary_stage_seconds_bucket", tuple(sorted(below))] == 0
+        assert got["apiary_stage_seconds_bucket", tuple(sorted(at))] == 4
+        assert got["apiary_stage_seconds_bucket", tuple(sorted((("le", "+Inf"), *run)))] == 4
+
+        stages_url = "/v1/metrics/stages?minutes=5"
+        assert client.get(stages_url).status_code == 401
+        assert client.get(stages_url, headers=auth).status_code == 403  # a client's read
+        body = client.get(stages_url, headers={"Authorization": f"Bearer {client_key}"}).json()
+    (code,) = body["items"]
+    assert code["type"] == "code"
+    assert set(code["stages"]) == {"submit_assign", "assign_start", "start_done", "end_to_end"}
+    start_done = code["stages"]["start_done"]
+    assert start_done["count"] == 4 and start_done["sum_s"] == pytest.approx(8.0)
+    assert 1.47 <= start_done["p50_s"] <= start_done["p95_s"] <= start_done["p99_s"] <= 2.15
+    assert body["minutes"] == [
+        {
+            "type": "code",
+            "minute": "2030-01-01T09:00:00Z",
+            "succeeded": 3,
+            "failed": 1,
+            "e2e_mean_s": pytest.approx(2.25),
+        }
+    ]
+
+
+FILL_TASKS = """
+INSERT INTO tasks_view (task_id, type, priority, capabilities, state, payload, bot_id,
+    submitted_by, submitted_at, finished_at, seq, version, position)
+SELECT gen_random_uuid(), 'type' || (i %% 20), i %% 10, ARRAY['code'],
+    (ARRAY['pending', 'assigned', 'running', 'succeeded', 'failed', 'cancelled'])[1 + i %% 6],
+    '{}'::jsonb, NULL, 'alice', now(), NULL, i, 1, i
+FROM generate_series(1, %s) AS i
+"""
+FILL_HISTOGRAMS = """
+INSERT INTO stage_histograms (type, stage, bucket, count)
+SELECT 'type' || t, s, b, 1 + b FROM generate_series(0, 19) AS t,
+    unnest(ARRAY['submit_assign', 'assign_start', 'start_done', 'end_to_end']) AS s,
+    generate_series(0, %s) AS b;
+INSERT INTO stage_totals (type, stage, count, sum_ms)
+SELECT type, stage, sum(count), 1000 FROM stage_histograms GROUP BY type, stage;
+"""
+
+
+def test_a_scrape_at_100000_tasks_stays_cheap(db_url: str) -> None:
+    """100,000 tasks of 20 types in six states, 80 stage histograms: the median of five
+    scrapes (after autovacuum would have run: VACUUM ANALYZE) is printed and bounded."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(FILL_TASKS, (100_000,))
+        conn.execute(FILL_HISTOGRAMS.replace("%s", str(len(BOUNDS))))
+        conn.execute("VACUUM ANALYZE tasks_view")
+        conn.execute("VACUUM ANALYZE stage_histograms")
+    with ConnectionPool(db_url, min_size=1, max_size=1, kwargs={"autocommit": True}) as pool:
+        scrape = Scrape(HiveCollector(MetricReads(pool), StageReads(pool), lambda: 100_000))
+        text = scrape.render().decode()
+        took = []
+        for _ in range(5):
+            started = time.perf_counter()
+            scrape.render()
+            took.append(time.perf_counter() - started)
+    got = samples(text)
+    assert sum(v for (name, _), v in got.items() if name == "apiary_tasks") == 100_000
+    assert got["apiary_tasks", (("state", "pending"), ("type", "type0"))] == 100_000 // 60
+    median = statistics.median(took)
+    print(f"scrape at 100,000 tasks: median {median * 1000:.1f} ms of {len(took)}")
+    assert median < SCRAPE_BUDGET_S

@@ -1,0 +1,217 @@
+"""The stages view on real PostgreSQL: stage durations from a hive on an injected clock,
+read back as histograms and percentiles, equal to a rebuild from zero."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import psycopg
+import pytest
+
+from api.bootstrap import Node, open_hive, rebuild_views, views
+from api.cli import main as apiary
+from api.settings import Settings
+from domain.cause import Cause
+from domain.hive import Hive, Report, TaskSpec
+from domain.policies.routing import Assignment
+from domain.tasks import Task, TaskState
+from projections.histogram import bucket_of, bucket_range
+from projections.runner import ProjectionRunner
+from projections.stage_reads import StageHistogram
+from tests.integration.helpers import snapshot
+from tests.waiting import wait_for
+
+ALICE = Cause("alice", "req")
+ENGINE = Cause.engine("test", "r")
+T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
+STAGE_TABLES = ("stage_open_tasks", "stage_histograms", "stage_totals", "stage_minutes")
+
+
+class Clock:
+    """The hive's time, moved by the test."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self.lock:
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self.lock:
+            self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(T0)
+
+
+@pytest.fixture
+def node(db_url: str, clock: Clock) -> Iterator[Node]:
+    n = Node(Settings(poll_interval_s=0.2, bot_lease_ttl_s=60.0), db_url, clock=clock).start()
+    yield n
+    n.stop()
+
+
+def stages_caught_up(node: Node) -> None:
+    runner = next(r for r in node.runners if r.view.name == "stages")
+    end = node.hive.recorder.max_notification_id() or 0
+    wait_for(lambda: runner.position >= end, what=f"the stages view to reach {end}")
+
+
+def by_stage(node: Node, type_: str) -> dict[str, StageHistogram]:
+    return {h.stage: h for h in node.stages.histograms() if h.type == type_}
+
+
+def assert_all_in_bucket(h: StageHistogram, seconds: float, n: int) -> None:
+    assert h.count == n and h.counts[bucket_of(seconds)] == n
+    assert h.sum_s == pytest.approx(n * seconds)
+
+
+def test_stage_durations_come_out_as_the_clock_made_them(node: Node, clock: Clock) -> None:
+    """Ten code tasks wait 2 s for a bot, start 0.5 s after it takes them and run 1..10 s;
+    a delayed one is measured from its not_before, not from its submission."""
+    ids = [s.task.id for s in node.hive.submit_tasks([TaskSpec("code")] * 10, ALICE).items]
+    delayed = node.hive.submit_tasks(
+        [TaskSpec("report", capabilities=["code"], not_before=T0 + timedelta(seconds=30))],
+        ALICE,
+    )
+    clock.advance(2.0)
+    bot, _, _ = node.hive.register_bot(
+        name="coder", capabilities=["code"], max_concurrency=20, version_label="v1", cause=ALICE
+    )
+    node.liveness.renew(bot.id, 60)
+    tasks = wait_for(lambda: held(node.hive, ids), what="the ten tasks assigned")
+    clock.advance(0.5)
+    me = Cause(f"bot:{bot.id}", "r")
+    node.hive.start_tasks(bot.id, [Report(t.id, t.fencing_token) for t in tasks], me)
+    for k, t in enumerate(tasks, start=1):
+        clock.advance(1.0)
+        ok = k % 2 == 0
+        outcome = Report(t.id, t.fencing_token, "1" if ok else None, None if ok else "boom")
+        node.hive.finish_tasks(bot.id, [outcome], me)
+    clock.advance(30.0)  # now T0 + 42.5 s: the delayed task is 12.5 s past its due time
+    late = delayed.items[0].task.id
+    wait_for(lambda: held(node.hive, [late]), what="the delayed task assigned")
+    stages_caught_up(node)
+
+    code = by_stage(node, "code")
+    assert_all_in_bucket(code["submit_assign"], 2.0, 10)
+    assert_all_in_bucket(code["assign_start"], 0.5, 10)
+    run = code["start_done"]
+    assert run.count == 10 and run.sum_s == pytest.approx(55.0)
+    assert code["end_to_end"].sum_s == pytest.approx(10 * 2.5 + 55.0)
+    for q, estimate in run.percentiles().items():
+        true = math.ceil(q * 10)  # the nearest-rank sample of 1, 2, ..., 10 s
+        lower, upper = bucket_range(bucket_of(true))
+        assert estimate is not None and lower <= estimate <= upper
+    assert by_stage(node, "report").keys() == {"submit_assign"}
+    assert_all_in_bucket(by_stage(node, "report")["submit_assign"], 12.5, 1)
+
+    minutes = node.stages.minutes(15, clock())
+    assert [(m.type, m.minute, m.succeeded, m.failed) for m in minutes] == [("code", T0, 5, 5)]
+    assert minutes[0].e2e_mean_s == pytest.approx((10 * 2.5 + 55.0) / 10)
+    assert node.stages.minutes(1, clock() + timedelta(minutes=1)) == []
+
+
+def held(hive: Hive, task_ids: list[UUID]) -> list[Task]:
+    tasks = hive.load_many(Task, task_ids)
+    if all(t.state is TaskState.ASSIGNED for t in tasks.values()):
+        return [tasks[t] for t in task_ids]
+    return []
+
+
+def runner(url: str, hive: Hive, page: int) -> ProjectionRunner:
+    view = next(v for v in views() if v.name == "stages")
+    return ProjectionRunner(
+        view,
+        hive.recorder,
+        hive.mapper.to_domain_event,
+        url,  # type: ignore[arg-type]
+        page_size=page,
+    )
+
+
+def stage_rows(url: str) -> dict[str, list[tuple[object, ...]]]:
+    return {t: v for t, v in snapshot(url).items() if t in STAGE_TABLES}
+
+
+def test_a_reassigned_task_waits_once_and_the_view_equals_a_rebuild(
+    db_url: str, clock: Clock
+) -> None:
+    """Submitted, assigned after 1 s, its bot lost, assigned again 2 s later, started 1 s
+    after that and done in 3 s: one queue wait of 1 s, the start timed from the second
+    assignment. Kept one event a page, the view equals a rebuild in pages of 500."""
+    hive = open_hive(db_url, Settings(), clock=clock)
+    try:
+        a, _, _ = hive.register_bot(
+            name="a", capabilities=["code"], max_concurrency=5, version_label="v1", cause=ALICE
+        )
+        b, _, _ = hive.register_bot(
+            name="b", capabilities=["code"], max_concurrency=5, version_label="v1", cause=ALICE
+        )
+        ids = [s.task.id for s in hive.submit_tasks([TaskSpec("code")] * 3, ALICE).items]
+        clock.advance(1.0)
+        hive.assign_tasks([Assignment(t, a.id, {}) for t in ids], ENGINE)
+        clock.advance(1.0)
+        hive.lose_bot(a.id, ids, "silence", ENGINE)
+        clock.advance(2.0)
+        hive.assign_tasks([Assignment(t, b.id, {}) for t in ids], ENGINE)
+        clock.advance(1.0)
+        hive.start_tasks(b.id, [Report(t, 2) for t in ids], ENGINE)
+        clock.advance(3.0)
+        hive.finish_tasks(b.id, [Report(ids[0], 2, result="1")], ENGINE)
+        hive.cancel_task(ids[1], "not needed", ALICE)  # ids[2] stays running
+        runner(db_url, hive, page=1).catch_up()
+        kept = stage_rows(db_url)
+        with psycopg.connect(db_url) as conn:
+            totals = conn.execute(
+                "SELECT stage, count, sum_ms FROM stage_totals ORDER BY stage"
+            ).fetchall()
+            still_open = conn.execute("SELECT task_id FROM stage_open_tasks").fetchall()
+        assert totals == [
+            ("assign_start", 3, 3000),
+            ("end_to_end", 1, 8000),
+            ("start_done", 1, 3000),
+            ("submit_assign", 3, 3000),
+        ]
+        assert still_open == [(ids[2],)]
+        rebuild_views(db_url, Settings(), "stages")
+        assert stage_rows(db_url) == kept
+    finally:
+        hive.close()
+
+
+def test_minutes_older_than_a_day_before_the_newest_are_dropped(
+    db_url: str, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hive = open_hive(db_url, Settings(), clock=clock)
+    try:
+        bot, _, _ = hive.register_bot(
+            name="a", capabilities=["code"], max_concurrency=5, version_label="v1", cause=ALICE
+        )
+        for _ in range(3):  # one task a day, run in 10 s
+            (task,) = [s.task.id for s in hive.submit_tasks([TaskSpec("code")], ALICE).items]
+            hive.assign_tasks([Assignment(task, bot.id, {})], ENGINE)
+            hive.start_tasks(bot.id, [Report(task, 1)], ENGINE)
+            clock.advance(10.0)
+            hive.finish_tasks(bot.id, [Report(task, 1, result="1")], ENGINE)
+            clock.advance(timedelta(days=1).total_seconds())
+        runner(db_url, hive, page=2).catch_up()
+        with psycopg.connect(db_url) as conn:
+            minutes = conn.execute("SELECT minute FROM stage_minutes ORDER BY 1").fetchall()
+            ends = conn.execute("SELECT count FROM stage_totals WHERE stage = 'end_to_end'")
+            assert ends.fetchall() == [(3,)]  # the histograms keep everything
+        assert minutes == [(T0 + timedelta(days=1),), (T0 + timedelta(days=2),)]
+        kept = stage_rows(db_url)
+        monkeypatch.setenv("APIARY_DATABASE_URL", db_url)
+        assert apiary(["projections", "rebuild", "--view", "stages"]) == 0
+        assert stage_rows(db_url) == kept
+    finally:
+        hive.close()
