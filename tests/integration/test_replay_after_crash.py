@@ -77,6 +77,7 @@ class CrashMachine(HiveMachine):
         self.url = create_database(server_url, self.db_name, template=template)
         super().__init__()
         self.other = self.open_hive()  # another node writing to the same log
+        self.other_seen = 0  # how far the other node's follower has told its cache
         self.steps = 0
 
     # -- where the log lives ------------------------------------------------------------
@@ -92,13 +93,18 @@ class CrashMachine(HiveMachine):
         return [self.hive, self.other]
 
     def follow(self, page: int, pages: int = EVERYTHING) -> None:
-        """The other node's follower keeps up with this one's: its cache hears as much."""
-        seen = self.index.position
+        """The other node's follower keeps up with this one's: its cache hears as much.
+
+        It has a position of its own: this node's index may restart from the views, ahead
+        of where it was, and the other node must still hear what lies in between."""
         super().follow(page, pages)
+        if self.index.position <= self.other_seen:
+            return
         notes = self.hive.recorder.select_notifications(
-            seen, EVERYTHING, stop=self.index.position, inclusive_of_start=False
+            self.other_seen, EVERYTHING, stop=self.index.position, inclusive_of_start=False
         )
         self.other.observe([(n.id, self.hive.mapper.to_domain_event(n)) for n in notes])
+        self.other_seen = self.index.position
 
     def where(self, data: st.DataObject) -> None:
         """Any command may come from the other node: its cache and this node's differ."""
