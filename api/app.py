@@ -10,7 +10,7 @@ from starlette.middleware import Middleware
 from api import errors
 from api.container import Container
 from api.middleware import BodyLimit, RequestContext
-from api.routes import bots, health, pools, schedules, tasks
+from api.routes import bots, health, messages, pools, schedules, tasks
 
 BODY_LIMIT_FACTOR = 8  # a body may carry many payloads (a batch): 8 x APIARY_MAX_PAYLOAD_BYTES
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -44,6 +44,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(bots.router)
     app.include_router(schedules.router)
     app.include_router(pools.router)
+    app.include_router(messages.router)
     _document_problems_as_problem_json(app)
     return app
 

@@ -11,6 +11,9 @@ from api.ports import (
     ClaimBoard,
     FleetReads,
     Liveness,
+    MessageClaims,
+    MessageReads,
+    MessageSender,
     PositionWaiter,
     Readiness,
     ScalingReads,
@@ -40,6 +43,9 @@ class Container:
     keys: KeyRing
     gate: DatabaseGate
     scaling: ScalingReads
+    messages: MessageClaims
+    postman: MessageSender
+    message_reads: MessageReads
 
     def position_after(self, committed: Committed[Any]) -> int:
         """The log position to wait for to read a command's outcome: its own, or when it

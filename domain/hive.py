@@ -625,6 +625,10 @@ class Hive(Application[UUID]):
             found[key] = event.mutate(found.get(key))
         return found
 
+    def history(self, aggregate_id: UUID) -> list[Any]:
+        """Every event of one aggregate, oldest first, as the log has them."""
+        return list(self.repository.event_store.get(aggregate_id))
+
     def get(self, kind: type[A], aggregate_id: UUID) -> A:
         found = self.load_many(kind, [aggregate_id])
         if aggregate_id not in found:

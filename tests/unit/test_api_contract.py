@@ -37,6 +37,10 @@ from domain.keys import Role, format_token
 from domain.policies.routing import Assignment
 from domain.tasks import Task, TaskState
 from projections.rows import BotRow, TaskFilter, TaskRow
+from runtime.live import LiveIndex
+from runtime.mailbox import Mailbox
+from runtime.message_claims import MessageBoard
+from runtime.postman import Postman
 from store.health import DatabaseGate
 from tests.unit.fake_schedule_reads import LogScheduleReads
 from tests.waiting import wait_for
@@ -273,6 +277,8 @@ def make_settings() -> Settings:
 def make_container(
     hive: Hive, settings: Settings, keys: KeyRing, probe: Callable[[], None] | None = None
 ) -> Container:
+    mailbox = Mailbox()
+    hive.listeners.append(mailbox.apply)
     return Container(
         settings=settings,
         hive=hive,
@@ -287,7 +293,17 @@ def make_container(
         keys=keys,
         gate=DatabaseGate(probe or (lambda: None), probe_interval=0.01),
         scaling=UnscaledPools(),
+        messages=MessageBoard(hive, mailbox, settings.message_visibility_s),
+        postman=Postman(hive, LiveIndex(), mailbox),
+        message_reads=NoConversations(),
     )
+
+
+class NoConversations:
+    """The messages view is read in the integration tests; here no conversation is listed."""
+
+    def conversation(self, name: str, *, limit: int, cursor: str | None) -> tuple[list[Any], None]:
+        return [], None
 
 
 class UnscaledPools:
