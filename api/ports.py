@@ -66,6 +66,9 @@ class MessageReads(Protocol):
 
 
 class MessageClaims(Protocol):
+    @property
+    def closing(self) -> bool: ...
+
     async def claim(
         self, bot_id: UUID, max_messages: int, wait_s: float, cause: Cause
     ) -> list[Message]:

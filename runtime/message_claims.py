@@ -40,6 +40,11 @@ class MessageBoard:
     def close(self) -> None:
         self.doorbell.close()
 
+    @property
+    def closing(self) -> bool:
+        """Shutting down: a stream of messages ends rather than poll again."""
+        return self.doorbell.closing
+
     async def claim(
         self, bot_id: UUID, max_messages: int, wait_s: float, cause: Cause
     ) -> list[Message]:

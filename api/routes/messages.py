@@ -1,11 +1,14 @@
-"""Messages: send, read one (with its history), list a conversation; a bot's claim and ack."""
+"""Messages: send, read one (with its history), list a conversation; a bot's claim, its
+stream (server-sent events) and its ack."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from api.deps import BotSelf, Ctx, RequestId, Sender
 from api.errors import invalid
@@ -23,6 +26,9 @@ from api.schemas.messages import (
 )
 from domain.errors import NotFound
 from domain.messages import Message, check_conversation
+
+STREAM_KEEPALIVE_S = 15.0  # an idle stream says so this often (proxies close silent ones)
+STREAM_BATCH = 10
 
 router = APIRouter(prefix="/v1", tags=["messages"], responses=problem_responses(401, 403, 503))
 
@@ -85,3 +91,30 @@ def ack_messages(
     attempts = body.to_attempts(ctx.settings)
     committed = ctx.hive.acknowledge_messages(bot_id, attempts, principal.cause(request_id))
     return AckAccepted(messages=list(attempts), position=ctx.position_after(committed))
+
+
+@router.get(
+    "/bots/{bot_id}/messages/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}, **problem_responses(422)},
+)
+async def stream_messages(
+    bot_id: UUID, principal: BotSelf, request_id: RequestId, ctx: Ctx, request: Request
+) -> StreamingResponse:
+    """Server-sent events for a bot that prefers them to the long-poll: each message handed
+    out is one ``message`` event (the claim's item as ``data``); ack as after a claim."""
+    cause = principal.cause(request_id)
+    wait_s = min(STREAM_KEEPALIVE_S, ctx.settings.claim_max_wait_s)
+
+    async def events() -> AsyncIterator[str]:
+        while not ctx.messages.closing and not await request.is_disconnected():
+            claimed = await ctx.messages.claim(bot_id, STREAM_BATCH, wait_s, cause)
+            if not claimed:
+                yield ": keep-alive\n\n"
+            for m in claimed:
+                data = ClaimedMessage.from_message(m).model_dump_json()
+                yield f"id: {m.id}\nevent: message\ndata: {data}\n\n"
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    )

@@ -52,3 +52,31 @@ def test_a_bot_messages_another_by_capability_and_the_cli_sends_and_lists(hive: 
 
 def _bots(http: Any) -> dict[str, str]:
     return {b["name"]: b["id"] for b in http.get("/v1/bots").json()["items"]}
+
+
+def test_a_bot_reads_its_messages_as_server_sent_events(hive: Hive) -> None:
+    hive.start()
+    enrol, client_key = hive.key("bot"), hive.key("client")
+    with hive.client(enrol) as http:
+        reg = http.post(
+            "/v1/bots",
+            json={"name": "sse", "capabilities": ["listen"], "max_concurrency": 1, "version": "1"},
+        ).json()
+    bot_id, token = reg["bot_id"], reg["token"]
+    with hive.client(client_key) as http:
+        for i in range(2):
+            http.post(
+                "/v1/messages", json={"to_bot": bot_id, "body": {"i": i}, "conversation": "s"}
+            )
+    got: list[dict[str, Any]] = []
+    path = f"/v1/bots/{bot_id}/messages"
+    with hive.client(token) as http, http.stream("GET", f"{path}/stream") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                got.append(json.loads(line.removeprefix("data: ")))
+                ack = {"messages": [{"message_id": got[-1]["id"], "attempt": 1}]}
+                http.post(f"{path}/ack", json=ack).raise_for_status()
+            if len(got) == 2:
+                break
+    assert [m["body"] for m in got] == [{"i": 0}, {"i": 1}]  # the second after the first's ack
