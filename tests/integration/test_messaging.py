@@ -168,3 +168,17 @@ def test_a_restarted_node_knows_the_undelivered_messages(
         assert claim(again, bot) == [(message, 1)]
     finally:
         again.stop()
+
+
+def test_to_a_capability_nobody_has_yet_waits_then_is_routed_or_expires(
+    node: Node, clock: Clock
+) -> None:
+    waiting = send(node, to_capability="rare", ttl_s=60)
+    never = send(node, to_capability="none", ttl_s=60)
+    assert state(node, waiting).state is MessageState.WAITING
+    bot = register(node, ["rare"])
+    wait_for(lambda: state(node, waiting).bot_id == bot, what="routing to the newcomer")
+    assert claim(node, bot, wait=5) == [(waiting, 1)]
+    clock.advance(timedelta(seconds=60))
+    wait_for(lambda: state(node, never).state is MessageState.DEAD, what="expiry")
+    assert state(node, never).dead_reason == "undeliverable: no bot took it"

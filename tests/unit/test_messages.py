@@ -185,6 +185,8 @@ def test_never_with_two_recipients_and_only_the_latest_attempt_acks(ops: list[st
             except (StaleDelivery, NotYourMessage, InvalidTransition):
                 assert not latest or now.state not in ACKABLE
         after = hive.get(Message, m.id)
+        replayed = hive.repository.get(m.id)  # from the log alone, not the cache
+        assert vars(replayed) == vars(after) | {"_pending_events": []}
         attempts = [a for _, a in handed]
         assert attempts == sorted(set(attempts))  # each hand-out a new, larger attempt
         if after.state is MessageState.DELIVERED:  # in flight with exactly one bot
