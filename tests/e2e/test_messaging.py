@@ -80,3 +80,11 @@ def test_a_bot_reads_its_messages_as_server_sent_events(hive: Hive) -> None:
             if len(got) == 2:
                 break
     assert [m["body"] for m in got] == [{"i": 0}, {"i": 1}]  # the second after the first's ack
+    with hive.client(client_key) as http:
+        sent = http.post("/v1/messages", json={"to_bot": bot_id, "body": 3}).json()["items"][0]
+    env = {**hive.env, "APIARY_KEY": token}
+    read = apiary("message", "read", "--url", hive.url, "--bot", bot_id, "--ack", env=env)
+    claimed, _ = json.JSONDecoder().raw_decode(read.stdout)  # then the ack's answer
+    assert [m["body"] for m in claimed["messages"]] == [3]
+    shown = apiary("message", "show", "--url", hive.url, sent["id"], env=env)
+    assert json.loads(shown.stdout)["state"] == "acknowledged"
