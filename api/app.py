@@ -11,7 +11,7 @@ from api import errors
 from api.container import Container
 from api.dashboard import routes as dashboard
 from api.middleware import BodyLimit, RequestContext
-from api.routes import bots, health, metrics, pools, schedules, tasks
+from api.routes import bots, health, messages, metrics, pools, schedules, tasks
 
 BODY_LIMIT_FACTOR = 8  # a body may carry many payloads (a batch): 8 x APIARY_MAX_PAYLOAD_BYTES
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -47,6 +47,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(pools.router)
     dashboard.install(app)
     app.include_router(metrics.router)
+    app.include_router(messages.router)
     _document_problems_as_problem_json(app)
     return app
 

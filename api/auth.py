@@ -154,6 +154,13 @@ async def require_enrolment(principal: Authenticated) -> Principal:
     raise Forbidden("registering a bot needs an enrolment key or an admin key")
 
 
+async def require_sender(principal: Authenticated) -> Principal:
+    """A client or admin key, or a bot's own key (it sends as that bot): may send messages."""
+    if principal.role in (Role.ADMIN, Role.CLIENT) or principal.bot_id is not None:
+        return principal
+    raise Forbidden("sending messages needs a client or admin key, or a bot's own key")
+
+
 def require_bot_self(
     *, allow_admin: bool = False
 ) -> Callable[[Principal, UUID], Awaitable[Principal]]:

@@ -27,6 +27,8 @@ from domain.policies.routing import RoutingConfig
 from domain.policies.runs import TOPICS as RUN_TOPICS
 from projections.dashboard_reads import DashboardReads
 from projections.fleet_view import FleetView
+from projections.message_reads import MessageReads
+from projections.messages_view import MESSAGE_MIGRATIONS, MessagesView
 from projections.metric_reads import MetricReads
 from projections.positions import ViewPositions
 from projections.reads import FleetReads, TaskReads
@@ -40,7 +42,11 @@ from runtime.dispatcher import Dispatcher
 from runtime.live import TOPICS as LIVE_TOPICS
 from runtime.live import LiveIndex, LiveIndexFeed
 from runtime.loops import Loop, start_thread
+from runtime.mailbox import TOPICS as MAIL_TOPICS
+from runtime.mailbox import Mailbox
+from runtime.message_claims import MessageBoard
 from runtime.performance import LivePerformance
+from runtime.postman import Postman
 from runtime.reaper import LeaseReaper
 from runtime.scaling.book import TOPICS as BOOK_TOPICS
 from runtime.scaling.book import LaunchBook
@@ -68,6 +74,7 @@ MIGRATIONS: list[Migration] = [
     *EVENT_LOG_MIGRATIONS,
     *APPEND_MIGRATIONS,
     *VIEW_MIGRATIONS,
+    *MESSAGE_MIGRATIONS,
     *LIVENESS_MIGRATIONS,
 ]
 
@@ -109,6 +116,7 @@ def views(settings: Settings | None = None) -> list[View]:
         SchedulesView(),
         PerformanceView(alpha),
         StageView(),
+        MessagesView(),
     ]
 
 
@@ -151,12 +159,16 @@ class Node:
         self.hive.listeners.append(self.index.apply)
         self.book = LaunchBook()
         self.hive.listeners.append(self.book.apply)
+        self.mailbox = Mailbox()
+        self.hive.listeners.append(self.mailbox.apply)
+        self.postman = Postman(self.hive, self.index, self.mailbox, clock=self.clock)
         self.scaler: Autoscaler | None = None
         self.scaling_stop = threading.Event()
         decode = recent.decode
         observers: list[Callable[[list[tuple[int, Any]]], None]] = [
             self.hive.observe,
             self.book.apply,
+            self.mailbox.apply,
         ]
         if self.serves_engine:  # learning hears each event once, in log order, from the feed
             observers.append(self.performance.follow)
@@ -167,7 +179,7 @@ class Node:
                 self.url,
                 page_size=s.projection_page,  # type: ignore[arg-type]
                 poll_interval=s.poll_interval_s,
-                topics=(*LIVE_TOPICS, *BOOK_TOPICS),
+                topics=(*LIVE_TOPICS, *BOOK_TOPICS, *MAIL_TOPICS),
                 # With role "all" this process's own writes reach the index directly; the
                 # feed only confirms them, so it may take its time. Elsewhere it must not.
                 settle_s=0.005 if self.role == "all" else 0.0,
@@ -221,9 +233,24 @@ class Node:
                     self.scheduler.wait_hint,
                 )
             )
+            postman_wake = threading.Event()
+            self.mailbox.listeners.append(lambda _: postman_wake.set())
+            self.index.listeners.append(lambda _: postman_wake.set())  # a bot came or went
+            self.loops.append(
+                Loop(
+                    "postman",
+                    self.postman.run_once,
+                    s.poll_interval_s,
+                    postman_wake,
+                    self.postman.wait_hint,
+                )
+            )
         if self.serves_api:
             self.positions = ViewPositions(self.pool, self.url, ("tasks",))
             self.claims = ClaimBoard(self.hive, self.index)
+            self.messages = MessageBoard(
+                self.hive, self.mailbox, s.message_visibility_s, clock=self.clock
+            )
             self.tasks = TaskReads(self.pool)
             self.fleet = FleetReads(self.pool)
             self.schedules = ScheduleReads(self.pool)
@@ -245,6 +272,7 @@ class Node:
         with psycopg.connect(self.url, connect_timeout=self.settings.db_connect_timeout_s) as c:
             self.index.load(c)
             self._load_book(c)
+            self._load_mailbox(c)
             if self.serves_engine:
                 self._load_performance(c)
         for runner in self.runners:
@@ -271,6 +299,18 @@ class Node:
             if not page:
                 break
             self.book.apply((n.id, self.hive.mapper.to_domain_event(n)) for n in page)
+            position = page[-1].id
+
+    def _load_mailbox(self, conn: psycopg.Connection[Any]) -> None:
+        """The mailbox from its view, brought up to where the live feed will start."""
+        position = self.mailbox.load(conn)
+        while position < self.index.position:
+            page = self.recorder.select_notifications(
+                position + 1, 500, stop=self.index.position, topics=MAIL_TOPICS
+            )
+            if not page:
+                break
+            self.mailbox.apply([(n.id, self.hive.mapper.to_domain_event(n)) for n in page])
             position = page[-1].id
 
     def _load_performance(self, conn: psycopg.Connection[Any]) -> None:
@@ -364,6 +404,9 @@ class Node:
                     MetricReads(self.pool), self.stages, self.recorder.max_notification_id
                 )
             ),
+            messages=self.messages,
+            postman=self.postman,
+            message_reads=MessageReads(self.pool),
         )
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:

@@ -172,13 +172,26 @@ def parser() -> argparse.ArgumentParser:
     )
     rebuild.add_argument(
         "--view",
-        choices=("tasks", "fleet", "scaling", "schedules", "performance", "stages", "all"),
+        choices=(
+            "tasks",
+            "fleet",
+            "scaling",
+            "schedules",
+            "performance",
+            "stages",
+            "messages",
+            "all",
+        ),
         default="all",
     )
 
     from api.schedule_cli import add_schedule_commands, cmd_schedule
 
     add_schedule_commands(sub, cmd_schedule)
+
+    from api.message_cli import add_message_commands, cmd_message
+
+    add_message_commands(sub, cmd_message)
 
     from runtime.bot.cli import add_bot_arguments
 

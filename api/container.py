@@ -14,6 +14,9 @@ from api.ports import (
     FleetReads,
     History,
     Liveness,
+    MessageClaims,
+    MessageReads,
+    MessageSender,
     Metrics,
     PositionWaiter,
     Readiness,
@@ -45,6 +48,9 @@ class Container:
     keys: KeyRing
     gate: DatabaseGate
     scaling: ScalingReads
+    messages: MessageClaims
+    postman: MessageSender
+    message_reads: MessageReads
     stages: StageReads
     metrics: Metrics
     dashboard: DashboardReads | None = None  # None: the dashboard is not served

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.auth import Principal, require, require_bot_self, require_enrolment
+from api.auth import Principal, require, require_bot_self, require_enrolment, require_sender
 from api.container import Container, container_of
 from domain.keys import Role
 
@@ -33,4 +33,5 @@ Client = Annotated[Principal, Depends(require(Role.CLIENT))]
 Enrolment = Annotated[Principal, Depends(require_enrolment)]
 BotSelf = Annotated[Principal, Depends(require_bot_self())]
 BotSelfOrAdmin = Annotated[Principal, Depends(require_bot_self(allow_admin=True))]
+Sender = Annotated[Principal, Depends(require_sender)]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]

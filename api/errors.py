@@ -29,8 +29,11 @@ from domain.errors import (
     InvalidInput,
     InvalidTransition,
     NotFound,
+    NotYourMessage,
     NotYourTask,
+    StaleDelivery,
     StaleFencingToken,
+    Undeliverable,
 )
 from store.health import DatabaseUnavailable
 
@@ -47,6 +50,9 @@ HIVE_ERRORS: dict[type[HiveError], tuple[int, str]] = {
     NotYourTask: (409, "not-your-task"),
     StaleFencingToken: (409, "stale-fencing-token"),
     BotNotLive: (409, "bot-not-live"),
+    NotYourMessage: (409, "not-your-message"),
+    StaleDelivery: (409, "stale-delivery"),
+    Undeliverable: (409, "undeliverable"),
     ConcurrentUpdate: (503, "concurrent-update"),
 }
 

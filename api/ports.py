@@ -10,6 +10,10 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+from domain.cause import Cause
+from domain.hive import Committed, MessageSpec
+from domain.messages import Message
+from projections.message_reads import MessageRow
 from projections.rows import BotRow, ScheduleRow, TaskFilter, TaskRow
 from projections.stage_reads import MinuteCount, StageHistogram
 from runtime.claims import ClaimedTask
@@ -51,6 +55,31 @@ class PositionWaiter(Protocol):
 class ClaimBoard(Protocol):
     async def claim(self, bot_id: UUID, max_tasks: int, wait_s: float) -> list[ClaimedTask]:
         """The bot's assigned, unstarted tasks; waits up to ``wait_s`` for at least one."""
+        ...
+
+
+class MessageReads(Protocol):
+    def conversation(
+        self, name: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[MessageRow], str | None]:
+        """One keyset page of a conversation, in send order; ValueError on a bad cursor."""
+        ...
+
+
+class MessageClaims(Protocol):
+    @property
+    def closing(self) -> bool: ...
+
+    async def claim(
+        self, bot_id: UUID, max_messages: int, wait_s: float, cause: Cause
+    ) -> list[Message]:
+        """Hand the bot the messages it may have now; waits up to ``wait_s`` for one."""
+        ...
+
+
+class MessageSender(Protocol):
+    def send(self, spec: MessageSpec, cause: Cause) -> Committed[Message]:
+        """Send, routed to recipients picked from what is live now."""
         ...
 
 

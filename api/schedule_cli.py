@@ -70,10 +70,18 @@ def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as e:
         print(f"apiary schedule: {e}", file=sys.stderr)
         return 2
+    return call_api(args, settings, "apiary schedule", method, path, body)[0]
+
+
+def call_api(
+    args: argparse.Namespace, settings: Settings, prog: str, method: str, path: str, body: Any
+) -> tuple[int, Any]:
+    """One request with the key of ``--key``/APIARY_KEY (or the local admin key); prints the
+    JSON answer (a problem on stderr). Returns the exit code and the answer."""
     key = args.key or os.environ.get("APIARY_KEY") or _admin_key(settings)
     if not key:
-        print("apiary schedule: no API key (--key, APIARY_KEY)", file=sys.stderr)
-        return 2
+        print(f"{prog}: no API key (--key, APIARY_KEY)", file=sys.stderr)
+        return 2, None
     url = args.url or os.environ.get("APIARY_URL") or f"http://{settings.host}:{settings.port}"
     logging.getLogger("httpx").setLevel(logging.WARNING)  # stderr carries only the problem
     try:
@@ -82,14 +90,16 @@ def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
                 method, path, json=body, headers={"Authorization": f"Bearer {key}"}
             )
     except httpx.HTTPError as e:
-        print(f"apiary schedule: cannot reach {url}: {e}", file=sys.stderr)
-        return 1
+        print(f"{prog}: cannot reach {url}: {e}", file=sys.stderr)
+        return 1, None
     out = sys.stdout if response.is_success else sys.stderr
     try:
-        print(json.dumps(response.json(), indent=2), file=out)
+        answer = response.json()
+        print(json.dumps(answer, indent=2), file=out)
     except ValueError:  # not the hive answering (a proxy?): show what came
         print(f"HTTP {response.status_code}: {response.text[:2000]}", file=out)
-    return 0 if response.is_success else 1
+        answer = None
+    return (0 if response.is_success else 1), answer
 
 
 def _request(args: argparse.Namespace) -> tuple[str, str, Any]:

@@ -78,6 +78,7 @@ def run_http(node: Node, settings: Settings, fleet: DemoFleet, admin_key: Path) 
         node.stop_scaling()
         fleet.stop()
         node.claims.close()
+        node.messages.close()
 
     config = uvicorn.Config(
         create_app(node.container()),

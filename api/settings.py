@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(default=1.5, gt=0)
     reaper_interval_s: float = Field(default=0.5, gt=0)
     claim_max_wait_s: float = Field(default=30.0, gt=0)
+    message_visibility_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="a delivered message unacknowledged this long is redelivered",
+    )
     dispatch_page: int = Field(default=2000, ge=1, description="pending tasks per dispatch round")
     routing_alpha: float = Field(
         default=0.2, gt=0, le=1, description="weight of each new outcome in what routing learns"

@@ -42,3 +42,15 @@ class BotNotLive(HiveError):
 
 class ConcurrentUpdate(HiveError):
     """The command kept colliding with concurrent changes; try again."""
+
+
+class NotYourMessage(HiveError):
+    """The message is not routed to this bot."""
+
+
+class StaleDelivery(HiveError):
+    """The delivery attempt is stale: the message was handed out again since."""
+
+
+class Undeliverable(HiveError):
+    """No bot can receive the message: nobody to send it to."""

@@ -16,6 +16,7 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
+from functools import partial
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from types import FrameType
@@ -25,6 +26,7 @@ from domain.names import MAX_CAPABILITIES, SHORT_NAME
 from runtime.bot.client import ClaimedTask, HiveClient
 from runtime.bot.exec_handler import DEFAULT_TIMEOUT_S, ExecHandler
 from runtime.bot.handlers import HANDLERS, Handler, HandlerError
+from runtime.bot.messenger import Messenger, log_message, relay
 from runtime.bot.worker import BotWorker
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,11 @@ MAX_VERSION_CHARS = 64
 
 
 def add_bot_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--messages",
+        action="store_true",
+        help="receive messages too: each is logged (never its body) and acknowledged",
+    )
     parser.add_argument(
         "--hive",
         metavar="URL",
@@ -117,7 +124,7 @@ def run_bot(args: argparse.Namespace) -> int:
         handler_for = (
             exec_handler_for(ExecHandler(args.exec_command, args.exec_timeout))
             if args.exec_command is not None
-            else builtin_handler_for
+            else with_relay(builtin_handler_for, lambda: worker.messenger)
         )
     except ValueError as e:
         return _usage(str(e))
@@ -134,6 +141,7 @@ def run_bot(args: argparse.Namespace) -> int:
             handler_for,
             pool=args.pool,
             launch_id=None if args.launch_id is None else str(args.launch_id),
+            on_message=log_message if args.messages else None,
         )
         if os.environ.get(EXIT_WITH_PARENT_ENV) == "1":
             watch_parent(worker.stop)
@@ -226,6 +234,17 @@ def builtin_handler_for(task: ClaimedTask) -> Handler:
             f"{', '.join(sorted(HANDLERS))} (or start it with --exec)"
         )
     return handler
+
+
+def with_relay(
+    handler_for: Callable[[ClaimedTask], Handler], messenger: Callable[[], Messenger]
+) -> Callable[[ClaimedTask], Handler]:
+    """Adds the ``message`` task type: its payload is sent on as a message (``relay``)."""
+
+    def choose(task: ClaimedTask) -> Handler:
+        return partial(relay, messenger()) if task.type == "message" else handler_for(task)
+
+    return choose
 
 
 def exec_handler_for(handler: ExecHandler) -> Callable[[ClaimedTask], Handler]:

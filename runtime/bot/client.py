@@ -63,6 +63,19 @@ class ClaimedTask:
 
 
 @dataclass(frozen=True)
+class ReceivedMessage:
+    """A message handed to the bot; ``attempt`` goes back with its acknowledgement."""
+
+    id: str
+    sender: str
+    conversation: str | None
+    seq: int
+    task_id: str | None
+    body: JSON
+    attempt: int
+
+
+@dataclass(frozen=True)
 class TaskRef:
     """A ``start`` item."""
 
@@ -336,6 +349,67 @@ class HiveClient:
         )
         self._check(response, reports=True)
 
+    def send_message(
+        self,
+        body: JSON,
+        to: dict[str, str],
+        *,
+        conversation: str | None = None,
+        task_id: str | None = None,
+        ttl_s: int | None = None,
+        bot: Registration | None = None,
+    ) -> list[str]:
+        """Sends as this bot to ``{"to_bot": id}``, ``{"to_capability": c}`` or
+        ``{"to_pool": p}``; returns the ids of the messages made (one per bot of a pool)."""
+        me = self._me(bot)
+        extra = {"conversation": conversation, "task_id": task_id, "ttl_s": ttl_s}
+        payload = {**to, "body": body, **{k: v for k, v in extra.items() if v is not None}}
+        response = self._call("POST", "/v1/messages", token=me.token, body=payload, action="send")
+        self._check_messages(response)
+        try:
+            return [str(m["id"]) for m in _body(response)["items"]]
+        except (KeyError, TypeError) as e:
+            raise _malformed(response, "send") from e
+
+    def claim_messages(
+        self, max_messages: int, wait_s: float, *, bot: Registration | None = None
+    ) -> list[ReceivedMessage]:
+        me = self._me(bot)
+        response = self._call(
+            "POST",
+            f"/v1/bots/{me.bot_id}/messages/claim",
+            token=me.token,
+            body={"max_messages": max_messages, "wait_s": wait_s},
+            action="claim_messages",
+            read_timeout_s=wait_s + CLAIM_READ_MARGIN_S,
+        )
+        self._check_messages(response)
+        try:
+            return [
+                ReceivedMessage(
+                    id=str(m["id"]),
+                    sender=str(m["sender"]),
+                    conversation=m["conversation"],
+                    seq=int(m["seq"]),
+                    task_id=m["task_id"],
+                    body=m["body"],
+                    attempt=int(m["attempt"]),
+                )
+                for m in _body(response)["messages"]
+            ]
+        except (KeyError, TypeError, ValueError) as e:
+            raise _malformed(response, "claim_messages") from e
+
+    def ack_messages(
+        self, items: Sequence[ReceivedMessage], *, bot: Registration | None = None
+    ) -> None:
+        me = self._me(bot)
+        body = {"messages": [{"message_id": m.id, "attempt": m.attempt} for m in items]}
+        response = self._call(
+            "POST", f"/v1/bots/{me.bot_id}/messages/ack", token=me.token, body=body, action="ack"
+        )
+        self._check_messages(response)
+
     def deregister(self, *, bot: Registration | None = None) -> None:
         """Leaves the hive; whatever the bot still held returns to pending."""
         me = self._me(bot)
@@ -428,6 +502,18 @@ class HiveClient:
             items = problem.get("items")
             if reports and isinstance(items, list) and items:
                 raise Refused([_refused_item(i) for i in items], problem)
+            raise BotLost(problem)
+        raise HiveRejected(status, problem)
+
+    @staticmethod
+    def _check_messages(response: httpx.Response) -> None:
+        """As ``_check``, but a 409 is the bot's loss only when the hive says so (a stale
+        delivery or an undeliverable message is not)."""
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        problem = _problem(response)
+        if status == 409 and str(problem.get("type", "")).endswith("/bot-not-live"):
             raise BotLost(problem)
         raise HiveRejected(status, problem)
 

@@ -48,6 +48,7 @@ from runtime.bot.client import (
     Unavailable,
 )
 from runtime.bot.handlers import Handler, HandlerError, runs_inline
+from runtime.bot.messenger import MessagePoller, Messenger, OnMessage
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ class BotWorker:
         retry_pause_s: float = RETRY_PAUSE_S,
         pool: str | None = None,
         launch_id: str | None = None,
+        on_message: OnMessage | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
@@ -146,6 +148,8 @@ class BotWorker:
         self._sending = False
 
         self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="apiary-task")
+        self.messenger = Messenger(client, lambda: self._registration)
+        self._on_message = on_message
 
     @property
     def registration(self) -> Registration | None:
@@ -165,6 +169,18 @@ class BotWorker:
             return self._exit_code  # stopped before the hive answered
         heartbeat = self._thread("heartbeat", self._heartbeats)
         self._thread("claimer", self._claims)  # may outlive run() inside a long-poll
+        if self._on_message is not None:  # so may this one
+            poller = MessagePoller(
+                self._client,
+                self.messenger,
+                self._on_message,
+                lambda: self._registration,
+                self._stopping,
+                self._lost,
+                wait_s=self._claim_wait_s,
+                retry_pause_s=self._retry_pause_s,
+            )
+            self._thread("messages", poller.run)
         reporter = self._thread("reporter", self._reports)
         self._stopping.wait()
         log.info("stopping: finishing tasks in hand", extra={"action": "stop"})

@@ -26,6 +26,7 @@ from domain.cause import Cause
 from domain.hive import TaskSpec
 from store.database import database_url
 from tests.bench.dashboard import bench_dashboard
+from tests.bench.messaging import message_latency
 from tests.bench.pg import pgbench_insert_tps
 from tests.bench.scaling import bench_scaling
 from tests.bench.stats import summary_ms
@@ -223,6 +224,9 @@ def main() -> int:
                 print("idle latency ...", flush=True)
                 lat = idle_latency(hive, client, args.latency_samples)
                 print(lat, flush=True)
+                print("message latency ...", flush=True)
+                msg = message_latency(hive, client, enrol, args.latency_samples)
+                print(msg, flush=True)
                 for bot in d.pop("fleet"):
                     bot.stop()
                 print("kill -9 a bot ...", flush=True)
@@ -250,7 +254,9 @@ def main() -> int:
         finally:
             drop_database(server, name)
             shutil.rmtree(home, ignore_errors=True)
-    report = render(machine(), pg_version, raw1, raw4, app1, app100, d, lat, rerun, sc, dash, args)
+    report = render(
+        machine(), pg_version, raw1, raw4, app1, app100, d, lat, msg, rerun, sc, dash, args
+    )
     args.out.write_text(report)
     print(report)
     return 0
@@ -265,6 +271,7 @@ def render(
     app100: float,
     d: dict[str, Any],
     lat: dict[str, Any],
+    msg: dict[str, Any],
     rerun: float,
     sc: dict[str, Any],
     dash: dict[str, Any],
@@ -300,6 +307,8 @@ Shared, noisy machines: compare ratios within one run, not absolute numbers acro
 | same, wall clock from launching the bots | {d["per_s_wall"]:,.0f} tasks/s ({d["wall_s"]:.2f} s) | |
 | submit -> start, idle bots, p50 / p95 / p99 ({lat["count"]} tasks, one at a time) | {lat["start"]["p50"]} / {lat["start"]["p95"]} / {lat["start"]["p99"]} ms | p50 <= 10, p99 <= 30 |
 | submit -> done, idle bots, p50 / p95 / p99 | {lat["done"]["p50"]} / {lat["done"]["p95"]} / {lat["done"]["p99"]} ms | |
+| message send -> delivered, idle recipient long-polling, p50 / p95 / p99 ({msg["count"]} messages, one at a time) | {msg["delivered"]["p50"]} / {msg["delivered"]["p95"]} / {msg["delivered"]["p99"]} ms | p50 <= 10 |
+| message send -> acknowledged, p50 / p95 / p99 | {msg["acked"]["p50"]} / {msg["acked"]["p95"]} / {msg["acked"]["p99"]} ms | |
 | kill -9 a bot holding a task -> the task starts on another bot (defaults: 5 s lease) | {rerun:.2f} s | <= 10 s |
 
 Latencies are differences of event timestamps recorded by the server (one clock).

@@ -38,6 +38,10 @@ from domain.policies.routing import Assignment
 from domain.tasks import Task, TaskState
 from projections.rows import BotRow, TaskFilter, TaskRow
 from projections.stage_reads import MinuteCount, StageHistogram
+from runtime.live import LiveIndex
+from runtime.mailbox import Mailbox
+from runtime.message_claims import MessageBoard
+from runtime.postman import Postman
 from store.health import DatabaseGate
 from tests.unit.fake_schedule_reads import LogScheduleReads
 from tests.waiting import wait_for
@@ -274,6 +278,8 @@ def make_settings() -> Settings:
 def make_container(
     hive: Hive, settings: Settings, keys: KeyRing, probe: Callable[[], None] | None = None
 ) -> Container:
+    mailbox = Mailbox()
+    hive.listeners.append(mailbox.apply)
     return Container(
         settings=settings,
         hive=hive,
@@ -290,7 +296,17 @@ def make_container(
         scaling=UnscaledPools(),
         stages=NoStages(),
         metrics=NoMetrics(),
+        messages=MessageBoard(hive, mailbox, settings.message_visibility_s),
+        postman=Postman(hive, LiveIndex(), mailbox),
+        message_reads=NoConversations(),
     )
+
+
+class NoConversations:
+    """The messages view is read in the integration tests; here no conversation is listed."""
+
+    def conversation(self, name: str, *, limit: int, cursor: str | None) -> tuple[list[Any], None]:
+        return [], None
 
 
 class UnscaledPools:

@@ -1,0 +1,60 @@
+"""Reading the messages view: a conversation's messages, oldest first, keyset paged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from projections.reads import decode_cursor, encode_cursor
+
+COLUMNS = (
+    "message_id, sender, to_bot, to_capability, to_pool, conversation, conversation_seq, "
+    "task_id, body, state, bot_id, attempt, dead_reason, sent_at, expires_at, finished_at, seq"
+)
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    message_id: UUID
+    sender: str
+    to_bot: UUID | None
+    to_capability: str | None
+    to_pool: str | None
+    conversation: str | None
+    conversation_seq: int
+    task_id: UUID | None
+    body: Any
+    state: str
+    bot_id: UUID | None
+    attempt: int
+    dead_reason: str | None
+    sent_at: datetime
+    expires_at: datetime
+    finished_at: datetime | None
+    seq: int  # log position of its sending
+
+
+class MessageReads:
+    def __init__(self, pool: ConnectionPool[Any]) -> None:
+        self.pool = pool
+
+    def conversation(
+        self, name: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[MessageRow], str | None]:
+        """One page of the conversation, in send order; ValueError on a bad cursor."""
+        after = decode_cursor(cursor) if cursor else 0
+        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                f"SELECT {COLUMNS} FROM messages_view WHERE conversation = %s AND seq > %s "
+                "ORDER BY seq LIMIT %s",
+                (name, after, limit + 1),
+            )
+            rows = [MessageRow(**r) for r in cur.fetchall()]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, encode_cursor(rows[-1].seq) if more else None

@@ -1,0 +1,184 @@
+"""Messaging on real PostgreSQL: routing, lost bots, redelivery, TTL and conversation order,
+by a Node on an injected clock (time moves by hand, nothing sleeps through it)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import pytest
+
+from api.bootstrap import Node
+from api.settings import Settings
+from domain.cause import Cause
+from domain.errors import StaleDelivery
+from domain.hive import MessageSpec
+from domain.messages import Message, MessageState
+from projections.message_reads import MessageReads
+from tests.waiting import wait_for
+
+ALICE = Cause("alice", "req")
+T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
+VISIBILITY_S = 30.0
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self.lock:
+            return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        with self.lock:
+            self.now += delta
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(T0)
+
+
+@pytest.fixture
+def node(db_url: str, clock: Clock) -> Iterator[Node]:
+    settings = Settings(poll_interval_s=0.2, message_visibility_s=VISIBILITY_S)
+    n = Node(settings, db_url, clock=clock).start()
+    yield n
+    n.stop()
+
+
+def register(node: Node, caps: list[str]) -> UUID:
+    bot, _, _ = node.hive.register_bot(
+        name="b", capabilities=caps, max_concurrency=1, version_label="v1", cause=ALICE
+    )
+    node.liveness.renew(bot.id, 600)
+    return bot.id
+
+
+def claim(node: Node, bot_id: UUID, wait: float = 0.0) -> list[tuple[UUID, int]]:
+    got = asyncio.run(node.messages.claim(bot_id, 10, wait, Cause(f"bot:{bot_id}", "claim")))
+    return [(m.id, m.attempt) for m in got]
+
+
+def send(node: Node, **spec: object) -> UUID:
+    return node.postman.send(MessageSpec("{}", **spec), ALICE).items[0].id  # type: ignore[arg-type]
+
+
+def state(node: Node, message_id: UUID) -> Message:
+    return node.hive.get(Message, message_id)
+
+
+def test_capability_routing_picks_the_capable_bot_with_the_fewest(node: Node) -> None:
+    other = register(node, ["code"])
+    first, second = register(node, ["chat"]), register(node, ["chat", "code"])
+    sent = [send(node, to_capability="chat") for _ in range(4)]
+    recipients = [state(node, m).bot_id for m in sent]
+    assert other not in recipients
+    assert sorted(recipients, key=str) == sorted([first, first, second, second], key=str)
+    assert {m for m, _ in claim(node, first)} | {m for m, _ in claim(node, second)} == set(sent)
+
+
+def test_to_a_lost_bot_held_until_its_ttl_then_expired(node: Node, clock: Clock) -> None:
+    gone, spare = register(node, ["chat"]), register(node, ["chat"])
+    message = send(node, to_bot=gone, ttl_s=60)
+    node.hive.mark_bot_lost(gone, "test", ALICE)
+    clock.advance(timedelta(seconds=59))
+    node.postman.run_once()
+    assert state(node, message).bot_id == gone and claim(node, spare) == []
+    clock.advance(timedelta(seconds=1))
+    wait_for(lambda: state(node, message).state is MessageState.DEAD, what="expiry")
+    assert state(node, message).dead_reason == "expired"
+
+
+def test_to_a_capability_rerouted_from_a_lost_bot(node: Node) -> None:
+    first = register(node, ["chat"])
+    message = send(node, to_capability="chat")
+    assert claim(node, first) == [(message, 1)]
+    second = register(node, ["chat"])
+    node.hive.mark_bot_lost(first, "test", ALICE)
+    wait_for(lambda: state(node, message).bot_id == second, what="re-routing")
+    assert claim(node, second, wait=5) == [(message, 2)]
+    with pytest.raises(StaleDelivery):
+        node.hive.acknowledge_messages(second, {message: 1}, ALICE)
+    node.hive.acknowledge_messages(second, {message: 2}, ALICE)
+
+
+def test_redelivered_after_the_visibility_timeout(node: Node, clock: Clock) -> None:
+    bot = register(node, ["chat"])
+    message = send(node, to_bot=bot)
+    assert claim(node, bot) == [(message, 1)]
+    assert claim(node, bot) == []
+    clock.advance(timedelta(seconds=VISIBILITY_S))
+    assert claim(node, bot) == [(message, 2)]
+
+
+def test_a_conversation_is_delivered_in_order(node: Node, db_url: str) -> None:
+    bot = register(node, ["chat"])
+    first, second = (send(node, to_bot=bot, conversation="c1") for _ in range(2))
+    assert claim(node, bot) == [(first, 1)]
+    assert claim(node, bot, wait=0.3) == []  # the second waits for the first
+    waiting = threading.Thread(target=lambda: result.extend(claim(node, bot, wait=10)))
+    result: list[tuple[UUID, int]] = []
+    waiting.start()
+    node.hive.acknowledge_messages(bot, {first: 1}, ALICE)
+    waiting.join(timeout=10)
+    assert result == [(second, 1)]  # woken by the ack, not by the timeout
+    reads = MessageReads(node.pool)
+    rows = wait_for(
+        lambda: len(reads.conversation("c1", limit=1, cursor=None)[0]) == 1 and reads,
+        what="the view",
+    )
+    page, cursor = rows.conversation("c1", limit=1, cursor=None)
+    rest, _ = rows.conversation("c1", limit=5, cursor=cursor)
+    assert [r.message_id for r in page + rest] == [first, second]
+
+
+def test_pool_fan_out_reaches_each_live_bot_of_the_pool(node: Node) -> None:
+    bots = []
+    for _ in range(2):
+        b, _, _ = node.hive.register_bot(
+            name="p",
+            capabilities=["x"],
+            max_concurrency=1,
+            version_label="v",
+            cause=ALICE,
+            pool="workers",
+        )
+        bots.append(b.id)
+    sent = node.postman.send(MessageSpec('{"all": true}', to_pool="workers"), ALICE).items
+    assert sorted((m.bot_id for m in sent), key=str) == sorted(bots, key=str)
+    for b in bots:
+        assert len(claim(node, b)) == 1
+
+
+def test_a_restarted_node_knows_the_undelivered_messages(
+    db_url: str, clock: Clock, node: Node
+) -> None:
+    bot = register(node, ["chat"])
+    message = send(node, to_bot=bot)
+    wait_for(lambda: node.runners and all(r.healthy.is_set() for r in node.runners), what="views")
+    node.stop()
+    again = Node(Settings(poll_interval_s=0.2), db_url, clock=clock).start()
+    try:
+        assert claim(again, bot) == [(message, 1)]
+    finally:
+        again.stop()
+
+
+def test_to_a_capability_nobody_has_yet_waits_then_is_routed_or_expires(
+    node: Node, clock: Clock
+) -> None:
+    waiting = send(node, to_capability="rare", ttl_s=60)
+    never = send(node, to_capability="none", ttl_s=60)
+    assert state(node, waiting).state is MessageState.WAITING
+    bot = register(node, ["rare"])
+    wait_for(lambda: state(node, waiting).bot_id == bot, what="routing to the newcomer")
+    assert claim(node, bot, wait=5) == [(waiting, 1)]
+    clock.advance(timedelta(seconds=60))
+    wait_for(lambda: state(node, never).state is MessageState.DEAD, what="expiry")
+    assert state(node, never).dead_reason == "undeliverable: no bot took it"
