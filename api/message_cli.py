@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from api.schedule_cli import TIMEOUT_S, call_api
+from api.http_cli import TIMEOUT_S, api_commands, call_api
 from api.settings import Settings
 
 MAX_READ_WAIT_S = TIMEOUT_S - 5
@@ -22,17 +22,7 @@ def add_message_commands(
     sub: argparse._SubParsersAction,  # type: ignore[type-arg]
     run: Callable[[argparse.Namespace, Settings], int],
 ) -> None:
-    group = sub.add_parser("message", help="Messages between bots (over the HTTP API).")
-    commands = group.add_subparsers(dest="message", required=True)
-
-    def command(name: str, help: str) -> argparse.ArgumentParser:
-        cmd = commands.add_parser(name, help=help, description=help)
-        cmd.set_defaults(run=run)
-        cmd.add_argument("--url", help="the hive's API (default APIARY_URL or APIARY_HOST:PORT)")
-        cmd.add_argument(
-            "--key", help="an API key (default APIARY_KEY, else the admin key of `apiary serve`)"
-        )
-        return cmd
+    command = api_commands(sub, "message", "Messages between bots (over the HTTP API).", run)
 
     send = command("send", "Send a message to a bot, a capability or every bot of a pool.")
     to = send.add_mutually_exclusive_group(required=True)
