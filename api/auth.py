@@ -122,7 +122,9 @@ def authenticate(
     """401 unless the request carries a live key; the principal is noted for the access log."""
     if credentials is None:
         raise Unauthorized("an Authorization: Bearer <API key> header is required")
-    principal = container_of(request).keys.resolve(credentials.credentials)
+    container = container_of(request)
+    container.gate.check()  # a key not cached would be looked up in a database known away
+    principal = container.keys.resolve(credentials.credentials)
     if principal is None:
         raise Unauthorized("the API key is not valid (unknown, malformed or revoked)")
     request.state.principal = principal.actor

@@ -45,7 +45,9 @@ def sign_in_form() -> HTMLResponse:
 
 @router.post("/session")
 def sign_in(body: SignIn, request: Request, response: Response) -> dict[str, str]:
-    principal = container_of(request).keys.resolve(body.key)
+    container = container_of(request)
+    container.gate.check()
+    principal = container.keys.resolve(body.key)
     if principal is None:
         raise SignInNeeded()
     response.set_cookie(

@@ -24,7 +24,9 @@ class SignInNeeded(Exception):
 
 def viewer(request: Request) -> Principal:
     token = request.cookies.get(COOKIE)
-    principal = container_of(request).keys.resolve(token) if token else None
+    container = container_of(request)
+    container.gate.check()  # as for bearer keys: never wait on a database known away
+    principal = container.keys.resolve(token) if token else None
     if principal is None:
         raise SignInNeeded()
     request.state.principal = principal.actor

@@ -1211,3 +1211,30 @@ def test_task_detail_shows_unroutable_until_an_assignment_clears_it(world: World
     world.hive.assign_tasks([Assignment(UUID(task["id"]), UUID(bot_id), why)], ENGINE)
     got = world.client.get(f"/v1/tasks/{task['id']}", headers=world.auth("client")).json()
     assert got["unroutable"] is None and got["assignment"] == why
+
+
+def test_while_the_database_is_away_keys_are_not_looked_up(world: World) -> None:
+    """An uncached key would be read from the database: with the gate down, the request is
+    refused before authentication tries (it once waited out two connect timeouts)."""
+
+    class CountingKeyRing(KeyRing):
+        looked_up = 0
+
+        def resolve(self, token: str) -> Any:
+            CountingKeyRing.looked_up += 1
+            return super().resolve(token)
+
+    back = threading.Event()
+
+    def probe() -> None:
+        if not back.is_set():
+            raise ConnectionError("still away")
+
+    world.container.keys = CountingKeyRing(world.container.hive)
+    world.container.gate = DatabaseGate(probe, probe_interval=0.01)
+    world.container.gate.failed()
+    refused = world.client.get("/v1/bots", headers=world.auth("client"))
+    assert_problem(refused, 503, "database-unavailable")
+    assert CountingKeyRing.looked_up == 0
+    back.set()  # the probe's thread ends
+    wait_for(lambda: not world.container.gate.down, timeout=5, what="the gate to reopen")
