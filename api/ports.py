@@ -113,6 +113,10 @@ class DashboardReads(Protocol):
         version, recent failures and the views' positions."""
         ...
 
+    def bot_details(self, tasks: int = 5) -> dict[Any, dict[str, Any]]:
+        """Per live bot: its learned success rate and the tasks it holds now."""
+        ...
+
 
 class History(Protocol):
     def of(self, aggregate_id: UUID, limit: int = 1000) -> list[Any]:

@@ -27,6 +27,17 @@ FAILURES = (
     "WHERE state = 'failed' ORDER BY seq DESC LIMIT %s"
 )
 POSITIONS = "SELECT view, position FROM projection_positions ORDER BY view"
+# Per live bot: its learned success rate over all types (weighted by samples) and the
+# tasks it holds now (a few, newest first), from the performance and tasks views.
+BOT_DETAILS = """
+SELECT f.bot_id,
+       (SELECT sum(p.success * p.samples) / nullif(sum(p.samples), 0)
+        FROM bot_performance_view p WHERE p.bot_id = f.bot_id) AS success_rate,
+       ARRAY(SELECT t.task_id FROM tasks_view t
+             WHERE t.bot_id = f.bot_id AND t.state IN ('assigned', 'running')
+             ORDER BY t.seq DESC LIMIT %s) AS current_tasks
+FROM fleet_view f WHERE f.state IN ('ready', 'draining', 'quarantined')
+"""
 
 
 class DashboardReads:
@@ -47,3 +58,9 @@ class DashboardReads:
             "recent_failures": failed,
             "positions": positions,
         }
+
+    def bot_details(self, tasks: int = 5) -> dict[Any, dict[str, Any]]:
+        """Per live bot: ``success_rate`` (None before any outcome) and ``current_tasks``."""
+        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(BOT_DETAILS, (tasks,)).fetchall()
+        return {r.pop("bot_id"): r for r in rows}

@@ -145,9 +145,11 @@ def task_data(task_id: UUID, _: Viewer, ctx: Ctx) -> dict[str, Any]:
 
 @router.get("/data/bots")
 def bots_data(_: Viewer, ctx: Ctx) -> dict[str, Any]:
+    details = _wired(ctx.dashboard).bot_details()
     return {
         "items": [
             {
+                **_bot_details(details.get(b.bot_id)),
                 "id": str(b.bot_id),
                 "name": b.name,
                 "state": b.state,
@@ -187,6 +189,15 @@ def _wired(port: T | None) -> T:
     if port is None:  # a composition mistake, not a request's fault
         raise RuntimeError("the dashboard's reads are not wired into this container")
     return port
+
+
+def _bot_details(found: dict[str, Any] | None) -> dict[str, Any]:
+    found = found or {}
+    rate = found.get("success_rate")
+    return {
+        "success_rate": None if rate is None else round(float(rate), 3),
+        "current_tasks": [str(t) for t in found.get("current_tasks") or []],
+    }
 
 
 def _task(row: Any) -> dict[str, Any]:

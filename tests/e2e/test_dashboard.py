@@ -75,6 +75,11 @@ def test_a_task_is_seen_moving_through_its_states_without_a_reload(
     bot = start_bot(hive, hive.key("bot"), "writer", "--capabilities", "writing")
     try:
         page.wait_for_selector("h1 [data-state='succeeded']", timeout=20_000)
+        bots = browser.new_page()
+        bots.context.add_cookies(page.context.cookies())
+        bots.goto(f"{hive.url}/dashboard/bots")
+        # The bot's learned success rate (one success: 100%) and no task held any more.
+        bots.wait_for_selector("#bots td[data-success='1']", timeout=10_000)
     finally:
         assert bot.stop() == 0
     seen = page.evaluate("window.seen")

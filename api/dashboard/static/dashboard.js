@@ -135,11 +135,14 @@ const render = {
   async bots(d) {
     const rows = d.items.map((b) => `<tr><td>${esc(b.name)}</td><td>${state(b.state)}</td>
       <td>${esc(b.pool ?? "")}</td><td>${esc(b.held)} / ${esc(b.capacity)}</td>
+      <td data-success="${esc(b.success_rate ?? "")}">${b.success_rate == null ? "<span class=muted>untried</span>"
+        : esc(Math.round(b.success_rate * 100)) + "%"}</td>
+      <td>${b.current_tasks.map((t) => `<a href="/dashboard/tasks/${esc(t)}">${short(t)}</a>`).join(" ")}</td>
       <td>${esc(b.capabilities.join(", "))}</td><td>${esc(b.version)}</td>
       <td class="muted">${esc(b.state_reason ?? "")}</td></tr>`).join("");
     return `<table id="bots"><tr><th>bot</th><th>state</th><th>pool</th><th>load</th>
-      <th>capabilities</th><th>version</th><th>why</th></tr>${rows ||
-      `<tr><td colspan=7 class=muted>no live bots</td></tr>`}</table>`;
+      <th>success</th><th>current tasks</th><th>capabilities</th><th>version</th><th>why</th></tr>${rows ||
+      `<tr><td colspan=9 class=muted>no live bots</td></tr>`}</table>`;
   },
 };
 
