@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -16,35 +15,20 @@ from api.settings import Settings
 from domain.cause import Cause
 from domain.hive import TaskSpec
 from domain.tasks import Task, TaskState
+from tests.clock import FakeClock
 from tests.waiting import wait_for
 
 ALICE = Cause("alice", "req")
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 
 
-class Clock:
-    """The hive's time, moved by the test (thread-safe enough: one writer)."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-        self.lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self.lock:
-            return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        with self.lock:
-            self.now += delta
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(T0)
-
-
-@pytest.fixture
-def node(db_url: str, clock: Clock) -> Iterator[Node]:
+def node(db_url: str, clock: FakeClock) -> Iterator[Node]:
     n = Node(Settings(poll_interval_s=0.2), db_url, clock=clock).start()
     yield n
     n.stop()
@@ -62,7 +46,7 @@ def claim(node: Node, bot_id: UUID, wait: float) -> list[UUID]:
     return [c.task_id for c in asyncio.run(node.claims.claim(bot_id, 10, wait))]
 
 
-def test_a_delayed_task_is_assigned_only_once_it_is_due(node: Node, clock: Clock) -> None:
+def test_a_delayed_task_is_assigned_only_once_it_is_due(node: Node, clock: FakeClock) -> None:
     due = T0 + timedelta(minutes=10)
     delayed = node.hive.submit_tasks([TaskSpec("code", not_before=due)], ALICE).items[0].task.id
     at_once = node.hive.submit_tasks([TaskSpec("code")], ALICE).items[0].task.id
@@ -80,7 +64,7 @@ def test_a_delayed_task_is_assigned_only_once_it_is_due(node: Node, clock: Clock
 
 
 def test_a_restarted_engine_still_holds_a_delayed_task_back(
-    db_url: str, node: Node, clock: Clock
+    db_url: str, node: Node, clock: FakeClock
 ) -> None:
     due = T0 + timedelta(minutes=5)
     delayed = node.hive.submit_tasks([TaskSpec("code", not_before=due)], ALICE).items[0].task.id

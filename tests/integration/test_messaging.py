@@ -18,6 +18,7 @@ from domain.errors import StaleDelivery
 from domain.hive import MessageSpec
 from domain.messages import Message, MessageState
 from projections.message_reads import MessageReads
+from tests.clock import FakeClock
 from tests.waiting import wait_for
 
 ALICE = Cause("alice", "req")
@@ -25,27 +26,13 @@ T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 VISIBILITY_S = 30.0
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-        self.lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self.lock:
-            return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        with self.lock:
-            self.now += delta
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(T0)
-
-
-@pytest.fixture
-def node(db_url: str, clock: Clock) -> Iterator[Node]:
+def node(db_url: str, clock: FakeClock) -> Iterator[Node]:
     settings = Settings(poll_interval_s=0.2, message_visibility_s=VISIBILITY_S)
     n = Node(settings, db_url, clock=clock).start()
     yield n
@@ -83,7 +70,7 @@ def test_capability_routing_picks_the_capable_bot_with_the_fewest(node: Node) ->
     assert {m for m, _ in claim(node, first)} | {m for m, _ in claim(node, second)} == set(sent)
 
 
-def test_to_a_lost_bot_held_until_its_ttl_then_expired(node: Node, clock: Clock) -> None:
+def test_to_a_lost_bot_held_until_its_ttl_then_expired(node: Node, clock: FakeClock) -> None:
     gone, spare = register(node, ["chat"]), register(node, ["chat"])
     message = send(node, to_bot=gone, ttl_s=60)
     node.hive.mark_bot_lost(gone, "test", ALICE)
@@ -108,7 +95,7 @@ def test_to_a_capability_rerouted_from_a_lost_bot(node: Node) -> None:
     node.hive.acknowledge_messages(second, {message: 2}, ALICE)
 
 
-def test_redelivered_after_the_visibility_timeout(node: Node, clock: Clock) -> None:
+def test_redelivered_after_the_visibility_timeout(node: Node, clock: FakeClock) -> None:
     bot = register(node, ["chat"])
     message = send(node, to_bot=bot)
     assert claim(node, bot) == [(message, 1)]
@@ -157,7 +144,7 @@ def test_pool_fan_out_reaches_each_live_bot_of_the_pool(node: Node) -> None:
 
 
 def test_a_restarted_node_knows_the_undelivered_messages(
-    db_url: str, clock: Clock, node: Node
+    db_url: str, clock: FakeClock, node: Node
 ) -> None:
     bot = register(node, ["chat"])
     message = send(node, to_bot=bot)
@@ -171,7 +158,7 @@ def test_a_restarted_node_knows_the_undelivered_messages(
 
 
 def test_to_a_capability_nobody_has_yet_waits_then_is_routed_or_expires(
-    node: Node, clock: Clock
+    node: Node, clock: FakeClock
 ) -> None:
     waiting = send(node, to_capability="rare", ttl_s=60)
     never = send(node, to_capability="none", ttl_s=60)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -25,21 +24,11 @@ from domain.keys import Role
 from domain.tasks import Task, TaskState
 from projections.performance_view import PerformanceView
 from projections.runner import reset_view
+from tests.clock import FakeClock
 from tests.waiting import wait_for
 
 ALICE = Cause("alice", "req")
 PERFORMANCE_TABLES = ("bot_performance_view", "bot_performance_runs")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2030, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture

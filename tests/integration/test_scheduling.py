@@ -25,6 +25,7 @@ from projections.runner import ProjectionRunner
 from projections.schedule_reads import ScheduleReads
 from runtime.live import LiveIndex
 from runtime.scheduler import Scheduler
+from tests.clock import FakeClock
 from tests.integration.helpers import hive_on, snapshot
 from tests.waiting import wait_for
 
@@ -32,25 +33,11 @@ ALICE = Cause("alice", "req")
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-        self.lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self.lock:
-            return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        with self.lock:
-            self.now += delta
-
-
 class Engine:
     """What an engine brings to scheduling: a Hive, a live index fed by its writes, a
     scheduler reading the schedules view (kept by a runner of its own)."""
 
-    def __init__(self, url: str, clock: Clock) -> None:
+    def __init__(self, url: str, clock: FakeClock) -> None:
         from psycopg_pool import ConnectionPool
 
         self.hive = hive_on(url)
@@ -79,12 +66,12 @@ class Engine:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(T0)
 
 
 @pytest.fixture
-def engines(db_url: str, clock: Clock) -> Iterator[list[Engine]]:
+def engines(db_url: str, clock: FakeClock) -> Iterator[list[Engine]]:
     made = [Engine(db_url, clock), Engine(db_url, clock)]
     yield made
     for engine in made:
@@ -122,7 +109,7 @@ def every(seconds: int, **kw: Any) -> ScheduleSpec:
 
 
 def test_two_engines_stepping_at_once_fire_each_tick_exactly_once(
-    engines: list[Engine], clock: Clock
+    engines: list[Engine], clock: FakeClock
 ) -> None:
     first = engines[0]
     spec = {"overlap": "allow_all", "catchup": "run_all", "catchup_limit": 1000}
@@ -181,7 +168,7 @@ def test_two_engines_stepping_at_once_fire_each_tick_exactly_once(
     [("skip", 10, 0, 12), ("run_once", 10, 1, 11), ("run_all", 5, 5, 7), ("run_all", 1000, 12, 0)],
 )
 def test_an_engine_started_later_catches_up_as_the_schedule_says(
-    db_url: str, clock: Clock, catchup: str, limit: int, fired: int, skipped: int
+    db_url: str, clock: FakeClock, catchup: str, limit: int, fired: int, skipped: int
 ) -> None:
     early = Engine(db_url, clock)
     try:
@@ -209,13 +196,13 @@ def test_an_engine_started_later_catches_up_as_the_schedule_says(
 
 
 @pytest.fixture
-def node(db_url: str, clock: Clock) -> Iterator[Node]:
+def node(db_url: str, clock: FakeClock) -> Iterator[Node]:
     n = Node(Settings(poll_interval_s=0.2), db_url, clock=clock).start()
     yield n
     n.stop()
 
 
-def test_overlap_policies_with_the_previous_run_still_open(node: Node, clock: Clock) -> None:
+def test_overlap_policies_with_the_previous_run_still_open(node: Node, clock: FakeClock) -> None:
     hive = node.hive
     made = {
         policy: hive.create_schedule(
@@ -248,7 +235,7 @@ def test_overlap_policies_with_the_previous_run_still_open(node: Node, clock: Cl
     assert clock() == second
 
 
-def test_pause_resume_and_delete(node: Node, clock: Clock) -> None:
+def test_pause_resume_and_delete(node: Node, clock: FakeClock) -> None:
     hive = node.hive
     schedule_id = hive.create_schedule(every(60, overlap="allow_all"), ALICE).items[0].id
     wait_for(lambda: fired_ticks(hive, schedule_id) == [T0], what="the first tick")
@@ -272,7 +259,7 @@ def test_pause_resume_and_delete(node: Node, clock: Clock) -> None:
 
 
 def test_the_schedules_view_agrees_with_the_aggregates_and_equals_a_rebuild(
-    db_url: str, engines: list[Engine], clock: Clock
+    db_url: str, engines: list[Engine], clock: FakeClock
 ) -> None:
     hive = engines[0].hive
     buffered = hive.create_schedule(every(60, name="buffered", overlap="buffer_one"), ALICE)

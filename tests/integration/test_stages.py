@@ -4,7 +4,6 @@ read back as histograms and percentiles, equal to a rebuild from zero."""
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -22,6 +21,7 @@ from domain.tasks import Task, TaskState
 from projections.histogram import bucket_of, bucket_range
 from projections.runner import ProjectionRunner
 from projections.stage_reads import StageHistogram
+from tests.clock import FakeClock
 from tests.integration.helpers import snapshot
 from tests.waiting import wait_for
 
@@ -31,29 +31,13 @@ T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 STAGE_TABLES = ("stage_open_tasks", "stage_histograms", "stage_totals", "stage_minutes")
 
 
-class Clock:
-    """The hive's time, moved by the test."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-        self.lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self.lock:
-            return self.now
-
-    def advance(self, seconds: float) -> None:
-        with self.lock:
-            self.now += timedelta(seconds=seconds)
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(T0)
-
-
-@pytest.fixture
-def node(db_url: str, clock: Clock) -> Iterator[Node]:
+def node(db_url: str, clock: FakeClock) -> Iterator[Node]:
     n = Node(Settings(poll_interval_s=0.2, bot_lease_ttl_s=60.0), db_url, clock=clock).start()
     yield n
     n.stop()
@@ -74,7 +58,7 @@ def assert_all_in_bucket(h: StageHistogram, seconds: float, n: int) -> None:
     assert h.sum_s == pytest.approx(n * seconds)
 
 
-def test_stage_durations_come_out_as_the_clock_made_them(node: Node, clock: Clock) -> None:
+def test_stage_durations_come_out_as_the_clock_made_them(node: Node, clock: FakeClock) -> None:
     """Ten code tasks wait 2 s for a bot, start 0.5 s after it takes them and run 1..10 s;
     a delayed one is measured from its not_before, not from its submission."""
     ids = [s.task.id for s in node.hive.submit_tasks([TaskSpec("code")] * 10, ALICE).items]
@@ -143,7 +127,7 @@ def stage_rows(url: str) -> dict[str, list[tuple[object, ...]]]:
 
 
 def test_a_reassigned_task_waits_once_and_the_view_equals_a_rebuild(
-    db_url: str, clock: Clock
+    db_url: str, clock: FakeClock
 ) -> None:
     """Submitted, assigned after 1 s, its bot lost, assigned again 2 s later, started 1 s
     after that and done in 3 s: one queue wait of 1 s, the start timed from the second
@@ -189,7 +173,7 @@ def test_a_reassigned_task_waits_once_and_the_view_equals_a_rebuild(
 
 
 def test_minutes_older_than_a_day_before_the_newest_are_dropped(
-    db_url: str, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    db_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hive = open_hive(db_url, Settings(), clock=clock)
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from uuid import UUID
 
 from api.settings import PoolConfig
@@ -13,6 +13,7 @@ from runtime.live import LiveIndex
 from runtime.scaling.book import LaunchBook
 from runtime.scaling.launcher import BotTemplate
 from runtime.scaling.scaler import Autoscaler
+from tests.clock import FakeClock
 
 ALICE = Cause("alice", "req")
 
@@ -47,16 +48,8 @@ class FakeLauncher:
         pass
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 24, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def world(**pool: object) -> tuple[Hive, Autoscaler, FakeLauncher, Clock]:
-    clock = Clock()
+def world(**pool: object) -> tuple[Hive, Autoscaler, FakeLauncher, FakeClock]:
+    clock = FakeClock()
     hive = Hive(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, clock=clock)
     index, book = LiveIndex(), LaunchBook()
     hive.listeners += [index.apply, book.apply]

@@ -17,6 +17,7 @@ from domain.hive import Hive, TaskSpec
 from domain.tasks import Task, TaskState
 from runtime.live import Changes, LiveIndex
 from runtime.loops import MIN_WAIT_S, Loop
+from tests.clock import FakeClock
 
 ALICE = Cause("alice", "req-1")
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
@@ -31,21 +32,13 @@ V1_SUBMITTED = (
 )
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(T0)
-
-
-@pytest.fixture
-def hive(clock: Clock) -> Hive:
+def hive(clock: FakeClock) -> Hive:
     return Hive(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, clock=clock)
 
 
@@ -82,7 +75,7 @@ def test_naive_or_too_distant_not_before_is_refused(
     assert hive.recorder.max_notification_id() in (None, 0)
 
 
-def test_live_index_holds_a_delayed_task_back_until_it_is_due(hive: Hive, clock: Clock) -> None:
+def test_live_index_holds_a_delayed_task_back_until_it_is_due(hive: Hive, clock: FakeClock) -> None:
     index = LiveIndex(clock=clock)
     heard: list[Changes] = []
     index.listeners.append(heard.append)
@@ -110,7 +103,7 @@ def test_live_index_holds_a_delayed_task_back_until_it_is_due(hive: Hive, clock:
 
 
 def test_a_delayed_task_cancelled_before_it_is_due_is_never_offered(
-    hive: Hive, clock: Clock
+    hive: Hive, clock: FakeClock
 ) -> None:
     index = LiveIndex(clock=clock)
     hive.listeners.append(index.apply)
@@ -123,7 +116,7 @@ def test_a_delayed_task_cancelled_before_it_is_due_is_never_offered(
     assert index.pending(10) == []
 
 
-def test_a_task_due_already_goes_straight_to_its_queue(hive: Hive, clock: Clock) -> None:
+def test_a_task_due_already_goes_straight_to_its_queue(hive: Hive, clock: FakeClock) -> None:
     index = LiveIndex(clock=clock)
     hive.listeners.append(index.apply)
     past = hive.submit_tasks([TaskSpec("code", not_before=T0 - timedelta(hours=1))], ALICE)

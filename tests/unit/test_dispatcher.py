@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -23,20 +23,10 @@ from domain.tasks import Task, TaskState
 from runtime.dispatcher import Dispatcher
 from runtime.live import LiveIndex
 from runtime.performance import LivePerformance
+from tests.clock import FakeClock
 
 ALICE = Cause("alice", "req")
 ENGINE = Cause.engine("test", "r")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2030, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from domain.errors import (
 )
 from domain.hive import Hive, MessageSpec
 from domain.messages import Message, MessageState
+from tests.clock import FakeClock
 
 ALICE = Cause("alice", "req-1")
 ENGINE = Cause.engine("postman", "round-1")
@@ -26,21 +27,13 @@ T0 = datetime(2030, 1, 1, tzinfo=UTC)
 ACKABLE = (MessageState.DELIVERED, MessageState.ACKNOWLEDGED)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def hive(clock: Clock) -> Hive:
+def hive(clock: FakeClock) -> Hive:
     return Hive(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, clock=clock)
 
 
@@ -74,7 +67,7 @@ def test_a_message_to_a_deregistered_bot_is_dead_at_once(hive: Hive) -> None:
     assert m.dead_reason == "undeliverable: the bot is deregistered"
 
 
-def test_delivery_then_ack_and_a_stale_ack_is_refused(hive: Hive, clock: Clock) -> None:
+def test_delivery_then_ack_and_a_stale_ack_is_refused(hive: Hive, clock: FakeClock) -> None:
     b = bot(hive)
     m = send(hive, b)
     assert [x.attempt for x in hive.deliver_messages(b, [m.id], 30, ENGINE).items] == [1]
@@ -91,7 +84,7 @@ def test_delivery_then_ack_and_a_stale_ack_is_refused(hive: Hive, clock: Clock) 
     assert hive.deliver_messages(b, [m.id], 30, ENGINE).items == []
 
 
-def test_ttl_passed_means_dead_letter_expired(hive: Hive, clock: Clock) -> None:
+def test_ttl_passed_means_dead_letter_expired(hive: Hive, clock: FakeClock) -> None:
     b = bot(hive)
     m = send(hive, b, ttl_s=10)
     hive.expire_messages([m.id], ENGINE)
@@ -161,7 +154,7 @@ def test_bad_messages_are_refused(hive: Hive, spec: MessageSpec) -> None:
 
 @given(st.lists(st.sampled_from(["deliver", "wait", "ack-old", "ack", "reroute"]), max_size=25))
 def test_never_with_two_recipients_and_only_the_latest_attempt_acks(ops: list[str]) -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     hive = Hive(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, clock=clock)
     bots = [bot(hive), bot(hive)]
     m = hive.send_message(MessageSpec("1", to_capability="chat"), [bots[0]], ALICE).items[0]

@@ -13,27 +13,20 @@ from domain.hive import Hive, Report
 from domain.policies.routing import Assignment
 from domain.schedules import Schedule, ScheduleSpec, ScheduleState, TaskTemplate, fired_task_id
 from domain.tasks import Task, TaskState
+from tests.clock import FakeClock
 
 ALICE = Cause("alice", "req-1")
 ENGINE = Cause.engine("scheduler", "round-1")
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def hive(clock: Clock) -> Hive:
+def hive(clock: FakeClock) -> Hive:
     return Hive(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, clock=clock)
 
 
@@ -49,7 +42,7 @@ def fire(hive: Hive, schedule: Schedule) -> list[Task]:
 
 
 def test_a_fired_tick_submits_the_template_as_a_task_named_by_schedule_and_tick(
-    hive: Hive, clock: Clock
+    hive: Hive, clock: FakeClock
 ) -> None:
     template = TaskTemplate("report", priority=8, capabilities=["pdf"], payload='{"a":1}')
     schedule = hive.create_schedule(spec(template=template, overlap="allow_all"), ALICE).items[0]
@@ -71,7 +64,9 @@ def test_a_fired_tick_submits_the_template_as_a_task_named_by_schedule_and_tick(
     assert hive.get(Schedule, schedule.id).fired == 2
 
 
-def test_overlap_is_judged_by_the_previous_task_as_the_log_has_it(hive: Hive, clock: Clock) -> None:
+def test_overlap_is_judged_by_the_previous_task_as_the_log_has_it(
+    hive: Hive, clock: FakeClock
+) -> None:
     schedule = hive.create_schedule(spec(overlap="buffer_one"), ALICE).items[0]
     [first] = fire(hive, schedule)
     clock.now = T0 + timedelta(seconds=60)
@@ -89,7 +84,7 @@ def test_overlap_is_judged_by_the_previous_task_as_the_log_has_it(hive: Hive, cl
     assert hive.get(Task, released.originator_id).state is TaskState.PENDING
 
 
-def test_pause_resume_delete_and_the_transitions_they_refuse(hive: Hive, clock: Clock) -> None:
+def test_pause_resume_delete_and_the_transitions_they_refuse(hive: Hive, clock: FakeClock) -> None:
     schedule = hive.create_schedule(spec(), ALICE).items[0]
     hive.pause_schedule(schedule.id, ALICE)
     with pytest.raises(InvalidTransition, match="not active"):
