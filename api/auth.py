@@ -115,6 +115,14 @@ bearer = HTTPBearer(
 )
 
 
+def principal_for(request: Request, token: str) -> Principal | None:
+    """The key's principal, or None. Refused first (503) while the database is known to be
+    away: a key not cached would be looked up there and wait out its connect timeouts."""
+    container = container_of(request)
+    container.gate.check()
+    return container.keys.resolve(token)
+
+
 def authenticate(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -122,9 +130,7 @@ def authenticate(
     """401 unless the request carries a live key; the principal is noted for the access log."""
     if credentials is None:
         raise Unauthorized("an Authorization: Bearer <API key> header is required")
-    container = container_of(request)
-    container.gate.check()  # a key not cached would be looked up in a database known away
-    principal = container.keys.resolve(credentials.credentials)
+    principal = principal_for(request, credentials.credentials)
     if principal is None:
         raise Unauthorized("the API key is not valid (unknown, malformed or revoked)")
     request.state.principal = principal.actor

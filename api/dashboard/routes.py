@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Stre
 from fastapi.staticfiles import StaticFiles
 from pydantic import Field
 
+from api.auth import principal_for
 from api.container import container_of
 from api.dashboard.pages import page, sign_in_page
 from api.dashboard.session import COOKIE, PATH, SignInNeeded, Viewer
@@ -45,9 +46,7 @@ def sign_in_form() -> HTMLResponse:
 
 @router.post("/session")
 def sign_in(body: SignIn, request: Request, response: Response) -> dict[str, str]:
-    container = container_of(request)
-    container.gate.check()
-    principal = container.keys.resolve(body.key)
+    principal = principal_for(request, body.key)
     if principal is None:
         raise SignInNeeded()
     response.set_cookie(
