@@ -24,7 +24,8 @@ from domain.keys import Role
 from projections.histogram import BOUNDS
 from projections.metric_reads import MetricReads
 from projections.stage_reads import StageReads
-from tests.integration.test_stages import T0, Clock, held
+from tests.clock import FakeClock
+from tests.integration.test_stages import T0, held
 from tests.waiting import wait_for
 
 ALICE = Cause("alice", "req")
@@ -33,7 +34,7 @@ SCRAPE_BUDGET_S = 1.0  # generous: two shared cores; the measured time is printe
 
 @pytest.fixture
 def node(db_url: str) -> Iterator[Node]:
-    clock = Clock(T0)
+    clock = FakeClock(T0)
     n = Node(Settings(poll_interval_s=0.2, bot_lease_ttl_s=60.0), db_url, clock=clock).start()
     yield n
     n.stop()
@@ -41,7 +42,7 @@ def node(db_url: str) -> Iterator[Node]:
 
 def run_tasks(node: Node) -> None:
     """Four code tasks done (three succeed), two waiting at priority 7 for a writer."""
-    clock: Clock = node.clock  # type: ignore[assignment]
+    clock: FakeClock = node.clock  # type: ignore[assignment]
     bot, _, _ = node.hive.register_bot(
         name="coder", capabilities=["code"], max_concurrency=9, version_label="v1", cause=ALICE
     )
