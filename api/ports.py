@@ -45,6 +45,10 @@ class ScheduleReads(Protocol):
         """One keyset page, oldest first; ValueError on a bad cursor."""
         ...
 
+    def runs_by_state(self) -> dict[UUID, dict[str, int]]:
+        """Per schedule, its tasks (runs) by state."""
+        ...
+
 
 class PositionWaiter(Protocol):
     def wait(self, position: int, timeout: float) -> bool:
@@ -63,6 +67,12 @@ class MessageReads(Protocol):
         self, name: str, *, limit: int, cursor: str | None
     ) -> tuple[list[MessageRow], str | None]:
         """One keyset page of a conversation, in send order; ValueError on a bad cursor."""
+        ...
+
+    def by_state(self) -> dict[str, int]: ...
+
+    def dead_letters(self, limit: int) -> list[MessageRow]:
+        """The newest dead letters first."""
         ...
 
 

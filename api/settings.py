@@ -35,6 +35,7 @@ class PoolConfig(BaseModel):
     hysteresis: float = Field(default=0.25, ge=0, le=10)
     launch_timeout_s: float = Field(default=20.0, gt=0, description="time to register")
     exec: str | None = Field(default=None, description="run by each bot for every task")
+    messages: bool = Field(default=False, description="its bots receive messages too")
 
     @model_validator(mode="after")
     def _bounds(self) -> Self:
@@ -57,7 +58,9 @@ class PoolConfig(BaseModel):
         )
 
     def template(self) -> BotTemplate:
-        return BotTemplate(self.name, self.capabilities, self.max_concurrency, self.exec)
+        return BotTemplate(
+            self.name, self.capabilities, self.max_concurrency, self.exec, self.messages
+        )
 
 
 class Settings(BaseSettings):

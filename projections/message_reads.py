@@ -1,4 +1,5 @@
-"""Reading the messages view: a conversation's messages, oldest first, keyset paged."""
+"""Reading the messages view: a conversation's messages, oldest first, keyset paged; and
+for the dashboard, messages by state and the newest dead letters (the ``(state, seq)`` index)."""
 
 from __future__ import annotations
 
@@ -58,3 +59,18 @@ class MessageReads:
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, encode_cursor(rows[-1].seq) if more else None
+
+    def by_state(self) -> dict[str, int]:
+        with self.pool.connection() as conn:
+            rows = conn.execute("SELECT state, count(*) FROM messages_view GROUP BY state")
+            return {state: n for state, n in rows.fetchall()}
+
+    def dead_letters(self, limit: int) -> list[MessageRow]:
+        """The newest dead letters first, each with its reason."""
+        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                f"SELECT {COLUMNS} FROM messages_view WHERE state = 'dead' "
+                "ORDER BY seq DESC LIMIT %s",
+                (limit,),
+            )
+            return [MessageRow(**r) for r in cur.fetchall()]

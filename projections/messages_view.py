@@ -2,7 +2,7 @@
 
 Read by ``GET /v1/messages`` (a conversation's messages, keyset paged by send position) and
 by the mailbox at start (the undelivered and unacknowledged ones). Never by a command: the
-Message aggregate decides. Its migration is 150 (``MESSAGE_MIGRATIONS``).
+Message aggregate decides. Its migrations are 150-151 (``MESSAGE_MIGRATIONS``).
 """
 
 from __future__ import annotations
@@ -50,6 +50,13 @@ MESSAGE_MIGRATIONS = [
             ON public.messages_view (conversation, seq) WHERE conversation IS NOT NULL;
         CREATE INDEX IF NOT EXISTS messages_view_open ON public.messages_view (seq)
             WHERE state IN ('waiting', 'routed', 'delivered');
+        """,
+    ),
+    Migration(
+        151,
+        "views: messages by state (the dashboard's counts and dead letters)",
+        """
+        CREATE INDEX IF NOT EXISTS messages_view_state_seq ON public.messages_view (state, seq);
         """,
     ),
 ]

@@ -1,4 +1,5 @@
-"""Reading the schedules view: one schedule, a page of them, and the scheduler's timetable."""
+"""Reading the schedules view: one schedule, a page of them, the scheduler's timetable, and
+for the dashboard, each schedule's runs by state (from the tasks view's schedule index)."""
 
 from __future__ import annotations
 
@@ -69,3 +70,15 @@ class ScheduleReads:
             )
             for schedule_id, version, state, next_tick, buffered, last in rows
         }
+
+    def runs_by_state(self) -> dict[UUID, dict[str, int]]:
+        """Per schedule, its tasks (runs) by state."""
+        runs: dict[UUID, dict[str, int]] = {}
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT schedule_id, state, count(*) FROM tasks_view "
+                "WHERE schedule_id IS NOT NULL GROUP BY schedule_id, state"
+            ).fetchall()
+        for schedule_id, state, n in rows:
+            runs.setdefault(schedule_id, {})[state] = n
+        return runs

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from html import escape
 
-NAV = (("overview", "Overview", ""), ("tasks", "Tasks", "/tasks"), ("bots", "Bots", "/bots"))
+NAV = (
+    ("overview", "Overview", ""),
+    ("tasks", "Tasks", "/tasks"),
+    ("bots", "Bots", "/bots"),
+    ("schedules", "Schedules", "/schedules"),
+    ("messages", "Messages", "/messages"),
+)
 
 
 def page(name: str, title: str, *, subject: str = "") -> str:

@@ -24,13 +24,17 @@ from api.dashboard.pages import page, sign_in_page
 from api.dashboard.session import COOKIE, PATH, SignInNeeded, Viewer
 from api.deps import Ctx
 from api.schemas.common import Model
+from api.schemas.messages import MessagePublic
 from api.schemas.metrics import StagesPublic
+from api.schemas.schedules import SchedulePublic
 from domain.errors import NotFound
 from domain.tasks import TaskState
 
 T = TypeVar("T")
 STATIC = Path(__file__).parent / "static"
 COOKIE_MAX_AGE_S = 12 * 3600
+SCHEDULES_SHOWN = 200
+DEAD_LETTERS_SHOWN = 20
 
 router = APIRouter(prefix=PATH, include_in_schema=False)
 
@@ -85,6 +89,16 @@ def task_page(task_id: UUID, _: Viewer) -> HTMLResponse:
 @router.get("/bots")
 def bots_page(_: Viewer) -> HTMLResponse:
     return HTMLResponse(page("bots", "Bots"))
+
+
+@router.get("/schedules")
+def schedules_page(_: Viewer) -> HTMLResponse:
+    return HTMLResponse(page("schedules", "Schedules"))
+
+
+@router.get("/messages")
+def messages_page(_: Viewer) -> HTMLResponse:
+    return HTMLResponse(page("messages", "Messages"))
 
 
 # -- data -----------------------------------------------------------------------------
@@ -163,6 +177,34 @@ def bots_data(_: Viewer, ctx: Ctx) -> dict[str, Any]:
             for b in ctx.fleet.list()
             if b.state not in ("lost", "deregistered")
         ]
+    }
+
+
+@router.get("/data/schedules")
+def schedules_data(_: Viewer, ctx: Ctx) -> dict[str, Any]:
+    """The schedules (the first ``SCHEDULES_SHOWN``), each with its runs by state."""
+    rows, more = ctx.schedules.list(None, limit=SCHEDULES_SHOWN, cursor=None)
+    runs = ctx.schedules.runs_by_state()
+    return {
+        "items": [
+            SchedulePublic.from_row(r).model_dump(mode="json")
+            | {"runs": runs.get(r.schedule_id, {})}
+            for r in rows
+            if r.state != "deleted"
+        ],
+        "more": more is not None,
+    }
+
+
+@router.get("/data/messages")
+def messages_data(_: Viewer, ctx: Ctx) -> dict[str, Any]:
+    """Messages by state and the newest dead letters (never a message's body)."""
+    dead = ctx.message_reads.dead_letters(DEAD_LETTERS_SHOWN)
+    return {
+        "by_state": ctx.message_reads.by_state(),
+        "dead_letters": [
+            MessagePublic.from_row(m).model_dump(mode="json", exclude={"body"}) for m in dead
+        ],
     }
 
 

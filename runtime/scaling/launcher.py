@@ -28,6 +28,7 @@ class BotTemplate:
     capabilities: Sequence[str]
     max_concurrency: int
     exec_command: str | None = None
+    messages: bool = False  # claims and acknowledges messages (``--messages``)
 
 
 class Launcher(Protocol):
@@ -89,6 +90,8 @@ class LocalProcessLauncher:
         ]
         if template.exec_command is not None:
             args += ["--exec", template.exec_command]
+        if template.messages:
+            args.append("--messages")
         proc = subprocess.Popen(args, env=self._env, start_new_session=True)
         with self._lock:
             self._procs[launch_id] = proc

@@ -110,3 +110,28 @@ def test_the_dashboard_needs_a_key(hive: Hive) -> None:
     assert wrong.status_code == 401
     bad = httpx.get(f"{hive.url}/dashboard/data/overview", cookies={"apiary_dashboard_key": "x"})
     assert bad.status_code == 401
+
+
+def test_schedules_and_dead_letters_appear_live(hive: Hive, browser: Any) -> None:
+    hive.start()
+    admin = hive.key("admin")
+    client = hive.client(admin)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, hive, admin)
+
+    page.goto(f"{hive.url}/dashboard/schedules")
+    page.wait_for_selector("#schedules")
+    body = {"name": "tick", "every_s": 1, "overlap": "allow_all", "template": {"type": "noop"}}
+    created = client.post("/v1/schedules", json=body)
+    assert created.status_code == 201, created.text
+    row = f"tr[data-schedule='{created.json()['id']}']"
+    page.wait_for_selector(f"{row} td[data-fired='2']", timeout=15_000)  # it fired, twice
+    assert "pending" in page.inner_text(row)  # its runs, waiting for a bot
+
+    page.click("nav a[href='/dashboard/messages']")
+    page.wait_for_selector("svg[aria-label='Messages by state']")
+    sent = client.post("/v1/messages", json={"to_capability": "nobody", "body": {}, "ttl_s": 1})
+    assert sent.status_code == 201, sent.text
+    page.wait_for_selector("#dead-letters td:has-text('undeliverable')", timeout=15_000)
+    assert sent.json()["items"][0]["id"][:8] in page.inner_text("#dead-letters")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-messages.png"), full_page=True)

@@ -11,6 +11,7 @@ from uuid import UUID
 from api.bootstrap import open_hive
 from api.settings import Settings
 from domain.bots import Bot
+from domain.messages import Message
 from domain.schedules import Schedule
 from domain.tasks import Task
 
@@ -26,6 +27,15 @@ def log_events(url: str) -> list[Any]:
                 return events
             events += [hive.mapper.to_domain_event(n) for n in page]
             start = page[-1].id + 1
+    finally:
+        hive.close()
+
+
+def log_end(url: str) -> int:
+    """The position of the last event in the log."""
+    hive = open_hive(url, Settings())
+    try:
+        return hive.recorder.max_notification_id() or 0
     finally:
         hive.close()
 
@@ -47,6 +57,49 @@ def double_holds(events: list[Any]) -> list[str]:
             holder[e.originator_id] = e.bot_id
         elif not isinstance(e, Task.Started):
             holder[e.originator_id] = None
+    return found
+
+
+def double_deliveries(events: list[Any]) -> list[str]:
+    """Messages delivered to a bot other than the one they were last routed to, or again
+    after their acknowledgement: must be none (either would be two recipients).
+
+    A message is held by the bot it was last routed to; only a re-route (its bot was lost)
+    moves it, so every delivery must name the bot of the latest ``Routed``.
+    """
+    routed: dict[UUID, UUID] = {}
+    acknowledged: set[UUID] = set()
+    found = []
+    for e in events:
+        if isinstance(e, Message.Routed):
+            routed[e.originator_id] = e.bot_id
+        elif isinstance(e, Message.Delivered):
+            if e.originator_id in acknowledged:
+                found.append(f"{e.originator_id} delivered to {e.bot_id} after its ack")
+            elif routed.get(e.originator_id) != e.bot_id:
+                found.append(f"{e.originator_id} delivered to {e.bot_id}, routed elsewhere")
+        elif isinstance(e, Message.Acknowledged):
+            acknowledged.add(e.originator_id)
+    return found
+
+
+def out_of_order(events: list[Any]) -> list[str]:
+    """Messages delivered before the one before them in their conversation (to the same
+    address) was acknowledged or dead: must be none."""
+    after: dict[UUID, UUID] = {}
+    finished: set[UUID] = set()
+    delivered: set[UUID] = set()
+    found = []
+    for e in events:
+        if isinstance(e, Message.Sent) and e.after is not None:
+            after[e.originator_id] = e.after
+        elif isinstance(e, (Message.Acknowledged, Message.DeadLettered)):
+            finished.add(e.originator_id)
+        elif isinstance(e, Message.Delivered) and e.originator_id not in delivered:
+            delivered.add(e.originator_id)
+            before = after.get(e.originator_id)
+            if before is not None and before not in finished:
+                found.append(f"{e.originator_id} delivered before {before} was done")
     return found
 
 

@@ -3,15 +3,20 @@
 Orchestration + Scaling: a backlog of mixed task types makes the autoscaler launch bots of
 the right pools, the tasks spread across them, and the fleet shrinks back to its minimum.
 Scaling + Scheduling: a schedule's tasks run on bots the autoscaler launched for them.
-Every scenario runs under concurrent submitters and checks the whole log afterwards: no
-task was ever held by two bots at once.
+Orchestration + Messaging: messages to a capability, a pool, a bot, and relayed by a task,
+reach the right bots through the hive. Scheduling + Dashboard: the dashboard shows a
+schedule's runs and their stage metrics. The whole workflow: submit -> orchestrate ->
+scale -> message -> schedule, and the dashboard shows every status.
+Every scenario runs under concurrent clients and checks the whole log afterwards: no task
+was ever held by two bots at once, no message delivered to two recipients or out of its
+conversation's order; and the dashboard's numbers equal those of views rebuilt from zero.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -19,13 +24,18 @@ from uuid import UUID
 import httpx
 import pytest
 
+from api.bootstrap import rebuild_views
+from api.settings import Settings
 from domain.bots import Bot
 from tests.e2e.harness import Hive
 from tests.integration.log_checks import (
+    double_deliveries,
     double_holds,
     every_second_schedule,
     fired_ticks,
+    log_end,
     log_events,
+    out_of_order,
     pools_of_bots,
     tick_faults,
 )
@@ -202,3 +212,329 @@ def test_scheduled_tasks_run_on_bots_the_autoscaler_launched(scaled_hive: Hive) 
     assert all(UUID(t["bot_id"]) in launched for t in runs), "ran on a launched coder"
     assert tick_faults(fired_ticks(events), every_s=1) == []
     assert double_holds(events) == []
+
+
+# -- Orchestration + Messaging, Scheduling + Dashboard, and the whole workflow -----------
+
+MESSAGING_POOLS = [
+    {**POOLS[0], "messages": True},
+    {
+        "name": "writers",
+        "capabilities": ["writing", "analysis", "message"],  # they relay `message` tasks
+        "min_bots": 2,
+        "max_bots": 2,
+        "max_concurrency": 4,
+        "messages": True,
+    },
+]
+
+
+@pytest.fixture
+def messaging_hive(db_url: str, tmp_path: Path) -> Iterator[Hive]:
+    h = Hive(
+        db_url=db_url,
+        home=tmp_path / "home",
+        settings={
+            "APIARY_POOLS": json.dumps(MESSAGING_POOLS),
+            "APIARY_SCALER_INTERVAL_S": "0.2",
+        },
+    )
+    yield h
+    h.stop()
+
+
+def in_parallel(clients: int, work: Callable[[int], None]) -> None:
+    """Run ``work(n)`` for n in 0..clients-1 on threads of their own; any failure fails
+    the caller, and every thread must end within the deadline (no deadlock)."""
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            work(n)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a client is still waiting after 120 s"
+    assert not errors, errors[0]
+
+
+def send(http: httpx.Client, **message: Any) -> list[dict[str, Any]]:
+    r = http.post("/v1/messages", json=message)
+    assert r.status_code == 201, r.text
+    return list(r.json()["items"])
+
+
+def conversation(http: httpx.Client, name: str) -> list[dict[str, Any]]:
+    r = http.get("/v1/messages", params={"conversation": name, "limit": 500})
+    assert r.status_code == 200, r.text
+    return list(r.json()["items"])
+
+
+def acknowledged(http: httpx.Client, names: list[str], count: int) -> list[dict[str, Any]]:
+    """Every message of the conversations, once ``count`` of them are all acknowledged."""
+    found = [m for name in names for m in conversation(http, name)]
+    done = len(found) == count and all(m["state"] == "acknowledged" for m in found)
+    return found if done else []
+
+
+def bots_by_pool(http: httpx.Client) -> dict[str, set[str]]:
+    pools: dict[str, set[str]] = {}
+    for b in http.get("/v1/bots").json()["items"]:
+        if b["state"] == "ready":
+            pools.setdefault(b["pool"], set()).add(b["id"])
+    return pools
+
+
+def test_messages_route_through_the_hive_to_the_right_bots(messaging_hive: Hive) -> None:
+    hive = messaging_hive.start()
+    client_key = hive.key("client")
+    client = hive.client(client_key)
+    writers = wait_for(
+        lambda: w if len(w := bots_by_pool(client).get("writers", set())) == 2 else None,
+        timeout=30,
+        what="the two writers",
+    )
+    one_writer = sorted(writers)[0]
+    relays: list[str] = []
+
+    def chatter(n: int) -> None:  # one client: every kind of address, and a relay task
+        with hive.client(client_key) as http:
+            for i in range(5):
+                send(http, to_capability="analysis", body={"i": i}, conversation=f"cap-{n}")
+                send(http, to_pool="writers", body={"i": i}, conversation=f"pool-{n}")
+                send(http, to_bot=one_writer, body={"i": i}, conversation=f"bot-{n}")
+            relay = {"to_capability": "writing", "body": {"n": n}, "conversation": f"relay-{n}"}
+            r = http.post("/v1/tasks", json={"type": "message", "payload": relay})
+            assert r.status_code == 201, r.text
+            relays.append(r.json()["id"])
+
+    in_parallel(4, chatter)
+    kinds = ("cap", "pool", "bot", "relay")
+    names = [f"{kind}-{n}" for kind in kinds for n in range(4)]
+    # 5 per capability/bot conversation, 5 x 2 copies per pool one, 1 per relay
+    found = wait_for(
+        lambda: acknowledged(client, names, 4 * (5 + 10 + 5 + 1)),
+        timeout=60,
+        what="every message acknowledged",
+    )
+    by_kind: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+    for m in found:
+        by_kind[m["conversation"].split("-")[0]].append(m)
+    assert all(m["bot_id"] in writers for m in by_kind["cap"])  # a capable bot, by the hive
+    assert {m["bot_id"] for m in by_kind["bot"]} == {one_writer}
+    for n in range(4):  # every writer got each pool message once
+        pool = [m for m in by_kind["pool"] if m["conversation"] == f"pool-{n}"]
+        copies = [(m["body"]["i"], m["bot_id"]) for m in pool]
+        assert sorted(copies) == sorted((i, w) for i in range(5) for w in writers)
+    relayed = {t["id"]: t for t in states(client, relays).values()}
+    assert all(t["state"] == "succeeded" for t in relayed.values()), relayed
+    assert {m["sender"] for m in by_kind["relay"]} <= {f"bot:{w}" for w in writers}
+
+    events = log_events(hive.db_url)
+    assert double_deliveries(events) == []
+    assert out_of_order(events) == []
+    assert double_holds(events) == []
+
+
+class Dashboard:
+    """What the dashboard shows, read as its pages read it: signed in with a key's cookie."""
+
+    PAGES = ("overview", "bots", "schedules", "messages")
+
+    def __init__(self, hive: Hive, key: str) -> None:
+        self.hive = hive
+        self.http = httpx.Client(base_url=hive.url, timeout=30)
+        signed_in = self.http.post("/dashboard/session", json={"key": key})
+        assert signed_in.status_code == 200, signed_in.text
+
+    def data(self, page: str) -> dict[str, Any]:
+        r = self.http.get(f"/dashboard/data/{page}")
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def settled(self) -> dict[str, Any]:
+        """Every page's numbers, once every view has applied the whole log (the log must
+        not move meanwhile). Health checks are live state, not views: left out."""
+
+        def read() -> dict[str, Any] | None:
+            end = log_end(self.hive.db_url)
+            shown = {page: self.data(page) for page in self.PAGES}
+            positions = shown["overview"].pop("positions")
+            shown["overview"].pop("checks")
+            caught_up = set(positions.values()) == {end} and log_end(self.hive.db_url) == end
+            return shown if caught_up else None
+
+        return wait_for(read, timeout=60, what="every view at the end of a still log")
+
+    def equals_a_rebuild(self) -> None:
+        """The dashboard's numbers now equal those of every view rebuilt from zero."""
+        before = self.settled()
+        rebuilt = rebuild_views(self.hive.db_url, Settings())
+        assert set(rebuilt.values()) == {log_end(self.hive.db_url)}, rebuilt
+        assert self.settled() == before
+
+
+def watch_dashboard(dashboard: Dashboard, stop: threading.Event) -> Callable[[int], None]:
+    """A client that keeps reading the dashboard's pages until ``stop`` (paced, a read
+    every 0.2 s): each read must succeed while the work goes on."""
+
+    def watch(_: int) -> None:
+        while not stop.is_set():
+            for page in Dashboard.PAGES:
+                dashboard.data(page)
+            stop.wait(0.2)
+
+    return watch
+
+
+def test_the_dashboard_shows_scheduled_work_and_equals_a_rebuild(scaled_hive: Hive) -> None:
+    hive = scaled_hive.start()
+    admin = hive.client(hive.key("admin"))
+    dashboard = Dashboard(hive, hive.key("client"))
+    template = {"type": "analysis", "payload": {"values": [1, 2, 3]}}
+    created = admin.post("/v1/schedules", json=every_second_schedule("minutely-stats", template))
+    assert created.status_code == 201, created.text
+    schedule_id = created.json()["id"]
+    specs = [{"type": "analysis", "payload": {"values": [i, i + 1]}} for i in range(200)]
+    stop = threading.Event()
+    watchers = threading.Thread(target=in_parallel, args=(2, watch_dashboard(dashboard, stop)))
+    watchers.start()  # two dashboard readers throughout
+    try:
+        submitted = submit_concurrently(hive.key("client"), hive.url, specs, submitters=4)
+
+        def runs() -> list[dict[str, Any]]:
+            page = admin.get("/v1/tasks", params={"schedule_id": schedule_id, "limit": 500})
+            return list(page.json()["items"])
+
+        wait_for(
+            lambda: sum(t["state"] == "succeeded" for t in runs()) >= 5,
+            timeout=60,
+            what="five scheduled runs done",
+        )
+        paused = admin.post(f"/v1/schedules/{schedule_id}/pause")
+        assert paused.status_code == 200, paused.text
+        wait_for(
+            lambda: (
+                all(t["state"] == "succeeded" for t in runs())
+                and all(t["state"] == "succeeded" for t in states(admin, submitted).values())
+            ),
+            timeout=60,
+            what="every run and submitted task done",
+        )
+    finally:
+        stop.set()
+        watchers.join(timeout=30)
+
+    shown = dashboard.settled()
+    scheduled = runs()
+    (schedule,) = shown["schedules"]["items"]
+    assert schedule["id"] == schedule_id and schedule["state"] == "paused"
+    assert schedule["fired"] == len(scheduled)
+    assert schedule["runs"] == {"succeeded": len(scheduled)}
+    total = len(scheduled) + len(submitted)
+    assert shown["overview"]["tasks_by_state"] == {"succeeded": total}
+    (analysis,) = shown["overview"]["stages"]["items"]
+    assert analysis["type"] == "analysis"
+    assert {s["count"] for s in analysis["stages"].values()} == {total}
+    assert sum(m["succeeded"] for m in shown["overview"]["stages"]["minutes"]) == total
+    dashboard.equals_a_rebuild()
+
+    events = log_events(hive.db_url)
+    assert tick_faults(fired_ticks(events), every_s=1) == []
+    assert double_holds(events) == []
+
+
+def test_the_whole_workflow_under_concurrent_clients(messaging_hive: Hive) -> None:
+    """Submit -> orchestrate -> scale -> message -> schedule, from four clients at once
+    while two more watch the dashboard; then the dashboard shows every status, equals a
+    rebuild, and the log shows nothing held or delivered twice."""
+    hive = messaging_hive.start()
+    client_key, admin = hive.key("client"), hive.client(hive.key("admin"))
+    client = hive.client(client_key)
+    dashboard = Dashboard(hive, client_key)
+    wait_for(lambda: len(bots_by_pool(client).get("writers", ())) == 2, what="two writers")
+    template = {"type": "analysis", "payload": {"values": [3, 1, 2]}}
+    created = admin.post("/v1/schedules", json=every_second_schedule("stats", template))
+    assert created.status_code == 201, created.text
+    schedule_id = created.json()["id"]
+    submitted: list[str] = []
+
+    def work(n: int) -> None:  # one client: code for the coders, and messages
+        with hive.client(client_key) as http:
+            code = [{"type": "code", "payload": {"source": f"v{n}_{i} = {i}\n"}} for i in range(50)]
+            for i in range(0, 50, 25):
+                r = http.post("/v1/tasks/batch", json={"tasks": code[i : i + 25]})
+                assert r.status_code == 201, r.text
+                submitted.extend(t["task"]["id"] for t in r.json()["items"])
+            relay = {"to_capability": "code", "body": {"n": n}, "conversation": f"relay-{n}"}
+            r = http.post("/v1/tasks", json={"type": "message", "payload": relay})
+            assert r.status_code == 201, r.text
+            submitted.append(r.json()["id"])
+            for i in range(3):
+                send(http, to_pool="writers", body={"i": i}, conversation=f"pool-{n}")
+                send(http, to_capability="analysis", body={"i": i}, conversation=f"cap-{n}")
+
+    stop = threading.Event()
+    watchers = threading.Thread(target=in_parallel, args=(2, watch_dashboard(dashboard, stop)))
+    watchers.start()
+    try:
+        in_parallel(4, work)
+        names = [f"{kind}-{n}" for kind in ("relay", "pool", "cap") for n in range(4)]
+        messages = wait_for(
+            lambda: acknowledged(client, names, 4 * (1 + 3 * 2 + 3)),
+            timeout=90,
+            what="every message acknowledged (the relays' by launched coders)",
+        )
+
+        def runs() -> list[dict[str, Any]]:
+            page = admin.get("/v1/tasks", params={"schedule_id": schedule_id, "limit": 500})
+            return list(page.json()["items"])
+
+        wait_for(lambda: len(runs()) >= 3, timeout=60, what="three scheduled runs")
+        assert admin.post(f"/v1/schedules/{schedule_id}/pause").status_code == 200
+        wait_for(
+            lambda: (
+                all(t["state"] == "succeeded" for t in states(admin, submitted).values())
+                and all(t["state"] == "succeeded" for t in runs())
+            ),
+            timeout=90,
+            what="every task and run done",
+        )
+        wait_for(
+            lambda: pool_bots(client)["coders"] == {},
+            timeout=60,
+            what="the coders stopped again",
+        )
+    finally:
+        stop.set()
+        watchers.join(timeout=30)
+
+    shown = dashboard.settled()
+    scheduled = runs()
+    total = len(submitted) + len(scheduled)
+    assert shown["overview"]["tasks_by_state"] == {"succeeded": total}
+    assert shown["overview"]["queue"] == []
+    stages = {
+        t["type"]: t["stages"]["end_to_end"]["count"] for t in shown["overview"]["stages"]["items"]
+    }
+    assert stages == {"code": 200, "message": 4, "analysis": len(scheduled)}
+    assert shown["messages"] == {"by_state": {"acknowledged": len(messages)}, "dead_letters": []}
+    (schedule,) = shown["schedules"]["items"]
+    assert schedule["runs"] == {"succeeded": len(scheduled)} and schedule["state"] == "paused"
+    assert {b["pool"] for b in shown["bots"]["items"]} == {"writers"}
+    events = log_events(hive.db_url)
+    pools = pools_of_bots(events)
+    relays = [m for m in messages if m["conversation"].startswith("relay-")]
+    assert {pools[UUID(m["bot_id"])] for m in relays} == {"coders"}  # launched to take them
+    dashboard.equals_a_rebuild()
+
+    events = log_events(hive.db_url)
+    assert double_holds(events) == []
+    assert double_deliveries(events) == []
+    assert out_of_order(events) == []
+    assert tick_faults(fired_ticks(events), every_s=1) == []

@@ -8,6 +8,7 @@ import orjson
 
 from domain.hive import Hive
 from domain.schedules import Schedule
+from domain.tasks import Task
 from projections.rows import ScheduleRow
 
 
@@ -40,6 +41,20 @@ class LogScheduleReads:
         wanted = [r for r in self.rows() if r.seq > after and state in (None, r.state)]
         page = wanted[:limit]
         return page, (f"s{page[-1].seq}" if len(wanted) > limit else None)
+
+    def runs_by_state(self) -> dict[UUID, dict[str, int]]:
+        notifications = self.hive.recorder.select_notifications(start=1, limit=1_000_000)
+        fired = [
+            e.originator_id
+            for e in map(self.hive.mapper.to_domain_event, notifications)
+            if isinstance(e, Task.Submitted) and e.schedule_id is not None
+        ]
+        runs: dict[UUID, dict[str, int]] = {}
+        for task in self.hive.load_many(Task, fired).values():
+            assert task.schedule_id is not None
+            by_state = runs.setdefault(task.schedule_id, {})
+            by_state[str(task.state)] = by_state.get(str(task.state), 0) + 1
+        return runs
 
     @staticmethod
     def _row(s: Schedule, seq: int, position: int) -> ScheduleRow:

@@ -308,6 +308,12 @@ class NoConversations:
     def conversation(self, name: str, *, limit: int, cursor: str | None) -> tuple[list[Any], None]:
         return [], None
 
+    def by_state(self) -> dict[str, int]:
+        return {}
+
+    def dead_letters(self, limit: int) -> list[Any]:
+        return []
+
 
 class UnscaledPools:
     """No pool has been sized yet and none has launched anything."""

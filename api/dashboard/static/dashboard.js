@@ -144,6 +144,26 @@ const render = {
       <th>success</th><th>current tasks</th><th>capabilities</th><th>version</th><th>why</th></tr>${rows ||
       `<tr><td colspan=9 class=muted>no live bots</td></tr>`}</table>`;
   },
+  async schedules(d) {
+    const runs = (r) => ORDER.filter((s) => r[s]).map((s) => `${state(s)} ${esc(r[s])}`).join(" ");
+    const rows = d.items.map((s) => `<tr data-schedule="${esc(s.id)}"><td>${esc(s.name)}</td>
+      <td>${state(s.state)}</td><td class="mono">${esc(s.cron ? `${s.cron} ${s.timezone}` : `every ${s.every_s} s`)}</td>
+      <td>${esc(s.template.type)}</td><td data-fired="${esc(s.fired)}">${esc(s.fired)}</td><td>${esc(s.skipped)}</td>
+      <td>${time(s.last_tick)}</td><td>${time(s.next_tick)}</td><td>${runs(s.runs)}</td></tr>`).join("");
+    return `<table id="schedules"><tr><th>schedule</th><th>state</th><th>when</th><th>type</th>
+      <th>fired</th><th>skipped</th><th>last tick</th><th>next tick</th><th>runs</th></tr>${rows ||
+      `<tr><td colspan=9 class=muted>no schedules</td></tr>`}</table>${d.more ? "<p class=muted>more not shown</p>" : ""}`;
+  },
+  async messages(d) {
+    const order = ["waiting", "routed", "delivered", "acknowledged", "dead"];
+    const dead = d.dead_letters.map((m) => `<tr><td class="mono">${short(m.id)}</td>
+      <td>${esc(m.to_capability ?? m.to_pool ?? short(m.to_bot))}</td><td>${esc(m.sender)}</td>
+      <td>${esc(m.conversation ?? "")}</td><td>${esc(m.dead_reason)}</td><td>${time(m.sent_at)}</td></tr>`).join("");
+    return `<div class="cards">${bars("Messages by state", order.map((s) => [s, d.by_state[s] || 0]), "#7a4fb5")}
+      <div class="card"><h2>Dead letters (newest)</h2><table id="dead-letters">
+      <tr><th>message</th><th>to</th><th>from</th><th>conversation</th><th>why</th><th>sent</th></tr>${dead ||
+        `<tr><td colspan=6 class=muted>none</td></tr>`}</table></div></div>`;
+  },
 };
 
 function dataUrl() {
