@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -203,7 +204,7 @@ def test_scheduled_tasks_run_on_bots_the_autoscaler_launched(scaled_hive: Hive) 
 
     runs = wait_for(scheduled_done, timeout=60, what="five scheduled runs done")
     wait_for(
-        lambda: all(t["state"] == "succeeded" for t in states(admin, submitted).values()),
+        lambda: all_succeeded(states(admin, submitted).values()),
         timeout=60,
         what="the submitted tasks done",
     )
@@ -331,8 +332,8 @@ def test_messages_route_through_the_hive_to_the_right_bots(messaging_hive: Hive)
         pool = [m for m in by_kind["pool"] if m["conversation"] == f"pool-{n}"]
         copies = [(m["body"]["i"], m["bot_id"]) for m in pool]
         assert sorted(copies) == sorted((i, w) for i in range(5) for w in writers)
-    relayed = {t["id"]: t for t in states(client, relays).values()}
-    assert all(t["state"] == "succeeded" for t in relayed.values()), relayed
+    relayed = states(client, relays)
+    assert len(relayed) == 4 and all_succeeded(relayed.values()), relayed
     assert {m["sender"] for m in by_kind["relay"]} <= {f"bot:{w}" for w in writers}
 
     events = log_events(hive.db_url)
@@ -379,9 +380,11 @@ class Dashboard:
         assert self.settled() == before
 
 
-def watch_dashboard(dashboard: Dashboard, stop: threading.Event) -> Callable[[int], None]:
-    """A client that keeps reading the dashboard's pages until ``stop`` (paced, a read
-    every 0.2 s): each read must succeed while the work goes on."""
+@contextmanager
+def watched(dashboard: Dashboard, readers: int = 2) -> Iterator[None]:
+    """Clients that keep reading the dashboard's pages (paced, a round every 0.2 s) while
+    the body runs: each read must succeed while the work goes on."""
+    stop = threading.Event()
 
     def watch(_: int) -> None:
         while not stop.is_set():
@@ -389,7 +392,43 @@ def watch_dashboard(dashboard: Dashboard, stop: threading.Event) -> Callable[[in
                 dashboard.data(page)
             stop.wait(0.2)
 
-    return watch
+    watchers = threading.Thread(target=in_parallel, args=(readers, watch))
+    watchers.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watchers.join(timeout=30)
+    assert not watchers.is_alive()
+
+
+def schedule_runs(http: httpx.Client, schedule_id: str) -> list[dict[str, Any]]:
+    page = http.get("/v1/tasks", params={"schedule_id": schedule_id, "limit": 500})
+    return list(page.json()["items"])
+
+
+def all_succeeded(tasks: Iterable[dict[str, Any]]) -> bool:
+    return all(t["state"] == "succeeded" for t in tasks)
+
+
+def pause_after(admin: httpx.Client, schedule_id: str, runs: int, others: list[str]) -> None:
+    """Once ``runs`` of the schedule's runs succeeded, pause it; wait until every run and
+    every one of ``others`` succeeded."""
+    wait_for(
+        lambda: sum(t["state"] == "succeeded" for t in schedule_runs(admin, schedule_id)) >= runs,
+        timeout=60,
+        what=f"{runs} scheduled runs done",
+    )
+    paused = admin.post(f"/v1/schedules/{schedule_id}/pause")
+    assert paused.status_code == 200, paused.text
+    wait_for(
+        lambda: (
+            all_succeeded(schedule_runs(admin, schedule_id))
+            and all_succeeded(states(admin, others).values())
+        ),
+        timeout=90,
+        what="every run and task done",
+    )
 
 
 def test_the_dashboard_shows_scheduled_work_and_equals_a_rebuild(scaled_hive: Hive) -> None:
@@ -401,37 +440,12 @@ def test_the_dashboard_shows_scheduled_work_and_equals_a_rebuild(scaled_hive: Hi
     assert created.status_code == 201, created.text
     schedule_id = created.json()["id"]
     specs = [{"type": "analysis", "payload": {"values": [i, i + 1]}} for i in range(200)]
-    stop = threading.Event()
-    watchers = threading.Thread(target=in_parallel, args=(2, watch_dashboard(dashboard, stop)))
-    watchers.start()  # two dashboard readers throughout
-    try:
+    with watched(dashboard):
         submitted = submit_concurrently(hive.key("client"), hive.url, specs, submitters=4)
-
-        def runs() -> list[dict[str, Any]]:
-            page = admin.get("/v1/tasks", params={"schedule_id": schedule_id, "limit": 500})
-            return list(page.json()["items"])
-
-        wait_for(
-            lambda: sum(t["state"] == "succeeded" for t in runs()) >= 5,
-            timeout=60,
-            what="five scheduled runs done",
-        )
-        paused = admin.post(f"/v1/schedules/{schedule_id}/pause")
-        assert paused.status_code == 200, paused.text
-        wait_for(
-            lambda: (
-                all(t["state"] == "succeeded" for t in runs())
-                and all(t["state"] == "succeeded" for t in states(admin, submitted).values())
-            ),
-            timeout=60,
-            what="every run and submitted task done",
-        )
-    finally:
-        stop.set()
-        watchers.join(timeout=30)
+        pause_after(admin, schedule_id, 5, submitted)
 
     shown = dashboard.settled()
-    scheduled = runs()
+    scheduled = schedule_runs(admin, schedule_id)
     (schedule,) = shown["schedules"]["items"]
     assert schedule["id"] == schedule_id and schedule["state"] == "paused"
     assert schedule["fired"] == len(scheduled)
@@ -479,10 +493,7 @@ def test_the_whole_workflow_under_concurrent_clients(messaging_hive: Hive) -> No
                 send(http, to_pool="writers", body={"i": i}, conversation=f"pool-{n}")
                 send(http, to_capability="analysis", body={"i": i}, conversation=f"cap-{n}")
 
-    stop = threading.Event()
-    watchers = threading.Thread(target=in_parallel, args=(2, watch_dashboard(dashboard, stop)))
-    watchers.start()
-    try:
+    with watched(dashboard):
         in_parallel(4, work)
         names = [f"{kind}-{n}" for kind in ("relay", "pool", "cap") for n in range(4)]
         messages = wait_for(
@@ -490,32 +501,11 @@ def test_the_whole_workflow_under_concurrent_clients(messaging_hive: Hive) -> No
             timeout=90,
             what="every message acknowledged (the relays' by launched coders)",
         )
-
-        def runs() -> list[dict[str, Any]]:
-            page = admin.get("/v1/tasks", params={"schedule_id": schedule_id, "limit": 500})
-            return list(page.json()["items"])
-
-        wait_for(lambda: len(runs()) >= 3, timeout=60, what="three scheduled runs")
-        assert admin.post(f"/v1/schedules/{schedule_id}/pause").status_code == 200
-        wait_for(
-            lambda: (
-                all(t["state"] == "succeeded" for t in states(admin, submitted).values())
-                and all(t["state"] == "succeeded" for t in runs())
-            ),
-            timeout=90,
-            what="every task and run done",
-        )
-        wait_for(
-            lambda: pool_bots(client)["coders"] == {},
-            timeout=60,
-            what="the coders stopped again",
-        )
-    finally:
-        stop.set()
-        watchers.join(timeout=30)
+        pause_after(admin, schedule_id, 3, submitted)
+        wait_for(lambda: pool_bots(client)["coders"] == {}, timeout=60, what="no coders again")
 
     shown = dashboard.settled()
-    scheduled = runs()
+    scheduled = schedule_runs(admin, schedule_id)
     total = len(submitted) + len(scheduled)
     assert shown["overview"]["tasks_by_state"] == {"succeeded": total}
     assert shown["overview"]["queue"] == []
