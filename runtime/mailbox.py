@@ -7,10 +7,16 @@ handed now, and the postman which have expired or need a (new) recipient; the Hi
 commands decide again from the log, so a mailbox that is behind only costs a wasted try.
 It rings ``listeners`` with the bots that have news: a message routed to them, or the
 message before one of theirs in a conversation finished.
+
+The postman's questions cost what they answer, not the size of the mailbox: expiries come
+from a heap (finished messages are dropped from it lazily), and the messages needing a
+recipient are the unrouted ones plus those held by bots that are no longer live.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -41,11 +47,14 @@ class Mail:
 
 
 class Mailbox:
-    def __init__(self) -> None:
+    def __init__(self, *, compact_slack: int = 1024) -> None:
+        self.compact_slack = compact_slack  # finished entries the expiry heap may hold
         self.lock = threading.RLock()
         self.mail: dict[UUID, Mail] = {}
         self.by_bot: defaultdict[UUID, set[UUID]] = defaultdict(set)
         self.next_of: dict[UUID, UUID] = {}  # a message -> the one waiting for it to finish
+        self.expiries: list[tuple[datetime, int, UUID]] = []  # a heap; may hold finished ones
+        self.unrouted: dict[UUID, None] = {}  # sent to a capability, no recipient yet (in order)
         self.listeners: list[Callable[[set[UUID]], None]] = []
 
     def load(self, conn: psycopg.Connection[Any]) -> int:
@@ -87,8 +96,7 @@ class Mailbox:
         mail.version = e.originator_version
         match e:
             case Message.Routed():
-                if mail.bot_id is not None:
-                    self._drop(mail)
+                self._drop(mail)
                 mail.state, mail.bot_id = "routed", e.bot_id
                 self.by_bot[e.bot_id].add(mail.message_id)
                 news.add(e.bot_id)
@@ -97,6 +105,7 @@ class Mailbox:
             case Message.Acknowledged() | Message.DeadLettered():
                 self._drop(mail)
                 del self.mail[mail.message_id]
+                self._compact()
                 waiting = self.next_of.pop(mail.message_id, None)
                 follower = None if waiting is None else self.mail.get(waiting)
                 if follower is not None and follower.bot_id is not None:
@@ -104,13 +113,18 @@ class Mailbox:
 
     def _put(self, mail: Mail) -> None:
         self.mail[mail.message_id] = mail
+        heapq.heappush(self.expiries, (mail.expires_at, mail.seq, mail.message_id))
         if mail.after is not None:
             self.next_of[mail.after] = mail.message_id
         if mail.bot_id is not None:
             self.by_bot[mail.bot_id].add(mail.message_id)
+        elif mail.to_capability is not None:
+            self.unrouted[mail.message_id] = None
 
     def _drop(self, mail: Mail) -> None:
+        """Take it from its recipient's (or the unrouted) set."""
         if mail.bot_id is None:
+            self.unrouted.pop(mail.message_id, None)
             return
         held = self.by_bot.get(mail.bot_id)
         if held is not None:
@@ -136,17 +150,31 @@ class Mailbox:
         return [m.message_id for m in sorted(ready, key=lambda m: m.seq)[:limit]]
 
     def expired(self, now: datetime, limit: int) -> list[UUID]:
+        """Unfinished messages whose TTL has passed, soonest expired first. They stay until
+        their dead letter is heard (the postman's command may fail and be tried again)."""
         with self.lock:
-            return [i for i, m in self.mail.items() if m.expires_at <= now][:limit]
+            self._forget_finished()
+            found: list[tuple[datetime, int, UUID]] = []
+            while self.expiries and len(found) < limit and self.expiries[0][0] <= now:
+                entry = heapq.heappop(self.expiries)
+                if entry[2] in self.mail:
+                    found.append(entry)
+            for entry in found:
+                heapq.heappush(self.expiries, entry)
+        return [message_id for _, _, message_id in found]
 
     def to_route(self, live: set[UUID], limit: int) -> list[tuple[UUID, str]]:
-        """Messages sent to a capability with no live recipient: (id, capability)."""
+        """Messages sent to a capability with no live recipient, oldest first:
+        (id, capability)."""
         with self.lock:
-            return [
-                (m.message_id, m.to_capability)
-                for m in self.mail.values()
-                if m.to_capability is not None and (m.bot_id is None or m.bot_id not in live)
-            ][:limit]
+            stranded = [i for bot, held in self.by_bot.items() if bot not in live for i in held]
+            found = [
+                m
+                for i in itertools.chain(self.unrouted, stranded)
+                if (m := self.mail[i]).to_capability is not None
+            ]
+            found.sort(key=lambda m: m.seq)
+            return [(m.message_id, m.to_capability) for m in found[:limit] if m.to_capability]
 
     def load_of(self, bot_id: UUID) -> int:
         """How many unfinished messages the bot has: the postman prefers the least loaded."""
@@ -156,4 +184,16 @@ class Mailbox:
     def next_wake(self) -> datetime | None:
         """The earliest expiry: when the postman has something to do at the latest."""
         with self.lock:
-            return min((m.expires_at for m in self.mail.values()), default=None)
+            self._forget_finished()
+            return self.expiries[0][0] if self.expiries else None
+
+    def _compact(self) -> None:
+        """Rebuild the expiry heap when finished messages are most of it (acknowledged
+        messages with long TTLs would otherwise pile up in it until they expire)."""
+        if len(self.expiries) > 2 * len(self.mail) + self.compact_slack:
+            self.expiries = [(m.expires_at, m.seq, m.message_id) for m in self.mail.values()]
+            heapq.heapify(self.expiries)
+
+    def _forget_finished(self) -> None:
+        while self.expiries and self.expiries[0][2] not in self.mail:
+            heapq.heappop(self.expiries)
