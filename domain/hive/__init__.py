@@ -45,4 +45,6 @@ class Hive(
     ScalingCommands,
     MessageCommands,
 ):
+    """The one eventsourcing Application of the hive: every room's commands."""
+
     name = "Hive"

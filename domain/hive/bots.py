@@ -18,6 +18,8 @@ from domain.tasks import Task
 
 
 class BotCommands(KeyCommands):
+    """On top of the keys room: a bot's registration issues its key in the same save."""
+
     def register_bot(
         self,
         *,
