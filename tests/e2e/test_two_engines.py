@@ -24,12 +24,14 @@ LOOPS = ("dispatcher", "reaper", "scheduler")
 
 
 def leaders(db_url: str) -> dict[str, list[int]]:
-    """Loop -> the OS pids of the processes holding its advisory lock (from the server)."""
+    """Loop -> the OS pids of the processes holding its advisory lock (from the server), in
+    this test's database only: other tests' hives may lead their loops on the same server."""
     with psycopg.connect(db_url) as conn:
         rows = conn.execute(
             "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
             "WHERE l.locktype = 'advisory' AND l.granted "
-            "AND a.application_name LIKE 'apiary-lead %%'"
+            "AND a.application_name LIKE 'apiary-lead %%' "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         ).fetchall()
     out: dict[str, list[int]] = {}
     for (name,) in rows:
