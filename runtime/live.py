@@ -39,7 +39,7 @@ from domain.hive import utc_now
 from domain.policies.aging import CEILING, Aging
 from domain.policies.routing import BotSlots, PendingTask
 from domain.tasks import Task
-from store.follower import LogFollower
+from store.follower import Pages
 
 log = logging.getLogger(__name__)
 
@@ -488,7 +488,7 @@ class LiveIndexFeed:
     def __init__(
         self,
         index: LiveIndex,
-        follower: LogFollower,
+        follower: Pages,
         decode: Callable[[Any], Any],
         observers: Iterable[Callable[[list[tuple[int, Any]]], None]] = (),
     ) -> None:
