@@ -241,7 +241,8 @@ class Node:
             )
             postman_wake = threading.Event()
             self.mailbox.listeners.append(lambda _: postman_wake.set())
-            self.index.listeners.append(lambda _: postman_wake.set())  # a bot came or went
+            # Not on every task event: only a bot coming or going changes who may get mail.
+            self.index.listeners.append(lambda c: postman_wake.set() if c.fleet else None)
             self.loops.append(
                 Loop(
                     "postman",
