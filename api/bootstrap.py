@@ -239,16 +239,15 @@ class Node:
                     self.scheduler.wait_hint,
                 )
             )
-            postman_wake = threading.Event()
-            self.mailbox.listeners.append(lambda _: postman_wake.set())
+            self.mailbox.listeners.append(lambda _: self.postman.wake.set())
             # Not on every task event: only a bot coming or going changes who may get mail.
-            self.index.listeners.append(lambda c: postman_wake.set() if c.fleet else None)
+            self.index.listeners.append(lambda c: self.postman.wake.set() if c.fleet else None)
             self.loops.append(
                 Loop(
                     "postman",
                     self.postman.run_once,
                     s.poll_interval_s,
-                    postman_wake,
+                    self.postman.wake,
                     self.postman.wait_hint,
                 )
             )
