@@ -55,7 +55,7 @@ from runtime.scaling.scaler import Autoscaler
 from runtime.scheduler import Scheduler
 from store.chain import EVENT_LOG_MIGRATIONS
 from store.database import eventsourcing_env
-from store.follower import LogFollower, RecentEvents
+from store.follower import RecentEvents
 from store.health import DatabaseGate, postgres_probe
 from store.history import History
 from store.leadership import Leadership
@@ -63,6 +63,7 @@ from store.liveness import LIVENESS_MIGRATIONS, Liveness
 from store.migrations import Migration
 from store.migrations import migrate as apply_migrations
 from store.recorder import APPEND_MIGRATIONS, HiveRecorder
+from store.shared_log import SharedLog
 
 if TYPE_CHECKING:
     from api.container import Container
@@ -172,14 +173,18 @@ class Node:
         ]
         if self.serves_engine:  # learning hears each event once, in log order, from the feed
             observers.append(self.performance.follow)
+        # One LISTEN connection and one reading of each stretch of the log for all the
+        # process's followers (the live index's feed and every view runner).
+        self.log = SharedLog(
+            self.recorder,
+            self.url,  # type: ignore[arg-type]
+            page_size=s.projection_page,
+            poll_interval=s.poll_interval_s,
+        )
         self.feed = LiveIndexFeed(
             self.index,
-            LogFollower(
-                self.recorder,
-                self.url,
-                page_size=s.projection_page,  # type: ignore[arg-type]
-                poll_interval=s.poll_interval_s,
-                topics=(*LIVE_TOPICS, *BOOK_TOPICS, *MAIL_TOPICS),
+            self.log.follower(
+                (*LIVE_TOPICS, *BOOK_TOPICS, *MAIL_TOPICS),
                 # With role "all" this process's own writes reach the index directly; the
                 # feed only confirms them, so it may take its time. Elsewhere it must not.
                 settle_s=0.005 if self.role == "all" else 0.0,
@@ -196,6 +201,7 @@ class Node:
                     self.url,  # type: ignore[arg-type]
                     page_size=s.projection_page,
                     poll_interval=s.poll_interval_s,
+                    shared=self.log,
                 )
                 for v in views(s)
             ]
@@ -233,15 +239,15 @@ class Node:
                     self.scheduler.wait_hint,
                 )
             )
-            postman_wake = threading.Event()
-            self.mailbox.listeners.append(lambda _: postman_wake.set())
-            self.index.listeners.append(lambda _: postman_wake.set())  # a bot came or went
+            self.mailbox.listeners.append(lambda _: self.postman.wake.set())
+            # Not on every task event: only a bot coming or going changes who may get mail.
+            self.index.listeners.append(lambda c: self.postman.wake.set() if c.fleet else None)
             self.loops.append(
                 Loop(
                     "postman",
                     self.postman.run_once,
                     s.poll_interval_s,
-                    postman_wake,
+                    self.postman.wake,
                     self.postman.wait_hint,
                 )
             )

@@ -21,7 +21,8 @@ from typing import Any, Protocol
 import psycopg
 from eventsourcing.persistence import Notification
 
-from store.follower import LogFollower, NotificationSource, Page
+from store.follower import LogFollower, NotificationSource, Page, Pages
+from store.shared_log import SharedLog
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,10 @@ class ProjectionRunner:
         page_size: int = 500,
         poll_interval: float = 1.0,
         retry_interval: float = 0.5,
+        shared: SharedLog | None = None,
     ) -> None:
+        """``shared``: the process's one reader of the log, when it has one; without it
+        the runner listens and reads for itself."""
         self.view = view
         self.source = source
         self.decode = decode
@@ -84,12 +88,14 @@ class ProjectionRunner:
         self.cursor = 0  # how far the runner has read (>= position)
         self.healthy = threading.Event()
         self.applied = threading.Condition()
+        # A shared log learns the view's topics now, before anyone reads for them.
+        self.shared = shared.follower(view.topics, settle_s=SETTLE_S) if shared else None
 
     # -- running ----------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         """Follow the log until ``stop``; reconnect and resume after any database failure."""
-        follower = LogFollower(
+        follower: Pages = self.shared or LogFollower(
             self.source,
             self.conninfo,
             page_size=self.page_size,
@@ -115,7 +121,7 @@ class ProjectionRunner:
                     stop.wait(self.retry_interval)
 
     def _follow(
-        self, conn: psycopg.Connection[Any], follower: LogFollower, stop: threading.Event
+        self, conn: psycopg.Connection[Any], follower: Pages, stop: threading.Event
     ) -> None:
         """Apply what concerns the view at once. A stretch of the log with nothing for it
         is only read past (``cursor``); the stored position catches up when the next page

@@ -39,7 +39,7 @@ from domain.hive import utc_now
 from domain.policies.aging import CEILING, Aging
 from domain.policies.routing import BotSlots, PendingTask
 from domain.tasks import Task
-from store.follower import LogFollower
+from store.follower import Pages
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,7 @@ class Changes:
     assigned_to: set[UUID] = field(default_factory=set)
     work: bool = False  # a task became pending, capacity was freed or a bot came
     finished_by: list[UUID] = field(default_factory=list)  # bots that finished a task
+    fleet: bool = False  # a bot came, went, or is ready again
 
 
 class LiveIndex:
@@ -296,7 +297,7 @@ class LiveIndex:
                 self.bots[e.originator_id] = LiveBot(
                     e.originator_id, frozenset(e.capabilities), e.max_concurrency, 1, pool=e.pool
                 )
-                changes.work = True
+                changes.work = changes.fleet = True
             return
         if bot is None or e.originator_version != bot.version + 1:
             return
@@ -304,14 +305,14 @@ class LiveIndex:
         match e:
             case Bot.Lost() | Bot.Deregistered():
                 del self.bots[bot.bot_id]
-                changes.work = True
+                changes.work = changes.fleet = True
             case Bot.Draining():
                 bot.state = "draining"
             case Bot.Quarantined():
                 bot.state = "quarantined"
             case Bot.Reinstated():
                 bot.state = "ready"
-                changes.work = True
+                changes.work = changes.fleet = True
 
     def _put(self, task: LiveTask) -> None:
         self.tasks[task.task_id] = task
@@ -488,7 +489,7 @@ class LiveIndexFeed:
     def __init__(
         self,
         index: LiveIndex,
-        follower: LogFollower,
+        follower: Pages,
         decode: Callable[[Any], Any],
         observers: Iterable[Callable[[list[tuple[int, Any]]], None]] = (),
     ) -> None:

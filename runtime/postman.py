@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
@@ -42,6 +43,7 @@ class Postman:
         self.index = index
         self.mailbox = mailbox
         self.clock = clock
+        self.wake = threading.Event()  # set by news for it; each round clears it first
         self._rounds = itertools.count(1)
 
     def send(self, spec: MessageSpec, cause: Cause) -> Committed[Message]:
@@ -67,6 +69,7 @@ class Postman:
 
     def run_once(self) -> int:
         """One round; returns how many messages it dead-lettered or routed."""
+        self.wake.clear()
         cause = Cause.engine(self.name, f"round-{next(self._rounds)}")
         done = 0
         expired = self.mailbox.expired(self.clock(), ROUND_LIMIT)

@@ -38,6 +38,19 @@ class NotificationSource(Protocol):
     def max_notification_id(self) -> int | None: ...
 
 
+class Pages(Protocol):
+    """What a follower of the log reads from: a ``LogFollower`` of its own, or its share of
+    a process's ``SharedLog`` (used as a context manager while following)."""
+
+    page_size: int
+
+    def __enter__(self) -> object: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def next_page(self, position: int) -> Page: ...
+
+
 class Wakeup:
     """A LISTEN connection on one channel; sets ``event`` and calls ``on_notify`` per message.
 
@@ -160,34 +173,37 @@ class LogFollower:
         return page
 
     def read(self, position: int) -> Page:
-        try:
-            if not self.topics:
-                items = list(
-                    self.source.select_notifications(
-                        position, self.page_size, inclusive_of_start=False
-                    )
-                )
-                return Page(items, items[-1].id if items else position)
-            head = self.source.max_notification_id() or 0
-            if head <= position:
-                return Page([], position)
-            items = list(
-                self.source.select_notifications(
-                    position,
-                    self.page_size,
-                    stop=head,
-                    topics=self.topics,
-                    inclusive_of_start=False,
-                )
-            )
-            full = len(items) == self.page_size
-            return Page(items, items[-1].id if full else head)
-        except (OperationalError, InterfaceError) as e:
-            log.warning(
-                "log unreadable; will retry",
-                extra={"action": "follow_retry", "error": type(e).__name__},
-            )
+        return read_page(self.source, position, self.page_size, self.topics or None)
+
+
+def read_page(
+    source: NotificationSource, position: int, page_size: int, topics: Sequence[str] | None
+) -> Page:
+    """The page after ``position``; an empty page at ``position`` when the log cannot be
+    read just now. ``topics`` None: the next notifications, whatever they are. Otherwise
+    the head is read first and only ``topics`` (every topic when empty) up to it, so a
+    page that is not full ends at the head (see ``LogFollower``), and a log that did not
+    move costs no page query."""
+    try:
+        if topics is None:
+            items = list(source.select_notifications(position, page_size, inclusive_of_start=False))
+            return Page(items, items[-1].id if items else position)
+        head = source.max_notification_id() or 0
+        if head <= position:
             return Page([], position)
+        items = list(
+            source.select_notifications(
+                position, page_size, stop=head, topics=topics, inclusive_of_start=False
+            )
+        )
+        full = len(items) == page_size
+        return Page(items, items[-1].id if full else head)
+    except (OperationalError, InterfaceError) as e:
+        log.warning(
+            "log unreadable; will retry",
+            extra={"action": "follow_retry", "error": type(e).__name__},
+        )
+        return Page([], position)
 
 
 class RecentEvents:

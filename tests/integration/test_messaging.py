@@ -15,7 +15,7 @@ from api.bootstrap import Node
 from api.settings import Settings
 from domain.cause import Cause
 from domain.errors import StaleDelivery
-from domain.hive import MessageSpec
+from domain.hive import MessageSpec, TaskSpec
 from domain.messages import Message, MessageState
 from projections.message_reads import MessageReads
 from tests.clock import FakeClock
@@ -169,3 +169,16 @@ def test_to_a_capability_nobody_has_yet_waits_then_is_routed_or_expires(
     clock.advance(timedelta(seconds=60))
     wait_for(lambda: state(node, never).state is MessageState.DEAD, what="expiry")
     assert state(node, never).dead_reason == "undeliverable: no bot took it"
+
+
+def test_the_postman_rests_until_mail_or_the_fleet_moves(node: Node) -> None:
+    """Each round clears its wake-up; task traffic is no news for it (it used to go round
+    and round, a leadership check each time, from the first bot on)."""
+    bot = register(node, ["chat"])
+    wait_for(lambda: not node.postman.wake.is_set(), what="the postman's round after a bot came")
+    node.hive.submit_tasks([TaskSpec("chat")] * 5, ALICE)
+    wait_for(lambda: len(node.index.held_by(bot)) == 1, what="a task assigned to the bot")
+    assert not node.postman.wake.is_set()
+    message = send(node, to_capability="chat")
+    assert state(node, message).bot_id == bot
+    wait_for(lambda: not node.postman.wake.is_set(), what="the postman's round after the mail")

@@ -21,7 +21,7 @@ from domain.policies.aging import Aging
 from domain.policies.routing import Assignment, RoutingConfig
 from domain.tasks import Task, TaskState
 from runtime.dispatcher import Dispatcher
-from runtime.live import LiveIndex
+from runtime.live import Changes, LiveIndex
 from runtime.performance import LivePerformance
 from tests.clock import FakeClock
 
@@ -270,3 +270,20 @@ def test_a_quarantined_bot_could_serve_but_a_draining_one_could_not(engine: Engi
     engine.dispatcher.run_once()
     assert len(flags(engine, first)) == 1, "a draining bot never takes new work again"
     assert engine.hive.get(Bot, held).state == "draining"
+
+
+def test_the_index_says_when_the_fleet_changed_and_task_traffic_does_not(engine: Engine) -> None:
+    """The postman wakes on ``Changes.fleet`` only: not once per task event under load."""
+    heard: list[Changes] = []
+    engine.index.listeners.append(heard.append)
+    bot = engine.bot(["code"], 4)
+    assert [c.fleet for c in heard] == [True]
+    engine.submit(TaskSpec("code"), 3)
+    engine.dispatcher.run_once()
+    engine.work_off(bot)
+    engine.hive.quarantine_bot(bot, "flaky", ALICE)
+    assert len(heard) > 1 and not any(c.fleet for c in heard[1:])
+    heard.clear()
+    engine.hive.reinstate_bot(bot, ALICE)
+    engine.hive.lose_bot(bot, [], "silence", ENGINE)
+    assert [c.fleet for c in heard] == [True, True]
