@@ -10,24 +10,16 @@ its data on that event). Both ends are read on this process's clock.
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from api.bootstrap import migrate
-from store.database import database_url
+from tests.bench.alone import run_alone
 from tests.bench.stats import percentile
 from tests.e2e.harness import Hive
 from tests.e2e.sse import DashboardStream
-from tests.pg import create_database, drop_database, unique_database_name
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def push_latency(hive: Hive, client: httpx.Client, key: str, count: int) -> dict[str, Any]:
@@ -54,22 +46,12 @@ def push_latency(hive: Hive, client: httpx.Client, key: str, count: int) -> dict
 
 def main() -> int:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 50
-    with database_url(os.environ, (REPO / ".apiary").resolve()) as server:
-        name = unique_database_name("apiary_bench_sse")
-        url = create_database(server, name)
-        home = Path(tempfile.mkdtemp(prefix="apiary-bench-sse-"))
-        try:
-            migrate(url)
-            hive = Hive(db_url=url, home=home, settings={"APIARY_LOG_LEVEL": "WARNING"}).start()
-            try:
-                key = hive.key("admin")
-                print(push_latency(hive, hive.client(key), key, count), flush=True)
-            finally:
-                hive.stop()
-        finally:
-            drop_database(server, name)
-            shutil.rmtree(home, ignore_errors=True)
-    return 0
+
+    def measure(hive: Hive) -> dict[str, Any]:
+        key = hive.key("admin")
+        return push_latency(hive, hive.client(key), key, count)
+
+    return run_alone("sse", measure)
 
 
 if __name__ == "__main__":
