@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from api.dashboard.mode import ModeWatch, checks_of
 from api.dashboard.stream import ViewBroadcast
 from api.settings import Settings
 from domain.hive import Hive, utc_now
@@ -257,6 +258,10 @@ class Node:
             self.schedule_positions = ViewPositions(self.pool, self.url, ("schedules",))
             self.broadcast = ViewBroadcast()  # the dashboard's live stream
             self.positions.listeners.append(self.broadcast.heard)
+            self.gate = DatabaseGate(postgres_probe(self.url))
+            self.mode_watch = ModeWatch(
+                lambda: checks_of(self, self.gate), self.broadcast.mode_changed
+            )
             self.stages = StageReads(self.pool)
 
     @property
@@ -286,6 +291,7 @@ class Node:
         if self.serves_api:
             self.positions.start()
             self.schedule_positions.start()
+            self._spawn("mode-watch", partial(self.mode_watch.run, self.stopping))
         log.info("node started", extra={"action": "node_started", "role": self.role})
         return self
 
@@ -393,7 +399,7 @@ class Node:
             liveness=self.liveness,
             readiness=self,
             keys=KeyRing(self.hive),
-            gate=DatabaseGate(postgres_probe(self.url)),
+            gate=self.gate,
             scaling=ScalingReads(self.pool),
             dashboard=DashboardReads(self.pool),
             history=History(self.pool, self.hive.mapper),

@@ -51,6 +51,8 @@ def test_a_task_is_seen_moving_through_its_states_without_a_reload(
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     sign_in(page, hive, admin)
     page.wait_for_selector("svg[aria-label='Tasks by state']")
+    page.wait_for_selector("#mode[data-mode='normal']")  # every check holds
+    assert page.inner_text("#mode-card .mode") == "normal"
 
     created = client.post(
         "/v1/tasks",
