@@ -38,6 +38,7 @@ from projections.scaling_reads import ScalingReads
 from projections.schedule_reads import ScheduleReads
 from projections.schema import VIEW_MIGRATIONS
 from projections.stage_reads import StageReads
+from projections.task_counts import COUNT_MIGRATIONS
 from runtime.claims import ClaimBoard
 from runtime.dispatcher import Dispatcher
 from runtime.live import TOPICS as LIVE_TOPICS
@@ -76,6 +77,7 @@ MIGRATIONS: list[Migration] = [
     *APPEND_MIGRATIONS,
     *VIEW_MIGRATIONS,
     *MESSAGE_MIGRATIONS,
+    *COUNT_MIGRATIONS,
     *LIVENESS_MIGRATIONS,
 ]
 
