@@ -15,8 +15,7 @@ from psycopg_pool import ConnectionPool
 
 BY_STATE = "SELECT state, sum(n)::bigint AS n FROM task_counts GROUP BY state"
 QUEUE = (
-    "SELECT type, priority, n FROM task_counts WHERE state = 'pending' "
-    "ORDER BY type, priority DESC"
+    "SELECT type, priority, n FROM task_counts WHERE state = 'pending' ORDER BY type, priority DESC"
 )
 FLEET = (
     "SELECT state, version_label, count(*) AS n FROM fleet_view "

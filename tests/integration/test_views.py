@@ -97,9 +97,7 @@ def test_views_show_every_state_and_equal_a_rebuild(db_url: str, hive: Hive) -> 
 
 
 COUNTS = "SELECT state, type, priority, n FROM task_counts ORDER BY 1, 2, 3"
-GROUPED = (
-    "SELECT state, type, priority, count(*) FROM tasks_view GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
-)
+GROUPED = "SELECT state, type, priority, count(*) FROM tasks_view GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
 
 
 def counts_and_grouped(url: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
