@@ -78,6 +78,7 @@ const failingList = (failing) => Object.entries(failing).map(([k, v]) => `${k}: 
 function showMode(m) {
   modeBadge.dataset.mode = m.mode;
   modeBadge.textContent = m.mode === "normal" ? "normal" : `degraded: ${failingList(m.failing)}`;
+  modeBadge.title = `the hive's mode: ${modeBadge.textContent}`;
   const card = document.getElementById("mode-card");
   if (card) card.outerHTML = modeCard(m);
 }
