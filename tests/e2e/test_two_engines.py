@@ -28,7 +28,7 @@ def leaders(db_url: str) -> dict[str, list[int]]:
     with psycopg.connect(db_url) as conn:
         rows = conn.execute(
             "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-            "WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database() "
+            "WHERE l.locktype = 'advisory' AND l.granted "
             "AND a.application_name LIKE 'apiary-lead %%'"
         ).fetchall()
     out: dict[str, list[int]] = {}
