@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from api.dashboard.mode import ModeWatch, checks_of
 from api.dashboard.stream import ViewBroadcast
 from api.settings import Settings
 from domain.hive import Hive, utc_now
@@ -37,6 +38,7 @@ from projections.scaling_reads import ScalingReads
 from projections.schedule_reads import ScheduleReads
 from projections.schema import VIEW_MIGRATIONS
 from projections.stage_reads import StageReads
+from projections.task_counts import COUNT_MIGRATIONS
 from runtime.claims import ClaimBoard
 from runtime.dispatcher import Dispatcher
 from runtime.live import TOPICS as LIVE_TOPICS
@@ -76,6 +78,7 @@ MIGRATIONS: list[Migration] = [
     *APPEND_MIGRATIONS,
     *VIEW_MIGRATIONS,
     *MESSAGE_MIGRATIONS,
+    *COUNT_MIGRATIONS,
     *LIVENESS_MIGRATIONS,
 ]
 
@@ -263,6 +266,10 @@ class Node:
             self.schedule_positions = ViewPositions(self.pool, self.url, ("schedules",))
             self.broadcast = ViewBroadcast()  # the dashboard's live stream
             self.positions.listeners.append(self.broadcast.heard)
+            self.gate = DatabaseGate(postgres_probe(self.url))
+            self.mode_watch = ModeWatch(
+                lambda: checks_of(self, self.gate), self.broadcast.mode_changed
+            )
             self.stages = StageReads(self.pool)
 
     @property
@@ -292,6 +299,7 @@ class Node:
         if self.serves_api:
             self.positions.start()
             self.schedule_positions.start()
+            self._spawn("mode-watch", partial(self.mode_watch.run, self.stopping))
         log.info("node started", extra={"action": "node_started", "role": self.role})
         return self
 
@@ -399,7 +407,7 @@ class Node:
             liveness=self.liveness,
             readiness=self,
             keys=KeyRing(self.hive),
-            gate=DatabaseGate(postgres_probe(self.url)),
+            gate=self.gate,
             scaling=ScalingReads(self.pool),
             dashboard=DashboardReads(self.pool),
             history=History(self.pool, self.hive.mapper),

@@ -1,8 +1,9 @@
 """What the dashboard's overview shows, read from the views (never from the events table).
 
-Counts come from the views' indexes: tasks by state (the ``(state, seq)`` index), the
-pending queue by type and priority, the fleet by state and version label, and the most
-recent failures (the newest entries of the ``(state, seq)`` index for ``failed``).
+Tasks by state and the pending queue by type and priority come from ``task_counts`` (a
+few rows the tasks view keeps with each page: no scan of ``tasks_view``); the fleet by
+state and version label from ``fleet_view``; the most recent failures from the newest
+entries of the ``(state, seq)`` index for ``failed``.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from typing import Any
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-BY_STATE = "SELECT state, count(*) AS n FROM tasks_view GROUP BY state"
+BY_STATE = "SELECT state, sum(n)::bigint AS n FROM task_counts GROUP BY state"
 QUEUE = (
-    "SELECT type, priority, count(*) AS n FROM tasks_view WHERE state = 'pending' "
-    "GROUP BY type, priority ORDER BY type, priority DESC"
+    "SELECT type, priority, n FROM task_counts WHERE state = 'pending' ORDER BY type, priority DESC"
 )
 FLEET = (
     "SELECT state, version_label, count(*) AS n FROM fleet_view "

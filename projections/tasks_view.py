@@ -2,7 +2,8 @@
 
 A page of events is folded per task in memory first (a task submitted, assigned, started
 and finished within one page becomes one INSERT), then written with one statement per
-kind of change: the cost per event falls as the page fills.
+kind of change: the cost per event falls as the page fills. The same page moves the
+counts per (state, type, priority) in ``task_counts`` (``projections/task_counts.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import psycopg
 from domain.aggregate import event_topics
 from domain.tasks import Task
 from projections.runner import Positioned
+from projections.task_counts import CountDeltas
 
 JSONB = frozenset({"payload", "result", "assignment", "unroutable"})
 
@@ -54,8 +56,10 @@ def _placeholder(column: str) -> str:
 INSERT = (
     f"INSERT INTO tasks_view ({', '.join(_INSERT_COLUMNS)}) "
     f"VALUES ({', '.join(_placeholder(c) for c in _INSERT_COLUMNS)}) "
-    "ON CONFLICT (task_id) DO NOTHING"
+    "ON CONFLICT (task_id) DO NOTHING RETURNING state, type, priority"
 )
+# What the updates of a page find before they change it: the keys their counts move from.
+BEFORE = "SELECT task_id, state, type, priority, version FROM tasks_view WHERE task_id = ANY(%s)"
 
 
 def _changes(event: Any) -> dict[str, Any]:
@@ -119,7 +123,7 @@ def _submitted(p: Positioned) -> dict[str, Any]:
 
 class TasksView:
     name = "tasks"
-    tables: tuple[str, ...] = ("tasks_view",)
+    tables: tuple[str, ...] = ("tasks_view", "task_counts")
     topics: tuple[str, ...] = event_topics(Task)
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
@@ -136,8 +140,18 @@ class TasksView:
             row.update(_changes(p.event))
             row["version"] = p.event.originator_version
             row["position"] = p.position
+        counts = CountDeltas()
         if inserts:
-            cur.executemany(INSERT, list(inserts.values()))
+            cur.executemany(INSERT, list(inserts.values()), returning=True)
+            for result in cur.results():
+                for state, type_, priority in result.fetchall():  # none if it was there
+                    counts.added((state, type_, priority))
+        if updates:
+            for task_id, state, type_, priority, version in cur.execute(BEFORE, (list(updates),)):
+                row = updates[task_id]
+                if "state" in row and version < row["version"]:  # as the UPDATE's guard
+                    counts.moved((state, type_, priority), row["state"])
+        counts.write(cur)
         by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in updates.values():
             by_shape.setdefault(tuple(sorted(row)), []).append(row)

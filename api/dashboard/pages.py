@@ -26,6 +26,7 @@ def page(name: str, title: str, *, subject: str = "") -> str:
 </head>
 <body data-page="{escape(name)}" data-subject="{escape(subject)}">
 <header><strong>Apiary</strong><nav>{links}</nav>
+<span id="mode" class="mode" data-mode="" title="the hive's mode"></span>
 <span id="live" class="live off" title="live updates">live</span></header>
 <main id="main"><p class="muted">Loading…</p></main>
 <script src="/dashboard/static/dashboard.js"></script>

@@ -20,6 +20,7 @@ from pydantic import Field
 
 from api.auth import principal_for
 from api.container import container_of
+from api.dashboard.mode import checks_of, mode_of
 from api.dashboard.pages import page, sign_in_page
 from api.dashboard.session import COOKIE, PATH, SignInNeeded, Viewer
 from api.deps import Ctx
@@ -107,7 +108,8 @@ def messages_page(_: Viewer) -> HTMLResponse:
 @router.get("/data/overview")
 def overview_data(_: Viewer, ctx: Ctx) -> dict[str, Any]:
     data = _wired(ctx.dashboard).overview()
-    data["checks"] = ctx.readiness.check()
+    data["checks"] = checks_of(ctx.readiness, ctx.gate)
+    data["mode"] = mode_of(data["checks"])  # also pushed on the stream as it changes
     stages = StagesPublic.build(ctx.stages.histograms(), ctx.stages.minutes(15, ctx.hive.clock()))
     data["stages"] = stages.model_dump(mode="json")  # the same numbers as /v1/metrics/stages
     return data

@@ -4,6 +4,10 @@ The view runners publish ``<view>:<position>`` on ``apiary_views`` after every p
 apply; this process hears them (one LISTEN connection for all pages) and wakes every
 open stream. A stream coalesces what it heard into one event per wake-up, so a burst of
 thousands of tasks costs each browser a handful of refreshes, not thousands.
+
+It also carries the hive's mode (``api/dashboard/mode.py``): a ``mode`` event when a stream
+opens and whenever the mode changes, with the mode itself as data, since a page cannot
+fetch it while the database is away.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 
@@ -23,35 +28,54 @@ class ViewBroadcast:
         self._lock = threading.Lock()
         self._streams: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self.positions: dict[str, int] = {}
+        self.mode: dict[str, Any] | None = None
 
     def heard(self, view: str, position: int) -> None:
         """From the LISTEN thread: remember, and wake every stream."""
         with self._lock:
             self.positions[view] = max(self.positions.get(view, 0), position)
+        self._wake()
+
+    def mode_changed(self, mode: dict[str, Any]) -> None:
+        """From the mode watch: remember, and wake every stream."""
+        with self._lock:
+            self.mode = mode
+        self._wake()
+
+    def _wake(self) -> None:
+        with self._lock:
             streams = list(self._streams)
         for loop, event in streams:
             with contextlib.suppress(RuntimeError):  # that loop has closed
                 loop.call_soon_threadsafe(event.set)
 
     async def events(self, closing: asyncio.Event | None = None) -> AsyncIterator[bytes]:
-        """One SSE stream: a ``views`` event whenever the views moved; a comment as a
-        keep-alive when nothing did for a while."""
+        """One SSE stream: a ``views`` event whenever the views moved, a ``mode`` event
+        when it opens and when the mode changed; a comment as a keep-alive when nothing
+        happened for a while."""
         woken = asyncio.Event()
         entry = (asyncio.get_running_loop(), woken)
         with self._lock:
             self._streams.add(entry)
         try:
             yield b"retry: 2000\n\n"
+            sent_mode: dict[str, Any] | None = None
+            sent_positions: dict[str, int] = {}
             while closing is None or not closing.is_set():
+                with self._lock:
+                    mode, positions = self.mode, dict(self.positions)
+                if mode is not None and mode != sent_mode:
+                    sent_mode = mode
+                    yield b"event: mode\ndata: " + orjson.dumps(mode) + b"\n\n"
+                if positions != sent_positions:
+                    sent_positions = positions
+                    yield b"event: views\ndata: " + orjson.dumps(positions) + b"\n\n"
                 try:
                     await asyncio.wait_for(woken.wait(), KEEPALIVE_S)
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
                 woken.clear()
-                with self._lock:
-                    data = orjson.dumps(self.positions)
-                yield b"event: views\ndata: " + data + b"\n\n"
         finally:
             with self._lock:
                 self._streams.discard(entry)

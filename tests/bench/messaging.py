@@ -9,25 +9,17 @@ message's history after the run. ``python -m tests.bench.messaging`` runs it alo
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-import tempfile
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 
-from api.bootstrap import migrate
-from store.database import database_url
+from tests.bench.alone import run_alone
 from tests.bench.stats import summary_ms
 from tests.e2e.harness import Hive, start_bot
-from tests.pg import create_database, drop_database, unique_database_name
 from tests.waiting import wait_for
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def message_latency(hive: Hive, client: httpx.Client, enrol: str, count: int) -> dict[str, Any]:
@@ -74,22 +66,11 @@ def message_latency(hive: Hive, client: httpx.Client, enrol: str, count: int) ->
 
 def main() -> int:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-    with database_url(os.environ, (REPO / ".apiary").resolve()) as server:
-        name = unique_database_name("apiary_bench_msg")
-        url = create_database(server, name)
-        home = Path(tempfile.mkdtemp(prefix="apiary-bench-msg-"))
-        try:
-            migrate(url)
-            hive = Hive(db_url=url, home=home, settings={"APIARY_LOG_LEVEL": "WARNING"}).start()
-            try:
-                client = hive.client(hive.key("admin"))
-                print(message_latency(hive, client, hive.key("bot"), count), flush=True)
-            finally:
-                hive.stop()
-        finally:
-            drop_database(server, name)
-            shutil.rmtree(home, ignore_errors=True)
-    return 0
+
+    def measure(hive: Hive) -> dict[str, Any]:
+        return message_latency(hive, hive.client(hive.key("admin")), hive.key("bot"), count)
+
+    return run_alone("msg", measure)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,17 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
+from store.database import url_with_database
 from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -143,3 +148,19 @@ def task(client: httpx.Client, task_id: str) -> dict[str, Any]:
         return {"state": None}
     response.raise_for_status()
     return response.json()  # type: ignore[no-any-return]
+
+
+@contextmanager
+def outage(db_url: str) -> Iterator[None]:
+    """A real database outage: the server refuses the database's connections and drops
+    the open ones until the block ends."""
+    name = conninfo_to_dict(db_url)["dbname"]
+    with psycopg.connect(url_with_database(db_url, "postgres"), autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        try:
+            yield
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')

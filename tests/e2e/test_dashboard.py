@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import REPO, Hive, start_bot
+from tests.e2e.harness import REPO, Hive, outage, start_bot
 
 pytestmark = pytest.mark.e2e
 
@@ -51,6 +51,8 @@ def test_a_task_is_seen_moving_through_its_states_without_a_reload(
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     sign_in(page, hive, admin)
     page.wait_for_selector("svg[aria-label='Tasks by state']")
+    page.wait_for_selector("#mode[data-mode='normal']")  # every check holds
+    assert page.inner_text("#mode-card .mode") == "normal"
 
     created = client.post(
         "/v1/tasks",
@@ -96,6 +98,21 @@ def test_a_task_is_seen_moving_through_its_states_without_a_reload(
     page.goto(f"{hive.url}/dashboard")
     page.wait_for_selector("svg[aria-label='Tasks by state']")
     page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
+
+
+def test_the_page_shows_the_mode_degraded_during_an_outage_without_a_reload(
+    hive: Hive, browser: Any
+) -> None:
+    hive.start()
+    page = browser.new_page()
+    sign_in(page, hive, hive.key("client"))
+    page.wait_for_selector("#mode[data-mode='normal']", timeout=10_000)
+    page.evaluate("window.sameDocument = true")
+    with outage(hive.db_url):  # the page cannot fetch now: the stream brings the mode
+        page.wait_for_selector("#mode[data-mode='degraded']", timeout=20_000)
+        assert "database" in page.inner_text("#mode")
+    page.wait_for_selector("#mode[data-mode='normal']", timeout=30_000)
+    assert page.evaluate("window.sameDocument") is True
 
 
 def test_the_dashboard_needs_a_key(hive: Hive) -> None:

@@ -5,33 +5,14 @@ connections and drops the open ones."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
-import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict
 
-from store.database import url_with_database
-from tests.e2e.harness import Hive
+from tests.e2e.harness import Hive, outage
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-@contextmanager
-def outage(db_url: str) -> Iterator[None]:
-    name = conninfo_to_dict(db_url)["dbname"]
-    with psycopg.connect(url_with_database(db_url, "postgres"), autocommit=True) as admin:
-        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-        )
-        try:
-            yield
-        finally:
-            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
 
 def submit(client: httpx.Client) -> tuple[httpx.Response, float]:

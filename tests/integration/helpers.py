@@ -12,6 +12,7 @@ from domain.hive import Hive
 
 VIEW_TABLES = (
     "tasks_view",
+    "task_counts",
     "fleet_view",
     "schedules_view",
     "bot_performance_view",

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from typing import Any
 from uuid import uuid4
 
 import psycopg
@@ -93,6 +94,34 @@ def test_views_show_every_state_and_equal_a_rebuild(db_url: str, hive: Hive) -> 
     assert bots == {"b1": "lost", "b2": "deregistered"}
     rebuild_views(db_url, Settings())
     assert snapshot(db_url) == incremental
+
+
+COUNTS = "SELECT state, type, priority, n FROM task_counts ORDER BY 1, 2, 3"
+GROUPED = "SELECT state, type, priority, count(*) FROM tasks_view GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+
+
+def counts_and_grouped(url: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(COUNTS).fetchall(), conn.execute(GROUPED).fetchall()
+
+
+@pytest.mark.parametrize("page", [7, 500])  # moves across pages; folded within one
+def test_task_counts_equal_a_group_by_over_the_view_and_after_a_rebuild(
+    db_url: str, hive: Hive, page: int
+) -> None:
+    tasks = runner(db_url, hive, "tasks", page=page)
+    busy_history(hive, 60)
+    tasks.catch_up()
+    counts, grouped = counts_and_grouped(db_url)
+    assert counts == grouped
+    assert {state for state, *_ in counts} == {"pending", "succeeded", "failed", "cancelled"}
+    more = hive.submit_tasks([TaskSpec("code", priority=9)] * 5, ALICE).items
+    hive.cancel_task(more[0].task.id, "changed my mind", ALICE)
+    tasks.catch_up()
+    counts, grouped = counts_and_grouped(db_url)
+    assert counts == grouped
+    rebuild_views(db_url, Settings(), "tasks")
+    assert counts_and_grouped(db_url) == (counts, grouped)
 
 
 def test_runner_follows_live_writes_and_readers_can_wait_for_them(db_url: str, hive: Hive) -> None:

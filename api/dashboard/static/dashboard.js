@@ -1,10 +1,12 @@
 "use strict";
 // Renders the page named by <body data-page> from /dashboard/data/..., and again whenever
-// /dashboard/stream says the views moved (coalesced: at most one fetch in flight).
+// /dashboard/stream says the views moved (coalesced: at most one fetch in flight). The
+// hive's mode comes with the overview's data and, as it changes, on the stream itself.
 
 const body = document.body;
 const main = document.getElementById("main");
 const live = document.getElementById("live");
+const modeBadge = document.getElementById("mode");
 
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => (
   {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
@@ -72,6 +74,20 @@ function throughput(minutes) {
     <text x="0" y="${h - 2}">-15 min</text><text x="${w - 30}" y="${h - 2}">now</text></svg></div>`;
 }
 
+const failingList = (failing) => Object.entries(failing).map(([k, v]) => `${k}: ${v}`).join("; ");
+function showMode(m) {
+  modeBadge.dataset.mode = m.mode;
+  modeBadge.textContent = m.mode === "normal" ? "normal" : `degraded: ${failingList(m.failing)}`;
+  modeBadge.title = `the hive's mode: ${modeBadge.textContent}`;
+  const card = document.getElementById("mode-card");
+  if (card) card.outerHTML = modeCard(m);
+}
+const modeCard = (m) => `<div class="card" id="mode-card"><h2>Mode</h2>
+  <p><span class="mode" data-mode="${esc(m.mode)}">${esc(m.mode)}</span></p>
+  ${Object.keys(m.failing).length ? `<table id="failing"><tr><th>failing check</th><th>says</th></tr>${
+    Object.entries(m.failing).map(([k, v]) => `<tr data-check="${esc(k)}"><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join("")}</table>`
+    : `<p class="muted">every check holds</p>`}</div>`;
+
 const ORDER = ["pending", "assigned", "running", "succeeded", "failed", "cancelled"];
 
 const render = {
@@ -86,7 +102,9 @@ const render = {
     const failures = d.recent_failures.map((f) =>
       `<tr><td><a href="/dashboard/tasks/${esc(f.task_id)}">${short(f.task_id)}</a></td>
        <td>${esc(f.type)}</td><td>${esc(f.error)}</td><td>${time(f.finished_at)}</td></tr>`).join("");
+    showMode(d.mode);
     return `<div class="cards">
+      ${modeCard(d.mode)}
       ${bars("Tasks by state", states, "#2c6ebd")}
       ${bars("Queue depth by type (pending)", Object.entries(byType), "#d98e04")}
       ${throughput(d.stages.minutes)}
@@ -192,4 +210,5 @@ const source = new EventSource("/dashboard/stream");
 source.onopen = () => { live.className = "live on"; };
 source.onerror = () => { live.className = "live off"; };
 source.addEventListener("views", refresh);
+source.addEventListener("mode", (e) => showMode(JSON.parse(e.data)));
 refresh();

@@ -1,0 +1,36 @@
+"""Running one benchmark by itself: a fresh migrated database, one `apiary serve` on it,
+the measurement, its result printed; everything removed afterwards."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from api.bootstrap import migrate
+from store.database import database_url
+from tests.e2e.harness import Hive
+from tests.pg import create_database, drop_database, unique_database_name
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_alone(name: str, measure: Callable[[Hive], Any]) -> int:
+    with database_url(os.environ, (REPO / ".apiary").resolve()) as server:
+        db = unique_database_name(f"apiary_bench_{name}")
+        url = create_database(server, db)
+        home = Path(tempfile.mkdtemp(prefix=f"apiary-bench-{name}-"))
+        try:
+            migrate(url)
+            hive = Hive(db_url=url, home=home, settings={"APIARY_LOG_LEVEL": "WARNING"}).start()
+            try:
+                print(measure(hive), flush=True)
+            finally:
+                hive.stop()
+        finally:
+            drop_database(server, db)
+            shutil.rmtree(home, ignore_errors=True)
+    return 0
