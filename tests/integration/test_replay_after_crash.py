@@ -8,7 +8,8 @@ them at once), and with crashes between the steps:
 * the writer crashes: its Hive is closed and a new one opened; state comes from the log only;
 * a view runner crashes mid catch-up, between two pages, and another one resumes later;
 * a view runner crashes inside a page (after the view's statements, before the commit);
-* the live index restarts from the views (which may be behind, each by its own amount);
+* the live index and the mailbox restart from the views (which may be behind, each by its
+  own amount);
 * the views are run to the head of the log.
 
 Every few steps, and at the end: a fresh Hive loads what the model says; the views, caught
@@ -37,6 +38,8 @@ from domain.messages import Message
 from domain.tasks import Task
 from projections.runner import Positioned, ProjectionRunner, View, read_position
 from runtime.live import LiveIndex
+from runtime.mailbox import TOPICS as MAIL_TOPICS
+from runtime.mailbox import Mailbox
 from store.audit import verify_chain
 from tests.integration.helpers import snapshot
 from tests.pg import create_database, drop_database, unique_database_name
@@ -181,11 +184,24 @@ class CrashMachine(HiveMachine):
             assert self.view_position(name) == self.head()
 
     def restart_the_live_index_from_the_views(self) -> None:
-        """A node starts: its index is loaded from the views, wherever they are."""
+        """A node starts: its index and its mailbox are loaded from the views, wherever
+        they are, the mailbox brought up to where the index's feed will start (as
+        ``bootstrap.Node`` does)."""
         self.index = LiveIndex()
+        self.mailbox = Mailbox()
         with psycopg.connect(self.url) as conn:
             position = self.index.load(conn)
-        assert position <= self.head()
+            mail_position = self.mailbox.load(conn)
+        assert position <= self.head() and mail_position <= self.head()
+        if mail_position < position:
+            notes = self.hive.recorder.select_notifications(
+                mail_position,
+                EVERYTHING,
+                stop=position,
+                topics=MAIL_TOPICS,
+                inclusive_of_start=False,
+            )
+            self.mailbox.apply([(n.id, self.hive.mapper.to_domain_event(n)) for n in notes])
 
     # -- the views and the chain ------------------------------------------------------------
 

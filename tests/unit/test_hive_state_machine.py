@@ -65,6 +65,7 @@ from domain.tasks import Task, TaskState
 from runtime.live import TOPICS as LIVE_TOPICS
 from runtime.live import LiveIndex
 from runtime.mailbox import TOPICS as MAIL_TOPICS
+from runtime.mailbox import Mailbox
 from tests.clock import FakeClock
 from tests.unit.message_model import (
     OPEN,
@@ -338,6 +339,8 @@ class HiveMachine(RuleBasedStateMachine):
         self.events = 0  # how many events the log must hold
         self.tokens: dict[UUID, int] = {}  # the highest fencing token seen, per task
         self.index = LiveIndex()
+        self.mailbox = Mailbox()  # fed like the index: the Hive's listener, the follower
+        self.sent: dict[UUID, int] = {}  # message -> log position of its sending
         self.lagging = False  # the index's follower is behind: compare once it caught up
         self.elsewhere = False  # commands come from another process: not applied at once
         self.hive.listeners.append(self.written_here)
@@ -458,6 +461,7 @@ class HiveMachine(RuleBasedStateMachine):
         """A node's live index hears of its own process's writes at once (a Hive listener)."""
         if not self.elsewhere:
             self.index.apply(recorded)
+            self.mailbox.apply(recorded)
 
     def where(self, data: st.DataObject) -> None:
         """While the index lags, a command may come from another node: its follower only
@@ -846,6 +850,9 @@ class HiveMachine(RuleBasedStateMachine):
             events += 1 + (model.state is not MessageState.WAITING)
             assert message_fields(message) == model.fields()
             self.messages[message.id] = model
+            self.sent[message.id] = next(
+                p for p, e in committed.recorded if e.originator_id == message.id
+            )
         event(f"send message to a {how}: {committed.items[0].state}")
         self.accepted("send message", committed, events)
 
@@ -953,6 +960,7 @@ class HiveMachine(RuleBasedStateMachine):
             events = [(n.id, self.hive.mapper.to_domain_event(n)) for n in notes]
             if events:
                 self.index.apply(events, position=end)
+                self.mailbox.apply(events)
                 self.hive.observe(events)
             else:
                 self.index.position = max(self.index.position, end)
@@ -1088,6 +1096,42 @@ class HiveMachine(RuleBasedStateMachine):
         live = self.live_bots()
         assert set(self.index.live_bots()) == set(live)
         assert self.index.orphans() == {b: sorted(ts) for b, ts in held.items() if b not in live}
+
+    @invariant()
+    def the_mailbox_agrees_with_the_model(self) -> None:
+        """The engine's mailbox (fed as the live index is) holds the unfinished messages, and
+        offers each bot's claim what the model says it may have now, oldest first."""
+        if self.lagging:
+            return
+        self.follow(page=3)
+        unfinished = {i: m for i, m in self.messages.items() if m.state in OPEN}
+        assert {
+            i: (mail.state, mail.bot_id, mail.visible_until, mail.after, mail.expires_at)
+            for i, mail in self.mailbox.mail.items()
+        } == {
+            i: (str(m.state), m.bot_id, m.visible_until, m.after, m.expires_at)
+            for i, m in unfinished.items()
+        }
+        now = self.clock()
+        for bot_id in [*self.bots, GHOST]:
+            ready = [
+                i
+                for i, m in unfinished.items()
+                if deliverable(m, bot_id, now) and (m.after is None or m.after not in unfinished)
+            ]
+            assert self.mailbox.for_bot(bot_id, now, EVERYTHING) == sorted(ready, key=self.sent.get)
+            assert self.mailbox.load_of(bot_id) == sum(
+                m.bot_id == bot_id for m in unfinished.values()
+            )
+        assert set(self.mailbox.expired(now, EVERYTHING)) == {
+            i for i, m in unfinished.items() if now >= m.expires_at
+        }
+        live = set(self.live_bots())
+        assert set(self.mailbox.to_route(live, EVERYTHING)) == {
+            (i, m.to_capability)
+            for i, m in unfinished.items()
+            if m.to_capability is not None and m.bot_id not in live
+        }
 
 
 class TestHiveMachine(HiveMachine.TestCase):  # type: ignore[valid-type,misc]
