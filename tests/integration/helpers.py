@@ -6,22 +6,9 @@ from typing import Any
 
 import psycopg
 
-from api.bootstrap import open_hive
+from api.bootstrap import open_hive, views
 from api.settings import Settings
 from domain.hive import Hive
-
-VIEW_TABLES = (
-    "tasks_view",
-    "task_counts",
-    "fleet_view",
-    "schedules_view",
-    "bot_performance_view",
-    "bot_performance_runs",
-    "stage_open_tasks",
-    "stage_histograms",
-    "stage_totals",
-    "stage_minutes",
-)
 
 
 def hive_on(url: str, **settings: Any) -> Hive:
@@ -29,11 +16,11 @@ def hive_on(url: str, **settings: Any) -> Hive:
 
 
 def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every view, in a stable order, with the views' positions."""
+    """Every row of every view, in a stable order, with the views' positions: the tables
+    of all the views the engine runs (``views()``), so that a new view is compared too."""
+    tables = [t for v in views() for t in v.tables]
     with psycopg.connect(url) as conn:
-        out = {
-            t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in VIEW_TABLES
-        }
+        out = {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
         out["positions"] = conn.execute(
             "SELECT view, position FROM projection_positions ORDER BY view"
         ).fetchall()

@@ -8,13 +8,14 @@ them at once), and with crashes between the steps:
 * the writer crashes: its Hive is closed and a new one opened; state comes from the log only;
 * a view runner crashes mid catch-up, between two pages, and another one resumes later;
 * a view runner crashes inside a page (after the view's statements, before the commit);
-* the live index restarts from the views (which may be behind, each by its own amount);
+* the live index and the mailbox restart from the views (which may be behind, each by its
+  own amount);
 * the views are run to the head of the log.
 
 Every few steps, and at the end: a fresh Hive loads what the model says; the views, caught
-up incrementally across all those crashes, equal a rebuild from zero and show every task
-and bot in the model's state; the hash chain verifies and holds exactly the events
-recorded.
+up incrementally across all those crashes, equal a rebuild from zero (every table of every
+view, ``helpers.snapshot``) and show every task, bot and message in the model's state; the
+hash chain verifies and holds exactly the events recorded.
 """
 
 from __future__ import annotations
@@ -33,12 +34,16 @@ from api.bootstrap import hive_env, rebuild_views, views
 from api.settings import Settings
 from domain.bots import Bot
 from domain.hive import Hive
+from domain.messages import Message
 from domain.tasks import Task
 from projections.runner import Positioned, ProjectionRunner, View, read_position
 from runtime.live import LiveIndex
+from runtime.mailbox import TOPICS as MAIL_TOPICS
+from runtime.mailbox import Mailbox
 from store.audit import verify_chain
 from tests.integration.helpers import snapshot
 from tests.pg import create_database, drop_database, unique_database_name
+from tests.unit.message_model import message_fields
 from tests.unit.test_hive_state_machine import EVERYTHING, HiveMachine, task_fields
 
 SETTINGS = Settings(db_pool_size=2, projection_page=7)
@@ -132,7 +137,7 @@ class CrashMachine(HiveMachine):
                 "nothing: the views run to the head",
             ]
         ),
-        view=st.sampled_from(["tasks", "fleet", "performance"]),
+        view=st.sampled_from(["tasks", "fleet", "performance", "messages"]),
         page=st.integers(1, 5),
     )
     def crash(self, data: st.DataObject, what: str, view: str, page: int) -> None:
@@ -179,11 +184,24 @@ class CrashMachine(HiveMachine):
             assert self.view_position(name) == self.head()
 
     def restart_the_live_index_from_the_views(self) -> None:
-        """A node starts: its index is loaded from the views, wherever they are."""
+        """A node starts: its index and its mailbox are loaded from the views, wherever
+        they are, the mailbox brought up to where the index's feed will start (as
+        ``bootstrap.Node`` does)."""
         self.index = LiveIndex()
+        self.mailbox = Mailbox()
         with psycopg.connect(self.url) as conn:
             position = self.index.load(conn)
-        assert position <= self.head()
+            mail_position = self.mailbox.load(conn)
+        assert position <= self.head() and mail_position <= self.head()
+        if mail_position < position:
+            notes = self.hive.recorder.select_notifications(
+                mail_position,
+                EVERYTHING,
+                stop=position,
+                topics=MAIL_TOPICS,
+                inclusive_of_start=False,
+            )
+            self.mailbox.apply([(n.id, self.hive.mapper.to_domain_event(n)) for n in notes])
 
     # -- the views and the chain ------------------------------------------------------------
 
@@ -201,8 +219,31 @@ class CrashMachine(HiveMachine):
         with psycopg.connect(self.url) as conn:
             tasks: dict[Any, Any] = dict(conn.execute("SELECT task_id, state FROM tasks_view"))
             bots: dict[Any, Any] = dict(conn.execute("SELECT bot_id, state FROM fleet_view"))
+            messages = {
+                row[0]: row[1:]
+                for row in conn.execute(
+                    "SELECT message_id, state, bot_id, attempt, visible_until, dead_reason,"
+                    " conversation, conversation_seq, after_id, sent_at, expires_at"
+                    " FROM messages_view"
+                )
+            }
         assert tasks == {i: str(t.state) for i, t in self.tasks.items()}
         assert bots == {i: str(b.state) for i, b in self.bots.items()}
+        assert messages == {
+            i: (
+                str(m.state),
+                m.bot_id,
+                m.attempt,
+                m.visible_until,
+                m.dead_reason,
+                m.conversation,
+                m.seq,
+                m.after,
+                m.sent_at,
+                m.expires_at,
+            )
+            for i, m in self.messages.items()
+        }
         rebuild_views(self.url, SETTINGS)
         assert snapshot(self.url) == incremental, "views caught up across crashes != a rebuild"
         chain = verify_chain(self.url)
@@ -219,6 +260,10 @@ class CrashMachine(HiveMachine):
             bots = fresh.load_many(Bot, self.bots)
             assert {i: b.state for i, b in bots.items()} == {
                 i: b.state for i, b in self.bots.items()
+            }
+            messages = fresh.load_many(Message, self.messages)
+            assert {i: message_fields(m) for i, m in messages.items()} == {
+                i: m.fields() for i, m in self.messages.items()
             }
         finally:
             fresh.close()
