@@ -44,7 +44,8 @@ class MessageCommands(Commands):
         conversations = (
             [conversation_id(name, _address(spec, b)) for b in copies] if name is not None else []
         )
-        bots = [spec.to_bot] if spec.to_bot is not None else []
+        # the addressee, or each recipient of a pool's copies: a deregistered one is dead at once
+        bots = [b for b in copies if b is not None]
 
         def send(found: dict[UUID, Any], at: datetime) -> list[Any]:
             changed: list[Any] = []

@@ -136,11 +136,6 @@ def test_pool_fan_out_one_copy_per_bot_and_none_is_undeliverable(hive: Hive) -> 
         hive.send_message(MessageSpec("1", to_pool="p"), [], ALICE)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="send_message loads only spec.to_bot, so _route_new never sees a pool copy's bot:"
-    " a copy to a deregistered bot is routed to it (and expires) instead of dead at once",
-)
 def test_a_pool_copy_to_a_deregistered_bot_is_dead_at_once(hive: Hive) -> None:
     a, c = bot(hive), bot(hive)
     hive.deregister_bot(c, ALICE)  # the postman's live index has not heard of it yet
