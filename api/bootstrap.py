@@ -26,6 +26,7 @@ from domain.hive import Hive, utc_now
 from domain.policies.aging import Aging
 from domain.policies.routing import RoutingConfig
 from domain.policies.runs import TOPICS as RUN_TOPICS
+from projections.counts import COUNT_MIGRATIONS
 from projections.dashboard_reads import DashboardReads
 from projections.fleet_view import FleetView
 from projections.message_reads import MessageReads
@@ -38,7 +39,6 @@ from projections.scaling_reads import ScalingReads
 from projections.schedule_reads import ScheduleReads
 from projections.schema import VIEW_MIGRATIONS
 from projections.stage_reads import StageReads
-from projections.task_counts import COUNT_MIGRATIONS
 from runtime.claims import ClaimBoard
 from runtime.dispatcher import Dispatcher
 from runtime.live import TOPICS as LIVE_TOPICS

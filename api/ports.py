@@ -6,6 +6,7 @@ readiness are implemented elsewhere; the API only knows these shapes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
@@ -45,8 +46,8 @@ class ScheduleReads(Protocol):
         """One keyset page, oldest first; ValueError on a bad cursor."""
         ...
 
-    def runs_by_state(self) -> dict[UUID, dict[str, int]]:
-        """Per schedule, its tasks (runs) by state."""
+    def runs_by_state(self, schedule_ids: Sequence[UUID], last: int) -> dict[UUID, dict[str, int]]:
+        """Per schedule, its ``last`` runs (tasks) by state."""
         ...
 
 

@@ -1,5 +1,6 @@
 """Reading the messages view: a conversation's messages, oldest first, keyset paged; and
-for the dashboard, messages by state and the newest dead letters (the ``(state, seq)`` index)."""
+for the dashboard, messages by state (``message_counts``, kept by the view) and the newest
+dead letters (the ``(state, seq)`` index)."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ class MessageReads:
 
     def by_state(self) -> dict[str, int]:
         with self.pool.connection() as conn:
-            rows = conn.execute("SELECT state, count(*) FROM messages_view GROUP BY state")
+            rows = conn.execute("SELECT state, n FROM message_counts")
             return {state: n for state, n in rows.fetchall()}
 
     def dead_letters(self, limit: int) -> list[MessageRow]:

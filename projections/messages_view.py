@@ -2,7 +2,8 @@
 
 Read by ``GET /v1/messages`` (a conversation's messages, keyset paged by send position) and
 by the mailbox at start (the undelivered and unacknowledged ones). Never by a command: the
-Message aggregate decides. Its migrations are 150-151 (``MESSAGE_MIGRATIONS``).
+Message aggregate decides. Its migrations are 150-152 (``MESSAGE_MIGRATIONS``). It keeps
+``message_counts`` too (messages per state, for the dashboard; ``projections/counts.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import psycopg
 
 from domain.aggregate import event_topics
 from domain.messages import Message
+from projections.counts import CountDeltas
 from projections.runner import Positioned
 from store.migrations import Migration
 
@@ -59,6 +61,19 @@ MESSAGE_MIGRATIONS = [
         CREATE INDEX IF NOT EXISTS messages_view_state_seq ON public.messages_view (state, seq);
         """,
     ),
+    Migration(
+        152,
+        "views: messages counted by state, kept by the messages view",
+        """
+        CREATE TABLE IF NOT EXISTS public.message_counts (
+            state text PRIMARY KEY,
+            n bigint NOT NULL
+        );
+        INSERT INTO public.message_counts (state, n)
+            SELECT state, count(*) FROM public.messages_view GROUP BY state
+        ON CONFLICT (state) DO UPDATE SET n = EXCLUDED.n;
+        """,
+    ),
 ]
 
 INSERT = (
@@ -67,20 +82,23 @@ INSERT = (
     "expires_at, seq, version, position) VALUES (%(id)s, %(actor)s, %(to_bot)s, "
     "%(to_capability)s, %(to_pool)s, %(conversation)s, %(cseq)s, %(after)s, %(task_id)s, "
     "%(body)s::jsonb, %(ttl_s)s, 'waiting', %(at)s, %(at)s + make_interval(secs => %(ttl_s)s), "
-    "%(position)s, 1, %(position)s) ON CONFLICT (message_id) DO NOTHING"
+    "%(position)s, 1, %(position)s) ON CONFLICT (message_id) DO NOTHING RETURNING state"
 )
+# Returns the state the message leaves and the one it takes (nothing: seen already).
 UPDATE = (
-    "UPDATE messages_view SET {set}, version = %(version)s, position = %(position)s "
-    "WHERE message_id = %(id)s AND version < %(version)s"
+    "UPDATE messages_view m SET {set}, version = %(version)s, position = %(position)s "
+    "FROM (SELECT state AS was FROM messages_view WHERE message_id = %(id)s) o "
+    "WHERE m.message_id = %(id)s AND m.version < %(version)s RETURNING o.was, m.state"
 )
 
 
 class MessagesView:
     name = "messages"
-    tables: tuple[str, ...] = ("messages_view",)
+    tables: tuple[str, ...] = ("messages_view", "message_counts")
     topics: tuple[str, ...] = event_topics(Message)
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
+        counts = CountDeltas("message_counts", ("state",))
         for p in events:
             e = p.event
             common = {
@@ -88,48 +106,68 @@ class MessagesView:
                 "version": e.originator_version,
                 "position": p.position,
             }
-            match e:
-                case Message.Sent():
-                    cur.execute(
-                        INSERT,
-                        {
-                            **common,
-                            "actor": e.actor,
-                            "to_bot": e.to_bot,
-                            "to_capability": e.to_capability,
-                            "to_pool": e.to_pool,
-                            "conversation": e.conversation,
-                            "cseq": e.seq,
-                            "after": e.after,
-                            "task_id": e.task_id,
-                            "body": e.body,
-                            "ttl_s": e.ttl_s,
-                            "at": e.timestamp,
-                        },
-                    )
-                case Message.Routed():
-                    self._set(cur, "state = 'routed', bot_id = %(bot)s", common, bot=e.bot_id)
-                case Message.Delivered():
-                    self._set(
-                        cur,
-                        "state = 'delivered', attempt = %(attempt)s, visible_until = %(until)s",
-                        common,
-                        attempt=e.attempt,
-                        until=e.visible_until,
-                    )
-                case Message.Acknowledged():
-                    self._set(
-                        cur, "state = 'acknowledged', finished_at = %(at)s", common, at=e.timestamp
-                    )
-                case Message.DeadLettered():
-                    self._set(
-                        cur,
-                        "state = 'dead', dead_reason = %(reason)s, finished_at = %(at)s",
-                        common,
-                        reason=e.reason,
-                        at=e.timestamp,
-                    )
+            if isinstance(e, Message.Sent):
+                if self._insert(cur, e, common):
+                    counts.added(("waiting",))
+            elif (moved := self._change(cur, e, common)) is not None:
+                counts.moved((moved[0],), moved[1])
+        counts.write(cur)
 
     @staticmethod
-    def _set(cur: psycopg.Cursor[Any], assignments: str, common: dict[str, Any], **kw: Any) -> None:
+    def _insert(cur: psycopg.Cursor[Any], e: Message.Sent, common: dict[str, Any]) -> bool:
+        """Add its row; False when it was there already."""
+        cur.execute(
+            INSERT,
+            {
+                **common,
+                "actor": e.actor,
+                "to_bot": e.to_bot,
+                "to_capability": e.to_capability,
+                "to_pool": e.to_pool,
+                "conversation": e.conversation,
+                "cseq": e.seq,
+                "after": e.after,
+                "task_id": e.task_id,
+                "body": e.body,
+                "ttl_s": e.ttl_s,
+                "at": e.timestamp,
+            },
+        )
+        return cur.fetchone() is not None
+
+    def _change(
+        self, cur: psycopg.Cursor[Any], e: Any, common: dict[str, Any]
+    ) -> tuple[str, str] | None:
+        """Apply a change of state: (the state left, the state taken), or None if seen."""
+        match e:
+            case Message.Routed():
+                return self._set(cur, "state = 'routed', bot_id = %(bot)s", common, bot=e.bot_id)
+            case Message.Delivered():
+                return self._set(
+                    cur,
+                    "state = 'delivered', attempt = %(attempt)s, visible_until = %(until)s",
+                    common,
+                    attempt=e.attempt,
+                    until=e.visible_until,
+                )
+            case Message.Acknowledged():
+                return self._set(
+                    cur, "state = 'acknowledged', finished_at = %(at)s", common, at=e.timestamp
+                )
+            case Message.DeadLettered():
+                return self._set(
+                    cur,
+                    "state = 'dead', dead_reason = %(reason)s, finished_at = %(at)s",
+                    common,
+                    reason=e.reason,
+                    at=e.timestamp,
+                )
+        return None
+
+    @staticmethod
+    def _set(
+        cur: psycopg.Cursor[Any], assignments: str, common: dict[str, Any], **kw: Any
+    ) -> tuple[str, str] | None:
         cur.execute(UPDATE.format(set=assignments), {**common, **kw})  # type: ignore[arg-type]
+        row = cur.fetchone()
+        return None if row is None else (row[0], row[1])

@@ -1,8 +1,9 @@
 """Reading the schedules view: one schedule, a page of them, the scheduler's timetable, and
-for the dashboard, each schedule's runs by state (from the tasks view's schedule index)."""
+for the dashboard, each schedule's latest runs by state (the tasks view's schedule index)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -71,13 +72,15 @@ class ScheduleReads:
             for schedule_id, version, state, next_tick, buffered, last in rows
         }
 
-    def runs_by_state(self) -> dict[UUID, dict[str, int]]:
-        """Per schedule, its tasks (runs) by state."""
+    def runs_by_state(self, schedule_ids: Sequence[UUID], last: int) -> dict[UUID, dict[str, int]]:
+        """Per schedule, its ``last`` runs (tasks) by state: bounded however long it ran."""
         runs: dict[UUID, dict[str, int]] = {}
         with self.pool.connection() as conn:
             rows = conn.execute(
-                "SELECT schedule_id, state, count(*) FROM tasks_view "
-                "WHERE schedule_id IS NOT NULL GROUP BY schedule_id, state"
+                "SELECT s.id, r.state, count(*) FROM unnest(%s::uuid[]) AS s(id), "
+                "LATERAL (SELECT state FROM tasks_view WHERE schedule_id = s.id "
+                "ORDER BY seq DESC LIMIT %s) r GROUP BY s.id, r.state",
+                (list(schedule_ids), last),
             ).fetchall()
         for schedule_id, state, n in rows:
             runs.setdefault(schedule_id, {})[state] = n

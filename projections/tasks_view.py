@@ -3,7 +3,7 @@
 A page of events is folded per task in memory first (a task submitted, assigned, started
 and finished within one page becomes one INSERT), then written with one statement per
 kind of change: the cost per event falls as the page fills. The same page moves the
-counts per (state, type, priority) in ``task_counts`` (``projections/task_counts.py``).
+counts per (state, type, priority) in ``task_counts`` (``projections/counts.py``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import psycopg
 
 from domain.aggregate import event_topics
 from domain.tasks import Task
+from projections.counts import TASK_KEY, CountDeltas
 from projections.runner import Positioned
-from projections.task_counts import CountDeltas
 
 JSONB = frozenset({"payload", "result", "assignment", "unroutable"})
 
@@ -140,7 +140,7 @@ class TasksView:
             row.update(_changes(p.event))
             row["version"] = p.event.originator_version
             row["position"] = p.position
-        counts = CountDeltas()
+        counts = CountDeltas("task_counts", TASK_KEY)
         if inserts:
             cur.executemany(INSERT, list(inserts.values()), returning=True)
             for result in cur.results():

@@ -36,6 +36,7 @@ STATIC = Path(__file__).parent / "static"
 COOKIE_MAX_AGE_S = 12 * 3600
 SCHEDULES_SHOWN = 200
 DEAD_LETTERS_SHOWN = 20
+RUNS_COUNTED = 100  # a schedule's latest runs, counted by state
 
 router = APIRouter(prefix=PATH, include_in_schema=False)
 
@@ -184,9 +185,9 @@ def bots_data(_: Viewer, ctx: Ctx) -> dict[str, Any]:
 
 @router.get("/data/schedules")
 def schedules_data(_: Viewer, ctx: Ctx) -> dict[str, Any]:
-    """The schedules (the first ``SCHEDULES_SHOWN``), each with its runs by state."""
+    """The schedules (the first ``SCHEDULES_SHOWN``), each with its latest runs by state."""
     rows, more = ctx.schedules.list(None, limit=SCHEDULES_SHOWN, cursor=None)
-    runs = ctx.schedules.runs_by_state()
+    runs = ctx.schedules.runs_by_state([r.schedule_id for r in rows], RUNS_COUNTED)
     return {
         "items": [
             SchedulePublic.from_row(r).model_dump(mode="json")
@@ -195,6 +196,7 @@ def schedules_data(_: Viewer, ctx: Ctx) -> dict[str, Any]:
             if r.state != "deleted"
         ],
         "more": more is not None,
+        "runs_counted": RUNS_COUNTED,
     }
 
 

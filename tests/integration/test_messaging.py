@@ -182,3 +182,35 @@ def test_the_postman_rests_until_mail_or_the_fleet_moves(node: Node) -> None:
     message = send(node, to_capability="chat")
     assert state(node, message).bot_id == bot
     wait_for(lambda: not node.postman.wake.is_set(), what="the postman's round after the mail")
+
+
+def test_message_counts_equal_a_group_by_over_the_view_and_after_a_rebuild(
+    node: Node, db_url: str, clock: FakeClock
+) -> None:
+    import psycopg
+
+    from api.bootstrap import rebuild_views
+
+    bot = register(node, ["chat"])
+    for _ in range(3):
+        send(node, to_bot=bot)
+    handed = claim(node, bot)
+    node.hive.acknowledge_messages(bot, {m: attempt for m, attempt in handed[:2]}, ALICE)
+    send(node, to_capability="nobody", ttl_s=1)  # waits, then dead
+    send(node, to_bot=bot)  # routed, never claimed
+    clock.advance(timedelta(seconds=2))
+    node.postman.run_once()
+    counted = "SELECT state, n FROM message_counts ORDER BY 1"
+    grouped = "SELECT state, count(*) FROM messages_view GROUP BY 1 ORDER BY 1"
+    want = [("acknowledged", 2), ("dead", 1), ("delivered", 1), ("routed", 1)]
+
+    def counts() -> tuple[list[tuple[str, int]], ...] | None:
+        with psycopg.connect(db_url) as conn:  # both from one snapshot of the view
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            found = (conn.execute(counted).fetchall(), conn.execute(grouped).fetchall())
+        return found if found[1] == want else None
+
+    settled = wait_for(counts, what="the messages view at the end of the log")
+    assert settled[0] == settled[1] == want
+    rebuild_views(db_url, Settings(), "messages")
+    assert counts() == settled

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from uuid import UUID
 
 import orjson
@@ -42,16 +43,20 @@ class LogScheduleReads:
         page = wanted[:limit]
         return page, (f"s{page[-1].seq}" if len(wanted) > limit else None)
 
-    def runs_by_state(self) -> dict[UUID, dict[str, int]]:
+    def runs_by_state(self, schedule_ids: Sequence[UUID], last: int) -> dict[UUID, dict[str, int]]:
         notifications = self.hive.recorder.select_notifications(start=1, limit=1_000_000)
         fired = [
             e.originator_id
             for e in map(self.hive.mapper.to_domain_event, notifications)
-            if isinstance(e, Task.Submitted) and e.schedule_id is not None
+            if isinstance(e, Task.Submitted) and e.schedule_id in schedule_ids
         ]
         runs: dict[UUID, dict[str, int]] = {}
-        for task in self.hive.load_many(Task, fired).values():
+        latest: dict[UUID, int] = {}
+        for task in reversed(self.hive.load_many(Task, fired).values()):
             assert task.schedule_id is not None
+            if latest.setdefault(task.schedule_id, 0) == last:
+                continue
+            latest[task.schedule_id] += 1
             by_state = runs.setdefault(task.schedule_id, {})
             by_state[str(task.state)] = by_state.get(str(task.state), 0) + 1
         return runs

@@ -169,7 +169,7 @@ const render = {
       <td>${esc(s.template.type)}</td><td data-fired="${esc(s.fired)}">${esc(s.fired)}</td><td>${esc(s.skipped)}</td>
       <td>${time(s.last_tick)}</td><td>${time(s.next_tick)}</td><td>${runs(s.runs)}</td></tr>`).join("");
     return `<table id="schedules"><tr><th>schedule</th><th>state</th><th>when</th><th>type</th>
-      <th>fired</th><th>skipped</th><th>last tick</th><th>next tick</th><th>runs</th></tr>${rows ||
+      <th>fired</th><th>skipped</th><th>last tick</th><th>next tick</th><th>latest ${esc(d.runs_counted)} runs</th></tr>${rows ||
       `<tr><td colspan=9 class=muted>no schedules</td></tr>`}</table>${d.more ? "<p class=muted>more not shown</p>" : ""}`;
   },
   async messages(d) {
