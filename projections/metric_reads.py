@@ -1,9 +1,9 @@
 """Counting what the views hold, for the metrics scrape: tasks by state and type, the
 queue by type and priority, bots by state and pool, and each view's position.
 
-Each query reads a view, never the log, and is served by an index: tasks by
-``tasks_view_state_type_priority`` (an index-only scan once the table is vacuumed), the
-fleet and the positions are small.
+Each query reads a view, never the log, and none grows with the tasks: tasks and the
+queue come from ``task_counts`` (kept by the tasks view, one row per state, type and
+priority), the fleet and the positions are small.
 """
 
 from __future__ import annotations
@@ -12,11 +12,8 @@ from typing import Any
 
 from psycopg_pool import ConnectionPool
 
-TASKS = "SELECT state, type, count(*) FROM tasks_view GROUP BY state, type ORDER BY 1, 2"
-QUEUE = (
-    "SELECT type, priority, count(*) FROM tasks_view WHERE state = 'pending' "
-    "GROUP BY type, priority ORDER BY 1, 2"
-)
+TASKS = "SELECT state, type, sum(n)::bigint FROM task_counts GROUP BY 1, 2 ORDER BY 1, 2"
+QUEUE = "SELECT type, priority, n FROM task_counts WHERE state = 'pending' ORDER BY 1, 2"
 BOTS = "SELECT state, coalesce(pool, ''), count(*) FROM fleet_view GROUP BY 1, 2 ORDER BY 1, 2"
 POSITIONS = "SELECT view, position FROM projection_positions ORDER BY view"
 

@@ -286,7 +286,7 @@ def render(
 ) -> str:
     pages = "\n".join(
         f"| {name} | {dash[name]['first']} ms | {dash[name]['p50']} / {dash[name]['p95']} ms | <= 300 ms |"
-        for name in ("overview", "tasks", "failed tasks", "bots")
+        for name in dash["pages"]
     )
     pool = sc["pool"]
     return f"""# Benchmarks
@@ -332,7 +332,7 @@ A pool `{pool["name"]}` (capabilities {pool["capabilities"]}, {pool["min_bots"]}
 
 ## Dashboard
 
-{dash["tasks_in_view"]:,} tasks in the tasks view (filled directly), a real `apiary serve`; a page load is its HTML plus its data request over HTTP, signed in ({dash["rounds"]} loads per page).
+{dash["tasks_in_view"]:,} tasks in the tasks view (filled directly), a real `apiary serve`; a page load is its HTML plus its data request over HTTP, signed in ({dash["rounds"]} loads per page); the scrape is one `GET /metrics`. No schedules or messages are filled: those pages read bounded queries (a schedule's latest 100 runs, the `message_counts` table) and are listed for their fixed cost.
 
 | page | first load | p50 / p95 | floor |
 |---|---|---|---|

@@ -3,8 +3,6 @@ tasks ran on an injected clock, who may read it, and what a scrape costs at 100,
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,7 +27,6 @@ from tests.integration.test_stages import T0, held
 from tests.waiting import wait_for
 
 ALICE = Cause("alice", "req")
-SCRAPE_BUDGET_S = 1.0  # generous: two shared cores; the measured time is printed
 
 
 @pytest.fixture
@@ -130,6 +127,11 @@ SELECT gen_random_uuid(), 'type' || (i %% 20), i %% 10, ARRAY['code'],
     '{}'::jsonb, NULL, 'alice', now(), NULL, i, 1, i
 FROM generate_series(1, %s) AS i
 """
+# The counts the tasks view keeps with its rows (filled directly too, to match them).
+FILL_COUNTS = """
+INSERT INTO task_counts (state, type, priority, n)
+SELECT state, type, priority, count(*) FROM tasks_view GROUP BY state, type, priority
+"""
 FILL_HISTOGRAMS = """
 INSERT INTO stage_histograms (type, stage, bucket, count)
 SELECT 'type' || t, s, b, 1 + b FROM generate_series(0, 19) AS t,
@@ -140,25 +142,15 @@ SELECT type, stage, sum(count), 1000 FROM stage_histograms GROUP BY type, stage;
 """
 
 
-def test_a_scrape_at_100000_tasks_stays_cheap(db_url: str) -> None:
-    """100,000 tasks of 20 types in six states, 80 stage histograms: the median of five
-    scrapes (after autovacuum would have run: VACUUM ANALYZE) is printed and bounded."""
+def test_a_scrape_at_100000_tasks_counts_every_one(db_url: str) -> None:
+    """100,000 tasks of 20 types in six states, 80 stage histograms: the scrape counts
+    them all from the counts the tasks view keeps (its speed is in ``make bench``)."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(FILL_TASKS, (100_000,))
+        conn.execute(FILL_COUNTS)
         conn.execute(FILL_HISTOGRAMS.replace("%s", str(len(BOUNDS))))
-        conn.execute("VACUUM ANALYZE tasks_view")
-        conn.execute("VACUUM ANALYZE stage_histograms")
     with ConnectionPool(db_url, min_size=1, max_size=1, kwargs={"autocommit": True}) as pool:
-        scrape = Scrape(HiveCollector(MetricReads(pool), StageReads(pool), lambda: 100_000))
-        text = scrape.render().decode()
-        took = []
-        for _ in range(5):
-            started = time.perf_counter()
-            scrape.render()
-            took.append(time.perf_counter() - started)
-    got = samples(text)
+        text = Scrape(HiveCollector(MetricReads(pool), StageReads(pool), lambda: 100_000)).render()
+    got = samples(text.decode())
     assert sum(v for (name, _), v in got.items() if name == "apiary_tasks") == 100_000
     assert got["apiary_tasks", (("state", "pending"), ("type", "type0"))] == 100_000 // 60
-    median = statistics.median(took)
-    print(f"scrape at 100,000 tasks: median {median * 1000:.1f} ms of {len(took)}")
-    assert median < SCRAPE_BUDGET_S
