@@ -39,6 +39,9 @@ class StageHistogram:
     sum_s: float
 
     def percentiles(self) -> dict[float, float | None]:
+        """Estimated from the buckets; exact for a single sample (it is the sum)."""
+        if self.count == 1:
+            return dict.fromkeys(PERCENTILES, self.sum_s)
         return {q: quantile(self.counts, q) for q in PERCENTILES}
 
 

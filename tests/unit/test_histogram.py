@@ -76,3 +76,14 @@ def test_interpolation_within_a_bucket() -> None:
     assert quantile([0] * BUCKETS, 0.5) is None
     with pytest.raises(ValueError):
         quantile(counts, 0)
+
+
+def test_one_sample_is_its_every_percentile() -> None:
+    from projections.stage_reads import StageHistogram
+
+    counts = [0] * BUCKETS
+    counts[bucket_of(0.8405)] = 1
+    one = StageHistogram("writing", "end_to_end", tuple(counts), 1, 0.8405)
+    assert one.percentiles() == dict.fromkeys(PERCENTILES, 0.8405)
+    two = StageHistogram("writing", "end_to_end", tuple(c * 2 for c in counts), 2, 1.681)
+    assert two.percentiles() == {q: quantile(two.counts, q) for q in PERCENTILES}

@@ -38,13 +38,13 @@ function latency(stages) {
     const e = t.stages.end_to_end;
     return `<text x="0" y="${i * h + 24}">${esc(t.type)}</text>` + [e.p50_s, e.p95_s, e.p99_s]
       .map((v, j) => {
-        const bw = Math.round((w - lw - 70) * (v || 0) / max);
+        const bw = Math.round((w - lw - 110) * (v || 0) / max);
         return `<rect x="${lw}" y="${i * h + 4 + j * 13}" width="${bw}" height="11" rx="2"
           fill="${colors[j]}"></rect><text x="${lw + bw + 4}" y="${i * h + 13 + j * 13}">${
           ["p50", "p95", "p99"][j]} ${esc(((v || 0) * 1000).toFixed(1))} ms</text>`;
       }).join("");
   }).join("");
-  return `<div class="card"><h2>End-to-end latency by type (p50 / p95 / p99)</h2>
+  return `<div class="card wide"><h2>End-to-end latency by type (p50 / p95 / p99)</h2>
     <svg role="img" aria-label="Latency" width="${w}" height="${Math.max(1, rows.length) * h}">${
     items || `<text x="0" y="14">no finished tasks yet</text>`}</svg>
     <table class="stages"><tr><th>type</th><th>stage</th><th>count</th><th>p50</th><th>p95</th><th>p99</th></tr>${
