@@ -23,11 +23,18 @@ import psycopg
 from domain.policies.performance import ALPHA, Performance, check_alpha, observe
 from domain.policies.runs import TOPICS, Outcome, Run, follow
 from domain.tasks import Task
+from projections.recordset import rows_from, tuples
 from projections.runner import Positioned
 
+RUN_COLUMNS = (
+    ("task_id", "uuid"),
+    ("type", "text"),
+    ("bot_id", "uuid"),
+    ("started_at", "timestamptz"),
+)
 UPSERT_RUN = (
     "INSERT INTO bot_performance_runs (task_id, type, bot_id, started_at) "
-    "VALUES (%s, %s, %s, %s) ON CONFLICT (task_id) DO UPDATE SET "
+    f"{rows_from(RUN_COLUMNS)} ON CONFLICT (task_id) DO UPDATE SET "
     "bot_id = EXCLUDED.bot_id, started_at = EXCLUDED.started_at"
 )
 UPSERT_RECORD = (
@@ -66,7 +73,7 @@ class PerformanceView:
             cur.execute("DELETE FROM bot_performance_runs WHERE task_id = ANY(%s)", (gone,))
         kept = [(t, r.type, r.bot_id, r.started_at) for t, r in runs.items() if t in changed]
         if kept:
-            cur.executemany(UPSERT_RUN, kept)
+            cur.execute(UPSERT_RUN, (tuples(RUN_COLUMNS, kept),))
         if outcomes:
             self._learn(cur, outcomes)
 

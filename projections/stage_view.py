@@ -26,7 +26,7 @@ and a rebuild from zero equals the view kept incrementally. Sums are whole milli
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +37,7 @@ from eventsourcing.utils import get_topic
 
 from domain.tasks import Task
 from projections.histogram import bucket_of
+from projections.recordset import rows_from, tuples
 from projections.runner import Positioned
 
 STAGES = ("submit_assign", "assign_start", "start_done", "end_to_end")
@@ -45,24 +46,40 @@ MS = timedelta(milliseconds=1)
 READS = (Task.Submitted, Task.Assigned, Task.Started, Task.Succeeded, Task.Failed, Task.Cancelled)
 TOPICS = tuple(get_topic(c) for c in READS)
 
+OPEN_COLUMNS = (
+    ("task_id", "uuid"),
+    ("type", "text"),
+    *((c, "timestamptz") for c in ("submitted_at", "ready_at", "assigned_at", "started_at")),
+)
+BUCKET_COLUMNS = (("type", "text"), ("stage", "text"), ("bucket", "smallint"), ("count", "bigint"))
+TOTAL_COLUMNS = (("type", "text"), ("stage", "text"), ("count", "bigint"), ("sum_ms", "bigint"))
+MINUTE_COLUMNS = (
+    ("type", "text"),
+    ("minute", "timestamptz"),
+    *((c, "bigint") for c in ("succeeded", "failed", "e2e_sum_ms")),
+)
 UPSERT_OPEN = (
     "INSERT INTO stage_open_tasks (task_id, type, submitted_at, ready_at, assigned_at, "
-    "started_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (task_id) DO UPDATE SET "
-    "assigned_at = EXCLUDED.assigned_at, started_at = EXCLUDED.started_at"
+    f"started_at) {rows_from(OPEN_COLUMNS)} "
+    "ON CONFLICT (task_id) DO UPDATE SET assigned_at = EXCLUDED.assigned_at, "
+    "started_at = EXCLUDED.started_at"
 )
 ADD_BUCKET = (
-    "INSERT INTO stage_histograms (type, stage, bucket, count) VALUES (%s, %s, %s, %s) "
+    "INSERT INTO stage_histograms (type, stage, bucket, count) "
+    f"{rows_from(BUCKET_COLUMNS)} "
     "ON CONFLICT (type, stage, bucket) DO UPDATE SET "
     "count = stage_histograms.count + EXCLUDED.count"
 )
 ADD_TOTAL = (
-    "INSERT INTO stage_totals (type, stage, count, sum_ms) VALUES (%s, %s, %s, %s) "
+    "INSERT INTO stage_totals (type, stage, count, sum_ms) "
+    f"{rows_from(TOTAL_COLUMNS)} "
     "ON CONFLICT (type, stage) DO UPDATE SET count = stage_totals.count + EXCLUDED.count, "
     "sum_ms = stage_totals.sum_ms + EXCLUDED.sum_ms"
 )
 ADD_MINUTE = (
     "INSERT INTO stage_minutes (type, minute, succeeded, failed, e2e_sum_ms) "
-    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (type, minute) DO UPDATE SET "
+    f"{rows_from(MINUTE_COLUMNS)} "
+    "ON CONFLICT (type, minute) DO UPDATE SET "
     "succeeded = stage_minutes.succeeded + EXCLUDED.succeeded, "
     "failed = stage_minutes.failed + EXCLUDED.failed, "
     "e2e_sum_ms = stage_minutes.e2e_sum_ms + EXCLUDED.e2e_sum_ms"
@@ -180,10 +197,18 @@ class StageView:
             if t in changed
         ]
         if kept:
-            cur.executemany(UPSERT_OPEN, kept)
+            cur.execute(UPSERT_OPEN, (tuples(OPEN_COLUMNS, kept),))
         if tally.buckets:
-            cur.executemany(ADD_BUCKET, [(*k, n) for k, n in sorted(tally.buckets.items())])
-            cur.executemany(ADD_TOTAL, [(*k, *v) for k, v in sorted(tally.totals.items())])
+            buckets = [(*k, n) for k, n in sorted(tally.buckets.items())]
+            cur.execute(ADD_BUCKET, (tuples(BUCKET_COLUMNS, buckets),))
+            cur.execute(ADD_TOTAL, _keyed(TOTAL_COLUMNS, tally.totals))
         if tally.minutes and newest is not None:
-            cur.executemany(ADD_MINUTE, [(*k, *v) for k, v in sorted(tally.minutes.items())])
+            cur.execute(ADD_MINUTE, _keyed(MINUTE_COLUMNS, tally.minutes))
             cur.execute("DELETE FROM stage_minutes WHERE minute < %s", (newest - KEEP_MINUTES,))
+
+
+def _keyed(
+    columns: Sequence[tuple[str, str]], sums: Mapping[tuple[Any, ...], tuple[int, ...]]
+) -> tuple[str]:
+    """Sums per key as the parameter of one UPSERT: a key's columns, then its sums."""
+    return (tuples(columns, [(*k, *v) for k, v in sorted(sums.items())]),)

@@ -18,6 +18,7 @@ import psycopg
 from domain.aggregate import event_topics
 from domain.tasks import Task
 from projections.counts import TASK_KEY, CountDeltas
+from projections.recordset import document, recordset
 from projections.runner import Positioned
 
 JSONB = frozenset({"payload", "result", "assignment", "unroutable"})
@@ -49,13 +50,29 @@ _INSERT_COLUMNS = (
 )
 
 
-def _placeholder(column: str) -> str:
-    return f"%({column})s::jsonb" if column in JSONB else f"%({column})s"
+# Each column's type in the page's JSON document (jsonb as its text).
+TYPES = {
+    **dict.fromkeys(("type", "state", "error", "idempotency_key", "submitted_by", *JSONB), "text"),
+    **dict.fromkeys(("task_id", "bot_id", "schedule_id"), "uuid"),
+    **dict.fromkeys(
+        ("submitted_at", "assigned_at", "started_at", "finished_at", "not_before"), "timestamptz"
+    ),
+    **dict.fromkeys(("seq", "position"), "bigint"),
+    **dict.fromkeys(("version", "fencing_token"), "integer"),
+    "priority": "smallint",
+    "capabilities": "text[]",
+}
+
+
+def _value(column: str) -> str:
+    """The column's value in ``u``, cast back from the type it travelled as."""
+    return f"u.{column}::jsonb" if column in JSONB else f"u.{column}"
 
 
 INSERT = (
     f"INSERT INTO tasks_view ({', '.join(_INSERT_COLUMNS)}) "
-    f"VALUES ({', '.join(_placeholder(c) for c in _INSERT_COLUMNS)}) "
+    f"SELECT {', '.join(_value(c) for c in _INSERT_COLUMNS)} "
+    f"FROM {recordset(TYPES, _INSERT_COLUMNS)} "
     "ON CONFLICT (task_id) DO NOTHING RETURNING state, type, priority"
 )
 # What the updates of a page find before they change it: the keys their counts move from.
@@ -142,10 +159,9 @@ class TasksView:
             row["position"] = p.position
         counts = CountDeltas("task_counts", TASK_KEY)
         if inserts:
-            cur.executemany(INSERT, list(inserts.values()), returning=True)
-            for result in cur.results():
-                for state, type_, priority in result.fetchall():  # none if it was there
-                    counts.added((state, type_, priority))
+            cur.execute(INSERT, (document(inserts.values()),))
+            for state, type_, priority in cur.fetchall():  # none for a row already there
+                counts.added((state, type_, priority))
         if updates:
             for task_id, state, type_, priority, version in cur.execute(BEFORE, (list(updates),)):
                 row = updates[task_id]
@@ -156,9 +172,12 @@ class TasksView:
         for row in updates.values():
             by_shape.setdefault(tuple(sorted(row)), []).append(row)
         for shape, rows in by_shape.items():
-            cur.executemany(_update_statement(shape), rows)
+            cur.execute(_update_statement(shape), (document(rows),))
 
 
 def _update_statement(shape: tuple[str, ...]) -> str:
-    sets = ", ".join(f"{c} = {_placeholder(c)}" for c in shape if c != "task_id")
-    return f"UPDATE tasks_view SET {sets} WHERE task_id = %(task_id)s AND version < %(version)s"
+    sets = ", ".join(f"{c} = {_value(c)}" for c in shape if c != "task_id")
+    return (
+        f"UPDATE tasks_view t SET {sets} FROM {recordset(TYPES, shape)} "
+        "WHERE t.task_id = u.task_id AND t.version < u.version"
+    )
