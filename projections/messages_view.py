@@ -4,18 +4,21 @@ Read by ``GET /v1/messages`` (a conversation's messages, keyset paged by send po
 by the mailbox at start (the undelivered and unacknowledged ones). Never by a command: the
 Message aggregate decides. Its migrations are 150-152 (``MESSAGE_MIGRATIONS``). It keeps
 ``message_counts`` too (messages per state, for the dashboard; ``projections/counts.py``).
+A page is folded per message and written in a few statements, as the tasks view does
+(``projections/folded.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import psycopg
 
 from domain.aggregate import event_topics
 from domain.messages import Message
-from projections.counts import CountDeltas
+from projections.folded import RowTable, fold
 from projections.runner import Positioned
 from store.migrations import Migration
 
@@ -76,20 +79,91 @@ MESSAGE_MIGRATIONS = [
     ),
 ]
 
-INSERT = (
-    "INSERT INTO messages_view (message_id, sender, to_bot, to_capability, to_pool, "
-    "conversation, conversation_seq, after_id, task_id, body, ttl_s, state, sent_at, "
-    "expires_at, seq, version, position) VALUES (%(id)s, %(actor)s, %(to_bot)s, "
-    "%(to_capability)s, %(to_pool)s, %(conversation)s, %(cseq)s, %(after)s, %(task_id)s, "
-    "%(body)s::jsonb, %(ttl_s)s, 'waiting', %(at)s, %(at)s + make_interval(secs => %(ttl_s)s), "
-    "%(position)s, 1, %(position)s) ON CONFLICT (message_id) DO NOTHING RETURNING state"
+COLUMNS = (
+    "message_id",
+    "sender",
+    "to_bot",
+    "to_capability",
+    "to_pool",
+    "conversation",
+    "conversation_seq",
+    "after_id",
+    "task_id",
+    "body",
+    "ttl_s",
+    "state",
+    "bot_id",
+    "attempt",
+    "visible_until",
+    "dead_reason",
+    "sent_at",
+    "expires_at",
+    "finished_at",
+    "seq",
+    "version",
+    "position",
 )
-# Returns the state the message leaves and the one it takes (nothing: seen already).
-UPDATE = (
-    "UPDATE messages_view m SET {set}, version = %(version)s, position = %(position)s "
-    "FROM (SELECT state AS was FROM messages_view WHERE message_id = %(id)s) o "
-    "WHERE m.message_id = %(id)s AND m.version < %(version)s RETURNING o.was, m.state"
+# Each column's type in the page's JSON document (the body, jsonb, as its text).
+TYPES = {
+    **dict.fromkeys(("message_id", "to_bot", "after_id", "task_id", "bot_id"), "uuid"),
+    **dict.fromkeys(
+        ("sender", "to_capability", "to_pool", "conversation", "body", "state", "dead_reason"),
+        "text",
+    ),
+    **dict.fromkeys(("conversation_seq", "ttl_s", "attempt", "version"), "integer"),
+    **dict.fromkeys(("visible_until", "sent_at", "expires_at", "finished_at"), "timestamptz"),
+    **dict.fromkeys(("seq", "position"), "bigint"),
+}
+ROWS = RowTable(
+    table="messages_view",
+    key="message_id",
+    types=TYPES,
+    jsonb=frozenset({"body"}),
+    columns=COLUMNS,
+    counts="message_counts",
+    counted=("state",),
 )
+
+
+def _sent(p: Positioned) -> dict[str, Any]:
+    e = p.event
+    return {
+        "message_id": e.originator_id,
+        "sender": e.actor,
+        "to_bot": e.to_bot,
+        "to_capability": e.to_capability,
+        "to_pool": e.to_pool,
+        "conversation": e.conversation,
+        "conversation_seq": e.seq,
+        "after_id": e.after,
+        "task_id": e.task_id,
+        "body": e.body,
+        "ttl_s": e.ttl_s,
+        "state": "waiting",
+        "bot_id": None,
+        "attempt": 0,
+        "visible_until": None,
+        "dead_reason": None,
+        "sent_at": e.timestamp,
+        "expires_at": e.timestamp + timedelta(seconds=e.ttl_s),
+        "finished_at": None,
+        "seq": p.position,
+        "version": e.originator_version,
+        "position": p.position,
+    }
+
+
+def _changes(e: Any) -> dict[str, Any]:
+    match e:
+        case Message.Routed():
+            return {"state": "routed", "bot_id": e.bot_id}
+        case Message.Delivered():
+            return {"state": "delivered", "attempt": e.attempt, "visible_until": e.visible_until}
+        case Message.Acknowledged():
+            return {"state": "acknowledged", "finished_at": e.timestamp}
+        case Message.DeadLettered():
+            return {"state": "dead", "dead_reason": e.reason, "finished_at": e.timestamp}
+    return {}
 
 
 class MessagesView:
@@ -98,76 +172,4 @@ class MessagesView:
     topics: tuple[str, ...] = event_topics(Message)
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
-        counts = CountDeltas("message_counts", ("state",))
-        for p in events:
-            e = p.event
-            common = {
-                "id": e.originator_id,
-                "version": e.originator_version,
-                "position": p.position,
-            }
-            if isinstance(e, Message.Sent):
-                if self._insert(cur, e, common):
-                    counts.added(("waiting",))
-            elif (moved := self._change(cur, e, common)) is not None:
-                counts.moved((moved[0],), moved[1])
-        counts.write(cur)
-
-    @staticmethod
-    def _insert(cur: psycopg.Cursor[Any], e: Message.Sent, common: dict[str, Any]) -> bool:
-        """Add its row; False when it was there already."""
-        cur.execute(
-            INSERT,
-            {
-                **common,
-                "actor": e.actor,
-                "to_bot": e.to_bot,
-                "to_capability": e.to_capability,
-                "to_pool": e.to_pool,
-                "conversation": e.conversation,
-                "cseq": e.seq,
-                "after": e.after,
-                "task_id": e.task_id,
-                "body": e.body,
-                "ttl_s": e.ttl_s,
-                "at": e.timestamp,
-            },
-        )
-        return cur.fetchone() is not None
-
-    def _change(
-        self, cur: psycopg.Cursor[Any], e: Any, common: dict[str, Any]
-    ) -> tuple[str, str] | None:
-        """Apply a change of state: (the state left, the state taken), or None if seen."""
-        match e:
-            case Message.Routed():
-                return self._set(cur, "state = 'routed', bot_id = %(bot)s", common, bot=e.bot_id)
-            case Message.Delivered():
-                return self._set(
-                    cur,
-                    "state = 'delivered', attempt = %(attempt)s, visible_until = %(until)s",
-                    common,
-                    attempt=e.attempt,
-                    until=e.visible_until,
-                )
-            case Message.Acknowledged():
-                return self._set(
-                    cur, "state = 'acknowledged', finished_at = %(at)s", common, at=e.timestamp
-                )
-            case Message.DeadLettered():
-                return self._set(
-                    cur,
-                    "state = 'dead', dead_reason = %(reason)s, finished_at = %(at)s",
-                    common,
-                    reason=e.reason,
-                    at=e.timestamp,
-                )
-        return None
-
-    @staticmethod
-    def _set(
-        cur: psycopg.Cursor[Any], assignments: str, common: dict[str, Any], **kw: Any
-    ) -> tuple[str, str] | None:
-        cur.execute(UPDATE.format(set=assignments), {**common, **kw})  # type: ignore[arg-type]
-        row = cur.fetchone()
-        return None if row is None else (row[0], row[1])
+        ROWS.write(cur, *fold(events, "message_id", Message.Sent, _sent, _changes))
