@@ -405,6 +405,7 @@ class Node:
             schedule_positions=self.schedule_positions,
             claims=self.claims,
             liveness=self.liveness,
+            presence=self.index,
             readiness=self,
             keys=KeyRing(self.hive),
             gate=self.gate,

@@ -38,7 +38,7 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     with database(settings) as url:
         hive = open_hive(url, settings)
         try:
-            issued = hive.issue_key(
+            issued = hive.keys.issue(
                 args.principal or args.role,
                 Role(args.role),
                 Cause(actor="cli:keys", request_id="keys-create"),
@@ -61,7 +61,7 @@ def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
     with database(settings) as url:
         hive = open_hive(url, settings)
         try:
-            hive.revoke_key(UUID(args.key_id), Cause(actor="cli:keys", request_id="keys-revoke"))
+            hive.keys.revoke(UUID(args.key_id), Cause(actor="cli:keys", request_id="keys-revoke"))
         finally:
             hive.close()
     print(f"key {args.key_id} revoked")

@@ -9,6 +9,7 @@ from starlette.requests import HTTPConnection
 
 from api.dashboard.stream import ViewBroadcast
 from api.ports import (
+    BotPresence,
     ClaimBoard,
     DashboardReads,
     FleetReads,
@@ -44,6 +45,7 @@ class Container:
     schedule_positions: PositionWaiter  # the schedules view's
     claims: ClaimBoard
     liveness: Liveness
+    presence: BotPresence
     readiness: Readiness
     keys: KeyRing
     gate: DatabaseGate

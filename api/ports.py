@@ -102,6 +102,12 @@ class Liveness(Protocol):
     def forget(self, bot_id: UUID) -> None: ...
 
 
+class BotPresence(Protocol):
+    def is_live(self, bot_id: UUID) -> bool:
+        """Registered and not lost or deregistered, as far as this process has heard."""
+        ...
+
+
 class Readiness(Protocol):
     def check(self) -> dict[str, str]:
         """Component -> "ok" or a short reason; ready when every value is "ok"."""

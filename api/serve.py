@@ -138,7 +138,7 @@ def start_scaling(node: Node, hive_url: str) -> None:
     from domain.keys import Role
     from runtime.scaling.launcher import LocalProcessLauncher
 
-    enrol = node.hive.issue_key("launcher", Role.BOT, Cause("serve", "launcher"))
+    enrol = node.hive.keys.issue("launcher", Role.BOT, Cause("serve", "launcher"))
     node.start_scaling(LocalProcessLauncher(hive_url, enrol.token, stop_grace_s=BOT_STOP_GRACE_S))
     log.info(
         "autoscaler ready",
@@ -169,7 +169,7 @@ def ensure_admin_key(node: Node, home: Path) -> Path:
             key = node.hive.load_many(ApiKey, [parsed[0]]).get(parsed[0])
             if key is not None and not key.revoked and secret_matches(key, parsed[1]):
                 return path
-    issued = node.hive.issue_key("admin", Role.ADMIN, Cause("serve", "admin-key"))
+    issued = node.hive.keys.issue("admin", Role.ADMIN, Cause("serve", "admin-key"))
     home.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -195,7 +195,7 @@ class DemoFleet:
         from domain.cause import Cause
         from domain.keys import Role
 
-        enrol = self.node.hive.issue_key("demo-bots", Role.BOT, Cause("serve", "demo-bots"))
+        enrol = self.node.hive.keys.issue("demo-bots", Role.BOT, Cause("serve", "demo-bots"))
         env = {
             **os.environ,
             "APIARY_BOT_TOKEN": enrol.token,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Aggregate, Snapshot
 from eventsourcing.utils import get_topic
 
 from domain.cause import Cause
+
+A = TypeVar("A", bound=Aggregate)
 
 
 class HiveAggregate(Aggregate):
@@ -38,3 +40,11 @@ def event_topics(aggregate: type[HiveAggregate]) -> tuple[str, ...]:
         for cls in vars(aggregate).values()
         if isinstance(cls, type) and issubclass(cls, aggregate.Event) and cls is not aggregate.Event
     )
+
+
+def detached(aggregate: A) -> A:
+    """A copy of ``aggregate`` that shares nothing mutable with it: events triggered on
+    the copy never reach the original, and the other way round. Made through the
+    library's public snapshot round trip (``Snapshot.take`` then ``mutate``), which
+    copies the attributes and starts the copy with no pending events."""
+    return cast(A, Snapshot.take(aggregate).mutate(None))

@@ -89,7 +89,7 @@ class Dispatcher:
         assignments = route(pending, slots, self.performance.snapshot(), now, self.config)
         if not assignments:
             return flagged
-        committed = self.hive.assign_tasks(assignments, cause)
+        committed = self.hive.tasks.assign(assignments, cause)
         if len(committed.items) < len(assignments):
             log.info(
                 "some tasks were no longer pending",
@@ -105,7 +105,7 @@ class Dispatcher:
         for found in self.index.unservable(self.page):
             if self.can_launch(found.capabilities):
                 continue
-            committed = self.hive.mark_unroutable(
+            committed = self.hive.tasks.mark_unroutable(
                 found.task_ids, _reason(found), found.missing, cause
             )
             flagged += len(committed.items)

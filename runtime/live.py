@@ -474,6 +474,11 @@ class LiveIndex:
             bot = self.bots.get(bot_id)
             return None if bot is None else bot.pool
 
+    def is_live(self, bot_id: UUID) -> bool:
+        """Whether the bot is registered and neither lost nor deregistered, as far as this
+        index has heard (a bot registered elsewhere a moment ago may not be here yet)."""
+        return bot_id in self.bots
+
     def live_bots(self) -> list[UUID]:
         with self.lock:
             return list(self.bots)

@@ -57,6 +57,6 @@ class MessageBoard:
         if not offered:
             return []
         committed = await run_in_threadpool(
-            self.hive.deliver_messages, bot_id, offered, self.visibility_s, cause
+            self.hive.messages.deliver, bot_id, offered, self.visibility_s, cause
         )
         return sorted(committed.items, key=lambda m: offered.index(m.id))

@@ -47,7 +47,7 @@ class Postman:
         self._rounds = itertools.count(1)
 
     def send(self, spec: MessageSpec, cause: Cause) -> Committed[Message]:
-        return self.hive.send_message(spec, self.recipients(spec), cause)
+        return self.hive.messages.send(spec, self.recipients(spec), cause)
 
     def recipients(self, spec: MessageSpec) -> list[UUID]:
         if spec.to_bot is not None:
@@ -74,7 +74,7 @@ class Postman:
         done = 0
         expired = self.mailbox.expired(self.clock(), ROUND_LIMIT)
         if expired:
-            done += len(self.hive.expire_messages(expired, cause).items)
+            done += len(self.hive.messages.expire(expired, cause).items)
         live = set(self.index.live_bots())
         by_choice: defaultdict[UUID, dict[UUID, UUID]] = defaultdict(dict)
         for message_id, capability in self.mailbox.to_route(live, ROUND_LIMIT):
@@ -82,7 +82,7 @@ class Postman:
             if chosen is not None:
                 by_choice[chosen][message_id] = chosen
         for choices in by_choice.values():
-            routed = self.hive.route_messages(choices, "capability: recipient gone", cause)
+            routed = self.hive.messages.route(choices, "capability: recipient gone", cause)
             done += len(routed.items)
         if done:
             log.info("messages tended", extra={"action": "messages_tended", "count": done})

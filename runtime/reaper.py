@@ -40,7 +40,7 @@ class LeaseReaper:
         for bot_id in self.liveness.lapsed(self._old_enough(), self.grace_s):
             held = self.index.held_by(bot_id)
             try:
-                self.hive.lose_bot(bot_id, held, "heartbeat lease expired", cause)
+                self.hive.fleet.lose(bot_id, held, "heartbeat lease expired", cause)
             except NotFound:
                 continue
             lost += 1
@@ -49,7 +49,7 @@ class LeaseReaper:
                 extra={"action": "bot_lost", "bot_id": str(bot_id), "released": len(held)},
             )
         for bot_id, task_ids in self.index.orphans().items():
-            self.hive.release_tasks(bot_id, task_ids, "bot is no longer live", cause)
+            self.hive.tasks.release(bot_id, task_ids, "bot is no longer live", cause)
         return lost
 
     def _old_enough(self) -> list[UUID]:

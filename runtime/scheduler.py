@@ -4,7 +4,7 @@ It keeps a timetable (per schedule: its version, next tick, whether a tick is bu
 the task it waits for) from the schedules view, refreshed every round and corrected by
 what each firing returns (a row older than what the scheduler already knows is ignored).
 The timetable only says *when to look*: which ticks fire, and whether the previous run is
-still open, is decided by the Hive from the log (``Hive.fire_schedules``), so a stale
+still open, is decided by the Hive from the log (``hive.schedules.fire``), so a stale
 view, a second engine or a repeated round can cost a look but never a tick.
 
 Woken by the next tick (``wait_hint``), by the periodic poll, and when a task a buffered
@@ -75,7 +75,7 @@ class Scheduler:
         if not due:
             return 0
         cause = Cause.engine(self.name, f"round-{next(self._rounds)}")
-        committed = self.hive.fire_schedules(due, cause)
+        committed = self.hive.schedules.fire(due, cause)
         for schedule in committed.items:
             self.known[schedule.id] = timetable_of(schedule)
         self._note_awaited()

@@ -39,7 +39,7 @@ REPORT_PROBLEMS = problem_responses(400, 404, 409, 413, 422)
 def register_bot(
     body: BotRegister, principal: Enrolment, request_id: RequestId, ctx: Ctx, response: Response
 ) -> BotRegistered:
-    bot, issued, _ = ctx.hive.register_bot(
+    bot, issued, _ = ctx.hive.fleet.register(
         name=body.name,
         capabilities=body.capabilities,
         max_concurrency=body.max_concurrency,
@@ -60,7 +60,8 @@ def register_bot(
 
 @router.post("/{bot_id}/heartbeat", responses=problem_responses(400, 404, 409, 422))
 def heartbeat(bot_id: UUID, _: BotSelf, ctx: Ctx, body: Heartbeat | None = None) -> HeartbeatAck:
-    ctx.hive.get(Bot, bot_id).check_live()  # 409 once lost or deregistered: register again
+    if not ctx.presence.is_live(bot_id):  # gone, or registered elsewhere a moment ago:
+        ctx.hive.get(Bot, bot_id).check_live()  # the log says which (409: register again)
     return HeartbeatAck(lease_expires_at=ctx.liveness.renew(bot_id, ctx.settings.bot_lease_ttl_s))
 
 
@@ -77,7 +78,7 @@ def start_tasks(
 ) -> ReportAccepted:
     reports = body.to_reports(ctx.settings)
     return _accepted(
-        reports, ctx.hive.start_tasks(bot_id, reports, principal.cause(request_id)), ctx
+        reports, ctx.hive.tasks.start(bot_id, reports, principal.cause(request_id)), ctx
     )
 
 
@@ -87,7 +88,7 @@ def complete_tasks(
 ) -> ReportAccepted:
     reports = body.to_reports(ctx.settings)
     return _accepted(
-        reports, ctx.hive.finish_tasks(bot_id, reports, principal.cause(request_id)), ctx
+        reports, ctx.hive.tasks.finish(bot_id, reports, principal.cause(request_id)), ctx
     )
 
 
@@ -97,7 +98,7 @@ def fail_tasks(
 ) -> ReportAccepted:
     reports = body.to_reports(ctx.settings)
     return _accepted(
-        reports, ctx.hive.finish_tasks(bot_id, reports, principal.cause(request_id)), ctx
+        reports, ctx.hive.tasks.finish(bot_id, reports, principal.cause(request_id)), ctx
     )
 
 
@@ -105,7 +106,7 @@ def fail_tasks(
 def deregister_bot(
     bot_id: UUID, principal: BotSelfOrAdmin, request_id: RequestId, ctx: Ctx
 ) -> BotDeregistered:
-    committed = ctx.hive.deregister_bot(bot_id, principal.cause(request_id))
+    committed = ctx.hive.fleet.deregister(bot_id, principal.cause(request_id))
     ctx.liveness.forget(bot_id)
     return BotDeregistered(
         bot_id=bot_id, state=str(BotState.DEREGISTERED), position=ctx.position_after(committed)
@@ -117,7 +118,7 @@ def drain_bot(
     bot_id: UUID, body: BotStateChange, principal: Admin, request_id: RequestId, ctx: Ctx
 ) -> BotStateChanged:
     """No new work for this bot; it finishes what it holds."""
-    committed = ctx.hive.drain_bots([bot_id], body.reason, principal.cause(request_id))
+    committed = ctx.hive.fleet.drain([bot_id], body.reason, principal.cause(request_id))
     return BotStateChanged(bot_id=bot_id, state=str(BotState.DRAINING), position=committed.position)
 
 
@@ -126,7 +127,7 @@ def quarantine_bot(
     bot_id: UUID, body: BotStateChange, principal: Admin, request_id: RequestId, ctx: Ctx
 ) -> BotStateChanged:
     """No new work for this bot until it is reinstated."""
-    committed = ctx.hive.quarantine_bot(bot_id, body.reason, principal.cause(request_id))
+    committed = ctx.hive.fleet.quarantine(bot_id, body.reason, principal.cause(request_id))
     return BotStateChanged(
         bot_id=bot_id, state=str(BotState.QUARANTINED), position=committed.position
     )
@@ -136,7 +137,7 @@ def quarantine_bot(
 def reinstate_bot(
     bot_id: UUID, principal: Admin, request_id: RequestId, ctx: Ctx
 ) -> BotStateChanged:
-    committed = ctx.hive.reinstate_bot(bot_id, principal.cause(request_id))
+    committed = ctx.hive.fleet.reinstate(bot_id, principal.cause(request_id))
     return BotStateChanged(bot_id=bot_id, state=str(BotState.READY), position=committed.position)
 
 

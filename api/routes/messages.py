@@ -89,7 +89,7 @@ def ack_messages(
     bot_id: UUID, body: AckItems, principal: BotSelf, request_id: RequestId, ctx: Ctx
 ) -> AckAccepted:
     attempts = body.to_attempts(ctx.settings)
-    committed = ctx.hive.acknowledge_messages(bot_id, attempts, principal.cause(request_id))
+    committed = ctx.hive.messages.acknowledge(bot_id, attempts, principal.cause(request_id))
     return AckAccepted(messages=list(attempts), position=ctx.position_after(committed))
 
 

@@ -31,7 +31,7 @@ def create_schedule(
     body: ScheduleCreate, principal: Client, request_id: RequestId, ctx: Ctx, response: Response
 ) -> SchedulePublic:
     spec = body.to_spec(ctx.settings.max_payload_bytes)
-    committed = ctx.hive.create_schedule(spec, principal.cause(request_id))
+    committed = ctx.hive.schedules.create(spec, principal.cause(request_id))
     schedule = committed.items[0]
     response.headers["Location"] = f"{router.prefix}/{schedule.id}"
     return SchedulePublic.from_schedule(schedule, ctx.position_after(committed))
@@ -73,7 +73,7 @@ def get_schedule(
 def pause_schedule(
     schedule_id: UUID, principal: Client, request_id: RequestId, ctx: Ctx
 ) -> SchedulePublic:
-    committed = ctx.hive.pause_schedule(schedule_id, principal.cause(request_id))
+    committed = ctx.hive.schedules.pause(schedule_id, principal.cause(request_id))
     return SchedulePublic.from_schedule(committed.items[0], ctx.position_after(committed))
 
 
@@ -81,7 +81,7 @@ def pause_schedule(
 def resume_schedule(
     schedule_id: UUID, principal: Client, request_id: RequestId, ctx: Ctx
 ) -> SchedulePublic:
-    committed = ctx.hive.resume_schedule(schedule_id, principal.cause(request_id))
+    committed = ctx.hive.schedules.resume(schedule_id, principal.cause(request_id))
     return SchedulePublic.from_schedule(committed.items[0], ctx.position_after(committed))
 
 
@@ -89,5 +89,5 @@ def resume_schedule(
 def delete_schedule(
     schedule_id: UUID, principal: Client, request_id: RequestId, ctx: Ctx
 ) -> SchedulePublic:
-    committed = ctx.hive.delete_schedule(schedule_id, principal.cause(request_id))
+    committed = ctx.hive.schedules.delete(schedule_id, principal.cause(request_id))
     return SchedulePublic.from_schedule(committed.items[0], ctx.position_after(committed))

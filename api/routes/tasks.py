@@ -41,7 +41,7 @@ def submit_task(
     body: TaskCreate, principal: Client, request_id: RequestId, ctx: Ctx, response: Response
 ) -> TaskPublic:
     spec = body.to_spec(ctx.settings.max_payload_bytes)
-    committed = ctx.hive.submit_tasks([spec], principal.cause(request_id))
+    committed = ctx.hive.tasks.submit([spec], principal.cause(request_id))
     submission = committed.items[0]
     response.status_code = 200 if submission.duplicate else 201
     response.headers["Location"] = f"{router.prefix}/{submission.task.id}"
@@ -52,7 +52,7 @@ def submit_task(
 def submit_tasks(
     body: TaskBatchCreate, principal: Client, request_id: RequestId, ctx: Ctx
 ) -> TasksSubmitted:
-    committed = ctx.hive.submit_tasks(body.to_specs(ctx.settings), principal.cause(request_id))
+    committed = ctx.hive.tasks.submit(body.to_specs(ctx.settings), principal.cause(request_id))
     position = ctx.position_after(committed)
     return TasksSubmitted(
         items=[
@@ -94,5 +94,5 @@ def list_tasks(query: Annotated[TaskListQuery, Query()], _: Client, ctx: Ctx) ->
 def cancel_task(
     task_id: UUID, body: CancelRequest, principal: Client, request_id: RequestId, ctx: Ctx
 ) -> TaskPublic:
-    committed = ctx.hive.cancel_task(task_id, body.reason, principal.cause(request_id))
+    committed = ctx.hive.tasks.cancel(task_id, body.reason, principal.cause(request_id))
     return TaskPublic.from_task(committed.items[0], ctx.position_after(committed))

@@ -1,23 +1,29 @@
-"""The Hive: one event-sourced application, the only way anything in the hive changes.
+"""The Hive: one event-sourced log, the only way anything in the hive changes.
 
-Every command loads what it needs from the log, asks the aggregates to decide, and saves
-all resulting events in one ``save()`` (one transaction, one table lock). Batches are the
-rule, not the exception: a bulk submit, a round of dispatch or a bot's report of many
-tasks is one transaction. Conflicts with concurrent writers (optimistic concurrency on
-aggregate versions) are retried from a fresh load; a rule broken by any item refuses the
-whole batch, so a refused command never leaves half its events behind.
+Every command loads what it needs, asks the aggregates to decide, and saves all resulting
+events in one transaction (``domain.hive.kernel``). Batches are the rule, not the
+exception: a bulk submit, a round of dispatch or a bot's report of many tasks is one
+transaction. A rule broken by any item refuses the whole batch, so a refused command never
+leaves half its events behind.
 
-The commands live by room, one mixin each (tasks, bots, keys, schedules, scaling,
-messages); all share the load-decide-save of ``domain.hive.commands`` and the reads of
-``domain.hive.application``. ``Hive`` is the one Application made of them.
+The commands live by area, one service each over the one kernel (none inherits another):
+``hive.tasks``, ``hive.fleet``, ``hive.keys``, ``hive.schedules``, ``hive.messages``,
+``hive.scaling``. A new area is a module with a service class and one line here.
 """
 
 from __future__ import annotations
 
-from domain.hive.application import utc_now
-from domain.hive.bots import BotCommands
-from domain.hive.commands import MAX_ATTEMPTS, Committed
-from domain.hive.keys import IssuedKey, KeyCommands
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from eventsourcing.persistence import ApplicationRecorder, Mapper
+
+from domain.hive.fleet import FleetCommands
+from domain.hive.kernel import MAX_ATTEMPTS, A, Committed, Kernel, Recorded
+from domain.hive.keys import IssuedKey, KeyCommands, new_secret
+from domain.hive.log import HiveLog, utc_now
 from domain.hive.messages import MessageCommands, MessageSpec
 from domain.hive.scaling import ScalingCommands
 from domain.hive.schedules import ScheduleCommands
@@ -37,14 +43,60 @@ __all__ = [
 ]
 
 
-class Hive(
-    TaskCommands,
-    BotCommands,
-    KeyCommands,
-    ScheduleCommands,
-    ScalingCommands,
-    MessageCommands,
-):
-    """The one eventsourcing Application of the hive: every room's commands."""
+class Hive:
+    """The log, its write kernel, and every area's commands over that one kernel."""
 
-    name = "Hive"
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        new_id: Callable[[], UUID] = uuid4,
+        new_secret: Callable[[], str] = new_secret,
+    ) -> None:
+        self.log = HiveLog(env)
+        self.kernel = Kernel(self.log, clock=clock, new_id=new_id)
+        self.tasks = TaskCommands(self.kernel)
+        self.keys = KeyCommands(self.kernel, new_secret)
+        self.fleet = FleetCommands(self.kernel, self.keys)
+        self.schedules = ScheduleCommands(self.kernel)
+        self.messages = MessageCommands(self.kernel)
+        self.scaling = ScalingCommands(self.kernel)
+        # Called with what each save of this process recorded, in the order of saves.
+        self.listeners: list[Callable[[Recorded], object]] = self.kernel.listeners
+
+    # -- the log and what reads it (no write lock) --------------------------------------
+
+    @property
+    def recorder(self) -> ApplicationRecorder:
+        return self.log.recorder
+
+    @property
+    def mapper(self) -> Mapper[UUID]:
+        return self.log.mapper
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        return self.kernel.clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], datetime]) -> None:
+        self.kernel.clock = clock
+
+    def get(self, kind: type[A], aggregate_id: UUID) -> A:
+        return self.kernel.get(kind, aggregate_id)
+
+    def load_many(self, kind: type[A], ids: Iterable[UUID], *, fresh: bool = True) -> dict[UUID, A]:
+        return self.kernel.load_many(kind, ids, fresh=fresh)
+
+    def cached_many(self, kind: type[A], ids: Iterable[UUID]) -> dict[UUID, A] | None:
+        return self.kernel.cached_many(kind, ids)
+
+    def history(self, aggregate_id: UUID) -> list[Any]:
+        return self.kernel.history(aggregate_id)
+
+    def observe(self, events: Iterable[tuple[int, Any]]) -> None:
+        self.kernel.observe(events)
+
+    def close(self) -> None:
+        self.log.close()

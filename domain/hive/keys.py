@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
 from domain.cause import Cause
-from domain.hive.commands import Commands, Committed
+from domain.hive.kernel import Committed, Kernel
 from domain.keys import ApiKey, Role, format_token, hash_secret
 
 
@@ -17,19 +19,28 @@ class IssuedKey:
     token: str  # shown once; only its hash is stored
 
 
-class KeyCommands(Commands):
-    def issue_key(self, principal: str, role: Role, cause: Cause) -> IssuedKey:
-        issued = self._new_key(principal, role, None, cause, self.clock())
-        self._save([issued.key])
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class KeyCommands:
+    def __init__(self, kernel: Kernel, new_secret: Callable[[], str] = new_secret) -> None:
+        self.kernel = kernel
+        self.new_secret = new_secret
+
+    def issue(self, principal: str, role: Role, cause: Cause) -> IssuedKey:
+        issued = self.new_key(principal, role, None, cause, self.kernel.clock())
+        self.kernel.save([issued.key])
         return issued
 
-    def revoke_key(self, key_id: UUID, cause: Cause) -> Committed[ApiKey]:
-        return self._change(ApiKey, [key_id], lambda k, at: k.revoke(cause, at))
+    def revoke(self, key_id: UUID, cause: Cause) -> Committed[ApiKey]:
+        return self.kernel.change(ApiKey, [key_id], lambda k, at: k.revoke(cause, at))
 
-    def _new_key(
+    def new_key(
         self, principal: str, role: Role, bot_id: UUID | None, cause: Cause, at: datetime
     ) -> IssuedKey:
-        key_id, secret = self.new_id(), self.new_secret()
+        """A key not yet saved: the caller saves it with whatever it belongs to."""
+        key_id, secret = self.kernel.new_id(), self.new_secret()
         key = ApiKey.issue(
             key_id=key_id,
             principal=principal,

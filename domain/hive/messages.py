@@ -12,7 +12,7 @@ from uuid import UUID
 from domain.bots import Bot, BotState
 from domain.cause import Cause
 from domain.errors import NotFound, Undeliverable
-from domain.hive.commands import Commands, Committed
+from domain.hive.kernel import Committed, Kernel
 from domain.messages import Conversation, Message, conversation_id
 
 
@@ -29,8 +29,11 @@ class MessageSpec:
     ttl_s: int = 3600
 
 
-class MessageCommands(Commands):
-    def send_message(
+class MessageCommands:
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+
+    def send(
         self, spec: MessageSpec, recipients: Sequence[UUID], cause: Cause
     ) -> Committed[Message]:
         """Send, and route at once to ``recipients`` (the caller's pick from what is live):
@@ -39,7 +42,7 @@ class MessageCommands(Commands):
         if spec.to_pool is not None and not recipients:
             raise Undeliverable(f"pool {spec.to_pool} has no live bot", pool=spec.to_pool)
         copies = [spec.to_bot] if spec.to_pool is None else list(recipients)
-        ids = [self.new_id() for _ in copies]
+        ids = [self.kernel.new_id() for _ in copies]
         name = spec.conversation
         conversations = (
             [conversation_id(name, _address(spec, b)) for b in copies] if name is not None else []
@@ -77,26 +80,24 @@ class MessageCommands(Commands):
                 changed.append(message)
             return list({a.id: a for a in changed}.values())
 
-        c = self._decide([*bots, *dict.fromkeys(conversations)], send)
+        c = self.kernel.execute([*bots, *dict.fromkeys(conversations)], send, fresh=True)
         return Committed([a for a in c.items if isinstance(a, Message)], c.position, c.recorded)
 
-    def route_messages(
-        self, choices: Mapping[UUID, UUID], why: str, cause: Cause
-    ) -> Committed[Message]:
+    def route(self, choices: Mapping[UUID, UUID], why: str, cause: Cause) -> Committed[Message]:
         """Give messages sent to a capability a (new) recipient; final ones are left."""
 
         def route(m: Message, at: datetime) -> None:
             if not m.state.is_final:
                 m.route(choices[m.id], why, cause, at)
 
-        return self._change(Message, list(choices), route)
+        return self.kernel.change(Message, list(choices), route)
 
-    def deliver_messages(
+    def deliver(
         self, bot_id: UUID, message_ids: Sequence[UUID], visibility_s: float, cause: Cause
     ) -> Committed[Message]:
         """Hand out to ``bot_id`` those it may have now: routed to it, not in flight, not
         expired, and whose predecessor in their conversation is acknowledged or dead."""
-        known = self.load_many(Message, message_ids, fresh=False)
+        known = self.kernel.load_many(Message, message_ids, fresh=False)
         before = [m.after for m in known.values() if m.after is not None]  # never changes
 
         def deliver(found: dict[UUID, Any], at: datetime) -> list[Any]:
@@ -112,20 +113,20 @@ class MessageCommands(Commands):
                 out.append(m)
             return out
 
-        return self._decide([*known, *before], deliver)
+        return self.kernel.execute([*known, *before], deliver, fresh=True)
 
-    def acknowledge_messages(
+    def acknowledge(
         self, bot_id: UUID, attempts: Mapping[UUID, int], cause: Cause
     ) -> Committed[Message]:
-        return self._change(
+        return self.kernel.change(
             Message,
             list(attempts),
             lambda m, at: m.acknowledge(bot_id, attempts[m.id], cause, at),
         )
 
-    def expire_messages(self, message_ids: Sequence[UUID], cause: Cause) -> Committed[Message]:
+    def expire(self, message_ids: Sequence[UUID], cause: Cause) -> Committed[Message]:
         """Dead-letter those whose TTL has passed; the others are left as they are."""
-        return self._change(Message, list(message_ids), lambda m, at: m.expire(cause, at))
+        return self.kernel.change(Message, list(message_ids), lambda m, at: m.expire(cause, at))
 
 
 def _address(spec: MessageSpec, to_bot: UUID | None) -> str:

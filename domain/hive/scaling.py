@@ -9,12 +9,15 @@ from uuid import UUID
 
 from domain.bots import Bot, BotState
 from domain.cause import Cause
-from domain.hive.commands import Commands, Committed
+from domain.hive.kernel import Committed, Kernel
 from domain.launches import Launch
 from domain.pools import Pool, pool_id
 
 
-class ScalingCommands(Commands):
+class ScalingCommands:
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+
     def resize_pool(
         self, name: str, desired: int, reason: str, inputs: dict[str, Any], cause: Cause
     ) -> Committed[Pool]:
@@ -25,15 +28,15 @@ class ScalingCommands(Commands):
             pool.resize(desired, reason, inputs, cause, at)
             return [pool]
 
-        return self._decide([pool_id(name)], resize)
+        return self.kernel.execute([pool_id(name)], resize, fresh=True)
 
     def request_launches(
         self, pool: str, count: int, launcher: str, reason: str, cause: Cause
     ) -> Committed[Launch]:
-        at = self.clock()
+        at = self.kernel.clock()
         launches = [
             Launch.request(
-                launch_id=self.new_id(),
+                launch_id=self.kernel.new_id(),
                 pool=pool,
                 launcher=launcher,
                 reason=reason,
@@ -42,13 +45,13 @@ class ScalingCommands(Commands):
             )
             for _ in range(count)
         ]
-        return Committed.of(launches, self._save(launches))
+        return Committed.of(launches, self.kernel.save(launches))
 
     def close_launches(
         self, exits: Mapping[UUID, int | None], reason: str, cause: Cause
     ) -> Committed[Launch]:
         """Their processes are gone: a failure before registration, a stop after."""
-        return self._change(
+        return self.kernel.change(
             Launch, list(exits), lambda lx, at: lx.close(exits[lx.id], cause, at, reason=reason)
         )
 
@@ -70,4 +73,4 @@ class ScalingCommands(Commands):
                         changed.append(launch)
             return changed
 
-        return self._decide([*bots, *bots.values()], drain)
+        return self.kernel.execute([*bots, *bots.values()], drain, fresh=True)

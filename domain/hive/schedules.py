@@ -4,60 +4,50 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError
-
 from domain.cause import Cause
-from domain.errors import ConcurrentUpdate
-from domain.hive.commands import MAX_ATTEMPTS, Commands, Committed
+from domain.hive.kernel import Committed, Kernel
 from domain.policies.schedule import Overlap, due
 from domain.schedules import Schedule, ScheduleSpec, ScheduleState
 from domain.tasks import Task
 
 
-class ScheduleCommands(Commands):
-    def create_schedule(self, spec: ScheduleSpec, cause: Cause) -> Committed[Schedule]:
-        at = self.clock()
-        schedule = Schedule.create(schedule_id=self.new_id(), spec=spec, cause=cause, at=at)
-        return Committed.of([schedule], self._save([schedule]))
+class ScheduleCommands:
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
 
-    def pause_schedule(self, schedule_id: UUID, cause: Cause) -> Committed[Schedule]:
-        return self._change(Schedule, [schedule_id], lambda s, at: s.pause(cause, at))
+    def create(self, spec: ScheduleSpec, cause: Cause) -> Committed[Schedule]:
+        at = self.kernel.clock()
+        schedule = Schedule.create(schedule_id=self.kernel.new_id(), spec=spec, cause=cause, at=at)
+        return Committed.of([schedule], self.kernel.save([schedule]))
 
-    def resume_schedule(self, schedule_id: UUID, cause: Cause) -> Committed[Schedule]:
-        return self._change(Schedule, [schedule_id], lambda s, at: s.resume(cause, at))
+    def pause(self, schedule_id: UUID, cause: Cause) -> Committed[Schedule]:
+        return self.kernel.change(Schedule, [schedule_id], lambda s, at: s.pause(cause, at))
 
-    def delete_schedule(self, schedule_id: UUID, cause: Cause) -> Committed[Schedule]:
-        return self._change(Schedule, [schedule_id], lambda s, at: s.delete(cause, at))
+    def resume(self, schedule_id: UUID, cause: Cause) -> Committed[Schedule]:
+        return self.kernel.change(Schedule, [schedule_id], lambda s, at: s.resume(cause, at))
 
-    def fire_schedules(self, schedule_ids: Sequence[UUID], cause: Cause) -> Committed[Schedule]:
+    def delete(self, schedule_id: UUID, cause: Cause) -> Committed[Schedule]:
+        return self.kernel.change(Schedule, [schedule_id], lambda s, at: s.delete(cause, at))
+
+    def fire(self, schedule_ids: Sequence[UUID], cause: Cause) -> Committed[Schedule]:
         """Decide the due ticks of these schedules now and record each decision together
         with the tasks it fires, all in one save. Two engines deciding the same tick
         collide on the schedule's version (and the task's id): the loser decides again
         from the log and finds the tick done. Returns every schedule found, as it now is.
         """
         ids = list(dict.fromkeys(schedule_ids))
-        from_log = False  # first from the cache; a save catches staleness, a no-op re-checks
-        for _ in range(MAX_ATTEMPTS):
-            with self.lock:
-                schedules = self._load(Schedule, ids, from_log=from_log)
-                at = self.clock()
-                try:
-                    tasks = [t for s in schedules.values() for t in self._fire(s, cause, at)]
-                    dirty = [s for s in schedules.values() if s.pending_events]
-                    if not dirty and not from_log:
-                        from_log = True
-                        continue
-                    return Committed.of(list(schedules.values()), self._save([*dirty, *tasks]))
-                except IntegrityError:
-                    self.cache.forget(ids)
-                    from_log = True
-                    continue
-                except BaseException:
-                    self.cache.forget(ids)
-                    raise
-        raise ConcurrentUpdate()
+        schedules: list[Schedule] = []
+
+        def fire(found: dict[UUID, Any], at: datetime) -> list[Any]:
+            schedules[:] = [s for s in found.values() if isinstance(s, Schedule)]
+            tasks = [t for s in schedules for t in self._fire(s, cause, at)]
+            return [*(s for s in schedules if s.pending_events), *tasks]
+
+        committed = self.kernel.execute(ids, fire)
+        return Committed(list(schedules), committed.position, committed.recorded)
 
     def _fire(self, schedule: Schedule, cause: Cause, at: datetime) -> list[Task]:
         if schedule.state is not ScheduleState.ACTIVE:
@@ -83,5 +73,6 @@ class ScheduleCommands(Commands):
         """Whether the last task the schedule fired is unfinished, as the log says."""
         if schedule.overlap is Overlap.ALLOW_ALL or schedule.last_task_id is None:
             return False
-        task = self._load(Task, [schedule.last_task_id], from_log=True).get(schedule.last_task_id)
+        last = schedule.last_task_id
+        task = self.kernel.load_many(Task, [last]).get(last)
         return task is not None and not task.state.is_final

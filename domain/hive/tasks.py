@@ -6,17 +6,18 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from typing import Any, TypeVar
 from uuid import UUID, uuid5
 
-from eventsourcing.persistence import IntegrityError
-
 from domain.cause import Cause
-from domain.errors import ConcurrentUpdate, HiveError, InvalidInput
-from domain.hive.commands import MAX_ATTEMPTS, Commands, Committed, T
+from domain.errors import HiveError, InvalidInput
+from domain.hive.kernel import Committed, Kernel
 from domain.policies.routing import Assignment
 from domain.tasks import Task, TaskState
 
 IDEMPOTENCY_NAMESPACE = UUID("5d1c3f0e-7a0b-4d3e-9a61-6b1f1f6c0a11")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -46,69 +47,55 @@ class Report:
     error: str | None = None
 
 
-class TaskCommands(Commands):
-    def submit_tasks(self, specs: Sequence[TaskSpec], cause: Cause) -> Committed[Submission]:
-        at = self.clock()
+class TaskCommands:
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+
+    def submit(self, specs: Sequence[TaskSpec], cause: Cause) -> Committed[Submission]:
+        """New tasks, all or none. A task with an idempotency key gets an id made from the
+        key (and the submitter), so a repeat finds the original: it is returned, marked
+        as a duplicate, and nothing is written for it."""
         ids = [self._task_id(spec, cause) for spec in specs]
         keyed = [i for i, s in zip(ids, specs, strict=True) if s.idempotency_key is not None]
-        existing = self.load_many(Task, keyed)
-        for _ in range(MAX_ATTEMPTS):
-            # New aggregates each attempt: a failed save has consumed the last ones' events.
-            fresh = self._new_tasks(ids, specs, cause, at, existing)
-            try:
-                recorded = self._save(fresh.values())
-                break
-            except IntegrityError:
-                found = self.load_many(Task, keyed)  # a concurrent submit with our key won
-                if not found.keys() - existing.keys():
-                    raise
-                existing.update(found)
-        else:
-            raise ConcurrentUpdate()
+        existing: dict[UUID, Task] = {}
+        fresh: dict[UUID, Task] = {}
+
+        def submit(found: dict[UUID, Any], at: datetime) -> list[Task]:
+            existing.clear()
+            existing.update({i: t for i, t in found.items() if isinstance(t, Task)})
+            fresh.clear()  # made anew each attempt: a failed save has consumed the last ones
+            for index, (task_id, s) in enumerate(zip(ids, specs, strict=True)):
+                task = _at_index(
+                    index,
+                    len(specs),
+                    partial(
+                        Task.submit,
+                        task_id=task_id,
+                        type=s.type,
+                        priority=s.priority,
+                        capabilities=s.capabilities,
+                        payload=s.payload,
+                        idempotency_key=s.idempotency_key,
+                        cause=cause,
+                        at=at,
+                        not_before=s.not_before,
+                        schedule_id=s.schedule_id,
+                    ),
+                )  # every item is checked, repeats of a key too: a bad batch is refused whole
+                if task_id not in fresh and task_id not in existing:
+                    fresh[task_id] = task
+            return list(fresh.values())
+
+        committed = self.kernel.execute(keyed, submit, fresh=True)  # a key's task: the log's
         seen: set[UUID] = set()
         out = []
         for task_id in ids:
-            out.append(
-                Submission(
-                    existing.get(task_id) or fresh[task_id],
-                    duplicate=task_id in existing or task_id in seen,
-                )
-            )
+            task = existing.get(task_id) or fresh[task_id]
+            out.append(Submission(task, duplicate=task_id in existing or task_id in seen))
             seen.add(task_id)
-        return Committed.of(out, recorded)
+        return Committed.of(out, committed.recorded)
 
-    def _new_tasks(
-        self,
-        ids: list[UUID],
-        specs: Sequence[TaskSpec],
-        cause: Cause,
-        at: datetime,
-        existing: dict[UUID, Task],
-    ) -> dict[UUID, Task]:
-        fresh: dict[UUID, Task] = {}
-        for index, (task_id, s) in enumerate(zip(ids, specs, strict=True)):
-            task = _at_index(
-                index,
-                len(specs),
-                partial(
-                    Task.submit,
-                    task_id=task_id,
-                    type=s.type,
-                    priority=s.priority,
-                    capabilities=s.capabilities,
-                    payload=s.payload,
-                    idempotency_key=s.idempotency_key,
-                    cause=cause,
-                    at=at,
-                    not_before=s.not_before,
-                    schedule_id=s.schedule_id,
-                ),
-            )  # every item is checked, repeats of a key too: a bad batch is refused whole
-            if task_id not in fresh and task_id not in existing:
-                fresh[task_id] = task
-        return fresh
-
-    def assign_tasks(self, assignments: Sequence[Assignment], cause: Cause) -> Committed[Task]:
+    def assign(self, assignments: Sequence[Assignment], cause: Cause) -> Committed[Task]:
         """Record the dispatcher's choices; tasks no longer pending are left alone."""
         chosen = {a.task_id: a for a in assignments}
 
@@ -117,26 +104,24 @@ class TaskCommands(Commands):
                 a = chosen[task.id]
                 task.assign(a.bot_id, a.why, cause, at)
 
-        return self._change(Task, list(chosen), assign)
+        return self.kernel.change(Task, list(chosen), assign)
 
     def mark_unroutable(
         self, task_ids: Sequence[UUID], reason: str, missing: list[str], cause: Cause
     ) -> Committed[Task]:
         """Flag pending tasks no bot could do; those flagged already or no longer pending
         are left alone."""
-        return self._change(
+        return self.kernel.change(
             Task, list(task_ids), lambda t, at: t.mark_unroutable(reason, missing, cause, at)
         )
 
-    def start_tasks(self, bot_id: UUID, reports: Sequence[Report], cause: Cause) -> Committed[Task]:
+    def start(self, bot_id: UUID, reports: Sequence[Report], cause: Cause) -> Committed[Task]:
         tokens = {r.task_id: r.fencing_token for r in reports}
-        return self._change(
+        return self.kernel.change(
             Task, list(tokens), lambda t, at: t.start(bot_id, tokens[t.id], cause, at)
         )
 
-    def finish_tasks(
-        self, bot_id: UUID, reports: Sequence[Report], cause: Cause
-    ) -> Committed[Task]:
+    def finish(self, bot_id: UUID, reports: Sequence[Report], cause: Cause) -> Committed[Task]:
         by_id = {r.task_id: r for r in reports}
 
         def finish(task: Task, at: datetime) -> None:
@@ -146,24 +131,22 @@ class TaskCommands(Commands):
             else:
                 task.succeed(bot_id, r.fencing_token, r.result or "null", cause, at)
 
-        return self._change(Task, list(by_id), finish)
+        return self.kernel.change(Task, list(by_id), finish)
 
-    def cancel_task(self, task_id: UUID, reason: str, cause: Cause) -> Committed[Task]:
-        return self._change(Task, [task_id], lambda t, at: t.cancel(reason, cause, at))
+    def cancel(self, task_id: UUID, reason: str, cause: Cause) -> Committed[Task]:
+        return self.kernel.change(Task, [task_id], lambda t, at: t.cancel(reason, cause, at))
 
-    def release_tasks(
+    def release(
         self, bot_id: UUID, task_ids: Iterable[UUID], reason: str, cause: Cause
     ) -> Committed[Task]:
         """Take tasks back from a bot that is gone: they return to pending."""
-        return self._change(
-            Task,
-            list(task_ids),
-            lambda t, at: t.expire_lease(bot_id, reason, cause, at),
+        return self.kernel.change(
+            Task, list(task_ids), lambda t, at: t.expire_lease(bot_id, reason, cause, at)
         )
 
     def _task_id(self, spec: TaskSpec, cause: Cause) -> UUID:
         if spec.idempotency_key is None:
-            return self.new_id()
+            return self.kernel.new_id()
         return uuid5(IDEMPOTENCY_NAMESPACE, f"{cause.actor}\n{spec.idempotency_key}")
 
 

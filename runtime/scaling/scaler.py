@@ -110,7 +110,7 @@ class Autoscaler:
         decision = decide(limits, load, current=record.desired, since_change_s=since_s)
         done = 0
         if decision.desired != record.desired:
-            self.hive.resize_pool(
+            self.hive.scaling.resize_pool(
                 pool.name,
                 decision.desired,
                 decision.reason,
@@ -166,7 +166,7 @@ class Autoscaler:
             and not self.launcher.owns(lx.launch_id)
         }
         if orphaned:  # its bot is gone and no process of ours is behind it
-            self.hive.close_launches(orphaned, "its bot is gone", cause)
+            self.hive.scaling.close_launches(orphaned, "its bot is gone", cause)
         record = self.book.pool(pool.name)
         since_failure = (
             float("inf") if record.failed_at is None else (now - record.failed_at).total_seconds()
@@ -193,7 +193,7 @@ class Autoscaler:
         for launch_id in todo.give_up:
             self.launcher.stop(launch_id, kill=True)
         if todo.give_up:
-            self.hive.close_launches(
+            self.hive.scaling.close_launches(
                 dict.fromkeys(todo.give_up),
                 f"did not register within {limits.launch_timeout_s:g} s",
                 cause,
@@ -201,7 +201,7 @@ class Autoscaler:
         if todo.launch:
             self._launch(pool, todo.launch, cause)
         if todo.drain:
-            self.hive.drain_launched_bots(
+            self.hive.scaling.drain_launched_bots(
                 {
                     b.bot_id: b.launch_id
                     for b in pool_bots
@@ -229,19 +229,19 @@ class Autoscaler:
         return len(orphaned) + todo.launch + len(todo.drain) + len(todo.give_up)
 
     def _launch(self, pool: PoolConfig, count: int, cause: Cause) -> None:
-        requested = self.hive.request_launches(
+        requested = self.hive.scaling.request_launches(
             pool.name, count, self.launcher.name, "scale up", cause
         )
         for launch in requested.items:
             try:
                 self.launcher.launch(launch.id, pool.template())
             except OSError as e:
-                self.hive.close_launches({launch.id: None}, f"could not start: {e}", cause)
+                self.hive.scaling.close_launches({launch.id: None}, f"could not start: {e}", cause)
 
     def _close_exited(self, cause: Cause) -> int:
         exits = self.launcher.exited()
         if exits:
-            self.hive.close_launches(exits, "process exited", cause)
+            self.hive.scaling.close_launches(exits, "process exited", cause)
         return len(exits)
 
     def _throughput(self, pool: str, bots: int) -> float | None:

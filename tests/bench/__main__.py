@@ -44,7 +44,7 @@ def append_rate(url: str, per_save: int, events: int) -> float:
     try:
         started = time.perf_counter()
         for _ in range(events // per_save):
-            hive.submit_tasks([TaskSpec("bench", payload="{}")] * per_save, CAUSE)
+            hive.tasks.submit([TaskSpec("bench", payload="{}")] * per_save, CAUSE)
         return events / (time.perf_counter() - started)
     finally:
         hive.close()

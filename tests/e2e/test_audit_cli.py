@@ -20,7 +20,7 @@ def test_verify_says_ok_then_names_the_tampered_position(db_url: str) -> None:
     hive = hive_on(db_url)
     try:
         for _ in range(5):
-            hive.submit_tasks([TaskSpec("code", payload='{"n": 1}')] * 4, Cause("alice", "r"))
+            hive.tasks.submit([TaskSpec("code", payload='{"n": 1}')] * 4, Cause("alice", "r"))
     finally:
         hive.close()
     env = {**os.environ, "APIARY_DATABASE_URL": db_url}

@@ -35,7 +35,7 @@ def node(db_url: str, clock: FakeClock) -> Iterator[Node]:
 
 
 def register(node: Node) -> UUID:
-    bot, _, _ = node.hive.register_bot(
+    bot, _, _ = node.hive.fleet.register(
         name="coder", capabilities=["code"], max_concurrency=5, version_label="v1", cause=ALICE
     )
     node.liveness.renew(bot.id, 60)
@@ -48,8 +48,8 @@ def claim(node: Node, bot_id: UUID, wait: float) -> list[UUID]:
 
 def test_a_delayed_task_is_assigned_only_once_it_is_due(node: Node, clock: FakeClock) -> None:
     due = T0 + timedelta(minutes=10)
-    delayed = node.hive.submit_tasks([TaskSpec("code", not_before=due)], ALICE).items[0].task.id
-    at_once = node.hive.submit_tasks([TaskSpec("code")], ALICE).items[0].task.id
+    delayed = node.hive.tasks.submit([TaskSpec("code", not_before=due)], ALICE).items[0].task.id
+    at_once = node.hive.tasks.submit([TaskSpec("code")], ALICE).items[0].task.id
     bot = register(node)
     assert wait_for(lambda: claim(node, bot, 0.5), what="the task due now") == [at_once]
     assert claim(node, bot, 1.0) == [at_once]  # a whole second (5 dispatch polls) later
@@ -67,7 +67,7 @@ def test_a_restarted_engine_still_holds_a_delayed_task_back(
     db_url: str, node: Node, clock: FakeClock
 ) -> None:
     due = T0 + timedelta(minutes=5)
-    delayed = node.hive.submit_tasks([TaskSpec("code", not_before=due)], ALICE).items[0].task.id
+    delayed = node.hive.tasks.submit([TaskSpec("code", not_before=due)], ALICE).items[0].task.id
     wait_for(lambda: _view_not_before(db_url, delayed) == due, what="the view to show the delay")
     node.stop()
     later = Node(Settings(poll_interval_s=0.2), db_url, clock=clock).start()  # loads the view

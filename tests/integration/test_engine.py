@@ -33,7 +33,7 @@ def node(db_url: str, caplog: pytest.LogCaptureFixture) -> Iterator[Node]:
 
 
 def register(node: Node, name: str, caps: list[str], slots: int) -> UUID:
-    bot, _, _ = node.hive.register_bot(
+    bot, _, _ = node.hive.fleet.register(
         name=name, capabilities=caps, max_concurrency=slots, version_label="v1", cause=ALICE
     )
     node.liveness.renew(bot.id, 60)
@@ -45,9 +45,9 @@ def claim(node: Node, bot_id: UUID, n: int = 100, wait: float = 5.0) -> list[UUI
 
 
 def test_higher_priority_first_then_oldest_and_only_capable_bots(node: Node) -> None:
-    low = node.hive.submit_tasks([TaskSpec("code", priority=1) for _ in range(3)], ALICE)
-    high = node.hive.submit_tasks([TaskSpec("code", priority=8) for _ in range(2)], ALICE)
-    writing = node.hive.submit_tasks([TaskSpec("writing", priority=9)], ALICE)
+    low = node.hive.tasks.submit([TaskSpec("code", priority=1) for _ in range(3)], ALICE)
+    high = node.hive.tasks.submit([TaskSpec("code", priority=8) for _ in range(2)], ALICE)
+    writing = node.hive.tasks.submit([TaskSpec("writing", priority=9)], ALICE)
     coder = register(node, "coder", ["code"], slots=3)
     got = wait_for(lambda: claim(node, coder, wait=0.5), what="assignments")
     wait_for(lambda: len(claim(node, coder, wait=0.2)) == 3, what="all three slots filled")
@@ -59,11 +59,11 @@ def test_higher_priority_first_then_oldest_and_only_capable_bots(node: Node) -> 
 
 
 def test_silent_bot_is_lost_and_its_task_runs_elsewhere_with_a_new_token(node: Node) -> None:
-    task_id = node.hive.submit_tasks([TaskSpec("code")], ALICE).items[0].task.id
+    task_id = node.hive.tasks.submit([TaskSpec("code")], ALICE).items[0].task.id
     first = register(node, "first", ["code"], slots=1)
     node.liveness.renew(first, 0.5)  # then silence
     assert wait_for(lambda: claim(node, first, wait=0.5), what="first assignment") == [task_id]
-    node.hive.start_tasks(first, [Report(task_id, 1)], Cause(f"bot:{first}", "r"))
+    node.hive.tasks.start(first, [Report(task_id, 1)], Cause(f"bot:{first}", "r"))
     wait_for(
         lambda: node.hive.get(Bot, first).state is BotState.LOST,
         timeout=15,
@@ -74,15 +74,15 @@ def test_silent_bot_is_lost_and_its_task_runs_elsewhere_with_a_new_token(node: N
     task = node.hive.get(Task, task_id)
     assert task.bot_id == second and task.fencing_token == 2
     with pytest.raises(NotYourTask):
-        node.hive.finish_tasks(first, [Report(task_id, 1, result="1")], Cause(f"bot:{first}", "r"))
+        node.hive.tasks.finish(first, [Report(task_id, 1, result="1")], Cause(f"bot:{first}", "r"))
     assert node.hive.get(Task, task_id).state is TaskState.ASSIGNED
 
 
 def test_deregistered_bot_gives_back_what_it_held(node: Node) -> None:
-    ids = [s.task.id for s in node.hive.submit_tasks([TaskSpec("code")] * 2, ALICE).items]
+    ids = [s.task.id for s in node.hive.tasks.submit([TaskSpec("code")] * 2, ALICE).items]
     leaving = register(node, "leaving", ["code"], slots=2)
     wait_for(lambda: len(claim(node, leaving, wait=0.3)) == 2, what="both assigned")
-    node.hive.deregister_bot(leaving, ALICE)
+    node.hive.fleet.deregister(leaving, ALICE)
     wait_for(
         lambda: all(node.hive.get(Task, t).state is TaskState.PENDING for t in ids),
         what="tasks back to pending",
@@ -90,15 +90,15 @@ def test_deregistered_bot_gives_back_what_it_held(node: Node) -> None:
 
 
 def test_tasks_nobody_can_take_do_not_block_those_somebody_can(node: Node) -> None:
-    node.hive.submit_tasks([TaskSpec("painting", priority=9)] * 50, ALICE)
-    wanted = node.hive.submit_tasks([TaskSpec("code", priority=0)], ALICE).items[0].task.id
+    node.hive.tasks.submit([TaskSpec("painting", priority=9)] * 50, ALICE)
+    wanted = node.hive.tasks.submit([TaskSpec("code", priority=0)], ALICE).items[0].task.id
     coder = register(node, "coder", ["code"], slots=1)
     assert wait_for(lambda: claim(node, coder, wait=0.5), what="the code task") == [wanted]
 
 
 def test_repeated_idempotency_key_on_postgres_returns_the_original(node: Node) -> None:
-    first = node.hive.submit_tasks([TaskSpec("code", idempotency_key="once")], ALICE)
-    again = node.hive.submit_tasks(
+    first = node.hive.tasks.submit([TaskSpec("code", idempotency_key="once")], ALICE)
+    again = node.hive.tasks.submit(
         [TaskSpec("code", idempotency_key="once"), TaskSpec("code", idempotency_key="new")], ALICE
     )
     assert again.items[0].duplicate and again.items[0].task.id == first.items[0].task.id
@@ -113,22 +113,22 @@ def test_repeated_idempotency_key_on_postgres_returns_the_original(node: Node) -
 def test_draining_and_quarantined_bots_get_no_new_work_but_finish_what_they_hold(
     node: Node,
 ) -> None:
-    held = node.hive.submit_tasks([TaskSpec("code")], ALICE).items[0].task.id
+    held = node.hive.tasks.submit([TaskSpec("code")], ALICE).items[0].task.id
     old = register(node, "old", ["code"], slots=4)
     assert wait_for(lambda: claim(node, old, wait=0.5), what="the first task") == [held]
-    node.hive.drain_bots([old], "scale down", ALICE)
+    node.hive.fleet.drain([old], "scale down", ALICE)
     flaky = register(node, "flaky", ["code"], slots=4)
-    node.hive.quarantine_bot(flaky, "fails every task", ALICE)
-    later = node.hive.submit_tasks([TaskSpec("code")] * 3, ALICE).items
+    node.hive.fleet.quarantine(flaky, "fails every task", ALICE)
+    later = node.hive.tasks.submit([TaskSpec("code")] * 3, ALICE).items
     fresh = register(node, "fresh", ["code"], slots=4)
     wait_for(lambda: len(claim(node, fresh, wait=0.3)) == 3, what="the new tasks on fresh")
     assert all(node.hive.get(Task, s.task.id).bot_id == fresh for s in later)
-    node.hive.start_tasks(old, [Report(held, 1)], ALICE)  # the draining bot still reports
-    node.hive.finish_tasks(old, [Report(held, 1, result="1")], ALICE)
+    node.hive.tasks.start(old, [Report(held, 1)], ALICE)  # the draining bot still reports
+    node.hive.tasks.finish(old, [Report(held, 1, result="1")], ALICE)
     assert node.hive.get(Task, held).state is TaskState.SUCCEEDED
 
-    node.hive.reinstate_bot(flaky, ALICE)
-    again = node.hive.submit_tasks([TaskSpec("code")] * 5, ALICE).items  # the free slots
+    node.hive.fleet.reinstate(flaky, ALICE)
+    again = node.hive.tasks.submit([TaskSpec("code")] * 5, ALICE).items  # the free slots
     wait_for(
         lambda: all(node.hive.get(Task, s.task.id).bot_id is not None for s in again),
         what="all five assigned",

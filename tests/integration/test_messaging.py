@@ -40,7 +40,7 @@ def node(db_url: str, clock: FakeClock) -> Iterator[Node]:
 
 
 def register(node: Node, caps: list[str]) -> UUID:
-    bot, _, _ = node.hive.register_bot(
+    bot, _, _ = node.hive.fleet.register(
         name="b", capabilities=caps, max_concurrency=1, version_label="v1", cause=ALICE
     )
     node.liveness.renew(bot.id, 600)
@@ -73,7 +73,7 @@ def test_capability_routing_picks_the_capable_bot_with_the_fewest(node: Node) ->
 def test_to_a_lost_bot_held_until_its_ttl_then_expired(node: Node, clock: FakeClock) -> None:
     gone, spare = register(node, ["chat"]), register(node, ["chat"])
     message = send(node, to_bot=gone, ttl_s=60)
-    node.hive.mark_bot_lost(gone, "test", ALICE)
+    node.hive.fleet.mark_lost(gone, "test", ALICE)
     clock.advance(timedelta(seconds=59))
     node.postman.run_once()
     assert state(node, message).bot_id == gone and claim(node, spare) == []
@@ -87,12 +87,12 @@ def test_to_a_capability_rerouted_from_a_lost_bot(node: Node) -> None:
     message = send(node, to_capability="chat")
     assert claim(node, first) == [(message, 1)]
     second = register(node, ["chat"])
-    node.hive.mark_bot_lost(first, "test", ALICE)
+    node.hive.fleet.mark_lost(first, "test", ALICE)
     wait_for(lambda: state(node, message).bot_id == second, what="re-routing")
     assert claim(node, second, wait=5) == [(message, 2)]
     with pytest.raises(StaleDelivery):
-        node.hive.acknowledge_messages(second, {message: 1}, ALICE)
-    node.hive.acknowledge_messages(second, {message: 2}, ALICE)
+        node.hive.messages.acknowledge(second, {message: 1}, ALICE)
+    node.hive.messages.acknowledge(second, {message: 2}, ALICE)
 
 
 def test_redelivered_after_the_visibility_timeout(node: Node, clock: FakeClock) -> None:
@@ -112,7 +112,7 @@ def test_a_conversation_is_delivered_in_order(node: Node, db_url: str) -> None:
     waiting = threading.Thread(target=lambda: result.extend(claim(node, bot, wait=10)))
     result: list[tuple[UUID, int]] = []
     waiting.start()
-    node.hive.acknowledge_messages(bot, {first: 1}, ALICE)
+    node.hive.messages.acknowledge(bot, {first: 1}, ALICE)
     waiting.join(timeout=10)
     assert result == [(second, 1)]  # woken by the ack, not by the timeout
     reads = MessageReads(node.pool)
@@ -128,7 +128,7 @@ def test_a_conversation_is_delivered_in_order(node: Node, db_url: str) -> None:
 def test_pool_fan_out_reaches_each_live_bot_of_the_pool(node: Node) -> None:
     bots = []
     for _ in range(2):
-        b, _, _ = node.hive.register_bot(
+        b, _, _ = node.hive.fleet.register(
             name="p",
             capabilities=["x"],
             max_concurrency=1,
@@ -176,7 +176,7 @@ def test_the_postman_rests_until_mail_or_the_fleet_moves(node: Node) -> None:
     and round, a leadership check each time, from the first bot on)."""
     bot = register(node, ["chat"])
     wait_for(lambda: not node.postman.wake.is_set(), what="the postman's round after a bot came")
-    node.hive.submit_tasks([TaskSpec("chat")] * 5, ALICE)
+    node.hive.tasks.submit([TaskSpec("chat")] * 5, ALICE)
     wait_for(lambda: len(node.index.held_by(bot)) == 1, what="a task assigned to the bot")
     assert not node.postman.wake.is_set()
     message = send(node, to_capability="chat")
@@ -195,7 +195,7 @@ def test_message_counts_equal_a_group_by_over_the_view_and_after_a_rebuild(
     for _ in range(3):
         send(node, to_bot=bot)
     handed = claim(node, bot)
-    node.hive.acknowledge_messages(bot, {m: attempt for m, attempt in handed[:2]}, ALICE)
+    node.hive.messages.acknowledge(bot, {m: attempt for m, attempt in handed[:2]}, ALICE)
     send(node, to_capability="nobody", ttl_s=1)  # waits, then dead
     send(node, to_bot=bot)  # routed, never claimed
     clock.advance(timedelta(seconds=2))

@@ -40,19 +40,19 @@ def node(db_url: str) -> Iterator[Node]:
 def run_tasks(node: Node) -> None:
     """Four code tasks done (three succeed), two waiting at priority 7 for a writer."""
     clock: FakeClock = node.clock  # type: ignore[assignment]
-    bot, _, _ = node.hive.register_bot(
+    bot, _, _ = node.hive.fleet.register(
         name="coder", capabilities=["code"], max_concurrency=9, version_label="v1", cause=ALICE
     )
     node.liveness.renew(bot.id, 60)
-    ids = [s.task.id for s in node.hive.submit_tasks([TaskSpec("code")] * 4, ALICE).items]
-    node.hive.submit_tasks([TaskSpec("writing", priority=7)] * 2, ALICE)
+    ids = [s.task.id for s in node.hive.tasks.submit([TaskSpec("code")] * 4, ALICE).items]
+    node.hive.tasks.submit([TaskSpec("writing", priority=7)] * 2, ALICE)
     tasks = wait_for(lambda: held(node.hive, ids), what="the code tasks assigned")
     me = Cause(f"bot:{bot.id}", "r")
     clock.advance(0.25)
-    node.hive.start_tasks(bot.id, [Report(t.id, t.fencing_token) for t in tasks], me)
+    node.hive.tasks.start(bot.id, [Report(t.id, t.fencing_token) for t in tasks], me)
     clock.advance(2.0)
     reports = [Report(t.id, t.fencing_token, "1") for t in tasks[:3]]
-    node.hive.finish_tasks(bot.id, [*reports, Report(tasks[3].id, 1, error="boom")], me)
+    node.hive.tasks.finish(bot.id, [*reports, Report(tasks[3].id, 1, error="boom")], me)
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -72,8 +72,8 @@ def caught_up(client: TestClient, auth: dict[str, str]) -> dict[Any, float]:
 
 def test_a_scrape_shows_the_views(node: Node) -> None:
     run_tasks(node)
-    client_key = node.hive.issue_key("dash", Role.CLIENT, ALICE).token
-    enrolment_key = node.hive.issue_key("prometheus", Role.BOT, ALICE).token
+    client_key = node.hive.keys.issue("dash", Role.CLIENT, ALICE).token
+    enrolment_key = node.hive.keys.issue("prometheus", Role.BOT, ALICE).token
     with TestClient(create_app(node.container())) as client:
         assert client.get("/metrics").status_code == 401
         assert client.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401

@@ -47,7 +47,7 @@ def node(db_url: str, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> Ite
 
 
 def register(node: Node, name: str, caps: list[str], slots: int) -> UUID:
-    bot, _, _ = node.hive.register_bot(
+    bot, _, _ = node.hive.fleet.register(
         name=name, capabilities=caps, max_concurrency=slots, version_label="v1", cause=ALICE
     )
     node.liveness.renew(bot.id, 60)
@@ -81,7 +81,7 @@ def work_rounds(
     poor one fails in 0.5 s. Returns who got what, per round."""
     shares = []
     for _ in range(rounds):
-        ids = [s.task.id for s in node.hive.submit_tasks([TaskSpec("code")] * 2, ALICE).items]
+        ids = [s.task.id for s in node.hive.tasks.submit([TaskSpec("code")] * 2, ALICE).items]
         tasks = wait_for(lambda ids=ids: assigned(node, ids), what="both tasks assigned")
         shares.append(Counter(t.bot_id for t in tasks.values()))
         clock.advance(1.0)
@@ -90,13 +90,13 @@ def work_rounds(
             if not mine:
                 continue
             who = Cause(f"bot:{bot_id}", "r")
-            node.hive.start_tasks(bot_id, mine, who)
+            node.hive.tasks.start(bot_id, mine, who)
             clock.advance(took)
             outcome = [
                 Report(r.task_id, r.fencing_token, "1" if ok else None, None if ok else "boom")
                 for r in mine
             ]
-            node.hive.finish_tasks(bot_id, outcome, who)
+            node.hive.tasks.finish(bot_id, outcome, who)
         end = head(node)  # the next round decides on what this one taught
         wait_for(lambda end=end: node.performance.position >= end, what="learning caught up")
     return shares
@@ -120,11 +120,11 @@ def test_the_performance_view_equals_the_engine_copy_and_a_rebuild_from_zero(
 ) -> None:
     good, poor = register(node, "good", ["code"], 2), register(node, "poor", ["code"], 2)
     done = sum(work_rounds(node, clock, good, poor, rounds=4), Counter())[good]
-    running = node.hive.submit_tasks([TaskSpec("code")], ALICE).items[0].task.id
+    running = node.hive.tasks.submit([TaskSpec("code")], ALICE).items[0].task.id
     task = wait_for(lambda: assigned(node, [running]), what="one more assigned")[running]
     assert task.bot_id == good
-    node.hive.start_tasks(good, [Report(running, task.fencing_token)], ALICE)
-    node.hive.lose_bot(good, [running], "silence", Cause.engine("test", "r"))  # a lost run
+    node.hive.tasks.start(good, [Report(running, task.fencing_token)], ALICE)
+    node.hive.fleet.lose(good, [running], "silence", Cause.engine("test", "r"))  # a lost run
     wait_for(lambda: assigned(node, [running]), what="the task assigned again (to the poor bot)")
     view_caught_up(node, "performance")
     end = head(node)
@@ -142,9 +142,9 @@ def test_the_performance_view_equals_the_engine_copy_and_a_rebuild_from_zero(
 
 def test_unroutable_is_shown_until_a_capable_bot_takes_the_task(node: Node) -> None:
     register(node, "coder", ["code"], 1)
-    submitted = node.hive.submit_tasks([TaskSpec("render", priority=7)], ALICE)
+    submitted = node.hive.tasks.submit([TaskSpec("render", priority=7)], ALICE)
     task_id, position = submitted.items[0].task.id, submitted.position
-    token = node.hive.issue_key("root", Role.ADMIN, ALICE).token
+    token = node.hive.keys.issue("root", Role.ADMIN, ALICE).token
     with TestClient(create_app(node.container())) as client:
         auth = {"Authorization": f"Bearer {token}"}
 
@@ -203,7 +203,7 @@ def test_a_task_only_a_pool_could_serve_is_not_unroutable(db_url: str, clock: Fa
         register(node, "coder", ["code"], 1)
         poolable, hopeless = (
             s.task.id
-            for s in node.hive.submit_tasks([TaskSpec("render"), TaskSpec("painting")], ALICE).items
+            for s in node.hive.tasks.submit([TaskSpec("render"), TaskSpec("painting")], ALICE).items
         )
         wait_for(
             lambda: node.hive.get(Task, hopeless).unroutable is not None,

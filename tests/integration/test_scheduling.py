@@ -114,9 +114,9 @@ def test_two_engines_stepping_at_once_fire_each_tick_exactly_once(
     first = engines[0]
     spec = {"overlap": "allow_all", "catchup": "run_all", "catchup_limit": 1000}
     ids = [
-        first.hive.create_schedule(every(60, **spec), ALICE).items[0].id,
-        first.hive.create_schedule(every(90, **spec), ALICE).items[0].id,
-        first.hive.create_schedule(
+        first.hive.schedules.create(every(60, **spec), ALICE).items[0].id,
+        first.hive.schedules.create(every(90, **spec), ALICE).items[0].id,
+        first.hive.schedules.create(
             ScheduleSpec(name="cron", template=TaskTemplate("code"), cron="* * * * *", **spec),
             ALICE,
         )
@@ -150,7 +150,7 @@ def test_two_engines_stepping_at_once_fire_each_tick_exactly_once(
         t.join(timeout=30)
     assert not failures, failures
     assert all(recorded.values()), "both engines should have won some ticks"
-    first.hive.fire_schedules(ids, Cause.engine("scheduler", "final"))  # what is still due
+    first.hive.schedules.fire(ids, Cause.engine("scheduler", "final"))  # what is still due
 
     end = clock()
     for schedule_id, step in zip(ids, (60, 90, 60), strict=True):
@@ -173,7 +173,7 @@ def test_an_engine_started_later_catches_up_as_the_schedule_says(
     early = Engine(db_url, clock)
     try:
         spec = every(300, catchup=catchup, catchup_limit=limit, overlap="allow_all")
-        schedule_id = early.hive.create_schedule(spec, ALICE).items[0].id
+        schedule_id = early.hive.schedules.create(spec, ALICE).items[0].id
         assert early.step() > 0
         assert fired_ticks(early.hive, schedule_id) == [T0]
     finally:
@@ -205,7 +205,7 @@ def node(db_url: str, clock: FakeClock) -> Iterator[Node]:
 def test_overlap_policies_with_the_previous_run_still_open(node: Node, clock: FakeClock) -> None:
     hive = node.hive
     made = {
-        policy: hive.create_schedule(
+        policy: hive.schedules.create(
             every(60, name=policy.replace("_", "-"), overlap=policy), ALICE
         )
         .items[0]
@@ -226,7 +226,7 @@ def test_overlap_policies_with_the_previous_run_still_open(node: Node, clock: Fa
 
     # the buffered tick fires as soon as the run before it ends, before the next tick is due
     [first_run] = scheduled_tasks(hive, made["buffer_one"])
-    hive.cancel_task(first_run, "done by hand", ALICE)
+    hive.tasks.cancel(first_run, "done by hand", ALICE)
     wait_for(
         lambda: fired_ticks(hive, made["buffer_one"]) == [T0, second],
         timeout=5,
@@ -237,12 +237,12 @@ def test_overlap_policies_with_the_previous_run_still_open(node: Node, clock: Fa
 
 def test_pause_resume_and_delete(node: Node, clock: FakeClock) -> None:
     hive = node.hive
-    schedule_id = hive.create_schedule(every(60, overlap="allow_all"), ALICE).items[0].id
+    schedule_id = hive.schedules.create(every(60, overlap="allow_all"), ALICE).items[0].id
     wait_for(lambda: fired_ticks(hive, schedule_id) == [T0], what="the first tick")
-    hive.pause_schedule(schedule_id, ALICE)
+    hive.schedules.pause(schedule_id, ALICE)
     clock.advance(timedelta(minutes=5, seconds=30))
     resumed_at = clock()
-    hive.resume_schedule(schedule_id, ALICE)  # ticks while paused are never run
+    hive.schedules.resume(schedule_id, ALICE)  # ticks while paused are never run
     assert hive.get(Schedule, schedule_id).next_tick == T0 + timedelta(minutes=6)
     clock.advance(timedelta(seconds=30))
     wait_for(
@@ -250,7 +250,7 @@ def test_pause_resume_and_delete(node: Node, clock: FakeClock) -> None:
         what="the first tick after the resume",
     )
     assert resumed_at < T0 + timedelta(minutes=6)
-    hive.delete_schedule(schedule_id, ALICE)
+    hive.schedules.delete(schedule_id, ALICE)
     clock.advance(timedelta(minutes=10))
     reads = node.schedules
     wait_for(lambda: (reads.get(schedule_id) or object()).state == "deleted", what="the view")  # type: ignore[attr-defined]
@@ -262,22 +262,22 @@ def test_the_schedules_view_agrees_with_the_aggregates_and_equals_a_rebuild(
     db_url: str, engines: list[Engine], clock: FakeClock
 ) -> None:
     hive = engines[0].hive
-    buffered = hive.create_schedule(every(60, name="buffered", overlap="buffer_one"), ALICE)
+    buffered = hive.schedules.create(every(60, name="buffered", overlap="buffer_one"), ALICE)
     nightly = ScheduleSpec(
         name="nightly",
         template=TaskTemplate("report", payload='"text"'),
         cron="30 2 * * *",
         timezone="Europe/Berlin",
     )
-    cron = hive.create_schedule(nightly, ALICE)
-    paused = hive.create_schedule(every(600, name="paused"), ALICE)
-    gone = hive.create_schedule(every(60, name="gone"), ALICE)
+    cron = hive.schedules.create(nightly, ALICE)
+    paused = hive.schedules.create(every(600, name="paused"), ALICE)
+    gone = hive.schedules.create(every(60, name="gone"), ALICE)
     ids = [c.items[0].id for c in (buffered, cron, paused, gone)]
     for minutes in range(4):
         clock.advance(timedelta(minutes=minutes))
-        hive.fire_schedules(ids, Cause.engine("scheduler", f"r{minutes}"))
-    hive.pause_schedule(ids[2], ALICE)
-    hive.delete_schedule(ids[3], ALICE)
+        hive.schedules.fire(ids, Cause.engine("scheduler", f"r{minutes}"))
+    hive.schedules.pause(ids[2], ALICE)
+    hive.schedules.delete(ids[3], ALICE)
     view = next(v for v in views() if v.name == "schedules")
     ProjectionRunner(
         view, hive.recorder, hive.mapper.to_domain_event, db_url, page_size=3

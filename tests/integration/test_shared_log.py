@@ -102,7 +102,7 @@ def test_each_follower_reads_its_topics_once_and_the_log_is_read_once(
             assert [n.id for n in seen[name]] == expected, name
 
         before = source.selects
-        committed = hive.submit_tasks([TaskSpec("code")], ALICE).position
+        committed = hive.tasks.submit([TaskSpec("code")], ALICE).position
         assert committed is not None
         for name in wants:
             wait_for(lambda n=name: at[n]() >= committed, what=f"follower {name} at the commit")

@@ -61,25 +61,25 @@ def assert_all_in_bucket(h: StageHistogram, seconds: float, n: int) -> None:
 def test_stage_durations_come_out_as_the_clock_made_them(node: Node, clock: FakeClock) -> None:
     """Ten code tasks wait 2 s for a bot, start 0.5 s after it takes them and run 1..10 s;
     a delayed one is measured from its not_before, not from its submission."""
-    ids = [s.task.id for s in node.hive.submit_tasks([TaskSpec("code")] * 10, ALICE).items]
-    delayed = node.hive.submit_tasks(
+    ids = [s.task.id for s in node.hive.tasks.submit([TaskSpec("code")] * 10, ALICE).items]
+    delayed = node.hive.tasks.submit(
         [TaskSpec("report", capabilities=["code"], not_before=T0 + timedelta(seconds=30))],
         ALICE,
     )
     clock.advance(2.0)
-    bot, _, _ = node.hive.register_bot(
+    bot, _, _ = node.hive.fleet.register(
         name="coder", capabilities=["code"], max_concurrency=20, version_label="v1", cause=ALICE
     )
     node.liveness.renew(bot.id, 60)
     tasks = wait_for(lambda: held(node.hive, ids), what="the ten tasks assigned")
     clock.advance(0.5)
     me = Cause(f"bot:{bot.id}", "r")
-    node.hive.start_tasks(bot.id, [Report(t.id, t.fencing_token) for t in tasks], me)
+    node.hive.tasks.start(bot.id, [Report(t.id, t.fencing_token) for t in tasks], me)
     for k, t in enumerate(tasks, start=1):
         clock.advance(1.0)
         ok = k % 2 == 0
         outcome = Report(t.id, t.fencing_token, "1" if ok else None, None if ok else "boom")
-        node.hive.finish_tasks(bot.id, [outcome], me)
+        node.hive.tasks.finish(bot.id, [outcome], me)
     clock.advance(30.0)  # now T0 + 42.5 s: the delayed task is 12.5 s past its due time
     late = delayed.items[0].task.id
     wait_for(lambda: held(node.hive, [late]), what="the delayed task assigned")
@@ -134,24 +134,24 @@ def test_a_reassigned_task_waits_once_and_the_view_equals_a_rebuild(
     assignment. Kept one event a page, the view equals a rebuild in pages of 500."""
     hive = open_hive(db_url, Settings(), clock=clock)
     try:
-        a, _, _ = hive.register_bot(
+        a, _, _ = hive.fleet.register(
             name="a", capabilities=["code"], max_concurrency=5, version_label="v1", cause=ALICE
         )
-        b, _, _ = hive.register_bot(
+        b, _, _ = hive.fleet.register(
             name="b", capabilities=["code"], max_concurrency=5, version_label="v1", cause=ALICE
         )
-        ids = [s.task.id for s in hive.submit_tasks([TaskSpec("code")] * 3, ALICE).items]
+        ids = [s.task.id for s in hive.tasks.submit([TaskSpec("code")] * 3, ALICE).items]
         clock.advance(1.0)
-        hive.assign_tasks([Assignment(t, a.id, {}) for t in ids], ENGINE)
+        hive.tasks.assign([Assignment(t, a.id, {}) for t in ids], ENGINE)
         clock.advance(1.0)
-        hive.lose_bot(a.id, ids, "silence", ENGINE)
+        hive.fleet.lose(a.id, ids, "silence", ENGINE)
         clock.advance(2.0)
-        hive.assign_tasks([Assignment(t, b.id, {}) for t in ids], ENGINE)
+        hive.tasks.assign([Assignment(t, b.id, {}) for t in ids], ENGINE)
         clock.advance(1.0)
-        hive.start_tasks(b.id, [Report(t, 2) for t in ids], ENGINE)
+        hive.tasks.start(b.id, [Report(t, 2) for t in ids], ENGINE)
         clock.advance(3.0)
-        hive.finish_tasks(b.id, [Report(ids[0], 2, result="1")], ENGINE)
-        hive.cancel_task(ids[1], "not needed", ALICE)  # ids[2] stays running
+        hive.tasks.finish(b.id, [Report(ids[0], 2, result="1")], ENGINE)
+        hive.tasks.cancel(ids[1], "not needed", ALICE)  # ids[2] stays running
         runner(db_url, hive, page=1).catch_up()
         kept = stage_rows(db_url)
         with psycopg.connect(db_url) as conn:
@@ -177,15 +177,15 @@ def test_minutes_older_than_a_day_before_the_newest_are_dropped(
 ) -> None:
     hive = open_hive(db_url, Settings(), clock=clock)
     try:
-        bot, _, _ = hive.register_bot(
+        bot, _, _ = hive.fleet.register(
             name="a", capabilities=["code"], max_concurrency=5, version_label="v1", cause=ALICE
         )
         for _ in range(3):  # one task a day, run in 10 s
-            (task,) = [s.task.id for s in hive.submit_tasks([TaskSpec("code")], ALICE).items]
-            hive.assign_tasks([Assignment(task, bot.id, {})], ENGINE)
-            hive.start_tasks(bot.id, [Report(task, 1)], ENGINE)
+            (task,) = [s.task.id for s in hive.tasks.submit([TaskSpec("code")], ALICE).items]
+            hive.tasks.assign([Assignment(task, bot.id, {})], ENGINE)
+            hive.tasks.start(bot.id, [Report(task, 1)], ENGINE)
             clock.advance(10.0)
-            hive.finish_tasks(bot.id, [Report(task, 1, result="1")], ENGINE)
+            hive.tasks.finish(bot.id, [Report(task, 1, result="1")], ENGINE)
             clock.advance(timedelta(days=1).total_seconds())
         runner(db_url, hive, page=2).catch_up()
         with psycopg.connect(db_url) as conn:

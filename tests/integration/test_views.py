@@ -29,19 +29,19 @@ ENGINE = Cause.engine("test", "r")
 
 def busy_history(hive: Hive, tasks: int) -> None:
     """Tasks in every state, bots registered and lost: every kind of event the views read."""
-    bot, _, _ = hive.register_bot(
+    bot, _, _ = hive.fleet.register(
         name="b1",
         capabilities=["code", "writing"],
         max_concurrency=9,
         version_label="v1",
         cause=ALICE,
     )
-    other, _, _ = hive.register_bot(
+    other, _, _ = hive.fleet.register(
         name="b2", capabilities=["code"], max_concurrency=9, version_label="v2", cause=ALICE
     )
     ids = [
         s.task.id
-        for s in hive.submit_tasks(
+        for s in hive.tasks.submit(
             [
                 TaskSpec("code" if i % 3 else "writing", priority=i % 10, payload=f'{{"i": {i}}}')
                 for i in range(tasks)
@@ -49,16 +49,16 @@ def busy_history(hive: Hive, tasks: int) -> None:
             ALICE,
         ).items
     ]
-    hive.assign_tasks(
+    hive.tasks.assign(
         [Assignment(t, bot.id, {"n": i}) for i, t in enumerate(ids[: tasks // 2])], ENGINE
     )
     started = ids[: tasks // 3]
-    hive.start_tasks(bot.id, [Report(t, 1) for t in started], ENGINE)
-    hive.finish_tasks(bot.id, [Report(t, 1, result='{"ok": 1}') for t in started[::2]], ENGINE)
-    hive.finish_tasks(bot.id, [Report(t, 1, error="boom") for t in started[1::2]], ENGINE)
-    hive.cancel_task(ids[-1], "not needed", ALICE)
-    hive.lose_bot(bot.id, ids[tasks // 3 : tasks // 2], "silence", ENGINE)
-    hive.deregister_bot(other.id, ALICE)
+    hive.tasks.start(bot.id, [Report(t, 1) for t in started], ENGINE)
+    hive.tasks.finish(bot.id, [Report(t, 1, result='{"ok": 1}') for t in started[::2]], ENGINE)
+    hive.tasks.finish(bot.id, [Report(t, 1, error="boom") for t in started[1::2]], ENGINE)
+    hive.tasks.cancel(ids[-1], "not needed", ALICE)
+    hive.fleet.lose(bot.id, ids[tasks // 3 : tasks // 2], "silence", ENGINE)
+    hive.fleet.deregister(other.id, ALICE)
 
 
 def runner(url: str, hive: Hive, name: str, page: int = 500) -> ProjectionRunner:
@@ -115,8 +115,8 @@ def test_task_counts_equal_a_group_by_over_the_view_and_after_a_rebuild(
     counts, grouped = counts_and_grouped(db_url)
     assert counts == grouped
     assert {state for state, *_ in counts} == {"pending", "succeeded", "failed", "cancelled"}
-    more = hive.submit_tasks([TaskSpec("code", priority=9)] * 5, ALICE).items
-    hive.cancel_task(more[0].task.id, "changed my mind", ALICE)
+    more = hive.tasks.submit([TaskSpec("code", priority=9)] * 5, ALICE).items
+    hive.tasks.cancel(more[0].task.id, "changed my mind", ALICE)
     tasks.catch_up()
     counts, grouped = counts_and_grouped(db_url)
     assert counts == grouped
@@ -137,7 +137,7 @@ def test_runner_follows_live_writes_and_readers_can_wait_for_them(db_url: str, h
     pool = ConnectionPool(db_url, min_size=1, max_size=2, open=True)
     positions = ViewPositions(pool, db_url, ("tasks", "fleet")).start()
     try:
-        committed = hive.submit_tasks([TaskSpec("code")], ALICE)
+        committed = hive.tasks.submit([TaskSpec("code")], ALICE)
         assert committed.position is not None
         assert positions.wait(committed.position, timeout=10)
         with psycopg.connect(db_url) as conn:
@@ -160,7 +160,7 @@ def test_runner_survives_its_connections_being_killed(db_url: str, hive: Hive) -
     thread = threading.Thread(target=r.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        first = hive.submit_tasks([TaskSpec("code")], ALICE).position
+        first = hive.tasks.submit([TaskSpec("code")], ALICE).position
         wait_for(lambda: r.position >= first, what="first task applied")
         with psycopg.connect(db_url, autocommit=True) as conn:
             killed = conn.execute(
@@ -168,7 +168,7 @@ def test_runner_survives_its_connections_being_killed(db_url: str, hive: Hive) -
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             ).fetchone()
         assert killed and killed[0] >= 1
-        second = hive.submit_tasks([TaskSpec("code")], ALICE).position
+        second = hive.tasks.submit([TaskSpec("code")], ALICE).position
         wait_for(lambda: r.position >= second, timeout=15, what="runner to resume after kill")
     finally:
         stop.set()

@@ -278,8 +278,8 @@ def make_settings() -> Settings:
 def make_container(
     hive: Hive, settings: Settings, keys: KeyRing, probe: Callable[[], None] | None = None
 ) -> Container:
-    mailbox = Mailbox()
-    hive.listeners.append(mailbox.apply)
+    mailbox, index = Mailbox(), LiveIndex()
+    hive.listeners += [mailbox.apply, index.apply]
     return Container(
         settings=settings,
         hive=hive,
@@ -290,6 +290,7 @@ def make_container(
         schedule_positions=ImmediatePositions(hive),
         claims=LogClaimBoard(hive),
         liveness=MemoryLiveness(),
+        presence=index,
         readiness=SetReadiness(),
         keys=keys,
         gate=DatabaseGate(probe or (lambda: None), probe_interval=0.01),
@@ -297,7 +298,7 @@ def make_container(
         stages=NoStages(),
         metrics=NoMetrics(),
         messages=MessageBoard(hive, mailbox, settings.message_visibility_s),
-        postman=Postman(hive, LiveIndex(), mailbox),
+        postman=Postman(hive, index, mailbox),
         message_reads=NoConversations(),
     )
 
@@ -347,9 +348,9 @@ class NoMetrics:
 
 def issue_tokens(hive: Hive) -> dict[str, str]:
     return {
-        "admin": hive.issue_key("root", Role.ADMIN, ROOT).token,
-        "client": hive.issue_key("alice", Role.CLIENT, ROOT).token,
-        "enrol": hive.issue_key("enrolment", Role.BOT, ROOT).token,
+        "admin": hive.keys.issue("root", Role.ADMIN, ROOT).token,
+        "client": hive.keys.issue("alice", Role.CLIENT, ROOT).token,
+        "enrol": hive.keys.issue("enrolment", Role.BOT, ROOT).token,
     }
 
 
@@ -394,7 +395,7 @@ def register(world: World, name: str = "b1", caps: list[str] | None = None) -> t
 
 
 def assign(world: World, task_id: str, bot_id: str) -> None:
-    world.hive.assign_tasks([Assignment(UUID(task_id), UUID(bot_id), {"policy": "test"})], ENGINE)
+    world.hive.tasks.assign([Assignment(UUID(task_id), UUID(bot_id), {"policy": "test"})], ENGINE)
 
 
 # -- tasks ------------------------------------------------------------------------------
@@ -555,11 +556,11 @@ def test_right_key_id_with_a_wrong_secret_is_401(world: World) -> None:
 
 
 def test_revoked_key_is_refused_once_the_cache_expires(world: World) -> None:
-    token = world.hive.issue_key("bob", Role.CLIENT, ROOT).token
+    token = world.hive.keys.issue("bob", Role.CLIENT, ROOT).token
     headers = {"Authorization": f"Bearer {token}"}
     assert world.client.get("/v1/bots", headers=headers).status_code == 200
     key_id = UUID(token.split("_")[1])
-    world.hive.revoke_key(key_id, ROOT)
+    world.hive.keys.revoke(key_id, ROOT)
     assert world.client.get("/v1/bots", headers=headers).status_code == 200  # cached, within ttl
     world.clock.now += 5.01
     assert_problem(world.client.get("/v1/bots", headers=headers), 401, "unauthorized")
@@ -1183,7 +1184,7 @@ def test_key_ring_remembers_a_miss_briefly_and_a_key_for_its_ttl() -> None:
     ring = KeyRing(hive, ttl_s=5.0, negative_ttl_s=1.0, clock=clock)
     token = format_token(key_id, "the-secret")
     assert ring.resolve(token) is None  # no such key yet
-    hive.issue_key("carol", Role.CLIENT, ROOT)
+    hive.keys.issue("carol", Role.CLIENT, ROOT)
     assert ring.resolve(token) is None  # the miss is remembered...
     clock.now += 1.01
     principal = ring.resolve(token)  # ...for a second only
@@ -1204,7 +1205,7 @@ def test_key_ring_cache_is_bounded() -> None:
 def test_task_detail_shows_unroutable_until_an_assignment_clears_it(world: World) -> None:
     task = submit(world, type="render", capabilities=["render", "gpu"])
     assert task["unroutable"] is None
-    world.hive.mark_unroutable([UUID(task["id"])], "no bot has gpu", ["gpu"], ENGINE)
+    world.hive.tasks.mark_unroutable([UUID(task["id"])], "no bot has gpu", ["gpu"], ENGINE)
     got = world.client.get(f"/v1/tasks/{task['id']}", headers=world.auth("client")).json()
     assert got["state"] == "pending"
     assert got["unroutable"] == {
@@ -1214,7 +1215,7 @@ def test_task_detail_shows_unroutable_until_an_assignment_clears_it(world: World
     }
     bot_id, _ = register(world, "renderer", ["render", "gpu"])
     why = {"policy": "test", "bots": [{"bot": bot_id, "score": 1.0}]}
-    world.hive.assign_tasks([Assignment(UUID(task["id"]), UUID(bot_id), why)], ENGINE)
+    world.hive.tasks.assign([Assignment(UUID(task["id"]), UUID(bot_id), why)], ENGINE)
     got = world.client.get(f"/v1/tasks/{task['id']}", headers=world.auth("client")).json()
     assert got["unroutable"] is None and got["assignment"] == why
 

@@ -61,11 +61,11 @@ def world(**pool: object) -> tuple[Hive, Autoscaler, FakeLauncher, FakeClock]:
 
 def test_backlog_launches_bots_and_their_registration_closes_the_launch() -> None:
     hive, scaler, launcher, _ = world(max_bots=3, max_concurrency=2, max_step=3)
-    hive.submit_tasks([TaskSpec("code")] * 5, ALICE)
+    hive.tasks.submit([TaskSpec("code")] * 5, ALICE)
     scaler.run_once()
     assert len(launcher.started) == 3
     assert scaler.run_once() == 0  # the launches on their way count: nothing more to do
-    bot, _, _ = hive.register_bot(
+    bot, _, _ = hive.fleet.register(
         name="c1",
         capabilities=["code"],
         max_concurrency=2,
@@ -80,7 +80,7 @@ def test_backlog_launches_bots_and_their_registration_closes_the_launch() -> Non
 def test_a_launch_that_cannot_start_fails_and_the_pool_backs_off() -> None:
     hive, scaler, launcher, clock = world(max_bots=1)
     launcher.broken = True
-    hive.submit_tasks([TaskSpec("code")], ALICE)
+    hive.tasks.submit([TaskSpec("code")], ALICE)
     scaler.run_once()
     failed = [lx for lx in scaler.book.launches.values()]
     assert failed == []  # closed at once
@@ -95,7 +95,7 @@ def test_a_launch_that_cannot_start_fails_and_the_pool_backs_off() -> None:
 
 def test_a_launch_that_never_registers_is_given_up_and_replaced() -> None:
     hive, scaler, launcher, clock = world(max_bots=1, launch_timeout_s=5)
-    hive.submit_tasks([TaskSpec("code")], ALICE)
+    hive.tasks.submit([TaskSpec("code")], ALICE)
     scaler.run_once()
     first = launcher.started[0]
     clock.now += timedelta(seconds=6)
@@ -110,7 +110,7 @@ def test_a_launch_that_never_registers_is_given_up_and_replaced() -> None:
 
 def test_a_process_that_exits_closes_its_launch() -> None:
     hive, scaler, launcher, _ = world(max_bots=1)
-    hive.submit_tasks([TaskSpec("code")], ALICE)
+    hive.tasks.submit([TaskSpec("code")], ALICE)
     scaler.run_once()
     launch_id = launcher.started[0]
     launcher.gone[launch_id] = 1

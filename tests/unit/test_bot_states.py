@@ -24,7 +24,7 @@ def hive() -> Hive:
 
 
 def register(hive: Hive, **kw: object) -> Bot:
-    bot, _, _ = hive.register_bot(
+    bot, _, _ = hive.fleet.register(
         name="b1",
         capabilities=["code"],
         max_concurrency=2,
@@ -37,31 +37,31 @@ def register(hive: Hive, **kw: object) -> Bot:
 
 def test_drain_is_final_for_new_work_and_repeating_it_records_nothing(hive: Hive) -> None:
     bot = register(hive)
-    assert hive.drain_bots([bot.id], "scale down", ADMIN).position is not None
-    assert hive.drain_bots([bot.id], "again", ADMIN).items == []
+    assert hive.fleet.drain([bot.id], "scale down", ADMIN).position is not None
+    assert hive.fleet.drain([bot.id], "again", ADMIN).items == []
     drained = hive.get(Bot, bot.id)
     assert drained.state is BotState.DRAINING
     assert drained.is_live and not drained.accepts_work
     with pytest.raises(InvalidTransition):
-        hive.quarantine_bot(bot.id, "flaky", ADMIN)
+        hive.fleet.quarantine(bot.id, "flaky", ADMIN)
 
 
 def test_quarantine_then_reinstate(hive: Hive) -> None:
     bot = register(hive)
-    hive.quarantine_bot(bot.id, "fails every task", ADMIN)
+    hive.fleet.quarantine(bot.id, "fails every task", ADMIN)
     assert hive.get(Bot, bot.id).state is BotState.QUARANTINED
-    hive.reinstate_bot(bot.id, ADMIN)
+    hive.fleet.reinstate(bot.id, ADMIN)
     assert hive.get(Bot, bot.id).accepts_work
     with pytest.raises(InvalidTransition):
-        hive.reinstate_bot(bot.id, ADMIN)  # it is not quarantined any more
+        hive.fleet.reinstate(bot.id, ADMIN)  # it is not quarantined any more
 
 
 def test_a_lost_bot_cannot_be_drained_or_quarantined(hive: Hive) -> None:
     bot = register(hive)
-    hive.mark_bot_lost(bot.id, "silent", ADMIN)
+    hive.fleet.mark_lost(bot.id, "silent", ADMIN)
     for change in (
-        lambda: hive.drain_bots([bot.id], "x", ADMIN),
-        lambda: hive.quarantine_bot(bot.id, "x", ADMIN),
+        lambda: hive.fleet.drain([bot.id], "x", ADMIN),
+        lambda: hive.fleet.quarantine(bot.id, "x", ADMIN),
     ):
         with pytest.raises(BotNotLive):
             change()
@@ -69,13 +69,13 @@ def test_a_lost_bot_cannot_be_drained_or_quarantined(hive: Hive) -> None:
 
 def test_a_draining_bot_can_still_be_lost(hive: Hive) -> None:
     bot = register(hive)
-    hive.drain_bots([bot.id], "scale down", ADMIN)
-    hive.mark_bot_lost(bot.id, "silent", ADMIN)
+    hive.fleet.drain([bot.id], "scale down", ADMIN)
+    hive.fleet.mark_lost(bot.id, "silent", ADMIN)
     assert hive.get(Bot, bot.id).state is BotState.LOST
 
 
 def test_pool_and_launch_are_recorded_and_checked(hive: Hive) -> None:
-    launch = hive.request_launches("coders", 1, "test", "backlog", ADMIN).items[0]
+    launch = hive.scaling.request_launches("coders", 1, "test", "backlog", ADMIN).items[0]
     bot = hive.get(Bot, register(hive, pool="coders", launch_id=launch.id).id)
     assert (bot.pool, bot.launch_id) == ("coders", launch.id)
     answered = hive.get(Launch, launch.id)
@@ -91,15 +91,15 @@ def test_pool_and_launch_are_recorded_and_checked(hive: Hive) -> None:
 def test_a_launch_closes_once_as_failed_before_registration_and_stopped_after(
     hive: Hive,
 ) -> None:
-    never, answered = hive.request_launches("coders", 2, "test", "backlog", ADMIN).items
+    never, answered = hive.scaling.request_launches("coders", 2, "test", "backlog", ADMIN).items
     bot = register(hive, pool="coders", launch_id=answered.id)
-    hive.drain_launched_bots({bot.id: answered.id}, "scale down", ADMIN)
+    hive.scaling.drain_launched_bots({bot.id: answered.id}, "scale down", ADMIN)
     assert hive.get(Launch, answered.id).state is LaunchState.STOPPING
     assert hive.get(Bot, bot.id).state is BotState.DRAINING
-    hive.close_launches({never.id: 1, answered.id: 0}, "process exited", ADMIN)
+    hive.scaling.close_launches({never.id: 1, answered.id: 0}, "process exited", ADMIN)
     assert hive.get(Launch, never.id).state is LaunchState.FAILED
     assert hive.get(Launch, answered.id).state is LaunchState.STOPPED
-    again = hive.close_launches({never.id: 1, answered.id: 0}, "process exited", ADMIN)
+    again = hive.scaling.close_launches({never.id: 1, answered.id: 0}, "process exited", ADMIN)
     assert again.items == []
     with pytest.raises(InvalidTransition):
         register(hive, pool="coders", launch_id=never.id)

@@ -55,7 +55,7 @@ def test_a_submission_stored_by_the_old_code_still_loads(hive: Hive) -> None:
 def test_not_before_is_kept_in_utc_and_survives_the_log(hive: Hive) -> None:
     berlin = timezone(timedelta(hours=1))
     due = datetime(2030, 1, 1, 12, 0, tzinfo=berlin)
-    task = hive.submit_tasks([TaskSpec("code", not_before=due)], ALICE).items[0].task
+    task = hive.tasks.submit([TaskSpec("code", not_before=due)], ALICE).items[0].task
     stored = hive.get(Task, task.id)
     assert stored.not_before == due and stored.not_before.tzinfo is UTC
 
@@ -71,7 +71,7 @@ def test_naive_or_too_distant_not_before_is_refused(
     hive: Hive, not_before: datetime, message: str
 ) -> None:
     with pytest.raises(InvalidInput, match=message):
-        hive.submit_tasks([TaskSpec("code", not_before=not_before)], ALICE)
+        hive.tasks.submit([TaskSpec("code", not_before=not_before)], ALICE)
     assert hive.recorder.max_notification_id() in (None, 0)
 
 
@@ -80,9 +80,9 @@ def test_live_index_holds_a_delayed_task_back_until_it_is_due(hive: Hive, clock:
     heard: list[Changes] = []
     index.listeners.append(heard.append)
     hive.listeners.append(index.apply)
-    later = hive.submit_tasks([TaskSpec("code", not_before=T0 + timedelta(minutes=5))], ALICE)
-    sooner = hive.submit_tasks([TaskSpec("code", not_before=T0 + timedelta(minutes=1))], ALICE)
-    now = hive.submit_tasks([TaskSpec("code")], ALICE).items[0].task.id
+    later = hive.tasks.submit([TaskSpec("code", not_before=T0 + timedelta(minutes=5))], ALICE)
+    sooner = hive.tasks.submit([TaskSpec("code", not_before=T0 + timedelta(minutes=1))], ALICE)
+    now = hive.tasks.submit([TaskSpec("code")], ALICE).items[0].task.id
     assert [t.task_id for t in index.pending(10)] == [now]
     assert index.next_due() == T0 + timedelta(minutes=1)
     assert index.release_due() == 0
@@ -107,9 +107,9 @@ def test_a_delayed_task_cancelled_before_it_is_due_is_never_offered(
 ) -> None:
     index = LiveIndex(clock=clock)
     hive.listeners.append(index.apply)
-    task = hive.submit_tasks([TaskSpec("code", not_before=T0 + timedelta(minutes=1))], ALICE)
+    task = hive.tasks.submit([TaskSpec("code", not_before=T0 + timedelta(minutes=1))], ALICE)
     task_id = task.items[0].task.id
-    hive.cancel_task(task_id, "not needed", ALICE)
+    hive.tasks.cancel(task_id, "not needed", ALICE)
     assert task_id not in index.tasks and index.next_due() is None
     clock.now = T0 + timedelta(minutes=2)
     assert index.release_due() == 0
@@ -119,7 +119,7 @@ def test_a_delayed_task_cancelled_before_it_is_due_is_never_offered(
 def test_a_task_due_already_goes_straight_to_its_queue(hive: Hive, clock: FakeClock) -> None:
     index = LiveIndex(clock=clock)
     hive.listeners.append(index.apply)
-    past = hive.submit_tasks([TaskSpec("code", not_before=T0 - timedelta(hours=1))], ALICE)
+    past = hive.tasks.submit([TaskSpec("code", not_before=T0 - timedelta(hours=1))], ALICE)
     assert [t.task_id for t in index.pending(10)] == [past.items[0].task.id]
     assert index.next_due() is None
 

@@ -53,13 +53,13 @@ class Engine:
         )
 
     def bot(self, caps: list[str], slots: int) -> UUID:
-        bot, _, _ = self.hive.register_bot(
+        bot, _, _ = self.hive.fleet.register(
             name="b", capabilities=caps, max_concurrency=slots, version_label="v1", cause=ALICE
         )
         return bot.id
 
     def submit(self, spec: TaskSpec, n: int = 1) -> list[UUID]:
-        return [s.task.id for s in self.hive.submit_tasks([spec] * n, ALICE).items]
+        return [s.task.id for s in self.hive.tasks.submit([spec] * n, ALICE).items]
 
     def work_off(self, bot_id: UUID) -> None:
         """The bot starts and finishes everything it holds."""
@@ -67,8 +67,8 @@ class Engine:
         tasks = self.hive.load_many(Task, held)
         reports = [Report(t, tasks[t].fencing_token) for t in held]
         who = Cause(f"bot:{bot_id}", "r")
-        self.hive.start_tasks(bot_id, reports, who)
-        self.hive.finish_tasks(
+        self.hive.tasks.start(bot_id, reports, who)
+        self.hive.tasks.finish(
             bot_id, [Report(r.task_id, r.fencing_token, "1") for r in reports], who
         )
 
@@ -178,12 +178,12 @@ def test_learned_performance_reaches_the_next_decisions(engine: Engine) -> None:
     good, poor = engine.bot(["code"], 1), engine.bot(["code"], 1)
     for bot_id, ok in ((good, True), (poor, False)):
         for task_id in engine.submit(TaskSpec("code"), 6):
-            engine.hive.assign_tasks([Assignment(task_id, bot_id, {})], ENGINE)
+            engine.hive.tasks.assign([Assignment(task_id, bot_id, {})], ENGINE)
             token = engine.task(task_id).fencing_token
             who = Cause(f"bot:{bot_id}", "r")
-            engine.hive.start_tasks(bot_id, [Report(task_id, token)], who)
+            engine.hive.tasks.start(bot_id, [Report(task_id, token)], who)
             report = Report(task_id, token, "1") if ok else Report(task_id, token, error="boom")
-            engine.hive.finish_tasks(bot_id, [report], who)
+            engine.hive.tasks.finish(bot_id, [report], who)
     assert engine.performance.snapshot()[poor, "code"].success == 0.0
     task_id = engine.submit(TaskSpec("code"))[0]
     engine.dispatcher.run_once()
@@ -197,16 +197,12 @@ def test_learned_performance_reaches_the_next_decisions(engine: Engine) -> None:
 
 
 def _why(engine: Engine, task_id: UUID) -> dict[str, Any]:
-    assigned = [
-        e for e in engine.hive.repository.event_store.get(task_id) if isinstance(e, Task.Assigned)
-    ]
+    assigned = [e for e in engine.hive.history(task_id) if isinstance(e, Task.Assigned)]
     return assigned[-1].why
 
 
 def flags(engine: Engine, task_id: UUID) -> list[Task.Unroutable]:
-    return [
-        e for e in engine.hive.repository.event_store.get(task_id) if isinstance(e, Task.Unroutable)
-    ]
+    return [e for e in engine.hive.history(task_id) if isinstance(e, Task.Unroutable)]
 
 
 def test_a_task_no_bot_can_do_is_flagged_once_and_not_again_while_nothing_changes(
@@ -233,7 +229,7 @@ def test_the_flag_clears_on_assignment_and_returns_when_the_only_capable_bot_is_
     engine.dispatcher.run_once()
     task = engine.task(task_id)
     assert task.state is TaskState.ASSIGNED and task.unroutable is None
-    engine.hive.lose_bot(renderer, [task_id], "silence", ENGINE)
+    engine.hive.fleet.lose(renderer, [task_id], "silence", ENGINE)
     engine.dispatcher.run_once()
     engine.dispatcher.run_once()
     assert len(flags(engine, task_id)) == 2
@@ -261,12 +257,12 @@ def test_a_pool_that_could_launch_a_bot_keeps_the_task_routable() -> None:
 
 def test_a_quarantined_bot_could_serve_but_a_draining_one_could_not(engine: Engine) -> None:
     held = engine.bot(["render"], 1)
-    engine.hive.quarantine_bot(held, "flaky", ALICE)
+    engine.hive.fleet.quarantine(held, "flaky", ALICE)
     first = engine.submit(TaskSpec("render"))[0]
     engine.dispatcher.run_once()
     assert flags(engine, first) == [], "an operator may reinstate it"
-    engine.hive.reinstate_bot(held, ALICE)
-    engine.hive.drain_bots([held], "shrinking", ENGINE)
+    engine.hive.fleet.reinstate(held, ALICE)
+    engine.hive.fleet.drain([held], "shrinking", ENGINE)
     engine.dispatcher.run_once()
     assert len(flags(engine, first)) == 1, "a draining bot never takes new work again"
     assert engine.hive.get(Bot, held).state == "draining"
@@ -281,9 +277,9 @@ def test_the_index_says_when_the_fleet_changed_and_task_traffic_does_not(engine:
     engine.submit(TaskSpec("code"), 3)
     engine.dispatcher.run_once()
     engine.work_off(bot)
-    engine.hive.quarantine_bot(bot, "flaky", ALICE)
+    engine.hive.fleet.quarantine(bot, "flaky", ALICE)
     assert len(heard) > 1 and not any(c.fleet for c in heard[1:])
     heard.clear()
-    engine.hive.reinstate_bot(bot, ALICE)
-    engine.hive.lose_bot(bot, [], "silence", ENGINE)
+    engine.hive.fleet.reinstate(bot, ALICE)
+    engine.hive.fleet.lose(bot, [], "silence", ENGINE)
     assert [c.fleet for c in heard] == [True, True]

@@ -23,14 +23,14 @@ def hive() -> Hive:
 
 
 def submit_one(hive: Hive, **kw: object) -> Task:
-    return hive.submit_tasks([TaskSpec(**kw)], ALICE).items[0].task  # type: ignore[arg-type]
+    return hive.tasks.submit([TaskSpec(**kw)], ALICE).items[0].task  # type: ignore[arg-type]
 
 
 def assigned(hive: Hive, task: Task) -> tuple[Task, object]:
-    bot, _, _ = hive.register_bot(
+    bot, _, _ = hive.fleet.register(
         name="b1", capabilities=["code"], max_concurrency=2, version_label="v1", cause=ALICE
     )
-    hive.assign_tasks([Assignment(task.id, bot.id, {"policy": "test"})], ENGINE)
+    hive.tasks.assign([Assignment(task.id, bot.id, {"policy": "test"})], ENGINE)
     return hive.get(Task, task.id), bot.id
 
 
@@ -44,15 +44,15 @@ def test_submit_defaults_capabilities_to_type_and_records_actor(hive: Hive) -> N
 
 
 def test_repeated_idempotency_key_returns_the_original(hive: Hive) -> None:
-    first = hive.submit_tasks([TaskSpec("code", idempotency_key="k1", payload='{"n": 1}')], ALICE)
-    again = hive.submit_tasks([TaskSpec("code", idempotency_key="k1", payload='{"n": 2}')], ALICE)
+    first = hive.tasks.submit([TaskSpec("code", idempotency_key="k1", payload='{"n": 1}')], ALICE)
+    again = hive.tasks.submit([TaskSpec("code", idempotency_key="k1", payload='{"n": 2}')], ALICE)
     assert again.items[0].duplicate
     assert again.items[0].task.id == first.items[0].task.id
     assert json.loads(hive.get(Task, first.items[0].task.id).payload) == {"n": 1}
 
 
 def test_same_key_twice_in_one_batch_makes_one_task(hive: Hive) -> None:
-    out = hive.submit_tasks(
+    out = hive.tasks.submit(
         [TaskSpec("code", idempotency_key="k"), TaskSpec("code", idempotency_key="k")], ALICE
     )
     assert out.items[0].task.id == out.items[1].task.id
@@ -61,7 +61,7 @@ def test_same_key_twice_in_one_batch_makes_one_task(hive: Hive) -> None:
 
 def test_bad_item_refuses_the_whole_batch(hive: Hive) -> None:
     with pytest.raises(InvalidInput, match="item 1"):
-        hive.submit_tasks([TaskSpec("code"), TaskSpec("code", priority=10)], ALICE)
+        hive.tasks.submit([TaskSpec("code"), TaskSpec("code", priority=10)], ALICE)
     assert hive.recorder.max_notification_id() in (None, 0)
 
 
@@ -70,36 +70,36 @@ def test_lifecycle_and_fencing(hive: Hive) -> None:
     assert task.state is TaskState.ASSIGNED and task.fencing_token == 1
     cause = Cause(f"bot:{bot_id}", "r")
     with pytest.raises(StaleFencingToken):
-        hive.start_tasks(bot_id, [Report(task.id, 0)], cause)  # type: ignore[arg-type]
+        hive.tasks.start(bot_id, [Report(task.id, 0)], cause)  # type: ignore[arg-type]
     with pytest.raises(NotYourTask):
-        hive.start_tasks(uuid4(), [Report(task.id, 1)], cause)
-    hive.start_tasks(bot_id, [Report(task.id, 1)], cause)  # type: ignore[arg-type]
-    hive.start_tasks(bot_id, [Report(task.id, 1)], cause)  # type: ignore[arg-type]  # repeat: no-op
-    hive.finish_tasks(bot_id, [Report(task.id, 1, result='"done"')], cause)  # type: ignore[arg-type]
+        hive.tasks.start(uuid4(), [Report(task.id, 1)], cause)
+    hive.tasks.start(bot_id, [Report(task.id, 1)], cause)  # type: ignore[arg-type]
+    hive.tasks.start(bot_id, [Report(task.id, 1)], cause)  # type: ignore[arg-type]  # repeat: no-op
+    hive.tasks.finish(bot_id, [Report(task.id, 1, result='"done"')], cause)  # type: ignore[arg-type]
     done = hive.get(Task, task.id)
     assert done.state is TaskState.SUCCEEDED and done.result == '"done"'
     assert done.version == 4
     with pytest.raises(InvalidTransition):
-        hive.cancel_task(task.id, "too late", ALICE)
+        hive.tasks.cancel(task.id, "too late", ALICE)
 
 
 def test_released_task_gets_a_new_token_and_old_reports_are_refused(hive: Hive) -> None:
     task, bot_id = assigned(hive, submit_one(hive, type="code"))
-    hive.release_tasks(bot_id, [task.id], "bot lost", ENGINE)  # type: ignore[arg-type]
+    hive.tasks.release(bot_id, [task.id], "bot lost", ENGINE)  # type: ignore[arg-type]
     assert hive.get(Task, task.id).state is TaskState.PENDING
     with pytest.raises(NotYourTask):
-        hive.start_tasks(bot_id, [Report(task.id, 1)], ENGINE)  # type: ignore[arg-type]
-    other, _, _ = hive.register_bot(
+        hive.tasks.start(bot_id, [Report(task.id, 1)], ENGINE)  # type: ignore[arg-type]
+    other, _, _ = hive.fleet.register(
         name="b2", capabilities=["code"], max_concurrency=1, version_label="v1", cause=ALICE
     )
-    hive.assign_tasks([Assignment(task.id, other.id, {})], ENGINE)
+    hive.tasks.assign([Assignment(task.id, other.id, {})], ENGINE)
     assert hive.get(Task, task.id).fencing_token == 2
 
 
 def test_assign_skips_tasks_no_longer_pending(hive: Hive) -> None:
     task = submit_one(hive, type="code")
-    hive.cancel_task(task.id, "changed my mind", ALICE)
-    out = hive.assign_tasks([Assignment(task.id, uuid4(), {})], ENGINE)
+    hive.tasks.cancel(task.id, "changed my mind", ALICE)
+    out = hive.tasks.assign([Assignment(task.id, uuid4(), {})], ENGINE)
     assert out.items == []
     assert hive.get(Task, task.id).state is TaskState.CANCELLED
 

@@ -499,9 +499,9 @@ class HiveMachine(RuleBasedStateMachine):
             at = data.draw(st.integers(0, len(batch)), label="the bad item's index")
             batch = [*batch[:at], bad, *batch[at:]]
         if not all(spec_ok(s) for s in batch):
-            self.refused("submit", InvalidInput, lambda: self.writer.submit_tasks(batch, actor))
+            self.refused("submit", InvalidInput, lambda: self.writer.tasks.submit(batch, actor))
             return
-        committed = self.writer.submit_tasks(batch, actor)
+        committed = self.writer.tasks.submit(batch, actor)
         assert len(committed.items) == len(batch)
         submitted = {e.originator_id: p for p, e in committed.recorded}
         times = {e.originator_id: e.timestamp.timestamp() for _, e in committed.recorded}
@@ -541,7 +541,7 @@ class HiveMachine(RuleBasedStateMachine):
     def register_bot(self, name: str, capabilities: list[str], max_concurrency: int) -> None:
         self.elsewhere = False
         before = self.head()
-        bot, issued, position = self.hive.register_bot(
+        bot, issued, position = self.hive.fleet.register(
             name=name,
             capabilities=capabilities,
             max_concurrency=max_concurrency,
@@ -586,7 +586,7 @@ class HiveMachine(RuleBasedStateMachine):
         self.change_tasks(
             "assign",
             [(t, assign(b)) for t, b in pairs],
-            lambda: self.writer.assign_tasks(chosen, DISPATCHER),
+            lambda: self.writer.tasks.assign(chosen, DISPATCHER),
         )
 
     def start(self, data: st.DataObject, n: int) -> None:
@@ -601,7 +601,7 @@ class HiveMachine(RuleBasedStateMachine):
         self.change_tasks(
             "start",
             [(r.task_id, start(bot_id, r.fencing_token)) for r in reports],
-            lambda: self.writer.start_tasks(bot_id, reports, cause),
+            lambda: self.writer.tasks.start(bot_id, reports, cause),
         )
 
     def finish(self, data: st.DataObject, n: int) -> None:
@@ -620,7 +620,7 @@ class HiveMachine(RuleBasedStateMachine):
         self.change_tasks(
             "finish",
             [(r.task_id, finish(bot_id, r.fencing_token, r.result, r.error)) for r in reports],
-            lambda: self.writer.finish_tasks(bot_id, reports, cause),
+            lambda: self.writer.tasks.finish(bot_id, reports, cause),
         )
 
     def mine(self, data: st.DataObject, bot_id: UUID, state: TaskState) -> list[UUID]:
@@ -661,7 +661,7 @@ class HiveMachine(RuleBasedStateMachine):
         self.change_tasks(
             "flag unroutable",
             [(i, flag(reason)) for i in task_ids],
-            lambda: self.writer.mark_unroutable(task_ids, reason, ["gpu"], DISPATCHER),
+            lambda: self.writer.tasks.mark_unroutable(task_ids, reason, ["gpu"], DISPATCHER),
         )
 
     def cancel(self, data: st.DataObject) -> None:
@@ -670,7 +670,7 @@ class HiveMachine(RuleBasedStateMachine):
         self.change_tasks(
             "cancel",
             [(task_id, cancel(reason))],
-            lambda: self.writer.cancel_task(task_id, reason, BOB),
+            lambda: self.writer.tasks.cancel(task_id, reason, BOB),
         )
 
     def bot_goes(self, data: st.DataObject, *, lost: bool) -> None:
@@ -680,10 +680,10 @@ class HiveMachine(RuleBasedStateMachine):
         if not lost:
             if before is None:
                 self.refused(
-                    "deregister", NotFound, lambda: self.writer.deregister_bot(bot_id, ALICE)
+                    "deregister", NotFound, lambda: self.writer.fleet.deregister(bot_id, ALICE)
                 )
                 return
-            committed = self.writer.deregister_bot(bot_id, ALICE)
+            committed = self.writer.fleet.deregister(bot_id, ALICE)
             changes = before.state is not BotState.DEREGISTERED
             assert [b.id for b in committed.items] == ([bot_id] if changes else [])
             self.accepted("deregister", committed, int(changes))
@@ -700,7 +700,7 @@ class HiveMachine(RuleBasedStateMachine):
             held = holding if self.elsewhere else self.index.held_by(bot_id)
 
         def lose() -> Committed[Bot]:
-            return self.writer.lose_bot(bot_id, held, "silence", REAPER)
+            return self.writer.fleet.lose(bot_id, held, "silence", REAPER)
 
         if before is None:
             self.refused("lose bot", NotFound, lose)
@@ -737,7 +737,7 @@ class HiveMachine(RuleBasedStateMachine):
         self.change_tasks(
             "release",
             [(i, expire(bot_id)) for i in task_ids],
-            lambda: self.writer.release_tasks(bot_id, task_ids, "bot is gone", REAPER),
+            lambda: self.writer.tasks.release(bot_id, task_ids, "bot is gone", REAPER),
         )
 
     # -- messages -------------------------------------------------------------------------
@@ -798,7 +798,7 @@ class HiveMachine(RuleBasedStateMachine):
         sender = data.draw(st.sampled_from(senders), label="sender")
 
         def send() -> Committed[Message]:
-            return self.writer.send_message(spec, recipients, sender)
+            return self.writer.messages.send(spec, recipients, sender)
 
         if pool is not None and not recipients:
             self.refused("send message", Undeliverable, send)
@@ -876,7 +876,7 @@ class HiveMachine(RuleBasedStateMachine):
                 continue
             after[i] = hand_out(m, visibility_s, now)
             handed.append(i)
-        committed = self.writer.deliver_messages(bot_id, message_ids, visibility_s, POSTMAN)
+        committed = self.writer.messages.deliver(bot_id, message_ids, visibility_s, POSTMAN)
         assert [m.id for m in committed.items] == handed
         self.accepted("deliver messages", committed, len(handed))
         self.messages = after
@@ -896,7 +896,7 @@ class HiveMachine(RuleBasedStateMachine):
             "acknowledge messages",
             self.messages,
             [(i, acknowledge(bot_id, a)) for i, a in attempts.items()],
-            lambda: self.writer.acknowledge_messages(
+            lambda: self.writer.messages.acknowledge(
                 bot_id, attempts, Cause(f"bot:{bot_id}", "ack")
             ),
         )
@@ -920,7 +920,7 @@ class HiveMachine(RuleBasedStateMachine):
             "route messages",
             self.messages,
             [(i, reroute(b)) for i, b in choices.items()],
-            lambda: self.writer.route_messages(choices, "rerouted: bot lost", POSTMAN),
+            lambda: self.writer.messages.route(choices, "rerouted: bot lost", POSTMAN),
         )
 
     def expire_messages(self, data: st.DataObject) -> None:
@@ -933,7 +933,7 @@ class HiveMachine(RuleBasedStateMachine):
             "expire messages",
             self.messages,
             [(i, expire_past_ttl(now)) for i in message_ids],
-            lambda: self.writer.expire_messages(message_ids, POSTMAN),
+            lambda: self.writer.messages.expire(message_ids, POSTMAN),
         )
 
     def recipients(self, state: MessageState) -> list[UUID]:

@@ -37,7 +37,7 @@ def spec(**kw: Any) -> ScheduleSpec:
 
 
 def fire(hive: Hive, schedule: Schedule) -> list[Task]:
-    committed = hive.fire_schedules([schedule.id], ENGINE)
+    committed = hive.schedules.fire([schedule.id], ENGINE)
     return [e for _, e in committed.recorded if isinstance(e, Task.Submitted)]
 
 
@@ -45,7 +45,7 @@ def test_a_fired_tick_submits_the_template_as_a_task_named_by_schedule_and_tick(
     hive: Hive, clock: FakeClock
 ) -> None:
     template = TaskTemplate("report", priority=8, capabilities=["pdf"], payload='{"a":1}')
-    schedule = hive.create_schedule(spec(template=template, overlap="allow_all"), ALICE).items[0]
+    schedule = hive.schedules.create(spec(template=template, overlap="allow_all"), ALICE).items[0]
     [submitted] = fire(hive, schedule)
     assert submitted.originator_id == fired_task_id(schedule.id, T0)
     task = hive.get(Task, submitted.originator_id)
@@ -67,17 +67,17 @@ def test_a_fired_tick_submits_the_template_as_a_task_named_by_schedule_and_tick(
 def test_overlap_is_judged_by_the_previous_task_as_the_log_has_it(
     hive: Hive, clock: FakeClock
 ) -> None:
-    schedule = hive.create_schedule(spec(overlap="buffer_one"), ALICE).items[0]
+    schedule = hive.schedules.create(spec(overlap="buffer_one"), ALICE).items[0]
     [first] = fire(hive, schedule)
     clock.now = T0 + timedelta(seconds=60)
     assert fire(hive, schedule) == []
     assert hive.get(Schedule, schedule.id).buffered == clock.now
-    bot, _, _ = hive.register_bot(
+    bot, _, _ = hive.fleet.register(
         name="b", capabilities=["code"], max_concurrency=1, version_label="1", cause=ALICE
     )
-    hive.assign_tasks([Assignment(first.originator_id, bot.id, {})], ENGINE)
-    hive.start_tasks(bot.id, [Report(first.originator_id, 1)], ALICE)
-    hive.finish_tasks(bot.id, [Report(first.originator_id, 1, result="1")], ALICE)
+    hive.tasks.assign([Assignment(first.originator_id, bot.id, {})], ENGINE)
+    hive.tasks.start(bot.id, [Report(first.originator_id, 1)], ALICE)
+    hive.tasks.finish(bot.id, [Report(first.originator_id, 1, result="1")], ALICE)
     clock.now = T0 + timedelta(seconds=70)
     [released] = fire(hive, schedule)
     assert released.originator_id == fired_task_id(schedule.id, T0 + timedelta(seconds=60))
@@ -85,18 +85,18 @@ def test_overlap_is_judged_by_the_previous_task_as_the_log_has_it(
 
 
 def test_pause_resume_delete_and_the_transitions_they_refuse(hive: Hive, clock: FakeClock) -> None:
-    schedule = hive.create_schedule(spec(), ALICE).items[0]
-    hive.pause_schedule(schedule.id, ALICE)
+    schedule = hive.schedules.create(spec(), ALICE).items[0]
+    hive.schedules.pause(schedule.id, ALICE)
     with pytest.raises(InvalidTransition, match="not active"):
-        hive.pause_schedule(schedule.id, ALICE)
+        hive.schedules.pause(schedule.id, ALICE)
     clock.now = T0 + timedelta(minutes=10)
     assert fire(hive, schedule) == []
-    hive.resume_schedule(schedule.id, ALICE)
+    hive.schedules.resume(schedule.id, ALICE)
     with pytest.raises(InvalidTransition, match="not paused"):
-        hive.resume_schedule(schedule.id, ALICE)
+        hive.schedules.resume(schedule.id, ALICE)
     assert hive.get(Schedule, schedule.id).next_tick == T0 + timedelta(minutes=10)
-    hive.delete_schedule(schedule.id, ALICE)
-    for command in (hive.pause_schedule, hive.resume_schedule, hive.delete_schedule):
+    hive.schedules.delete(schedule.id, ALICE)
+    for command in (hive.schedules.pause, hive.schedules.resume, hive.schedules.delete):
         with pytest.raises(InvalidTransition):
             command(schedule.id, ALICE)
     clock.now = T0 + timedelta(hours=1)
@@ -129,5 +129,5 @@ def test_invalid_schedules_are_refused_and_persist_nothing(
     hive: Hive, fields: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(InvalidInput, match=message):
-        hive.create_schedule(spec(**fields), ALICE)
+        hive.schedules.create(spec(**fields), ALICE)
     assert hive.recorder.max_notification_id() in (None, 0)

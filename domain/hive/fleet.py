@@ -1,4 +1,4 @@
-"""The bots room: register (with the bot's own key), drain, quarantine, lose, deregister."""
+"""The fleet room: register (with the bot's own key), drain, quarantine, lose, deregister."""
 
 from __future__ import annotations
 
@@ -10,17 +10,21 @@ from uuid import UUID
 from domain.bots import Bot
 from domain.cause import Cause
 from domain.errors import InvalidInput, NotFound
-from domain.hive.commands import Committed
+from domain.hive.kernel import Committed, Kernel
 from domain.hive.keys import IssuedKey, KeyCommands
 from domain.keys import Role
 from domain.launches import Launch
 from domain.tasks import Task
 
 
-class BotCommands(KeyCommands):
-    """On top of the keys room: a bot's registration issues its key in the same save."""
+class FleetCommands:
+    """A bot's registration issues its key (through the keys room) in the same save."""
 
-    def register_bot(
+    def __init__(self, kernel: Kernel, keys: KeyCommands) -> None:
+        self.kernel = kernel
+        self.keys = keys
+
+    def register(
         self,
         *,
         name: str,
@@ -33,7 +37,7 @@ class BotCommands(KeyCommands):
     ) -> tuple[Bot, IssuedKey, int | None]:
         """A new bot, and the key it will use from now on (bound to its id). A bot that a
         launcher started names its launch, which records the registration in the same save."""
-        bot_id = self.new_id()
+        bot_id = self.kernel.new_id()
         made: list[tuple[Bot, IssuedKey]] = []
 
         def register(found: dict[UUID, Any], at: datetime) -> list[Any]:
@@ -49,7 +53,7 @@ class BotCommands(KeyCommands):
                 pool=pool,
                 launch_id=launch_id,
             )
-            issued = self._new_key(f"bot-{bot_id.hex[:12]}", Role.BOT, bot_id, cause, at)
+            issued = self.keys.new_key(f"bot-{bot_id.hex[:12]}", Role.BOT, bot_id, cause, at)
             made.append((bot, issued))
             if launch_id is None:
                 return [bot, issued.key]
@@ -61,16 +65,15 @@ class BotCommands(KeyCommands):
             launch.register(bot_id, cause, at)
             return [bot, issued.key, launch]
 
-        committed = self._decide([] if launch_id is None else [launch_id], register)
+        ids = [] if launch_id is None else [launch_id]
+        committed = self.kernel.execute(ids, register, fresh=True)
         bot, issued = made[-1]
         return bot, issued, committed.position
 
-    def mark_bot_lost(self, bot_id: UUID, reason: str, cause: Cause) -> Committed[Bot]:
-        return self._change(Bot, [bot_id], lambda b, at: b.mark_lost(reason, cause, at))
+    def mark_lost(self, bot_id: UUID, reason: str, cause: Cause) -> Committed[Bot]:
+        return self.kernel.change(Bot, [bot_id], lambda b, at: b.mark_lost(reason, cause, at))
 
-    def lose_bot(
-        self, bot_id: UUID, held: Sequence[UUID], reason: str, cause: Cause
-    ) -> Committed[Bot]:
+    def lose(self, bot_id: UUID, held: Sequence[UUID], reason: str, cause: Cause) -> Committed[Bot]:
         """The bot went silent: mark it lost and return the tasks it held, in one save."""
 
         def lose(found: dict[UUID, Any], at: datetime) -> list[Any]:
@@ -83,18 +86,18 @@ class BotCommands(KeyCommands):
                 task.expire_lease(bot_id, reason, cause, at)
             return [bot, *tasks]
 
-        c = self._decide([bot_id, *held], lose)
+        c = self.kernel.execute([bot_id, *held], lose, fresh=True)
         return Committed([a for a in c.items if isinstance(a, Bot)], c.position, c.recorded)
 
-    def drain_bots(self, bot_ids: Sequence[UUID], reason: str, cause: Cause) -> Committed[Bot]:
+    def drain(self, bot_ids: Sequence[UUID], reason: str, cause: Cause) -> Committed[Bot]:
         """No new work for these bots; they finish what they hold (then they can stop)."""
-        return self._change(Bot, list(bot_ids), lambda b, at: b.drain(reason, cause, at))
+        return self.kernel.change(Bot, list(bot_ids), lambda b, at: b.drain(reason, cause, at))
 
-    def quarantine_bot(self, bot_id: UUID, reason: str, cause: Cause) -> Committed[Bot]:
-        return self._change(Bot, [bot_id], lambda b, at: b.quarantine(reason, cause, at))
+    def quarantine(self, bot_id: UUID, reason: str, cause: Cause) -> Committed[Bot]:
+        return self.kernel.change(Bot, [bot_id], lambda b, at: b.quarantine(reason, cause, at))
 
-    def reinstate_bot(self, bot_id: UUID, cause: Cause) -> Committed[Bot]:
-        return self._change(Bot, [bot_id], lambda b, at: b.reinstate(cause, at))
+    def reinstate(self, bot_id: UUID, cause: Cause) -> Committed[Bot]:
+        return self.kernel.change(Bot, [bot_id], lambda b, at: b.reinstate(cause, at))
 
-    def deregister_bot(self, bot_id: UUID, cause: Cause) -> Committed[Bot]:
-        return self._change(Bot, [bot_id], lambda b, at: b.deregister(cause, at))
+    def deregister(self, bot_id: UUID, cause: Cause) -> Committed[Bot]:
+        return self.kernel.change(Bot, [bot_id], lambda b, at: b.deregister(cause, at))
