@@ -34,10 +34,11 @@ test: $(INSTALLED) ## Run the tests (extra pytest arguments: PYTEST_ARGS=...)
 bench: $(INSTALLED) ## Run the benchmarks
 	$(BIN)/python -m tests.bench
 
-lint: $(INSTALLED) ## ruff check, ruff format --check, mypy
+lint: $(INSTALLED) ## ruff check, ruff format --check, mypy, lint-imports (the rooms' order)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 migrate: $(INSTALLED) ## Apply database migrations
 	$(BIN)/apiary db migrate

@@ -24,7 +24,6 @@ from uuid import UUID
 from eventsourcing.persistence import PersistenceError
 from psycopg import Error as PsycopgError
 
-from api.settings import PoolConfig
 from domain.cause import Cause
 from domain.errors import HiveError
 from domain.hive import Hive, utc_now
@@ -39,6 +38,7 @@ from domain.policies.scaling import (
 from runtime.live import Changes, LiveBot, LiveIndex
 from runtime.scaling.book import LaunchBook
 from runtime.scaling.launcher import Launcher
+from runtime.scaling.pools import PoolConfig
 
 log = logging.getLogger(__name__)
 

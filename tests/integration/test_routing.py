@@ -17,13 +17,14 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.bootstrap import Node
 from api.cli import main as apiary
-from api.settings import PoolConfig, Settings
+from api.settings import Settings
 from domain.cause import Cause
 from domain.hive import Report, TaskSpec
 from domain.keys import Role
 from domain.tasks import Task, TaskState
 from projections.performance_view import PerformanceView
 from projections.runner import reset_view
+from runtime.scaling.pools import PoolConfig
 from tests.clock import FakeClock
 from tests.waiting import wait_for
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from uuid import UUID
 
-from api.settings import PoolConfig
 from domain.cause import Cause
 from domain.hive import Hive, TaskSpec
 from domain.launches import Launch, LaunchState
 from runtime.live import LiveIndex
 from runtime.scaling.book import LaunchBook
 from runtime.scaling.launcher import BotTemplate
+from runtime.scaling.pools import PoolConfig
 from runtime.scaling.scaler import Autoscaler
 from tests.clock import FakeClock
 
