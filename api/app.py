@@ -9,16 +9,17 @@ from starlette.middleware import Middleware
 
 from api import errors
 from api.container import Container
-from api.dashboard import routes as dashboard
+from api.features import Feature
+from api.features.catalog import FEATURES
 from api.middleware import BodyLimit, RequestContext
-from api.routes import bots, health, messages, metrics, pools, schedules, tasks
 
 BODY_LIMIT_FACTOR = 8  # a body may carry many payloads (a batch): 8 x APIARY_MAX_PAYLOAD_BYTES
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
 
-def create_app(container: Container) -> FastAPI:
-    """An app serving ``container``; builds nothing and connects to nothing itself.
+def create_app(container: Container, features: list[Feature] = FEATURES) -> FastAPI:
+    """An app serving ``container`` with every feature's routes; builds nothing and
+    connects to nothing itself.
 
     Responses are serialized by pydantic straight to JSON bytes (every route declares its
     response model), so no ``default_response_class`` is set: FastAPI 0.165 deprecates
@@ -40,14 +41,8 @@ def create_app(container: Container) -> FastAPI:
     )
     app.state.container = container
     errors.install(app, retry_after_s=settings.retry_after_s)
-    app.include_router(health.router)
-    app.include_router(tasks.router)
-    app.include_router(bots.router)
-    app.include_router(schedules.router)
-    app.include_router(pools.router)
-    dashboard.install(app)
-    app.include_router(metrics.router)
-    app.include_router(messages.router)
+    for feature in features:
+        feature.routes(app)
     _document_problems_as_problem_json(app)
     return app
 

@@ -1,9 +1,11 @@
 """The composition root: builds one process's share of the hive from Settings and a URL.
 
 Nothing else in the code base constructs infrastructure. A ``Node`` plays one or both roles:
-``api`` (HTTP: commands, reads, the claim long-poll) and ``engine`` (view runners, the
-dispatcher, the lease reaper). ``all`` is one process for one machine and shares one live
-index between the dispatcher and the claim long-poll.
+``api`` (HTTP: commands, reads, the claim long-poll) and ``engine`` (view runners and the
+control loops). ``all`` is one process for one machine. Every node has the same parts (the
+log, the live models, the boards the API serves); the role decides what runs: the features
+(``api/features/``) contribute the views and loops an engine runs and the routes an API
+serves, and one ``Lifecycle`` starts and stops every thread in order.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
@@ -21,50 +22,40 @@ from psycopg_pool import ConnectionPool
 
 from api.dashboard.mode import ModeWatch, checks_of
 from api.dashboard.stream import ViewBroadcast
+from api.features import Feature
+from api.features.catalog import FEATURES
+from api.lifecycle import Lifecycle
 from api.settings import Settings
 from domain.hive import Hive, utc_now
-from domain.policies.aging import Aging
-from domain.policies.routing import RoutingConfig
-from domain.policies.runs import TOPICS as RUN_TOPICS
-from projections.counts import COUNT_MIGRATIONS
 from projections.dashboard_reads import DashboardReads
-from projections.fleet_view import FleetView
 from projections.message_reads import MessageReads
-from projections.messages_view import MESSAGE_MIGRATIONS, MessagesView
 from projections.metric_reads import MetricReads
 from projections.positions import ViewPositions
 from projections.reads import FleetReads, TaskReads
 from projections.runner import ProjectionRunner, View, reset_view
 from projections.scaling_reads import ScalingReads
 from projections.schedule_reads import ScheduleReads
-from projections.schema import VIEW_MIGRATIONS
 from projections.stage_reads import StageReads
 from runtime.claims import ClaimBoard
-from runtime.dispatcher import Dispatcher
-from runtime.live import TOPICS as LIVE_TOPICS
-from runtime.live import LiveIndex, LiveIndexFeed
-from runtime.loops import Loop, start_thread
-from runtime.mailbox import TOPICS as MAIL_TOPICS
+from runtime.live import LiveIndex
+from runtime.loops import Loop
 from runtime.mailbox import Mailbox
 from runtime.message_claims import MessageBoard
+from runtime.models import LiveFeed, LiveModel, topics_of
 from runtime.performance import LivePerformance
 from runtime.postman import Postman
-from runtime.reaper import LeaseReaper
-from runtime.scaling.book import TOPICS as BOOK_TOPICS
 from runtime.scaling.book import LaunchBook
 from runtime.scaling.launcher import Launcher
 from runtime.scaling.scaler import Autoscaler
-from runtime.scheduler import Scheduler
-from store.chain import EVENT_LOG_MIGRATIONS
 from store.database import eventsourcing_env
 from store.follower import RecentEvents
 from store.health import DatabaseGate, postgres_probe
 from store.history import History
 from store.leadership import Leadership
-from store.liveness import LIVENESS_MIGRATIONS, Liveness
+from store.liveness import Liveness
 from store.migrations import Migration
 from store.migrations import migrate as apply_migrations
-from store.recorder import APPEND_MIGRATIONS, HiveRecorder
+from store.recorder import HiveRecorder
 from store.shared_log import SharedLog
 
 if TYPE_CHECKING:
@@ -73,14 +64,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROLES = ("all", "api", "engine")
-MIGRATIONS: list[Migration] = [
-    *EVENT_LOG_MIGRATIONS,
-    *APPEND_MIGRATIONS,
-    *VIEW_MIGRATIONS,
-    *MESSAGE_MIGRATIONS,
-    *COUNT_MIGRATIONS,
-    *LIVENESS_MIGRATIONS,
-]
+MIGRATIONS: list[Migration] = sorted(
+    (m for f in FEATURES for m in f.migrations), key=lambda m: m.version
+)
 
 
 def migrate(url: str) -> list[Migration]:
@@ -105,48 +91,29 @@ def open_hive(url: str, settings: Settings, *, clock: Callable[[], datetime] = u
     return Hive(env=hive_env(url, settings), clock=clock)
 
 
-def views(settings: Settings | None = None) -> list[View]:
-    from projections.performance_view import PerformanceView
-    from projections.scaling_view import ScalingView
-    from projections.schedules_view import SchedulesView
-    from projections.stage_view import StageView
-    from projections.tasks_view import TasksView
-
-    alpha = (settings or Settings()).routing_alpha
-    return [
-        TasksView(),
-        FleetView(),
-        ScalingView(),
-        SchedulesView(),
-        PerformanceView(alpha),
-        StageView(),
-        MessagesView(),
-    ]
+def views(settings: Settings | None = None, features: list[Feature] = FEATURES) -> list[View]:
+    """Every view the features keep, as an engine runs them."""
+    settings = settings or Settings()
+    return [v for f in features for v in f.views(settings)]
 
 
-@dataclass
 class Node:
-    settings: Settings
-    url: str
-    role: str = "all"
-    clock: Callable[[], datetime] = utc_now  # injected by tests that move time by hand
-    hive: Hive = field(init=False)
-    pool: ConnectionPool[Any] = field(init=False)
-    index: LiveIndex = field(init=False)
-    liveness: Liveness = field(init=False)
-    runners: list[ProjectionRunner] = field(init=False, default_factory=list)
-    loops: list[Loop] = field(init=False, default_factory=list)
-    stopping: threading.Event = field(init=False, default_factory=threading.Event)
-    threads: list[threading.Thread] = field(init=False, default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.role not in ROLES:
+    def __init__(
+        self,
+        settings: Settings,
+        url: str,
+        role: str = "all",
+        clock: Callable[[], datetime] = utc_now,  # injected by tests that move time by hand
+        features: list[Feature] = FEATURES,
+    ) -> None:
+        if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
-        s = self.settings
-        self.hive = open_hive(self.url, s, clock=self.clock)
+        self.settings, self.url, self.role, self.clock = settings, url, role, clock
+        s = settings
+        self.hive = open_hive(url, s, clock=clock)
         self.recorder = cast(HiveRecorder, self.hive.recorder)
-        self.pool = ConnectionPool(
-            self.url,
+        self.pool: ConnectionPool[Any] = ConnectionPool(
+            url,
             min_size=1,
             max_size=s.db_pool_size,
             open=False,
@@ -154,123 +121,76 @@ class Node:
             timeout=s.db_connect_timeout_s,
             kwargs={"connect_timeout": s.db_connect_timeout_s, "autocommit": True},
         )
-        self.index = LiveIndex(clock=self.clock)
-        self.performance = LivePerformance(s.routing_alpha)
+        self.lifecycle = Lifecycle()
+        self.ready_within_s = 60.0
         self.liveness = Liveness(self.pool)
-        recent = RecentEvents(self.hive.mapper.to_domain_event)
-        self.hive.listeners.append(recent.remember)
-        # What this process writes reaches its live index at once, not a NOTIFY later.
-        self.hive.listeners.append(self.index.apply)
+        # -- the live models: from their views, then the log ---------------------------
+        self.index = LiveIndex(clock=clock)
         self.book = LaunchBook()
-        self.hive.listeners.append(self.book.apply)
         self.mailbox = Mailbox()
-        self.hive.listeners.append(self.mailbox.apply)
-        self.postman = Postman(self.hive, self.index, self.mailbox, clock=self.clock)
+        self.performance = LivePerformance(s.routing_alpha)
+        self.models: list[LiveModel] = [self.index, self.book, self.mailbox]
+        if self.serves_engine:  # routing learns in engines only, from the feed, in log order
+            self.models.append(self.performance)
+        # -- what requests use: cheap objects, no threads of their own ------------------
+        self.postman = Postman(self.hive, self.index, self.mailbox, clock=clock)
+        self.claims = ClaimBoard(self.hive, self.index)
+        self.messages = MessageBoard(self.hive, self.mailbox, s.message_visibility_s, clock=clock)
+        self.tasks = TaskReads(self.pool)
+        self.fleet = FleetReads(self.pool)
+        self.schedules = ScheduleReads(self.pool)
+        self.stages = StageReads(self.pool)
+        self.positions = ViewPositions(self.pool, url, ("tasks",))
+        self.schedule_positions = ViewPositions(self.pool, url, ("schedules",))
+        self.broadcast = ViewBroadcast()  # the dashboard's live stream
+        self.positions.listeners.append(self.broadcast.heard)
+        self.gate = DatabaseGate(postgres_probe(url))
+        self.mode_watch = ModeWatch(lambda: checks_of(self, self.gate), self.broadcast.mode_changed)
+        # -- the autoscaler: started once HTTP listens (launched bots need it) ---------
         self.scaler: Autoscaler | None = None
         self.scaling_stop = threading.Event()
-        decode = recent.decode
-        observers: list[Callable[[list[tuple[int, Any]]], None]] = [
-            self.hive.observe,
-            self.book.apply,
-            self.mailbox.apply,
-        ]
-        if self.serves_engine:  # learning hears each event once, in log order, from the feed
-            observers.append(self.performance.follow)
-        # One LISTEN connection and one reading of each stretch of the log for all the
-        # process's followers (the live index's feed and every view runner).
+        # -- what the features add: models; an engine's views and loops ----------------
+        self.models += [m for f in features for m in f.models(self)]
+        self.runners: list[ProjectionRunner] = []
+        self.loops: list[Loop] = []
+        # -- following the log: one LISTEN and one reading for every follower ----------
+        recent = RecentEvents(self.hive.mapper.to_domain_event)
+        self.hive.listeners.append(recent.remember)
+        for model in self.models:  # what this process writes reaches them at once
+            if model.takes_own_writes:
+                self.hive.listeners.append(model.apply)
         self.log = SharedLog(
             self.recorder,
-            self.url,  # type: ignore[arg-type]
+            url,  # type: ignore[arg-type]
             page_size=s.projection_page,
             poll_interval=s.poll_interval_s,
         )
-        self.feed = LiveIndexFeed(
-            self.index,
+        self.feed = LiveFeed(
+            self.models,
             self.log.follower(
-                (*LIVE_TOPICS, *BOOK_TOPICS, *MAIL_TOPICS),
-                # With role "all" this process's own writes reach the index directly; the
+                topics_of(self.models),
+                # With role "all" this process's own writes reach the models directly; the
                 # feed only confirms them, so it may take its time. Elsewhere it must not.
-                settle_s=0.005 if self.role == "all" else 0.0,
+                settle_s=0.005 if role == "all" else 0.0,
             ),
-            decode,
-            observers=observers,
+            recent.decode,
+            observers=[self.hive.observe],  # the kernel's cache follows the log too
         )
         if self.serves_engine:
             self.runners = [
                 ProjectionRunner(
                     v,
                     self.recorder,
-                    decode,
-                    self.url,  # type: ignore[arg-type]
+                    recent.decode,
+                    url,  # type: ignore[arg-type]
                     page_size=s.projection_page,
                     poll_interval=s.poll_interval_s,
                     shared=self.log,
                 )
-                for v in views(s)
+                for v in views(s, features)
             ]
-            self.dispatcher = Dispatcher(
-                self.hive,
-                self.index,
-                self.performance,
-                page=s.dispatch_page,
-                config=RoutingConfig(aging=Aging(s.routing_aging_s)),
-                # A task only a pool's bots could do is not unroutable: the pool grows.
-                can_launch=lambda needs: any(needs <= set(p.capabilities) for p in s.pools),
-            )
-            self.reaper = LeaseReaper(
-                self.hive, self.index, self.liveness, grace_s=s.bot_lease_ttl_s
-            )
-            self.loops = [
-                Loop(
-                    "dispatcher",
-                    self.dispatcher.run_once,
-                    s.poll_interval_s,
-                    self.dispatcher.wake,
-                    self.dispatcher.wait_hint,
-                ),
-                Loop("reaper", self.reaper.run_once, s.reaper_interval_s),
-            ]
-            self.scheduler = Scheduler(
-                self.hive, self.index, ScheduleReads(self.pool).timetable, clock=self.clock
-            )
-            self.loops.append(
-                Loop(
-                    "scheduler",
-                    self.scheduler.run_once,
-                    s.poll_interval_s,
-                    self.scheduler.wake,
-                    self.scheduler.wait_hint,
-                )
-            )
-            self.mailbox.listeners.append(lambda _: self.postman.wake.set())
-            # Not on every task event: only a bot coming or going changes who may get mail.
-            self.index.listeners.append(lambda c: self.postman.wake.set() if c.fleet else None)
-            self.loops.append(
-                Loop(
-                    "postman",
-                    self.postman.run_once,
-                    s.poll_interval_s,
-                    self.postman.wake,
-                    self.postman.wait_hint,
-                )
-            )
-        if self.serves_api:
-            self.positions = ViewPositions(self.pool, self.url, ("tasks",))
-            self.claims = ClaimBoard(self.hive, self.index)
-            self.messages = MessageBoard(
-                self.hive, self.mailbox, s.message_visibility_s, clock=self.clock
-            )
-            self.tasks = TaskReads(self.pool)
-            self.fleet = FleetReads(self.pool)
-            self.schedules = ScheduleReads(self.pool)
-            self.schedule_positions = ViewPositions(self.pool, self.url, ("schedules",))
-            self.broadcast = ViewBroadcast()  # the dashboard's live stream
-            self.positions.listeners.append(self.broadcast.heard)
-            self.gate = DatabaseGate(postgres_probe(self.url))
-            self.mode_watch = ModeWatch(
-                lambda: checks_of(self, self.gate), self.broadcast.mode_changed
-            )
-            self.stages = StageReads(self.pool)
+            self.loops = [loop for f in features for loop in f.loops(self)]
+        self._plan_lifecycle()
 
     @property
     def serves_api(self) -> bool:
@@ -280,65 +200,50 @@ class Node:
     def serves_engine(self) -> bool:
         return self.role in ("all", "engine")
 
-    def start(self, *, ready_within_s: float = 60.0) -> Node:
-        self.pool.open(wait=True, timeout=ready_within_s)
-        with psycopg.connect(self.url, connect_timeout=self.settings.db_connect_timeout_s) as c:
-            self.index.load(c)
-            self._load_book(c)
-            self._load_mailbox(c)
-            if self.serves_engine:
-                self._load_performance(c)
+    def _plan_lifecycle(self) -> None:
+        """In order: the reads pool; the models from their views; the view runners; the
+        feed, caught up before anything else starts; the loops; the API's listeners."""
+        life = self.lifecycle
+        life.add("reads-pool", self._open_pool, self.pool.close)
+        life.add("live-models", self._load_models)
         for runner in self.runners:
-            self._spawn(f"view-{runner.view.name}", partial(runner.run, self.stopping))
-        self._spawn("live-index", lambda: self.feed.run(self.stopping))
-        if not self.feed.caught_up.wait(ready_within_s):
-            raise TimeoutError("the live index did not catch up with the log in time")
+            life.thread(f"view-{runner.view.name}", runner.run)
+        life.thread("live-feed", self.feed.run)
+        life.add("live-feed-caught-up", self._wait_for_the_feed)
         for loop in self.loops:
             lead = Leadership(self.url, loop.name)
-            self._spawn(f"loop-{loop.name}", partial(loop.run, lead, self.stopping))
+            life.thread(f"loop-{loop.name}", partial(loop.run, lead), wake=loop.wake_up)
         if self.serves_api:
-            self.positions.start()
-            self.schedule_positions.start()
-            self._spawn("mode-watch", partial(self.mode_watch.run, self.stopping))
+            life.add("positions", self.positions.start, self.positions.stop)
+            life.add(
+                "schedule-positions", self.schedule_positions.start, self.schedule_positions.stop
+            )
+            life.thread("mode-watch", self.mode_watch.run)
+
+    def loop(self, name: str) -> Loop:
+        """The engine's loop of that name (``KeyError`` in a process that runs none)."""
+        for loop in self.loops:
+            if loop.name == name:
+                return loop
+        raise KeyError(name)
+
+    def start(self, *, ready_within_s: float = 60.0) -> Node:
+        self.ready_within_s = ready_within_s
+        self.lifecycle.start()
         log.info("node started", extra={"action": "node_started", "role": self.role})
         return self
 
-    def _load_book(self, conn: psycopg.Connection[Any]) -> None:
-        """The launch book from its view, brought up to where the live feed will start."""
-        position = self.book.load(conn)
-        while position < self.index.position:
-            page = self.recorder.select_notifications(
-                position + 1, 500, stop=self.index.position, topics=BOOK_TOPICS
-            )
-            if not page:
-                break
-            self.book.apply((n.id, self.hive.mapper.to_domain_event(n)) for n in page)
-            position = page[-1].id
+    def _open_pool(self) -> None:
+        self.pool.open(wait=True, timeout=self.ready_within_s)
 
-    def _load_mailbox(self, conn: psycopg.Connection[Any]) -> None:
-        """The mailbox from its view, brought up to where the live feed will start."""
-        position = self.mailbox.load(conn)
-        while position < self.index.position:
-            page = self.recorder.select_notifications(
-                position + 1, 500, stop=self.index.position, topics=MAIL_TOPICS
-            )
-            if not page:
-                break
-            self.mailbox.apply([(n.id, self.hive.mapper.to_domain_event(n)) for n in page])
-            position = page[-1].id
+    def _load_models(self) -> None:
+        with psycopg.connect(self.url, connect_timeout=self.settings.db_connect_timeout_s) as c:
+            for model in self.models:
+                model.load(c)
 
-    def _load_performance(self, conn: psycopg.Connection[Any]) -> None:
-        """What the hive learned, from its view, brought up to where the live feed will
-        start (from there on the feed tells it; what it knows already it passes over)."""
-        position = self.performance.load(conn)
-        while position < self.index.position:
-            page = self.recorder.select_notifications(
-                position + 1, 500, stop=self.index.position, topics=RUN_TOPICS
-            )
-            if not page:
-                break
-            self.performance.follow([(n.id, self.hive.mapper.to_domain_event(n)) for n in page])
-            position = page[-1].id
+    def _wait_for_the_feed(self) -> None:
+        if not self.feed.caught_up.wait(self.ready_within_s):
+            raise TimeoutError("the live models did not catch up with the log in time")
 
     def start_scaling(self, launcher: Launcher) -> Autoscaler | None:
         """Run the autoscaler (led by one engine at a time) over the configured pools."""
@@ -349,9 +254,11 @@ class Node:
         loop = Loop(
             "scaler", self.scaler.run_once, self.settings.scaler_interval_s, self.scaler.wake
         )
-        self._spawn(
-            "loop-scaler", partial(loop.run, Leadership(self.url, loop.name), self.scaling_stop)
+        lead = Leadership(self.url, loop.name)
+        self.lifecycle.thread(
+            "loop-scaler", lambda _: loop.run(lead, self.scaling_stop), wake=loop.wake_up
         )
+        self.lifecycle.start()
         self.loops.append(loop)
         return self.scaler
 
@@ -364,16 +271,7 @@ class Node:
 
     def stop(self) -> None:
         self.stop_scaling()
-        self.stopping.set()
-        for loop in self.loops:
-            if loop.wake is not None:
-                loop.wake.set()
-        for thread in self.threads:
-            thread.join(timeout=10)
-        if self.serves_api:
-            self.positions.stop()
-            self.schedule_positions.stop()
-        self.pool.close()
+        self.lifecycle.stop()
         self.hive.close()
 
     def check(self) -> dict[str, str]:
@@ -423,9 +321,6 @@ class Node:
             postman=self.postman,
             message_reads=MessageReads(self.pool),
         )
-
-    def _spawn(self, name: str, target: Callable[[], None]) -> None:
-        self.threads.append(start_thread(name, target))
 
 
 def rebuild_views(url: str, settings: Settings, which: str = "all") -> dict[str, int]:

@@ -170,28 +170,13 @@ def parser() -> argparse.ArgumentParser:
     rebuild = add(
         "rebuild", "Drop views and replay them from the log.", cmd_projections_rebuild, proj_sub
     )
-    rebuild.add_argument(
-        "--view",
-        choices=(
-            "tasks",
-            "fleet",
-            "scaling",
-            "schedules",
-            "performance",
-            "stages",
-            "messages",
-            "all",
-        ),
-        default="all",
-    )
+    from api.bootstrap import views
+    from api.features.catalog import FEATURES
 
-    from api.schedule_cli import add_schedule_commands, cmd_schedule
-
-    add_schedule_commands(sub, cmd_schedule)
-
-    from api.message_cli import add_message_commands, cmd_message
-
-    add_message_commands(sub, cmd_message)
+    rebuild.add_argument("--view", choices=(*(v.name for v in views()), "all"), default="all")
+    for feature in FEATURES:
+        if feature.cli is not None:
+            feature.cli(sub)
 
     from runtime.bot.cli import add_bot_arguments
 

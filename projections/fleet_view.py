@@ -38,6 +38,10 @@ class FleetView:
     name = "fleet"
     tables: tuple[str, ...] = ("fleet_view",)
     topics: tuple[str, ...] = event_topics(Bot)
+    handles: frozenset[type] = frozenset(
+        {Bot.Registered, Bot.Draining, Bot.Quarantined, Bot.Reinstated, Bot.Lost, Bot.Deregistered}
+    )
+    ignores: frozenset[type] = frozenset()
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
         for p in events:

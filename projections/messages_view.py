@@ -170,6 +170,16 @@ class MessagesView:
     name = "messages"
     tables: tuple[str, ...] = ("messages_view", "message_counts")
     topics: tuple[str, ...] = event_topics(Message)
+    handles: frozenset[type] = frozenset(
+        {
+            Message.Sent,
+            Message.Routed,
+            Message.Delivered,
+            Message.Acknowledged,
+            Message.DeadLettered,
+        }
+    )
+    ignores: frozenset[type] = frozenset()
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
         ROWS.write(cur, *fold(events, "message_id", Message.Sent, _sent, _changes))

@@ -21,7 +21,7 @@ from uuid import UUID
 import psycopg
 
 from domain.policies.performance import ALPHA, Performance, check_alpha, observe
-from domain.policies.runs import TOPICS, Outcome, Run, follow
+from domain.policies.runs import RUN_EVENTS, TOPICS, Outcome, Run, follow
 from domain.tasks import Task
 from projections.recordset import rows_from, tuples
 from projections.runner import Positioned
@@ -50,6 +50,8 @@ class PerformanceView:
     name = "performance"
     tables: tuple[str, ...] = ("bot_performance_view", "bot_performance_runs")
     topics: tuple[str, ...] = TOPICS
+    handles: frozenset[type] = frozenset(RUN_EVENTS)
+    ignores: frozenset[type] = frozenset({Task.Unroutable})  # says nothing of how a bot does
 
     def __init__(self, alpha: float = ALPHA) -> None:
         self.alpha = check_alpha(alpha)

@@ -41,6 +41,8 @@ class View(Protocol):
     name: str
     tables: tuple[str, ...]
     topics: tuple[str, ...]  # the events it reads; the others it passes over unread
+    handles: frozenset[type]  # of the aggregates it follows, the event classes it acts on
+    ignores: frozenset[type]  # and those it passes over on purpose (a test checks both)
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None: ...
 

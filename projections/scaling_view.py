@@ -42,6 +42,18 @@ class ScalingView:
     name = "scaling"
     tables: tuple[str, ...] = ("pools_view", "launches_view")
     topics: tuple[str, ...] = (*event_topics(Pool), *event_topics(Launch))
+    handles: frozenset[type] = frozenset(
+        {
+            Pool.Opened,
+            Pool.Resized,
+            Launch.Requested,
+            Launch.Registered,
+            Launch.Stopping,
+            Launch.Stopped,
+            Launch.Failed,
+        }
+    )
+    ignores: frozenset[type] = frozenset()
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
         for p in events:

@@ -136,6 +136,19 @@ class SchedulesView:
     name = "schedules"
     tables: tuple[str, ...] = ("schedules_view",)
     topics: tuple[str, ...] = event_topics(Schedule)
+    handles: frozenset[type] = frozenset(
+        {
+            Schedule.Created,
+            Schedule.Fired,
+            Schedule.Released,
+            Schedule.Buffered,
+            Schedule.Skipped,
+            Schedule.Paused,
+            Schedule.Resumed,
+            Schedule.Deleted,
+        }
+    )
+    ignores: frozenset[type] = frozenset()
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
         rows = self._rows(cur, {p.event.originator_id for p in events})

@@ -125,6 +125,8 @@ class StageView:
         "stage_minutes",
     )
     topics: tuple[str, ...] = TOPICS
+    handles: frozenset[type] = frozenset(READS)
+    ignores: frozenset[type] = frozenset({Task.Unroutable, Task.LeaseExpired})  # a lost bot's wait is not re-timed
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
         tasks, stored = self._open(cur, events)

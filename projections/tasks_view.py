@@ -137,6 +137,19 @@ class TasksView:
     name = "tasks"
     tables: tuple[str, ...] = ("tasks_view", "task_counts")
     topics: tuple[str, ...] = event_topics(Task)
+    handles: frozenset[type] = frozenset(
+        {
+            Task.Submitted,
+            Task.Assigned,
+            Task.Unroutable,
+            Task.Started,
+            Task.Succeeded,
+            Task.Failed,
+            Task.Cancelled,
+            Task.LeaseExpired,
+        }
+    )
+    ignores: frozenset[type] = frozenset()
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
         ROWS.write(cur, *fold(events, "task_id", Task.Submitted, _submitted, _changes))

@@ -39,7 +39,8 @@ from domain.hive import utc_now
 from domain.policies.aging import CEILING, Aging
 from domain.policies.routing import BotSlots, PendingTask
 from domain.tasks import Task
-from store.follower import Pages
+from projections.live_reads import live_tasks_and_bots
+from runtime.models import LiveModel
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,28 @@ class Changes:
     fleet: bool = False  # a bot came, went, or is ready again
 
 
-class LiveIndex:
+class LiveIndex(LiveModel):
+    name = "live-index"
+    topics = TOPICS
+    handles = frozenset(
+        {
+            Task.Submitted,
+            Task.Assigned,
+            Task.Unroutable,
+            Task.Started,
+            Task.Succeeded,
+            Task.Failed,
+            Task.Cancelled,
+            Task.LeaseExpired,
+            Bot.Registered,
+            Bot.Draining,
+            Bot.Quarantined,
+            Bot.Reinstated,
+            Bot.Lost,
+            Bot.Deregistered,
+        }
+    )
+
     def __init__(self, clock: Callable[[], datetime] = utc_now) -> None:
         self.clock = clock
         self.lock = threading.RLock()
@@ -181,25 +203,9 @@ class LiveIndex:
 
     # -- snapshot ---------------------------------------------------------------------
 
-    def load(self, conn: psycopg.Connection[Any]) -> int:
-        """Fill from the views in one consistent snapshot; returns where to follow from."""
-        with conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            positions = dict(
-                conn.execute(
-                    "SELECT view, position FROM projection_positions "
-                    "WHERE view IN ('tasks', 'fleet')"
-                ).fetchall()
-            )
-            tasks = conn.execute(
-                "SELECT task_id, priority, seq, capabilities, state, bot_id, fencing_token, "
-                "version, submitted_at, not_before, type, unroutable IS NOT NULL "
-                "FROM tasks_view WHERE state IN ('pending', 'assigned', 'running') ORDER BY seq"
-            ).fetchall()
-            bots = conn.execute(
-                "SELECT bot_id, capabilities, max_concurrency, version, state, pool "
-                "FROM fleet_view WHERE state IN ('ready', 'draining', 'quarantined')"
-            ).fetchall()
+    def fill(self, conn: psycopg.Connection[Any]) -> int:
+        """Fill from the tasks and fleet views; returns where to follow from."""
+        position, tasks, bots = live_tasks_and_bots(conn)
         with self.lock:
             for bot_id, caps, capacity, version, state, pool in bots:
                 self.bots[bot_id] = LiveBot(bot_id, frozenset(caps), capacity, version, state, pool)
@@ -221,12 +227,11 @@ class LiveIndex:
                         unroutable=unroutable,
                     )
                 )
-            self.position = min(positions.get("tasks", 0), positions.get("fleet", 0))
-        return self.position
+        return position
 
     # -- applying events --------------------------------------------------------------
 
-    def apply(self, events: Iterable[tuple[int, Any]], *, position: int | None = None) -> Changes:
+    def apply(self, events: Iterable[tuple[int, Any]]) -> Changes:
         changes = Changes()
         with self.lock:
             for seq, event in events:
@@ -234,8 +239,6 @@ class LiveIndex:
                     self._apply_task(seq, event, changes)
                 elif isinstance(event, Bot.Event):
                     self._apply_bot(event, changes)
-            if position is not None:
-                self.position = max(self.position, position)
         if changes.assigned_to or changes.work:
             for listener in self.listeners:
                 listener(changes)
@@ -486,34 +489,3 @@ class LiveIndex:
     def held_by(self, bot_id: UUID) -> list[UUID]:
         with self.lock:
             return sorted(self.held.get(bot_id, ()))
-
-
-class LiveIndexFeed:
-    """Keeps a live index current by following the log from the index's position."""
-
-    def __init__(
-        self,
-        index: LiveIndex,
-        follower: Pages,
-        decode: Callable[[Any], Any],
-        observers: Iterable[Callable[[list[tuple[int, Any]]], None]] = (),
-    ) -> None:
-        self.index = index
-        self.follower = follower
-        self.decode = decode
-        self.observers = list(observers)
-        self.caught_up = threading.Event()
-
-    def run(self, stop: threading.Event) -> None:
-        with self.follower:
-            while not stop.is_set():
-                page = self.follower.next_page(self.index.position)
-                if page.items:
-                    events = [(n.id, self.decode(n)) for n in page.items]
-                    self.index.apply(events, position=page.end)
-                    for observe in self.observers:
-                        observe(events)
-                else:
-                    self.index.position = max(self.index.position, page.end)
-                if len(page.items) < self.follower.page_size:
-                    self.caught_up.set()

@@ -30,6 +30,11 @@ class Loop:
     wake: threading.Event | None = None
     wait_hint: Callable[[], float | None] | None = None
 
+    def wake_up(self) -> None:
+        """Hurry a waiting round (to stop, or because there is news)."""
+        if self.wake is not None:
+            self.wake.set()
+
     def run(self, leadership: Leadership, stop: threading.Event, *, backoff: float = 0.5) -> None:
         wake = self.wake or threading.Event()
         while not stop.is_set():

@@ -29,6 +29,8 @@ import psycopg
 
 from domain.aggregate import event_topics
 from domain.messages import Message
+from projections.live_reads import unfinished_messages
+from runtime.models import LiveModel
 
 TOPICS = event_topics(Message)
 
@@ -46,8 +48,21 @@ class Mail:
     visible_until: datetime | None = None
 
 
-class Mailbox:
+class Mailbox(LiveModel):
+    name = "mailbox"
+    topics = TOPICS
+    handles = frozenset(
+        {
+            Message.Sent,
+            Message.Routed,
+            Message.Delivered,
+            Message.Acknowledged,
+            Message.DeadLettered,
+        }
+    )
+
     def __init__(self, *, compact_slack: int = 1024) -> None:
+        self.position = 0
         self.compact_slack = compact_slack  # finished entries the expiry heap may hold
         self.lock = threading.RLock()
         self.mail: dict[UUID, Mail] = {}
@@ -57,22 +72,13 @@ class Mailbox:
         self.unrouted: dict[UUID, None] = {}  # sent to a capability, no recipient yet (in order)
         self.listeners: list[Callable[[set[UUID]], None]] = []
 
-    def load(self, conn: psycopg.Connection[Any]) -> int:
-        """Fill from the messages view in one snapshot; returns the view's position."""
-        with conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            row = conn.execute(
-                "SELECT position FROM projection_positions WHERE view = 'messages'"
-            ).fetchone()
-            rows = conn.execute(
-                "SELECT message_id, seq, to_capability, after_id, expires_at, version, state, "
-                "bot_id, visible_until FROM messages_view "
-                "WHERE state IN ('waiting', 'routed', 'delivered') ORDER BY seq"
-            ).fetchall()
+    def fill(self, conn: psycopg.Connection[Any]) -> int:
+        """Fill from the messages view; returns the view's position."""
+        position, rows = unfinished_messages(conn)
         with self.lock:
             for r in rows:
                 self._put(Mail(*r))
-        return int(row[0]) if row else 0
+        return position
 
     def apply(self, events: Iterable[tuple[int, Any]]) -> None:
         news: set[UUID] = set()

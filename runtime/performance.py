@@ -18,13 +18,19 @@ from uuid import UUID
 import psycopg
 
 from domain.policies.performance import ALPHA, Performance, check_alpha, observe
-from domain.policies.runs import Run, follow
+from domain.policies.runs import RUN_EVENTS, TOPICS, Run, follow
 from domain.tasks import Task
+from projections.live_reads import learned_performance
+from runtime.models import LiveModel
 
-VIEW = "performance"
 
+class LivePerformance(LiveModel):
+    name = "performance"
+    topics = TOPICS
+    handles = frozenset(RUN_EVENTS)
+    ignores = frozenset({Task.Unroutable})  # says nothing of how a bot does
+    takes_own_writes = False  # an outcome counted twice would skew the rates
 
-class LivePerformance:
     def __init__(self, alpha: float = ALPHA) -> None:
         self.alpha = check_alpha(alpha)
         self.lock = threading.Lock()
@@ -32,32 +38,18 @@ class LivePerformance:
         self.runs: dict[UUID, Run] = {}
         self.records: dict[tuple[UUID, str], Performance] = {}  # (bot, task type)
 
-    def load(self, conn: psycopg.Connection[Any]) -> int:
-        """Fill from the view in one consistent snapshot; returns its position."""
-        with conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            row = conn.execute(
-                "SELECT position FROM projection_positions WHERE view = %s", (VIEW,)
-            ).fetchone()
-            runs = conn.execute(
-                "SELECT task_id, type, bot_id, started_at FROM bot_performance_runs"
-            ).fetchall()
-            records = conn.execute(
-                "SELECT bot_id, type, success, duration_s, samples FROM bot_performance_view"
-            ).fetchall()
+    def fill(self, conn: psycopg.Connection[Any]) -> int:
+        """Fill from the performance view; returns its position."""
+        position, runs, records = learned_performance(conn)
         with self.lock:
-            self.position = int(row[0]) if row else 0
             self.runs = {task_id: Run(*rest) for task_id, *rest in runs}
             self.records = {(b, t): Performance(*rest) for b, t, *rest in records}
-            return self.position
+        return position
 
-    def follow(self, events: Iterable[tuple[int, Any]]) -> None:
-        """Events from the log, in order; those at or before the position are known."""
+    def apply(self, events: Iterable[tuple[int, Any]]) -> None:
+        """Events from the log, in order, each once (the feed's ``follow`` sees to that)."""
         with self.lock:
-            for position, event in events:
-                if position <= self.position:
-                    continue
-                self.position = position
+            for _, event in events:
                 if not isinstance(event, Task.Event):
                     continue
                 task_id = event.originator_id

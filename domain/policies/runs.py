@@ -25,18 +25,16 @@ from eventsourcing.utils import get_topic
 
 from domain.tasks import Task
 
-TOPICS = tuple(
-    get_topic(cls)
-    for cls in (
-        Task.Submitted,
-        Task.Assigned,
-        Task.Started,
-        Task.Succeeded,
-        Task.Failed,
-        Task.Cancelled,
-        Task.LeaseExpired,
-    )
+RUN_EVENTS = (
+    Task.Submitted,
+    Task.Assigned,
+    Task.Started,
+    Task.Succeeded,
+    Task.Failed,
+    Task.Cancelled,
+    Task.LeaseExpired,
 )
+TOPICS = tuple(get_topic(cls) for cls in RUN_EVENTS)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ import psycopg
 from domain.aggregate import event_topics
 from domain.launches import Launch
 from domain.pools import Pool
+from projections.live_reads import pools_and_open_launches
+from runtime.models import LiveModel
 
 TOPICS = (*event_topics(Pool), *event_topics(Launch))
 
@@ -44,27 +46,31 @@ class PoolRecord:
     failed_at: datetime | None = None
 
 
-class LaunchBook:
+class LaunchBook(LiveModel):
+    name = "launch-book"
+    topics = TOPICS
+    handles = frozenset(
+        {
+            Pool.Opened,
+            Pool.Resized,
+            Launch.Requested,
+            Launch.Registered,
+            Launch.Stopping,
+            Launch.Stopped,
+            Launch.Failed,
+        }
+    )
+
     def __init__(self) -> None:
+        self.position = 0
         self.lock = threading.RLock()
         self.launches: dict[UUID, LaunchRecord] = {}
         self.pools: dict[str, PoolRecord] = {}
         self._pool_names: dict[UUID, str] = {}
 
-    def load(self, conn: psycopg.Connection[Any]) -> int:
-        """Fill from the scaling view in one snapshot; returns the view's position."""
-        with conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            row = conn.execute(
-                "SELECT position FROM projection_positions WHERE view = 'scaling'"
-            ).fetchone()
-            pools = conn.execute(
-                "SELECT pool_id, pool, desired, resized_at, version FROM pools_view"
-            ).fetchall()
-            launches = conn.execute(
-                "SELECT launch_id, pool, launcher, state, bot_id, requested_at, version "
-                "FROM launches_view WHERE state IN ('requested', 'registered', 'stopping')"
-            ).fetchall()
+    def fill(self, conn: psycopg.Connection[Any]) -> int:
+        """Fill from the scaling view; returns the view's position."""
+        position, pools, launches = pools_and_open_launches(conn)
         with self.lock:
             for pid, name, desired, resized_at, version in pools:
                 self._pool_names[pid] = name
@@ -73,7 +79,7 @@ class LaunchBook:
                 self.launches[launch_id] = LaunchRecord(
                     launch_id, pool, launcher, state, bot_id, at, version
                 )
-        return int(row[0]) if row else 0
+        return position
 
     def apply(self, events: Iterable[tuple[int, Any]]) -> None:
         with self.lock:

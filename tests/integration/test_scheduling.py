@@ -255,7 +255,7 @@ def test_pause_resume_and_delete(node: Node, clock: FakeClock) -> None:
     reads = node.schedules
     wait_for(lambda: (reads.get(schedule_id) or object()).state == "deleted", what="the view")  # type: ignore[attr-defined]
     assert fired_ticks(hive, schedule_id) == [T0, T0 + timedelta(minutes=6)]
-    assert node.scheduler.run_once() == 0
+    assert node.loop("scheduler").step() == 0
 
 
 def test_the_schedules_view_agrees_with_the_aggregates_and_equals_a_rebuild(

@@ -948,7 +948,7 @@ class HiveMachine(RuleBasedStateMachine):
         self.lagging = move != "catch up"
 
     def follow(self, page: int, pages: int = EVERYTHING) -> None:
-        """What ``LiveIndexFeed`` does with a ``LogFollower`` of the index's topics."""
+        """What ``LiveFeed`` does with a ``LogFollower`` of the models' topics."""
         for _ in range(pages):
             head = self.head()
             if head <= self.index.position:
@@ -958,12 +958,10 @@ class HiveMachine(RuleBasedStateMachine):
             )
             end = notes[-1].id if len(notes) == page else head
             events = [(n.id, self.hive.mapper.to_domain_event(n)) for n in notes]
+            self.index.follow(events, end)
+            self.mailbox.follow(events, end)
             if events:
-                self.index.apply(events, position=end)
-                self.mailbox.apply(events)
                 self.hive.observe(events)
-            else:
-                self.index.position = max(self.index.position, end)
 
     # -- invariants ---------------------------------------------------------------------
 

@@ -1,0 +1,15 @@
+"""Every feature of the hive, in the order they plug in (routes, views, loops, CLI)."""
+
+from __future__ import annotations
+
+from api.features import Feature, dashboard, fleet, hive, messages, scaling, schedules, tasks
+
+FEATURES: list[Feature] = [
+    hive.FEATURE,
+    tasks.FEATURE,
+    fleet.FEATURE,
+    schedules.FEATURE,
+    scaling.FEATURE,
+    messages.FEATURE,
+    dashboard.FEATURE,
+]

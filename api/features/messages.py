@@ -1,0 +1,52 @@
+"""Messages: the messages view and its counts, the postman loop, routes, `apiary message`."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from api.features import Feature, include
+from api.message_cli import add_message_commands, cmd_message
+from api.routes import messages
+from projections.messages_view import MESSAGE_MIGRATIONS, MessagesView
+from projections.runner import View
+from runtime.loops import Loop
+
+if TYPE_CHECKING:
+    from api.bootstrap import Node
+    from api.settings import Settings
+
+
+def views(settings: Settings) -> Sequence[View]:
+    return [MessagesView()]
+
+
+def loops(node: Node) -> Sequence[Loop]:
+    postman = node.postman
+    node.mailbox.listeners.append(lambda _: postman.wake.set())
+    # Not on every task event: only a bot coming or going changes who may get mail.
+    node.index.listeners.append(lambda c: postman.wake.set() if c.fleet else None)
+    return [
+        Loop(
+            "postman",
+            postman.run_once,
+            node.settings.poll_interval_s,
+            postman.wake,
+            postman.wait_hint,
+        )
+    ]
+
+
+def cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    add_message_commands(sub, cmd_message)
+
+
+FEATURE = Feature(
+    "messages",
+    migrations=MESSAGE_MIGRATIONS,
+    views=views,
+    loops=loops,
+    routes=include(messages.router),
+    cli=cli,
+)
