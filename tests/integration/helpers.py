@@ -1,16 +1,18 @@
 """Shared moves of the integration tests: a hive on a test database, a view's own runner,
-waiting for a Node's view, view snapshots."""
+waiting for tasks to be assigned or for a Node's view, view snapshots."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 import psycopg
 
 from api.bootstrap import Node, open_hive, views
 from api.settings import Settings
 from domain.hive import Hive
+from domain.tasks import Task, TaskState
 from projections.runner import ProjectionRunner, View
 from tests.waiting import wait_for
 
@@ -37,6 +39,14 @@ def runner(url: str, hive: Hive, name: str, page: int = 500) -> ProjectionRunner
         page_size=page,
         poll_interval=0.2,
     )
+
+
+def held(hive: Hive, task_ids: list[UUID]) -> list[Task]:
+    """The tasks, in the order asked, once every one is assigned; else [] (for wait_for)."""
+    tasks = hive.load_many(Task, task_ids)
+    if all(t.state is TaskState.ASSIGNED for t in tasks.values()):
+        return [tasks[t] for t in task_ids]
+    return []
 
 
 def view_caught_up(node: Node, name: str) -> None:

@@ -21,8 +21,7 @@ from projections.histogram import BOUNDS
 from projections.metric_reads import MetricReads
 from projections.stage_reads import StageReads
 from tests.clock import FakeClock
-from tests.integration.helpers import StartNode
-from tests.integration.test_stages import held
+from tests.integration.helpers import StartNode, held
 from tests.waiting import wait_for
 
 ALICE = Cause("alice", "req")

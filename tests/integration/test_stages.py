@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
-from uuid import UUID
 
 import psycopg
 import pytest
@@ -14,13 +13,12 @@ from api.bootstrap import Node, open_hive, rebuild_views
 from api.cli import main as apiary
 from api.settings import Settings
 from domain.cause import Cause
-from domain.hive import Hive, Report, TaskSpec
+from domain.hive import Report, TaskSpec
 from domain.policies.routing import Assignment
-from domain.tasks import Task, TaskState
 from projections.histogram import bucket_of, bucket_range
 from projections.stage_reads import StageHistogram
 from tests.clock import T0, FakeClock
-from tests.integration.helpers import StartNode, runner, snapshot, view_caught_up
+from tests.integration.helpers import StartNode, held, runner, snapshot, view_caught_up
 from tests.waiting import wait_for
 
 ALICE = Cause("alice", "req")
@@ -86,13 +84,6 @@ def test_stage_durations_come_out_as_the_clock_made_them(node: Node, clock: Fake
     assert [(m.type, m.minute, m.succeeded, m.failed) for m in minutes] == [("code", T0, 5, 5)]
     assert minutes[0].e2e_mean_s == pytest.approx((10 * 2.5 + 55.0) / 10)
     assert node.stages.minutes(1, clock() + timedelta(minutes=1)) == []
-
-
-def held(hive: Hive, task_ids: list[UUID]) -> list[Task]:
-    tasks = hive.load_many(Task, task_ids)
-    if all(t.state is TaskState.ASSIGNED for t in tasks.values()):
-        return [tasks[t] for t in task_ids]
-    return []
 
 
 def stage_rows(url: str) -> dict[str, list[tuple[object, ...]]]:
