@@ -6,11 +6,13 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 EPOCH = datetime(2030, 1, 1, tzinfo=UTC)
+T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)  # where the ``clock`` fixture starts
 
 
 class FakeClock:
     """Returns ``now``; ``advance`` moves it (by a timedelta or seconds). Safe to read from
-    the engine's threads while the test moves it."""
+    the engine's threads while the test moves it. ``monotonic`` reads the same time as
+    seconds, for what takes a ``time.monotonic`` (the key ring's cache)."""
 
     def __init__(self, now: datetime = EPOCH) -> None:
         self.now = now
@@ -19,6 +21,10 @@ class FakeClock:
     def __call__(self) -> datetime:
         with self._lock:
             return self.now
+
+    def monotonic(self) -> float:
+        """Seconds since ``EPOCH``."""
+        return (self() - EPOCH).total_seconds()
 
     def advance(self, by: timedelta | float) -> None:
         with self._lock:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,21 @@ from tests.integration.conftest import db_url, migrated_template  # noqa: F401  
 
 
 @pytest.fixture
-def hive(db_url: str, tmp_path: Path) -> Iterator[Hive]:  # noqa: F811
-    h = Hive(db_url=db_url, home=tmp_path / "home")
-    yield h
-    h.stop()
+def make_hive(db_url: str, tmp_path: Path) -> Iterator[Callable[..., Hive]]:  # noqa: F811
+    """A hive server on the test's database, in the test's hive home, with settings given
+    as environment variables (``APIARY_...="..."``); not started yet. Every hive it made
+    is stopped when the test ends."""
+    made: list[Hive] = []
+
+    def make(**settings: str) -> Hive:
+        made.append(Hive(db_url=db_url, home=tmp_path / "home", settings=settings))
+        return made[-1]
+
+    yield make
+    for h in reversed(made):
+        h.stop()
+
+
+@pytest.fixture
+def hive(make_hive: Callable[..., Hive]) -> Hive:
+    return make_hive()

@@ -1,18 +1,59 @@
-"""Shared moves of the integration tests: a hive on a test database, view snapshots."""
+"""Shared moves of the integration tests: a hive on a test database, a view's own runner,
+waiting for tasks to be assigned or for a Node's view, view snapshots."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 import psycopg
 
-from api.bootstrap import open_hive, views
+from api.bootstrap import Node, open_hive, views
 from api.settings import Settings
 from domain.hive import Hive
+from domain.tasks import Task, TaskState
+from projections.runner import ProjectionRunner, View
+from tests.waiting import wait_for
+
+# ``start_node`` (tests/integration/conftest.py): settings by name, and ``real_time`` and
+# ``crashes_fail``; returns the started Node.
+StartNode = Callable[..., Node]
 
 
 def hive_on(url: str, **settings: Any) -> Hive:
     return open_hive(url, Settings(**settings))
+
+
+def view_named(name: str) -> View:
+    return next(v for v in views() if v.name == name)
+
+
+def runner(url: str, hive: Hive, name: str, page: int = 500) -> ProjectionRunner:
+    """A runner of its own for view ``name`` over ``hive``'s log (not a Node's)."""
+    return ProjectionRunner(
+        view_named(name),
+        hive.recorder,
+        hive.mapper.to_domain_event,
+        url,  # type: ignore[arg-type]
+        page_size=page,
+        poll_interval=0.2,
+    )
+
+
+def held(hive: Hive, task_ids: list[UUID]) -> list[Task]:
+    """The tasks, in the order asked, once every one is assigned; else [] (for wait_for)."""
+    tasks = hive.load_many(Task, task_ids)
+    if all(t.state is TaskState.ASSIGNED for t in tasks.values()):
+        return [tasks[t] for t in task_ids]
+    return []
+
+
+def view_caught_up(node: Node, name: str) -> None:
+    """Wait until the node's runner of view ``name`` has applied the log as it ends now."""
+    runner = next(r for r in node.runners if r.view.name == name)
+    end = node.hive.recorder.max_notification_id() or 0
+    wait_for(lambda: runner.position >= end, what=f"the {name} view to reach {end}")
 
 
 def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:

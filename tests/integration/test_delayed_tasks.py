@@ -3,35 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import psycopg
-import pytest
 
 from api.bootstrap import Node
-from api.settings import Settings
 from domain.cause import Cause
 from domain.hive import TaskSpec
 from domain.tasks import Task, TaskState
-from tests.clock import FakeClock
+from tests.clock import T0, FakeClock
+from tests.integration.helpers import StartNode
 from tests.waiting import wait_for
 
 ALICE = Cause("alice", "req")
-T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0)
-
-
-@pytest.fixture
-def node(db_url: str, clock: FakeClock) -> Iterator[Node]:
-    n = Node(Settings(poll_interval_s=0.2), db_url, clock=clock).start()
-    yield n
-    n.stop()
 
 
 def register(node: Node) -> UUID:
@@ -64,13 +49,13 @@ def test_a_delayed_task_is_assigned_only_once_it_is_due(node: Node, clock: FakeC
 
 
 def test_a_restarted_engine_still_holds_a_delayed_task_back(
-    db_url: str, node: Node, clock: FakeClock
+    db_url: str, node: Node, clock: FakeClock, start_node: StartNode
 ) -> None:
     due = T0 + timedelta(minutes=5)
     delayed = node.hive.tasks.submit([TaskSpec("code", not_before=due)], ALICE).items[0].task.id
     wait_for(lambda: _view_not_before(db_url, delayed) == due, what="the view to show the delay")
     node.stop()
-    later = Node(Settings(poll_interval_s=0.2), db_url, clock=clock).start()  # loads the view
+    later = start_node()  # loads the view
     try:
         assert later.index.next_due() == due
         bot = register(later)

@@ -3,33 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Iterator
 from uuid import UUID
 
 import pytest
 
 from api.bootstrap import Node
-from api.settings import Settings
 from domain.bots import Bot, BotState
 from domain.cause import Cause
 from domain.errors import NotYourTask
 from domain.hive import Report, TaskSpec
 from domain.tasks import Task, TaskState
+from tests.integration.helpers import StartNode
 from tests.waiting import wait_for
 
 ALICE = Cause("alice", "req")
 
 
 @pytest.fixture
-def node(db_url: str, caplog: pytest.LogCaptureFixture) -> Iterator[Node]:
-    n = Node(
-        Settings(bot_lease_ttl_s=1.0, reaper_interval_s=0.1, poll_interval_s=0.2), db_url
-    ).start()
-    yield n
-    n.stop()
-    crashes = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert not crashes, f"a control loop crashed: {crashes[0].getMessage()}"
+def node(start_node: StartNode) -> Node:
+    """On the wall clock: a silent bot's lease runs out as real time passes."""
+    return start_node(real_time=True, bot_lease_ttl_s=1.0, reaper_interval_s=0.1, crashes_fail=True)
 
 
 def register(node: Node, name: str, caps: list[str], slots: int) -> UUID:

@@ -20,7 +20,6 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from psycopg import sql
 
 from store.audit import ChainReport, format_report, verify_chain
 from store.chain import (
@@ -30,32 +29,30 @@ from store.chain import (
     GENESIS_HASH,
     entry_hash,
 )
+from store.database import eventsourcing_env
 from store.migrations import MIGRATION_LOCK_KEY, Migration, MigrationConflict, migrate
+from tests.pg import create_database, drop_database, unique_database_name
 
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REPO = Path(__file__).resolve().parents[2]
 
 
-# --- fixtures (to be replaced by tests/pg.py) -------------------------------------------
+# --- fixtures ----------------------------------------------------------------------------
 
 
 @contextmanager
-def fresh_database() -> Iterator[str]:
-    name = f"apiary_t_{uuid4().hex[:16]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+def fresh_database(server_url: str) -> Iterator[str]:
+    """An empty database: these tests migrate it themselves (not the migrated template)."""
+    name = unique_database_name("apiary_t")
+    url = create_database(server_url, name)
     try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        yield url
     finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        drop_database(server_url, name)
 
 
 @pytest.fixture
-def db_url() -> Iterator[str]:
-    with fresh_database() as url:
+def db_url(pg_server_url: str) -> Iterator[str]:
+    with fresh_database(pg_server_url) as url:
         yield url
 
 
@@ -83,16 +80,10 @@ class Probe(Aggregate):
 
 
 def hive_env(url: str, **extra: str) -> dict[str, str]:
-    info = psycopg.conninfo.conninfo_to_dict(url)
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "CREATE_TABLE": "n",
-        "POSTGRES_DBNAME": str(info["dbname"]),
-        "POSTGRES_HOST": "127.0.0.1",
-        "POSTGRES_PORT": "5432",
-        "POSTGRES_USER": "postgres",
-        "POSTGRES_PASSWORD": "",
-        "POSTGRES_SCHEMA": "public",
+        **eventsourcing_env(url),
         **extra,
     }
 
@@ -329,8 +320,8 @@ def _describe_schema(url: str) -> dict[str, list[tuple[Any, ...]]]:
         return {key: conn.execute(q).fetchall() for key, q in queries.items()}
 
 
-def test_the_first_migration_creates_exactly_what_the_library_creates() -> None:
-    with fresh_database() as by_library, fresh_database() as by_migration:
+def test_the_first_migration_creates_exactly_what_the_library_creates(pg_server_url: str) -> None:
+    with fresh_database(pg_server_url) as by_library, fresh_database(pg_server_url) as by_migration:
         with running_hive(by_library, CREATE_TABLE="y", IS_SNAPSHOTTING_ENABLED="y"):
             pass
         migrate(by_migration, EVENT_LOG_MIGRATIONS[:1])
@@ -412,8 +403,8 @@ def test_writers_that_skip_the_table_lock_are_serialised_by_the_trigger(log_url:
     assert report.count == threads * transactions * statements * 2
 
 
-def test_an_empty_log_verifies() -> None:
-    with fresh_database() as url:
+def test_an_empty_log_verifies(pg_server_url: str) -> None:
+    with fresh_database(pg_server_url) as url:
         migrate(url, EVENT_LOG_MIGRATIONS)
         report = verify_chain(url)
     assert report == ChainReport(True, 0, 0, None, None, None)
@@ -663,9 +654,9 @@ def test_deleting_the_tail_goes_unseen_only_a_signed_checkpoint_catches_it(
 
 
 @pytest.fixture(scope="module")
-def hashing_conn() -> Iterator[psycopg.Connection[Any]]:
+def hashing_conn(pg_server_url: str) -> Iterator[psycopg.Connection[Any]]:
     """A chained log of two rows; each example appends in a transaction it rolls back."""
-    with fresh_database() as url:
+    with fresh_database(pg_server_url) as url:
         migrate(url, EVENT_LOG_MIGRATIONS)
         append_rows(url, 2)
         with psycopg.connect(url) as conn:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from uuid import UUID
 
 import pytest
@@ -19,24 +18,16 @@ from domain.hive import MessageSpec, TaskSpec
 from domain.messages import Message, MessageState
 from projections.message_reads import MessageReads
 from tests.clock import FakeClock
+from tests.integration.helpers import StartNode
 from tests.waiting import wait_for
 
 ALICE = Cause("alice", "req")
-T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 VISIBILITY_S = 30.0
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0)
-
-
-@pytest.fixture
-def node(db_url: str, clock: FakeClock) -> Iterator[Node]:
-    settings = Settings(poll_interval_s=0.2, message_visibility_s=VISIBILITY_S)
-    n = Node(settings, db_url, clock=clock).start()
-    yield n
-    n.stop()
+def node(start_node: StartNode) -> Node:
+    return start_node(message_visibility_s=VISIBILITY_S)
 
 
 def register(node: Node, caps: list[str]) -> UUID:
@@ -143,14 +134,12 @@ def test_pool_fan_out_reaches_each_live_bot_of_the_pool(node: Node) -> None:
         assert len(claim(node, b)) == 1
 
 
-def test_a_restarted_node_knows_the_undelivered_messages(
-    db_url: str, clock: FakeClock, node: Node
-) -> None:
+def test_a_restarted_node_knows_the_undelivered_messages(node: Node, start_node: StartNode) -> None:
     bot = register(node, ["chat"])
     message = send(node, to_bot=bot)
     wait_for(lambda: node.runners and all(r.healthy.is_set() for r in node.runners), what="views")
     node.stop()
-    again = Node(Settings(poll_interval_s=0.2), db_url, clock=clock).start()
+    again = start_node()
     try:
         assert claim(again, bot) == [(message, 1)]
     finally:

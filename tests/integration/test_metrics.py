@@ -3,7 +3,6 @@ tasks ran on an injected clock, who may read it, and what a scrape costs at 100,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -15,7 +14,6 @@ from psycopg_pool import ConnectionPool
 from api.app import create_app
 from api.bootstrap import Node, views
 from api.metrics import HiveCollector, Scrape
-from api.settings import Settings
 from domain.cause import Cause
 from domain.hive import Report, TaskSpec
 from domain.keys import Role
@@ -23,18 +21,15 @@ from projections.histogram import BOUNDS
 from projections.metric_reads import MetricReads
 from projections.stage_reads import StageReads
 from tests.clock import FakeClock
-from tests.integration.test_stages import T0, held
+from tests.integration.helpers import StartNode, held
 from tests.waiting import wait_for
 
 ALICE = Cause("alice", "req")
 
 
 @pytest.fixture
-def node(db_url: str) -> Iterator[Node]:
-    clock = FakeClock(T0)
-    n = Node(Settings(poll_interval_s=0.2, bot_lease_ttl_s=60.0), db_url, clock=clock).start()
-    yield n
-    n.stop()
+def node(start_node: StartNode) -> Node:
+    return start_node(bot_lease_ttl_s=60.0)
 
 
 def run_tasks(node: Node) -> None:

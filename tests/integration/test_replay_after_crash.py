@@ -41,7 +41,7 @@ from runtime.live import LiveIndex
 from runtime.mailbox import TOPICS as MAIL_TOPICS
 from runtime.mailbox import Mailbox
 from store.audit import verify_chain
-from tests.integration.helpers import snapshot
+from tests.integration.helpers import snapshot, view_named
 from tests.pg import create_database, drop_database, unique_database_name
 from tests.unit.message_model import message_fields
 from tests.unit.test_hive_state_machine import EVERYTHING, HiveMachine, task_fields
@@ -69,10 +69,6 @@ class CrashingView:
         self.pages -= 1
         if self.pages == 0:
             raise Crash(f"view {self.name} runner killed mid-page")
-
-
-def view_named(name: str) -> View:
-    return next(v for v in views() if v.name == name)
 
 
 class CrashMachine(HiveMachine):

@@ -4,9 +4,7 @@ work, unroutable tasks, the performance view against a rebuild, and the why on t
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
@@ -17,7 +15,6 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.bootstrap import Node
 from api.cli import main as apiary
-from api.settings import Settings
 from domain.cause import Cause
 from domain.hive import Report, TaskSpec
 from domain.keys import Role
@@ -26,6 +23,7 @@ from projections.performance_view import PerformanceView
 from projections.runner import reset_view
 from runtime.scaling.pools import PoolConfig
 from tests.clock import FakeClock
+from tests.integration.helpers import StartNode, view_caught_up
 from tests.waiting import wait_for
 
 ALICE = Cause("alice", "req")
@@ -33,18 +31,8 @@ PERFORMANCE_TABLES = ("bot_performance_view", "bot_performance_runs")
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def node(db_url: str, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> Iterator[Node]:
-    settings = Settings(bot_lease_ttl_s=60.0, poll_interval_s=0.2)
-    n = Node(settings, db_url, clock=clock).start()
-    yield n
-    n.stop()
-    crashes = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert not crashes, f"a control loop crashed: {crashes[0].getMessage()}"
+def node(start_node: StartNode) -> Node:
+    return start_node(bot_lease_ttl_s=60.0, crashes_fail=True)
 
 
 def register(node: Node, name: str, caps: list[str], slots: int) -> UUID:
@@ -62,12 +50,6 @@ def assigned(node: Node, task_ids: list[UUID]) -> dict[UUID, Task]:
 
 def head(node: Node) -> int:
     return node.hive.recorder.max_notification_id() or 0
-
-
-def view_caught_up(node: Node, name: str) -> None:
-    runner = next(r for r in node.runners if r.view.name == name)
-    end = head(node)
-    wait_for(lambda: runner.position >= end, what=f"the {name} view to reach {end}")
 
 
 def rows(url: str, table: str) -> list[tuple[Any, ...]]:
@@ -172,12 +154,11 @@ def test_unroutable_is_shown_until_a_capable_bot_takes_the_task(node: Node) -> N
 
 
 def test_a_restarted_engine_learns_what_its_view_has_not_applied_yet(
-    db_url: str, clock: FakeClock
+    db_url: str, clock: FakeClock, start_node: StartNode
 ) -> None:
     """The view may lag (here: emptied, as by a rebuild that has not run yet): the engine's
     copy reads the rest from the log, up to where its feed starts, and misses nothing."""
-    settings = Settings(bot_lease_ttl_s=60.0, poll_interval_s=0.2)
-    first = Node(settings, db_url, clock=clock).start()
+    first = start_node(bot_lease_ttl_s=60.0)
     try:
         good, poor = register(first, "good", ["code"], 2), register(first, "poor", ["code"], 2)
         work_rounds(first, clock, good, poor, rounds=3)
@@ -185,7 +166,7 @@ def test_a_restarted_engine_learns_what_its_view_has_not_applied_yet(
     finally:
         first.stop()
     reset_view(db_url, PerformanceView())
-    second = Node(settings, db_url, clock=clock).start()
+    second = start_node(bot_lease_ttl_s=60.0)
     try:
         assert second.performance.snapshot() == learned
         view_caught_up(second, "performance")
@@ -196,10 +177,10 @@ def test_a_restarted_engine_learns_what_its_view_has_not_applied_yet(
         second.stop()
 
 
-def test_a_task_only_a_pool_could_serve_is_not_unroutable(db_url: str, clock: FakeClock) -> None:
+def test_a_task_only_a_pool_could_serve_is_not_unroutable(start_node: StartNode) -> None:
     """The autoscaler will grow the pool for it; a task no pool can serve is flagged."""
     pools = [PoolConfig(name="renderers", capabilities=["render", "gpu"])]
-    node = Node(Settings(poll_interval_s=0.2, pools=pools), db_url, clock=clock).start()
+    node = start_node(pools=pools)
     try:
         register(node, "coder", ["code"], 1)
         poolable, hopeless = (

@@ -9,28 +9,26 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import pytest
 
-from api.bootstrap import Node, rebuild_views, views
+from api.bootstrap import Node, rebuild_views
 from api.settings import Settings
 from domain.cause import Cause
 from domain.hive import Hive
 from domain.schedules import Schedule, ScheduleSpec, TaskTemplate
 from domain.tasks import Task
-from projections.runner import ProjectionRunner
 from projections.schedule_reads import ScheduleReads
 from runtime.live import LiveIndex
 from runtime.scheduler import Scheduler
-from tests.clock import FakeClock
-from tests.integration.helpers import hive_on, snapshot
+from tests.clock import T0, FakeClock
+from tests.integration.helpers import hive_on, runner, snapshot
 from tests.waiting import wait_for
 
 ALICE = Cause("alice", "req")
-T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 
 
 class Engine:
@@ -48,13 +46,7 @@ class Engine:
         self.scheduler = Scheduler(
             self.hive, self.index, ScheduleReads(self.pool).timetable, clock=clock
         )
-        view = next(v for v in views() if v.name == "schedules")
-        self.runner = ProjectionRunner(
-            view,
-            self.hive.recorder,
-            self.hive.mapper.to_domain_event,
-            url,  # type: ignore[arg-type]
-        )
+        self.runner = runner(url, self.hive, "schedules")
 
     def step(self) -> int:
         self.runner.catch_up()
@@ -63,11 +55,6 @@ class Engine:
     def close(self) -> None:
         self.pool.close()
         self.hive.close()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0)
 
 
 @pytest.fixture
@@ -195,13 +182,6 @@ def test_an_engine_started_later_catches_up_as_the_schedule_says(
         later.close()
 
 
-@pytest.fixture
-def node(db_url: str, clock: FakeClock) -> Iterator[Node]:
-    n = Node(Settings(poll_interval_s=0.2), db_url, clock=clock).start()
-    yield n
-    n.stop()
-
-
 def test_overlap_policies_with_the_previous_run_still_open(node: Node, clock: FakeClock) -> None:
     hive = node.hive
     made = {
@@ -278,10 +258,7 @@ def test_the_schedules_view_agrees_with_the_aggregates_and_equals_a_rebuild(
         hive.schedules.fire(ids, Cause.engine("scheduler", f"r{minutes}"))
     hive.schedules.pause(ids[2], ALICE)
     hive.schedules.delete(ids[3], ALICE)
-    view = next(v for v in views() if v.name == "schedules")
-    ProjectionRunner(
-        view, hive.recorder, hive.mapper.to_domain_event, db_url, page_size=3
-    ).catch_up()  # type: ignore[arg-type]
+    runner(db_url, hive, "schedules", page=3).catch_up()
 
     reads = ScheduleReads(engines[0].pool)
     for schedule_id in ids:

@@ -5,11 +5,10 @@ follower behind the window (a view rebuilt while the others run) catches up by i
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
-import pytest
 from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 
@@ -20,7 +19,7 @@ from domain.hive import Hive, TaskSpec
 from domain.tasks import Task
 from projections.runner import ProjectionRunner, reset_view
 from store.shared_log import SharedFollower, SharedLog
-from tests.integration.helpers import hive_on, snapshot
+from tests.integration.helpers import snapshot
 from tests.integration.test_views import ALICE, busy_history
 from tests.waiting import wait_for
 
@@ -42,13 +41,6 @@ class CountingSource:
 
     def max_notification_id(self) -> int | None:
         return self.recorder.max_notification_id()  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def hive(db_url: str) -> Iterator[Hive]:
-    h = hive_on(db_url)
-    yield h
-    h.close()
 
 
 def follow(

@@ -4,49 +4,31 @@ read back as histograms and percentiles, equal to a rebuild from zero."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from uuid import UUID
+from datetime import timedelta
 
 import psycopg
 import pytest
 
-from api.bootstrap import Node, open_hive, rebuild_views, views
+from api.bootstrap import Node, open_hive, rebuild_views
 from api.cli import main as apiary
 from api.settings import Settings
 from domain.cause import Cause
-from domain.hive import Hive, Report, TaskSpec
+from domain.hive import Report, TaskSpec
 from domain.policies.routing import Assignment
-from domain.tasks import Task, TaskState
 from projections.histogram import bucket_of, bucket_range
-from projections.runner import ProjectionRunner
 from projections.stage_reads import StageHistogram
-from tests.clock import FakeClock
-from tests.integration.helpers import snapshot
+from tests.clock import T0, FakeClock
+from tests.integration.helpers import StartNode, held, runner, snapshot, view_caught_up
 from tests.waiting import wait_for
 
 ALICE = Cause("alice", "req")
 ENGINE = Cause.engine("test", "r")
-T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 STAGE_TABLES = ("stage_open_tasks", "stage_histograms", "stage_totals", "stage_minutes")
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0)
-
-
-@pytest.fixture
-def node(db_url: str, clock: FakeClock) -> Iterator[Node]:
-    n = Node(Settings(poll_interval_s=0.2, bot_lease_ttl_s=60.0), db_url, clock=clock).start()
-    yield n
-    n.stop()
-
-
-def stages_caught_up(node: Node) -> None:
-    runner = next(r for r in node.runners if r.view.name == "stages")
-    end = node.hive.recorder.max_notification_id() or 0
-    wait_for(lambda: runner.position >= end, what=f"the stages view to reach {end}")
+def node(start_node: StartNode) -> Node:
+    return start_node(bot_lease_ttl_s=60.0)
 
 
 def by_stage(node: Node, type_: str) -> dict[str, StageHistogram]:
@@ -83,7 +65,7 @@ def test_stage_durations_come_out_as_the_clock_made_them(node: Node, clock: Fake
     clock.advance(30.0)  # now T0 + 42.5 s: the delayed task is 12.5 s past its due time
     late = delayed.items[0].task.id
     wait_for(lambda: held(node.hive, [late]), what="the delayed task assigned")
-    stages_caught_up(node)
+    view_caught_up(node, "stages")
 
     code = by_stage(node, "code")
     assert_all_in_bucket(code["submit_assign"], 2.0, 10)
@@ -102,24 +84,6 @@ def test_stage_durations_come_out_as_the_clock_made_them(node: Node, clock: Fake
     assert [(m.type, m.minute, m.succeeded, m.failed) for m in minutes] == [("code", T0, 5, 5)]
     assert minutes[0].e2e_mean_s == pytest.approx((10 * 2.5 + 55.0) / 10)
     assert node.stages.minutes(1, clock() + timedelta(minutes=1)) == []
-
-
-def held(hive: Hive, task_ids: list[UUID]) -> list[Task]:
-    tasks = hive.load_many(Task, task_ids)
-    if all(t.state is TaskState.ASSIGNED for t in tasks.values()):
-        return [tasks[t] for t in task_ids]
-    return []
-
-
-def runner(url: str, hive: Hive, page: int) -> ProjectionRunner:
-    view = next(v for v in views() if v.name == "stages")
-    return ProjectionRunner(
-        view,
-        hive.recorder,
-        hive.mapper.to_domain_event,
-        url,  # type: ignore[arg-type]
-        page_size=page,
-    )
 
 
 def stage_rows(url: str) -> dict[str, list[tuple[object, ...]]]:
@@ -152,7 +116,7 @@ def test_a_reassigned_task_waits_once_and_the_view_equals_a_rebuild(
         clock.advance(3.0)
         hive.tasks.finish(b.id, [Report(ids[0], 2, result="1")], ENGINE)
         hive.tasks.cancel(ids[1], "not needed", ALICE)  # ids[2] stays running
-        runner(db_url, hive, page=1).catch_up()
+        runner(db_url, hive, "stages", page=1).catch_up()
         kept = stage_rows(db_url)
         with psycopg.connect(db_url) as conn:
             totals = conn.execute(
@@ -187,7 +151,7 @@ def test_minutes_older_than_a_day_before_the_newest_are_dropped(
             clock.advance(10.0)
             hive.tasks.finish(bot.id, [Report(task, 1, result="1")], ENGINE)
             clock.advance(timedelta(days=1).total_seconds())
-        runner(db_url, hive, page=2).catch_up()
+        runner(db_url, hive, "stages", page=2).catch_up()
         with psycopg.connect(db_url) as conn:
             minutes = conn.execute("SELECT minute FROM stage_minutes ORDER BY 1").fetchall()
             ends = conn.execute("SELECT count FROM stage_totals WHERE stage = 'end_to_end'")

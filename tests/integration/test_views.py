@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from typing import Any
 from uuid import uuid4
 
@@ -19,8 +18,8 @@ from api.settings import Settings
 from domain.cause import Cause
 from domain.hive import Hive, Report, TaskSpec
 from domain.policies.routing import Assignment
-from projections.runner import ProjectionRunner, read_position
-from tests.integration.helpers import hive_on, snapshot
+from projections.runner import read_position
+from tests.integration.helpers import runner, snapshot
 from tests.waiting import wait_for
 
 ALICE = Cause("alice", "req")
@@ -59,25 +58,6 @@ def busy_history(hive: Hive, tasks: int) -> None:
     hive.tasks.cancel(ids[-1], "not needed", ALICE)
     hive.fleet.lose(bot.id, ids[tasks // 3 : tasks // 2], "silence", ENGINE)
     hive.fleet.deregister(other.id, ALICE)
-
-
-def runner(url: str, hive: Hive, name: str, page: int = 500) -> ProjectionRunner:
-    view = next(v for v in views() if v.name == name)
-    return ProjectionRunner(
-        view,
-        hive.recorder,
-        hive.mapper.to_domain_event,
-        url,  # type: ignore[arg-type]
-        page_size=page,
-        poll_interval=0.2,
-    )
-
-
-@pytest.fixture
-def hive(db_url: str) -> Iterator[Hive]:
-    h = hive_on(db_url)
-    yield h
-    h.close()
 
 
 def test_views_show_every_state_and_equal_a_rebuild(db_url: str, hive: Hive) -> None:
@@ -177,8 +157,7 @@ def test_runner_survives_its_connections_being_killed(db_url: str, hive: Hive) -
 
 CATCH_UP_SCRIPT = """
 import sys
-from tests.integration.helpers import hive_on
-from tests.integration.test_views import runner
+from tests.integration.helpers import hive_on, runner
 url = sys.argv[1]
 hive = hive_on(url)
 print("ready", flush=True)

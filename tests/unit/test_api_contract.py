@@ -43,6 +43,7 @@ from runtime.mailbox import Mailbox
 from runtime.message_claims import MessageBoard
 from runtime.postman import Postman
 from store.health import DatabaseGate
+from tests.clock import FakeClock
 from tests.unit.fake_schedule_reads import LogScheduleReads
 from tests.waiting import wait_for
 
@@ -239,14 +240,6 @@ class SetReadiness:
         return dict(self.checks)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def _loads(text: str) -> Any:
     import orjson
 
@@ -358,7 +351,8 @@ def issue_tokens(hive: Hive) -> dict[str, str]:
 def world() -> Iterator[World]:
     hive = Hive(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
     clock = FakeClock()
-    container = make_container(hive, make_settings(), KeyRing(hive, ttl_s=5.0, clock=clock))
+    keys = KeyRing(hive, ttl_s=5.0, clock=clock.monotonic)
+    container = make_container(hive, make_settings(), keys)
     tokens = issue_tokens(hive)
     with TestClient(create_app(container), raise_server_exceptions=False) as client:
         yield World(hive, container, client, clock, tokens)
@@ -562,7 +556,7 @@ def test_revoked_key_is_refused_once_the_cache_expires(world: World) -> None:
     key_id = UUID(token.split("_")[1])
     world.hive.keys.revoke(key_id, ROOT)
     assert world.client.get("/v1/bots", headers=headers).status_code == 200  # cached, within ttl
-    world.clock.now += 5.01
+    world.clock.advance(5.01)
     assert_problem(world.client.get("/v1/bots", headers=headers), 401, "unauthorized")
 
 
@@ -1181,12 +1175,12 @@ def test_key_ring_remembers_a_miss_briefly_and_a_key_for_its_ttl() -> None:
         new_secret=lambda: "the-secret",
     )
     clock = FakeClock()
-    ring = KeyRing(hive, ttl_s=5.0, negative_ttl_s=1.0, clock=clock)
+    ring = KeyRing(hive, ttl_s=5.0, negative_ttl_s=1.0, clock=clock.monotonic)
     token = format_token(key_id, "the-secret")
     assert ring.resolve(token) is None  # no such key yet
     hive.keys.issue("carol", Role.CLIENT, ROOT)
     assert ring.resolve(token) is None  # the miss is remembered...
-    clock.now += 1.01
+    clock.advance(1.01)
     principal = ring.resolve(token)  # ...for a second only
     assert principal == Principal(key_id, "carol", Role.CLIENT, None)
     assert principal.actor == "carol"
@@ -1196,7 +1190,7 @@ def test_key_ring_remembers_a_miss_briefly_and_a_key_for_its_ttl() -> None:
 
 def test_key_ring_cache_is_bounded() -> None:
     hive = Hive(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
-    ring = KeyRing(hive, max_entries=8, clock=FakeClock())
+    ring = KeyRing(hive, max_entries=8, clock=FakeClock().monotonic)
     for _ in range(100):
         assert ring.resolve(format_token(uuid4(), "guess")) is None
     assert 0 < len(ring) <= 8

@@ -18,11 +18,6 @@ from domain.launches import Launch, LaunchState
 ADMIN = Cause("admin", "req-1")
 
 
-@pytest.fixture
-def hive() -> Hive:
-    return Hive(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
-
-
 def register(hive: Hive, **kw: object) -> Bot:
     bot, _, _ = hive.fleet.register(
         name="b1",

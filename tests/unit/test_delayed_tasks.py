@@ -17,10 +17,9 @@ from domain.hive import Hive, TaskSpec
 from domain.tasks import Task, TaskState
 from runtime.live import Changes, LiveIndex
 from runtime.loops import MIN_WAIT_S, Loop
-from tests.clock import FakeClock
+from tests.clock import T0, FakeClock
 
 ALICE = Cause("alice", "req-1")
-T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 
 # Task.Submitted exactly as the code before class_version 2 stored it (captured from it).
 V1_TASK_ID = UUID("0f0e0d0c-0b0a-4908-8706-050403020100")
@@ -30,16 +29,6 @@ V1_SUBMITTED = (
     b'"type":"code","priority":7,"capabilities":["code"],"payload":"{\\"n\\":1}",'
     b'"idempotency_key":null}'
 )
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0)
-
-
-@pytest.fixture
-def hive(clock: FakeClock) -> Hive:
-    return Hive(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, clock=clock)
 
 
 def test_a_submission_stored_by_the_old_code_still_loads(hive: Hive) -> None:

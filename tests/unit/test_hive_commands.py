@@ -17,11 +17,6 @@ ALICE = Cause("alice", "req-1")
 ENGINE = Cause.engine("dispatcher", "round-1")
 
 
-@pytest.fixture
-def hive() -> Hive:
-    return Hive(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
-
-
 def submit_one(hive: Hive, **kw: object) -> Task:
     return hive.tasks.submit([TaskSpec(**kw)], ALICE).items[0].task  # type: ignore[arg-type]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from uuid import UUID, uuid4
 
 import pytest
@@ -19,22 +19,11 @@ from domain.errors import (
 )
 from domain.hive import Hive, MessageSpec
 from domain.messages import Message, MessageState
-from tests.clock import FakeClock
+from tests.clock import T0, FakeClock
 
 ALICE = Cause("alice", "req-1")
 ENGINE = Cause.engine("postman", "round-1")
-T0 = datetime(2030, 1, 1, tzinfo=UTC)
 ACKABLE = (MessageState.DELIVERED, MessageState.ACKNOWLEDGED)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0)
-
-
-@pytest.fixture
-def hive(clock: FakeClock) -> Hive:
-    return Hive(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, clock=clock)
 
 
 def bot(hive: Hive, caps: list[str] | None = None) -> UUID:

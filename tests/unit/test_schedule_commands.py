@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,21 +13,10 @@ from domain.hive import Hive, Report
 from domain.policies.routing import Assignment
 from domain.schedules import Schedule, ScheduleSpec, ScheduleState, TaskTemplate, fired_task_id
 from domain.tasks import Task, TaskState
-from tests.clock import FakeClock
+from tests.clock import T0, FakeClock
 
 ALICE = Cause("alice", "req-1")
 ENGINE = Cause.engine("scheduler", "round-1")
-T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(T0)
-
-
-@pytest.fixture
-def hive(clock: FakeClock) -> Hive:
-    return Hive(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, clock=clock)
 
 
 def spec(**kw: Any) -> ScheduleSpec:

@@ -18,7 +18,6 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -67,14 +66,8 @@ POOLS = [
 
 
 @pytest.fixture
-def scaled_hive(db_url: str, tmp_path: Path) -> Iterator[Hive]:
-    h = Hive(
-        db_url=db_url,
-        home=tmp_path / "home",
-        settings={"APIARY_POOLS": json.dumps(POOLS), "APIARY_SCALER_INTERVAL_S": "0.2"},
-    )
-    yield h
-    h.stop()
+def scaled_hive(make_hive: Callable[..., Hive]) -> Hive:
+    return make_hive(APIARY_POOLS=json.dumps(POOLS), APIARY_SCALER_INTERVAL_S="0.2")
 
 
 def submit_concurrently(
@@ -231,17 +224,8 @@ MESSAGING_POOLS = [
 
 
 @pytest.fixture
-def messaging_hive(db_url: str, tmp_path: Path) -> Iterator[Hive]:
-    h = Hive(
-        db_url=db_url,
-        home=tmp_path / "home",
-        settings={
-            "APIARY_POOLS": json.dumps(MESSAGING_POOLS),
-            "APIARY_SCALER_INTERVAL_S": "0.2",
-        },
-    )
-    yield h
-    h.stop()
+def messaging_hive(make_hive: Callable[..., Hive]) -> Hive:
+    return make_hive(APIARY_POOLS=json.dumps(MESSAGING_POOLS), APIARY_SCALER_INTERVAL_S="0.2")
 
 
 def in_parallel(clients: int, work: Callable[[int], None]) -> None:
