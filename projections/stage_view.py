@@ -126,7 +126,8 @@ class StageView:
     )
     topics: tuple[str, ...] = TOPICS
     handles: frozenset[type] = frozenset(READS)
-    ignores: frozenset[type] = frozenset({Task.Unroutable, Task.LeaseExpired})  # a lost bot's wait is not re-timed
+    # a lost bot's wait is not timed again; a flag is no stage
+    ignores: frozenset[type] = frozenset({Task.Unroutable, Task.LeaseExpired})
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
         tasks, stored = self._open(cur, events)
