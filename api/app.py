@@ -36,7 +36,10 @@ def create_app(container: Container, features: list[Feature] = FEATURES) -> Fast
         openapi_url="/openapi.json",
         middleware=[
             Middleware(RequestContext),
-            Middleware(BodyLimit, max_body_bytes=settings.max_payload_bytes * BODY_LIMIT_FACTOR),
+            Middleware(
+                BodyLimit,
+                max_body_bytes=lambda: container.settings.max_payload_bytes * BODY_LIMIT_FACTOR,
+            ),
         ],
     )
     app.state.container = container

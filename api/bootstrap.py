@@ -26,6 +26,7 @@ from api.features import Feature
 from api.features.catalog import FEATURES
 from api.lifecycle import Lifecycle
 from api.settings import Settings
+from domain.cause import Cause
 from domain.hive import Hive, utc_now
 from projections.dashboard_reads import DashboardReads
 from projections.message_reads import MessageReads
@@ -37,7 +38,9 @@ from projections.scaling_reads import ScalingReads
 from projections.schedule_reads import ScheduleReads
 from projections.stage_reads import StageReads
 from runtime.claims import ClaimBoard
+from runtime.config import Knobs
 from runtime.live import LiveIndex
+from runtime.live_config import LiveConfig
 from runtime.loops import Loop
 from runtime.mailbox import Mailbox
 from runtime.message_claims import MessageBoard
@@ -125,11 +128,13 @@ class Node:
         self.ready_within_s = 60.0
         self.liveness = Liveness(self.pool)
         # -- the live models: from their views, then the log ---------------------------
+        self.config = LiveConfig(Knobs.of(settings))  # the knobs in force, for every part
+        self._settings_now: tuple[int, Settings] = (-1, settings)
         self.index = LiveIndex(clock=clock)
         self.book = LaunchBook()
         self.mailbox = Mailbox()
         self.performance = LivePerformance(s.routing_alpha)
-        self.models: list[LiveModel] = [self.index, self.book, self.mailbox]
+        self.models: list[LiveModel] = [self.config, self.index, self.book, self.mailbox]
         if self.serves_engine:  # routing learns in engines only, from the feed, in log order
             self.models.append(self.performance)
         # -- what requests use: cheap objects, no threads of their own ------------------
@@ -190,6 +195,7 @@ class Node:
                 for v in views(s, features)
             ]
             self.loops = [loop for f in features for loop in f.loops(self)]
+        self.config.on_change(self._configure)
         self._plan_lifecycle()
 
     @property
@@ -210,6 +216,7 @@ class Node:
             life.thread(f"view-{runner.view.name}", runner.run)
         life.thread("live-feed", self.feed.run)
         life.add("live-feed-caught-up", self._wait_for_the_feed)
+        life.add("config-seeded", self._seed_config)
         for loop in self.loops:
             lead = Leadership(self.url, loop.name)
             life.thread(f"loop-{loop.name}", partial(loop.run, lead), wake=loop.wake_up)
@@ -241,19 +248,48 @@ class Node:
             for model in self.models:
                 model.load(c)
 
+    def _seed_config(self) -> None:
+        """A new hive's first config version: this process's knobs (a no-op when another
+        process seeded it first)."""
+        if self.config.version == 0:
+            self.hive.config.seed(
+                Knobs.of(self.settings).document(),
+                "seeded from the environment of the first process",
+                Cause(f"process:{self.role}", "config-seed"),
+            )
+
+    def _configure(self, knobs: Knobs) -> None:
+        """What the node's own parts take from the config in force."""
+        self.messages.visibility_s = knobs.message_visibility_s
+        for runner in self.runners:
+            runner.page_size = knobs.projection_page
+        if self.scaler is not None:
+            self.scaler.configure(knobs.pools)
+
+    def settings_now(self) -> Settings:
+        """The environment's settings with the knobs of the config in force."""
+        version, settings = self._settings_now
+        if version != self.config.version:
+            knobs = self.config.knobs
+            settings = self.settings.model_copy(
+                update={name: getattr(knobs, name) for name in Knobs.model_fields}
+            )
+            self._settings_now = (self.config.version, settings)
+        return settings
+
     def _wait_for_the_feed(self) -> None:
         if not self.feed.caught_up.wait(self.ready_within_s):
             raise TimeoutError("the live models did not catch up with the log in time")
 
     def start_scaling(self, launcher: Launcher) -> Autoscaler | None:
         """Run the autoscaler (led by one engine at a time) over the configured pools."""
-        if not self.serves_engine or not self.settings.pools:
+        if not self.serves_engine:
             launcher.close()
             return None
-        self.scaler = Autoscaler(self.hive, self.index, self.book, self.settings.pools, launcher)
-        loop = Loop(
-            "scaler", self.scaler.run_once, self.settings.scaler_interval_s, self.scaler.wake
-        )
+        knobs = self.config.knobs
+        self.scaler = Autoscaler(self.hive, self.index, self.book, knobs.pools, launcher)
+        loop = Loop("scaler", self.scaler.run_once, knobs.scaler_interval_s, self.scaler.wake)
+        self.config.on_change(lambda k: setattr(loop, "interval", k.scaler_interval_s))
         lead = Leadership(self.url, loop.name)
         self.lifecycle.thread(
             "loop-scaler", lambda _: loop.run(lead, self.scaling_stop), wake=loop.wake_up
@@ -294,7 +330,7 @@ class Node:
         from api.metrics import HiveCollector, Scrape
 
         return Container(
-            settings=self.settings,
+            settings_now=self.settings_now,
             hive=self.hive,
             tasks=self.tasks,
             fleet=self.fleet,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:  # api.auth reads the container from the request: no import cy
 
 @dataclass
 class Container:
-    settings: Settings
+    settings_now: Callable[[], Settings]  # the environment's, with the config in force
     hive: Hive
     tasks: TaskReads
     fleet: FleetReads
@@ -58,6 +59,10 @@ class Container:
     dashboard: DashboardReads | None = None  # None: the dashboard is not served
     history: History | None = None
     broadcast: ViewBroadcast = field(default_factory=ViewBroadcast)
+
+    @property
+    def settings(self) -> Settings:
+        return self.settings_now()
 
     def position_after(self, committed: Committed[Any]) -> int:
         """The log position to wait for to read a command's outcome: its own, or when it

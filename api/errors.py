@@ -28,11 +28,13 @@ from domain.errors import (
     HiveError,
     InvalidInput,
     InvalidTransition,
+    NotApplicable,
     NotFound,
     NotYourMessage,
     NotYourTask,
     StaleDelivery,
     StaleFencingToken,
+    StaleVersion,
     Undeliverable,
 )
 from store.health import DatabaseUnavailable
@@ -54,6 +56,8 @@ HIVE_ERRORS: dict[type[HiveError], tuple[int, str]] = {
     StaleDelivery: (409, "stale-delivery"),
     Undeliverable: (409, "undeliverable"),
     ConcurrentUpdate: (503, "concurrent-update"),
+    StaleVersion: (412, "stale-version"),
+    NotApplicable: (409, "not-applicable"),
 }
 
 HTTP_SLUGS: dict[int, str] = {
@@ -64,6 +68,7 @@ HTTP_SLUGS: dict[int, str] = {
     405: "method-not-allowed",
     413: "payload-too-large",
     415: "unsupported-media-type",
+    428: "precondition-required",
 }
 
 DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
@@ -148,6 +153,20 @@ class PayloadTooLarge(ApiProblem):
             super().__init__(413, detail)
 
 
+class PreconditionRequired(ApiProblem):
+    slug = "precondition-required"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(428, detail)
+
+
+class PreconditionFailed(ApiProblem):
+    slug = "stale-version"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(412, detail)
+
+
 class NotReady(ApiProblem):
     slug = "not-ready"
 
@@ -163,6 +182,15 @@ def request_id_of(request: Request) -> str | None:
 def invalid(loc: tuple[str | int, ...], kind: str, msg: str) -> RequestValidationError:
     """A 422 shaped like pydantic's, for a rule checked after the schema (e.g. from settings)."""
     return RequestValidationError([{"type": kind, "loc": loc, "msg": msg, "input": None}])
+
+
+def invalid_all(
+    problems: Sequence[tuple[tuple[str | int, ...], str, str]],
+) -> RequestValidationError:
+    """A 422 naming every (loc, kind, message) at once."""
+    return RequestValidationError(
+        [{"type": kind, "loc": loc, "msg": msg, "input": None} for loc, kind, msg in problems]
+    )
 
 
 def internal_error(request_id: str | None) -> ProblemResponse:

@@ -1,7 +1,7 @@
 """What the CLI's API commands share: one authenticated request, and their options.
 
-``apiary schedule`` and ``apiary message`` talk to a running hive over HTTP, so they get
-the API's validation and are recorded under the key's principal like any client.
+``apiary schedule``, ``apiary message`` and ``apiary config`` talk to a running hive over
+HTTP, so they get the API's validation and are recorded under the key's principal like any client.
 """
 
 from __future__ import annotations
@@ -45,10 +45,19 @@ def api_commands(
 
 
 def call_api(
-    args: argparse.Namespace, settings: Settings, prog: str, method: str, path: str, body: Any
+    args: argparse.Namespace,
+    settings: Settings,
+    prog: str,
+    method: str,
+    path: str,
+    body: Any,
+    *,
+    headers: dict[str, str] | None = None,
+    show: bool = True,
 ) -> tuple[int, Any]:
     """One request with the key of ``--key``/APIARY_KEY (or the local admin key); prints the
-    JSON answer (a problem on stderr). Returns the exit code and the answer."""
+    JSON answer (unless ``show`` is False; a problem always, on stderr). Returns the exit
+    code and the answer."""
     key = args.key or os.environ.get("APIARY_KEY") or _admin_key(settings)
     if not key:
         print(f"{prog}: no API key (--key, APIARY_KEY)", file=sys.stderr)
@@ -58,7 +67,10 @@ def call_api(
     try:
         with httpx.Client(base_url=url, timeout=TIMEOUT_S) as client:
             response = client.request(
-                method, path, json=body, headers={"Authorization": f"Bearer {key}"}
+                method,
+                path,
+                json=body,
+                headers={"Authorization": f"Bearer {key}", **(headers or {})},
             )
     except httpx.HTTPError as e:
         print(f"{prog}: cannot reach {url}: {e}", file=sys.stderr)
@@ -66,7 +78,8 @@ def call_api(
     out = sys.stdout if response.is_success else sys.stderr
     try:
         answer = response.json()
-        print(json.dumps(answer, indent=2), file=out)
+        if show or not response.is_success:
+            print(json.dumps(answer, indent=2), file=out)
     except ValueError:  # not the hive answering (a proxy?): show what came
         print(f"HTTP {response.status_code}: {response.text[:2000]}", file=out)
         answer = None

@@ -14,6 +14,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -90,7 +91,9 @@ class RequestContext:
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    """Refuses a body over ``max_body_bytes()`` (read per request: the limit is live)."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: Callable[[], int]) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
 
@@ -98,7 +101,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_body_bytes
+        limit = self.max_body_bytes()
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._refuse(scope, receive, send)

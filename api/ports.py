@@ -107,6 +107,10 @@ class BotPresence(Protocol):
         """Registered and not lost or deregistered, as far as this process has heard."""
         ...
 
+    def bots_in_pool(self, pool: str) -> int:
+        """How many live bots belong to ``pool``, as far as this process has heard."""
+        ...
+
 
 class Readiness(Protocol):
     def check(self) -> dict[str, str]:

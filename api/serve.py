@@ -132,7 +132,7 @@ class HiveServer(uvicorn.Server):
 
 def start_scaling(node: Node, hive_url: str) -> None:
     """The autoscaler, with a launcher of local bot processes (its own enrolment key)."""
-    if not node.settings.pools or not node.serves_engine:
+    if not node.serves_engine:
         return
     from domain.cause import Cause
     from domain.keys import Role
@@ -142,7 +142,7 @@ def start_scaling(node: Node, hive_url: str) -> None:
     node.start_scaling(LocalProcessLauncher(hive_url, enrol.token, stop_grace_s=BOT_STOP_GRACE_S))
     log.info(
         "autoscaler ready",
-        extra={"action": "scaler_ready", "pools": [p.name for p in node.settings.pools]},
+        extra={"action": "scaler_ready", "pools": [p.name for p in node.config.knobs.pools]},
     )
 
 

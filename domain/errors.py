@@ -54,3 +54,11 @@ class StaleDelivery(HiveError):
 
 class Undeliverable(HiveError):
     """No bot can receive the message: nobody to send it to."""
+
+
+class StaleVersion(HiveError):
+    """The version given is not the current one: read it again, then change it."""
+
+
+class NotApplicable(HiveError):
+    """The change cannot be applied while the hive runs."""

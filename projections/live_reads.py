@@ -58,10 +58,19 @@ def pools_and_open_launches(conn: psycopg.Connection[Any]) -> tuple[int, Rows, R
     return positions(conn, ("scaling",)), pools.fetchall(), launches.fetchall()
 
 
-def learned_performance(conn: psycopg.Connection[Any]) -> tuple[int, Rows, Rows]:
-    """The runs in flight and the learned records, from the performance view."""
+def learned_performance(
+    conn: psycopg.Connection[Any],
+) -> tuple[int, Rows, Rows, float | None]:
+    """The runs in flight, the learned records and the alpha in force (None: no config
+    version seen yet), from the performance view."""
     runs = conn.execute("SELECT task_id, type, bot_id, started_at FROM bot_performance_runs")
     records = conn.execute(
         "SELECT bot_id, type, success, duration_s, samples FROM bot_performance_view"
     )
-    return positions(conn, ("performance",)), runs.fetchall(), records.fetchall()
+    alpha = conn.execute("SELECT alpha FROM bot_performance_alpha").fetchone()
+    return (
+        positions(conn, ("performance",)),
+        runs.fetchall(),
+        records.fetchall(),
+        None if alpha is None else float(alpha[0]),
+    )

@@ -14,17 +14,21 @@ task that starts and ends within the page never touches the runs table at all.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
 import psycopg
 
+from domain.aggregate import event_topics
+from domain.config import HiveConfig
 from domain.policies.performance import ALPHA, Performance, check_alpha, observe
 from domain.policies.runs import RUN_EVENTS, TOPICS, Outcome, Run, follow
 from domain.tasks import Task
 from projections.recordset import rows_from, tuples
 from projections.runner import Positioned
+from store.migrations import Migration
 
 RUN_COLUMNS = (
     ("task_id", "uuid"),
@@ -46,21 +50,63 @@ UPSERT_RECORD = (
 )
 
 
+ALPHA_TABLE = "bot_performance_alpha"
+ALPHA_MIGRATIONS = [
+    Migration(
+        171,
+        "views: the routing alpha in force at the performance view's position",
+        f"""
+        CREATE TABLE {ALPHA_TABLE} (
+            id smallint PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+            alpha double precision NOT NULL
+        );
+        """,
+    ),
+]
+UPSERT_ALPHA = (
+    f"INSERT INTO {ALPHA_TABLE} (alpha) VALUES (%s) "
+    "ON CONFLICT (id) DO UPDATE SET alpha = EXCLUDED.alpha"
+)
+
+
+def alpha_in_force(cur: psycopg.Cursor[Any], default: float) -> float:
+    """The alpha the view last took from a config version (``default`` before any)."""
+    row = cur.execute(f"SELECT alpha FROM {ALPHA_TABLE}").fetchone()
+    return default if row is None else float(row[0])
+
+
+def alpha_of(document: str, default: float) -> float:
+    """The ``routing_alpha`` of a config document (kept as it was if it has none)."""
+    value = json.loads(document).get("routing_alpha", default)
+    return value if isinstance(value, int | float) and 0 < value <= 1 else default
+
+
 class PerformanceView:
+    """What routing learned. How much each outcome counts (``routing_alpha``) is the
+    config's at that point of the log: the view follows the config's versions too and
+    keeps the alpha in force beside its rows, so a rebuild from zero gives the same rows."""
+
     name = "performance"
-    tables: tuple[str, ...] = ("bot_performance_view", "bot_performance_runs")
-    topics: tuple[str, ...] = TOPICS
-    handles: frozenset[type] = frozenset(RUN_EVENTS)
+    tables: tuple[str, ...] = ("bot_performance_view", "bot_performance_runs", ALPHA_TABLE)
+    topics: tuple[str, ...] = (*TOPICS, *event_topics(HiveConfig))
+    handles: frozenset[type] = frozenset({*RUN_EVENTS, HiveConfig.Seeded, HiveConfig.Changed})
     ignores: frozenset[type] = frozenset({Task.Unroutable})  # says nothing of how a bot does
 
     def __init__(self, alpha: float = ALPHA) -> None:
-        self.alpha = check_alpha(alpha)
+        self.alpha = check_alpha(alpha)  # before the first config version
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
+        alpha = alpha_in_force(cur, self.alpha)
+        configs = [p for p in events if isinstance(p.event, HiveConfig.Event)]
+        if configs:
+            events = [p for p in events if not isinstance(p.event, HiveConfig.Event)]
         runs, stored = self._runs(cur, events)
         changed: set[UUID] = set()
-        outcomes: list[tuple[int, Outcome]] = []
-        for p in events:
+        outcomes: list[tuple[int, Outcome, float]] = []
+        for p in sorted([*events, *configs], key=lambda p: p.position) if configs else events:
+            if isinstance(p.event, HiveConfig.Event):
+                alpha = alpha_of(getattr(p.event, "document", "{}"), alpha)
+                continue
             task_id = p.event.originator_id
             run, outcome = follow(runs.get(task_id), p.event)
             if run is None:
@@ -69,7 +115,7 @@ class PerformanceView:
                 runs[task_id] = run
             changed.add(task_id)
             if outcome is not None:
-                outcomes.append((p.position, outcome))
+                outcomes.append((p.position, outcome, alpha))
         gone = [t for t in changed if t not in runs and t in stored]
         if gone:
             cur.execute("DELETE FROM bot_performance_runs WHERE task_id = ANY(%s)", (gone,))
@@ -78,6 +124,8 @@ class PerformanceView:
             cur.execute(UPSERT_RUN, (tuples(RUN_COLUMNS, kept),))
         if outcomes:
             self._learn(cur, outcomes)
+        if configs:
+            cur.execute(UPSERT_ALPHA, (alpha,))
 
     def _runs(
         self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]
@@ -95,8 +143,8 @@ class PerformanceView:
         runs = {task_id: Run(*rest) for task_id, *rest in cur.fetchall()}
         return runs, set(runs)
 
-    def _learn(self, cur: psycopg.Cursor[Any], outcomes: list[tuple[int, Outcome]]) -> None:
-        keys = list({(o.bot_id, o.type) for _, o in outcomes})
+    def _learn(self, cur: psycopg.Cursor[Any], outcomes: list[tuple[int, Outcome, float]]) -> None:
+        keys = list({(o.bot_id, o.type) for _, o, _ in outcomes})
         cur.execute(
             "SELECT bot_id, type, success, duration_s, samples FROM bot_performance_view "
             "WHERE (bot_id, type) IN (SELECT * FROM unnest(%s::uuid[], %s::text[]))",
@@ -104,9 +152,9 @@ class PerformanceView:
         )
         records = {(b, t): Performance(*rest) for b, t, *rest in cur.fetchall()}
         last: dict[tuple[UUID, str], tuple[int, Outcome]] = {}
-        for position, o in outcomes:
+        for position, o, alpha in outcomes:
             key = (o.bot_id, o.type)
-            records[key] = observe(records.get(key), o.succeeded, o.duration_s, self.alpha)
+            records[key] = observe(records.get(key), o.succeeded, o.duration_s, alpha)
             last[key] = (position, o)
         cur.executemany(
             UPSERT_RECORD,

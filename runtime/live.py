@@ -477,6 +477,11 @@ class LiveIndex(LiveModel):
             bot = self.bots.get(bot_id)
             return None if bot is None else bot.pool
 
+    def bots_in_pool(self, pool: str) -> int:
+        """How many live bots belong to ``pool``."""
+        with self.lock:
+            return sum(1 for b in self.bots.values() if b.pool == pool)
+
     def is_live(self, bot_id: UUID) -> bool:
         """Whether the bot is registered and neither lost nor deregistered, as far as this
         index has heard (a bot registered elsewhere a moment ago may not be here yet)."""

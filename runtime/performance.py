@@ -17,17 +17,20 @@ from uuid import UUID
 
 import psycopg
 
+from domain.aggregate import event_topics
+from domain.config import HiveConfig
 from domain.policies.performance import ALPHA, Performance, check_alpha, observe
 from domain.policies.runs import RUN_EVENTS, TOPICS, Run, follow
 from domain.tasks import Task
 from projections.live_reads import learned_performance
+from projections.performance_view import alpha_of
 from runtime.models import LiveModel
 
 
 class LivePerformance(LiveModel):
     name = "performance"
-    topics = TOPICS
-    handles = frozenset(RUN_EVENTS)
+    topics = (*TOPICS, *event_topics(HiveConfig))
+    handles = frozenset({*RUN_EVENTS, HiveConfig.Seeded, HiveConfig.Changed})
     ignores = frozenset({Task.Unroutable})  # says nothing of how a bot does
     takes_own_writes = False  # an outcome counted twice would skew the rates
 
@@ -40,8 +43,10 @@ class LivePerformance(LiveModel):
 
     def fill(self, conn: psycopg.Connection[Any]) -> int:
         """Fill from the performance view; returns its position."""
-        position, runs, records = learned_performance(conn)
+        position, runs, records, alpha = learned_performance(conn)
         with self.lock:
+            if alpha is not None:
+                self.alpha = alpha
             self.runs = {task_id: Run(*rest) for task_id, *rest in runs}
             self.records = {(b, t): Performance(*rest) for b, t, *rest in records}
         return position
@@ -50,6 +55,9 @@ class LivePerformance(LiveModel):
         """Events from the log, in order, each once (the feed's ``follow`` sees to that)."""
         with self.lock:
             for _, event in events:
+                if isinstance(event, HiveConfig.Event):  # the alpha in force from here on
+                    self.alpha = alpha_of(getattr(event, "document", "{}"), self.alpha)
+                    continue
                 if not isinstance(event, Task.Event):
                     continue
                 task_id = event.originator_id

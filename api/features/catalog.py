@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from api.features import Feature, dashboard, fleet, hive, messages, scaling, schedules, tasks
+from api.features import (
+    Feature,
+    config,
+    dashboard,
+    fleet,
+    hive,
+    messages,
+    scaling,
+    schedules,
+    tasks,
+)
 
 FEATURES: list[Feature] = [
     hive.FEATURE,
@@ -12,4 +22,5 @@ FEATURES: list[Feature] = [
     scaling.FEATURE,
     messages.FEATURE,
     dashboard.FEATURE,
+    config.FEATURE,
 ]

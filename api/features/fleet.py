@@ -9,6 +9,7 @@ from api.features import Feature, include
 from api.routes import bots
 from projections.fleet_view import FleetView
 from projections.runner import View
+from runtime.config import Knobs
 from runtime.loops import Loop
 from runtime.reaper import LeaseReaper
 
@@ -22,9 +23,15 @@ def views(settings: Settings) -> Sequence[View]:
 
 
 def loops(node: Node) -> Sequence[Loop]:
-    s = node.settings
-    reaper = LeaseReaper(node.hive, node.index, node.liveness, grace_s=s.bot_lease_ttl_s)
-    return [Loop("reaper", reaper.run_once, s.reaper_interval_s)]
+    knobs = node.config.knobs
+    reaper = LeaseReaper(node.hive, node.index, node.liveness, grace_s=knobs.bot_lease_ttl_s)
+    loop = Loop("reaper", reaper.run_once, knobs.reaper_interval_s)
+
+    def configure(knobs: Knobs) -> None:
+        reaper.grace_s, loop.interval = knobs.bot_lease_ttl_s, knobs.reaper_interval_s
+
+    node.config.on_change(configure)
+    return [loop]
 
 
 FEATURE = Feature("fleet", views=views, loops=loops, routes=include(bots.router))

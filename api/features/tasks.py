@@ -7,12 +7,11 @@ from typing import TYPE_CHECKING
 
 from api.features import Feature, include
 from api.routes import tasks
-from domain.policies.aging import Aging
-from domain.policies.routing import RoutingConfig
-from projections.performance_view import PerformanceView
+from projections.performance_view import ALPHA_MIGRATIONS, PerformanceView
 from projections.runner import View
 from projections.stage_view import StageView
 from projections.tasks_view import TasksView
+from runtime.config import Knobs
 from runtime.dispatcher import Dispatcher
 from runtime.loops import Loop
 
@@ -22,29 +21,35 @@ if TYPE_CHECKING:
 
 
 def views(settings: Settings) -> Sequence[View]:
-    return [TasksView(), PerformanceView(settings.routing_alpha), StageView()]
+    return [TasksView(), PerformanceView(), StageView()]
 
 
 def loops(node: Node) -> Sequence[Loop]:
-    s = node.settings
-    dispatcher = Dispatcher(
-        node.hive,
-        node.index,
-        node.performance,
-        page=s.dispatch_page,
-        config=RoutingConfig(aging=Aging(s.routing_aging_s)),
+    dispatcher = Dispatcher(node.hive, node.index, node.performance)
+
+    def configure(knobs: Knobs) -> None:
+        dispatcher.page, dispatcher.config = knobs.dispatch_page, knobs.routing()
+        pools = [frozenset(p.capabilities) for p in knobs.pools]
         # A task only a pool's bots could do is not unroutable: the pool grows.
-        can_launch=lambda needs: any(needs <= set(p.capabilities) for p in s.pools),
-    )
+        dispatcher.can_launch = lambda needs: any(needs <= p for p in pools)
+        dispatcher.wake.set()
+
+    node.config.on_change(configure)
     return [
         Loop(
             "dispatcher",
             dispatcher.run_once,
-            s.poll_interval_s,
+            node.settings.poll_interval_s,
             dispatcher.wake,
             dispatcher.wait_hint,
         )
     ]
 
 
-FEATURE = Feature("tasks", views=views, loops=loops, routes=include(tasks.router))
+FEATURE = Feature(
+    "tasks",
+    migrations=ALPHA_MIGRATIONS,
+    views=views,
+    loops=loops,
+    routes=include(tasks.router),
+)

@@ -8,7 +8,8 @@ leaves half its events behind.
 
 The commands live by area, one service each over the one kernel (none inherits another):
 ``hive.tasks``, ``hive.fleet``, ``hive.keys``, ``hive.schedules``, ``hive.messages``,
-``hive.scaling``. A new area is a module with a service class and one line here.
+``hive.scaling``, and the operations area's ``hive.config``. A new area is a module with
+a service class and one line here.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from uuid import UUID, uuid4
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper
 
+from domain.hive.config import ConfigCommands
 from domain.hive.fleet import FleetCommands
 from domain.hive.kernel import MAX_ATTEMPTS, A, Committed, Kernel, Recorded
 from domain.hive.keys import IssuedKey, KeyCommands, new_secret
@@ -62,6 +64,7 @@ class Hive:
         self.schedules = ScheduleCommands(self.kernel)
         self.messages = MessageCommands(self.kernel)
         self.scaling = ScalingCommands(self.kernel)
+        self.config = ConfigCommands(self.kernel)
         # Called with what each save of this process recorded, in the order of saves.
         self.listeners: list[Callable[[Recorded], object]] = self.kernel.listeners
 

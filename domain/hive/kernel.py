@@ -70,6 +70,9 @@ class Kernel:
         self.cache = cache if cache is not None else AggregateCache()
         self.lock = threading.RLock()  # the write lock: this process's commands, one at a time
         self.listeners: list[Callable[[Recorded], object]] = []  # hear every save, in order
+        # Long-lived aggregates, snapshotted every so many versions and loaded from the
+        # latest snapshot (the log must have a snapshot store: ``HiveLog``'s is on).
+        self.snapshot_every: dict[UUID, int] = {}
 
     # -- reading: never the write lock ---------------------------------------------------
 
@@ -197,10 +200,17 @@ class Kernel:
                 self.cache.forget(a.id for a in dirty)
                 raise
             self.cache.put(dirty)
+            self._take_snapshots(events)
             recorded: Recorded = [(r.notification.id, r.domain_event) for r in recordings]
             for listener in self.listeners:
                 listener(recorded)
             return recorded
+
+    def _take_snapshots(self, events: list[Any]) -> None:
+        for event in events:
+            every = self.snapshot_every.get(event.originator_id)
+            if every is not None and event.originator_version % every == 0:
+                self.log.take_snapshot(event.originator_id, event.originator_version)
 
     def _load_to_change(self, ids: Sequence[UUID], *, from_log: bool) -> dict[UUID, Any]:
         """Aggregates the caller may change: copies of cached ones, or fresh from the log."""
@@ -219,12 +229,15 @@ class Kernel:
     def _read_log(self, ids: list[UUID]) -> dict[UUID, Any]:
         select_many = getattr(self.log.recorder, "select_events_many", None)
         found: dict[UUID, Any] = {}
-        if select_many is None:  # the library's recorders (unit tests): one at a time
-            for i in ids:
+        one_by_one = [i for i in ids if select_many is None or i in self.snapshot_every]
+        if one_by_one:  # from the latest snapshot; or the library's recorders (unit tests)
+            ids = [i for i in ids if i not in one_by_one]
+            for i in one_by_one:
                 try:
                     found[i] = self.log.repository.get(i)
                 except AggregateNotFoundError:
                     continue
+        if not ids or select_many is None:
             return found
         stored: list[StoredEvent] = select_many(ids)
         for record in stored:

@@ -21,3 +21,4 @@ class HiveLog(Application[UUID]):
     """One events table, one global order, one hash chain (see ``store/chain.py``)."""
 
     name = "Hive"  # the environment's prefix and the stored application name: a contract
+    is_snapshotting_enabled = True  # for long-lived aggregates only (the kernel says which)

@@ -44,6 +44,22 @@ from domain.policies.performance import Performance
 
 POLICY = "adaptive-1"
 W_SUCCESS, W_SPEED, W_FREE = 0.5, 0.2, 0.3
+
+
+@dataclass(frozen=True)
+class Weights:
+    """How much each part counts in a bot's score (each >= 0, together > 0)."""
+
+    success: float = W_SUCCESS
+    speed: float = W_SPEED
+    free: float = W_FREE
+
+    def __post_init__(self) -> None:
+        parts = (self.success, self.speed, self.free)
+        if min(parts) < 0 or sum(parts) <= 0:
+            raise ValueError("routing weights must be >= 0 and not all 0")
+
+
 TRIAL_SAMPLES = 5
 DURATION_FLOOR_S = 0.05  # runs this short are alike: noise in them must not decide
 SHOWN = 3  # bots recorded per decision: the chosen one and the runners-up
@@ -85,6 +101,7 @@ class Assignment:
 class RoutingConfig:
     aging: Aging = field(default_factory=Aging)
     trial_samples: int = TRIAL_SAMPLES
+    weights: Weights = field(default_factory=Weights)
 
 
 DEFAULT = RoutingConfig()
@@ -112,9 +129,10 @@ def score(
     record: Performance | None,
     best_duration_s: float | None,
     trial_samples: int = TRIAL_SAMPLES,
+    weights: Weights = Weights(),
 ) -> float:
     success, speed = estimates(record, best_duration_s, trial_samples)
-    return W_SUCCESS * success + W_SPEED * speed + W_FREE * free / capacity
+    return weights.success * success + weights.speed * speed + weights.free * free / capacity
 
 
 def route(
@@ -179,16 +197,18 @@ class _Group:
         )
         self.base: list[float] = []
         self.inputs: list[dict[str, Any]] = []
+        self.w_free = config.weights.free
+        w = config.weights
         for bot, record in zip(self.bots, records, strict=True):
             success, speed = estimates(record, best, config.trial_samples)
-            self.base.append(W_SUCCESS * success + W_SPEED * speed)
+            self.base.append(w.success * success + w.speed * speed)
             self.inputs.append(_inputs(bot, record))
         self.entries: list[Entry] = sorted(self._entry(i) for i in range(len(self.bots)))
 
     def _entry(self, i: int) -> Entry:
         bot = self.bots[i]
         free = bot.capacity - bot.load
-        score = self.base[i] + W_FREE * free / bot.capacity
+        score = self.base[i] + self.w_free * free / bot.capacity
         shown = {"score": round(score, 4), "free": free, **self.inputs[i]}
         return (-score, bot.bot_id.int, i, bot.load, shown)
 

@@ -253,6 +253,11 @@ class Autoscaler:
             return None
         return len(finished) / THROUGHPUT_WINDOW_S / bots
 
+    def configure(self, pools: Sequence[PoolConfig]) -> None:
+        """The pools in force from now on (a change of the runtime configuration)."""
+        self.pools = list(pools)
+        self.wake.set()
+
     def close(self) -> None:
         """Stop every bot this engine launched (they drain and deregister), and record
         their launches closed; a failure to record is left to the next leader."""

@@ -274,7 +274,7 @@ def make_container(
     mailbox, index = Mailbox(), LiveIndex()
     hive.listeners += [mailbox.apply, index.apply]
     return Container(
-        settings=settings,
+        settings_now=lambda: settings,
         hive=hive,
         tasks=LogTaskReads(hive),
         fleet=LogFleetReads(hive),

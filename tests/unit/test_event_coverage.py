@@ -11,12 +11,13 @@ from eventsourcing.utils import get_topic, resolve_topic
 from api.bootstrap import views
 from domain.aggregate import HiveAggregate
 from runtime.live import LiveIndex
+from runtime.live_config import LiveConfig
 from runtime.mailbox import Mailbox
 from runtime.models import LiveModel
 from runtime.performance import LivePerformance
 from runtime.scaling.book import LaunchBook
 
-MODELS: list[type[LiveModel]] = [LiveIndex, Mailbox, LaunchBook, LivePerformance]
+MODELS: list[type[LiveModel]] = [LiveIndex, Mailbox, LaunchBook, LivePerformance, LiveConfig]
 
 
 def event_classes(aggregate: type[HiveAggregate]) -> set[type]:

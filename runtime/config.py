@@ -1,0 +1,104 @@
+"""The runtime configuration's document: every knob that can change while the hive runs.
+
+One version of it is in force at each point of the log (``domain/config.py``); every
+process keeps the current one in memory (``runtime/live_config.py``) and its parts read
+their knobs from there, so a change reaches them within a second, without a restart. Only
+what a process needs before it can read the log stays in the environment (``api.settings``:
+the database URL, host, port, home); ``Settings`` also carries these knobs, under the same
+names (``APIARY_<NAME>``), to seed the first version.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Self
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from domain.policies.aging import Aging
+from domain.policies.routing import RoutingConfig, Weights
+from runtime.scaling.pools import PoolConfig
+
+Weight = Annotated[float, Field(ge=0, le=1)]
+
+
+class Knobs(BaseModel):
+    """The document. Unknown names are refused, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # -- what a request may carry -------------------------------------------------------
+    max_payload_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_batch: int = Field(default=1000, ge=1, le=100_000, description="items per batch")
+    # -- leases and waits ---------------------------------------------------------------
+    bot_lease_ttl_s: float = Field(
+        default=5.0, gt=0, le=3600, description="silence before a bot is lost"
+    )
+    heartbeat_interval_s: float = Field(default=1.5, gt=0, le=600)
+    reaper_interval_s: float = Field(default=0.5, gt=0, le=60)
+    claim_max_wait_s: float = Field(default=30.0, gt=0, le=300)
+    message_visibility_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=86_400,
+        description="a delivered message unacknowledged this long is redelivered",
+    )
+    # -- routing ------------------------------------------------------------------------
+    dispatch_page: int = Field(
+        default=2000, ge=1, le=100_000, description="pending tasks per dispatch round"
+    )
+    routing_alpha: float = Field(
+        default=0.2, gt=0, le=1, description="weight of each new outcome in what routing learns"
+    )
+    routing_aging_s: float = Field(
+        default=30.0, gt=0, description="waiting this long raises a task's priority one step"
+    )
+    routing_success_weight: Weight = 0.5
+    routing_speed_weight: Weight = 0.2
+    routing_free_weight: Weight = 0.3
+    # -- the read side ------------------------------------------------------------------
+    projection_page: int = Field(
+        default=500, ge=1, le=100_000, description="events per view transaction"
+    )
+    # -- scaling ------------------------------------------------------------------------
+    pools: list[PoolConfig] = Field(default=[], description="scaling pools")
+    scaler_interval_s: float = Field(default=0.5, gt=0, le=60, description="autoscaler's pace")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        names = [p.name for p in self.pools]
+        if len(set(names)) != len(names):
+            raise ValueError("pool names must be unique")
+        if self.routing_success_weight + self.routing_speed_weight + self.routing_free_weight <= 0:
+            raise ValueError("the routing weights must not all be 0")
+        return self
+
+    # -- as the parts use them ------------------------------------------------------------
+
+    def routing(self) -> RoutingConfig:
+        return RoutingConfig(
+            aging=Aging(self.routing_aging_s),
+            weights=Weights(
+                self.routing_success_weight, self.routing_speed_weight, self.routing_free_weight
+            ),
+        )
+
+    def document(self) -> str:
+        """Canonical JSON text: keys sorted, no spaces (what the log stores)."""
+        return orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS).decode()
+
+    @classmethod
+    def of(cls, source: BaseModel) -> Knobs:
+        """The knobs ``source`` (the environment's settings) carries."""
+        return cls.model_validate(source.model_dump(include=set(cls.model_fields)))
+
+    @classmethod
+    def parse(cls, document: str | bytes) -> Knobs:
+        return cls.model_validate_json(document)
+
+    def with_changes(self, changes: dict[str, Any]) -> Knobs:
+        """A new document: this one with ``changes`` (a dotted name per knob) applied."""
+        data = self.model_dump(mode="json")
+        for name, value in changes.items():
+            data[name] = value
+        return Knobs.model_validate(data)
