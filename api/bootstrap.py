@@ -11,7 +11,10 @@ serves, and one ``Lifecycle`` starts and stops every thread in order.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -58,6 +61,7 @@ from store.leadership import Leadership
 from store.liveness import Liveness
 from store.migrations import Migration
 from store.migrations import migrate as apply_migrations
+from store.processes import BEAT_S, Beat, Processes, health_of
 from store.recorder import HiveRecorder
 from store.shared_log import SharedLog
 
@@ -127,6 +131,9 @@ class Node:
         self.lifecycle = Lifecycle()
         self.ready_within_s = 60.0
         self.liveness = Liveness(self.pool)
+        self.process_id = uuid.uuid4()
+        self.processes = Processes(self.pool)
+        self.leaderships: dict[str, Leadership] = {}
         # -- the live models: from their views, then the log ---------------------------
         self.config = LiveConfig(Knobs.of(settings))  # the knobs in force, for every part
         self._settings_now: tuple[int, Settings] = (-1, settings)
@@ -218,8 +225,10 @@ class Node:
         life.add("live-feed-caught-up", self._wait_for_the_feed)
         life.add("config-seeded", self._seed_config)
         for loop in self.loops:
-            lead = Leadership(self.url, loop.name)
+            lead = self.leaderships[loop.name] = Leadership(self.url, loop.name)
             life.thread(f"loop-{loop.name}", partial(loop.run, lead), wake=loop.wake_up)
+        life.add("process-row", self.beat, partial(self.processes.forget, self.process_id))
+        life.thread("process-beat", self._beating)
         if self.serves_api:
             life.add("positions", self.positions.start, self.positions.stop)
             life.add(
@@ -239,6 +248,30 @@ class Node:
         self.lifecycle.start()
         log.info("node started", extra={"action": "node_started", "role": self.role})
         return self
+
+    def beat(self) -> None:
+        """Tell the hive this process is alive, what it runs, leads and has applied."""
+        self.processes.beat(
+            Beat(
+                self.process_id,
+                self.role,
+                socket.gethostname(),
+                os.getpid(),
+                self.config.version,
+                sorted(self.leaderships),
+                sorted(name for name, lead in self.leaderships.items() if lead.leading),
+            )
+        )
+
+    def _beating(self, stop: threading.Event) -> None:
+        while not stop.wait(BEAT_S):
+            try:
+                self.beat()
+            except psycopg.Error as e:  # the database is away: readiness says so
+                log.warning(
+                    "process beat failed",
+                    extra={"action": "beat_failed", "error": type(e).__name__},
+                )
 
     def _open_pool(self) -> None:
         self.pool.open(wait=True, timeout=self.ready_within_s)
@@ -290,7 +323,7 @@ class Node:
         self.scaler = Autoscaler(self.hive, self.index, self.book, knobs.pools, launcher)
         loop = Loop("scaler", self.scaler.run_once, knobs.scaler_interval_s, self.scaler.wake)
         self.config.on_change(lambda k: setattr(loop, "interval", k.scaler_interval_s))
-        lead = Leadership(self.url, loop.name)
+        lead = self.leaderships[loop.name] = Leadership(self.url, loop.name)
         self.lifecycle.thread(
             "loop-scaler", lambda _: loop.run(lead, self.scaling_stop), wake=loop.wake_up
         )
@@ -311,12 +344,14 @@ class Node:
         self.hive.close()
 
     def check(self) -> dict[str, str]:
-        """Readiness: each component and whether it is ok."""
+        """Readiness: each part of this process, and the hive's own health (an engine
+        runs somewhere; every loop the engines run has a leader), and whether it is ok."""
         checks: dict[str, str] = {}
         try:
             with self.pool.connection(timeout=2) as conn:
                 conn.execute("SELECT 1")
             checks["database"] = "ok"
+            checks.update(health_of(self.processes.live()))
         except Exception as e:  # any failure to reach the database means: not ready
             checks["database"] = f"unreachable ({type(e).__name__})"
         for runner in self.runners:
@@ -331,6 +366,7 @@ class Node:
 
         return Container(
             settings_now=self.settings_now,
+            config_version=lambda: self.config.version,
             hive=self.hive,
             tasks=self.tasks,
             fleet=self.fleet,
@@ -340,6 +376,7 @@ class Node:
             claims=self.claims,
             liveness=self.liveness,
             presence=self.index,
+            processes=self.processes,
             readiness=self,
             keys=KeyRing(self.hive),
             gate=self.gate,

@@ -21,6 +21,7 @@ from api.ports import (
     MessageSender,
     Metrics,
     PositionWaiter,
+    ProcessReads,
     Readiness,
     ScalingReads,
     ScheduleReads,
@@ -47,6 +48,7 @@ class Container:
     claims: ClaimBoard
     liveness: Liveness
     presence: BotPresence
+    processes: ProcessReads
     readiness: Readiness
     keys: KeyRing
     gate: DatabaseGate
@@ -59,6 +61,7 @@ class Container:
     dashboard: DashboardReads | None = None  # None: the dashboard is not served
     history: History | None = None
     broadcast: ViewBroadcast = field(default_factory=ViewBroadcast)
+    config_version: Callable[[], int] = lambda: 0  # the config version this process applied
 
     @property
     def settings(self) -> Settings:

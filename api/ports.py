@@ -18,6 +18,7 @@ from projections.message_reads import MessageRow
 from projections.rows import BotRow, ScheduleRow, TaskFilter, TaskRow
 from projections.stage_reads import MinuteCount, StageHistogram
 from runtime.claims import ClaimedTask
+from store.processes import ProcessRow
 
 
 class TaskReads(Protocol):
@@ -95,7 +96,7 @@ class MessageSender(Protocol):
 
 
 class Liveness(Protocol):
-    def renew(self, bot_id: UUID, ttl_s: float) -> datetime:
+    def renew(self, bot_id: UUID, ttl_s: float, config_version: int | None = None) -> datetime:
         """Extend the bot's lease; returns when it now expires."""
         ...
 
@@ -109,6 +110,12 @@ class BotPresence(Protocol):
 
     def bots_in_pool(self, pool: str) -> int:
         """How many live bots belong to ``pool``, as far as this process has heard."""
+        ...
+
+
+class ProcessReads(Protocol):
+    def live(self) -> list[ProcessRow]:
+        """The hive's processes heard from lately, oldest first."""
         ...
 
 

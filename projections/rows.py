@@ -53,6 +53,7 @@ class BotRow:
     held: int  # tasks assigned to it or running on it, per the tasks view
     version: int
     position: int
+    config_version: int | None = None  # what it said it runs by, at its last heartbeat
 
 
 @dataclass(frozen=True)

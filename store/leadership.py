@@ -62,6 +62,11 @@ class Leadership:
                 self._drop()
                 return False
 
+    @property
+    def leading(self) -> bool:
+        """Whether it held the lead when last asked (no round trip)."""
+        return self._leading
+
     def release(self) -> None:
         with self._lock:
             self._drop()

@@ -34,14 +34,17 @@ class Liveness:
     def __init__(self, pool: ConnectionPool[Any]) -> None:
         self.pool = pool
 
-    def renew(self, holder: UUID, ttl_s: float) -> datetime:
+    def renew(self, holder: UUID, ttl_s: float, config_version: int | None = None) -> datetime:
+        """Extend the lease; ``config_version``: the runtime configuration the holder says
+        it runs (kept as it was when not said)."""
         with self.pool.connection() as conn:
             row = conn.execute(
-                "INSERT INTO leases (holder, expires_at) "
-                "VALUES (%s, now() + make_interval(secs => %s)) "
-                "ON CONFLICT (holder) DO UPDATE SET expires_at = EXCLUDED.expires_at "
+                "INSERT INTO leases (holder, expires_at, config_version) "
+                "VALUES (%s, now() + make_interval(secs => %s), %s) "
+                "ON CONFLICT (holder) DO UPDATE SET expires_at = EXCLUDED.expires_at, "
+                "config_version = COALESCE(EXCLUDED.config_version, leases.config_version) "
                 "RETURNING expires_at",
-                (holder, ttl_s),
+                (holder, ttl_s, config_version),
             ).fetchone()
         assert row is not None
         return row[0]  # type: ignore[no-any-return]

@@ -48,21 +48,31 @@ def register_bot(
         pool=body.pool,
         launch_id=body.launch_id,
     )
-    ctx.liveness.renew(bot.id, ctx.settings.bot_lease_ttl_s)
+    settings = ctx.settings
+    ctx.liveness.renew(bot.id, settings.bot_lease_ttl_s)
     response.headers["Cache-Control"] = "no-store"  # the body carries a secret
     return BotRegistered(
         bot_id=bot.id,
         token=issued.token,
-        heartbeat_interval_s=ctx.settings.heartbeat_interval_s,
-        lease_ttl_s=ctx.settings.bot_lease_ttl_s,
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+        lease_ttl_s=settings.bot_lease_ttl_s,
+        config_version=ctx.config_version(),
     )
 
 
 @router.post("/{bot_id}/heartbeat", responses=problem_responses(400, 404, 409, 422))
 def heartbeat(bot_id: UUID, _: BotSelf, ctx: Ctx, body: Heartbeat | None = None) -> HeartbeatAck:
+    """Renews the lease; the answer carries the config in force (interval, lease)."""
     if not ctx.presence.is_live(bot_id):  # gone, or registered elsewhere a moment ago:
         ctx.hive.get(Bot, bot_id).check_live()  # the log says which (409: register again)
-    return HeartbeatAck(lease_expires_at=ctx.liveness.renew(bot_id, ctx.settings.bot_lease_ttl_s))
+    settings, version = ctx.settings, ctx.config_version()
+    said = body.config_version if body is not None else None
+    return HeartbeatAck(
+        lease_expires_at=ctx.liveness.renew(bot_id, settings.bot_lease_ttl_s, said),
+        config_version=version,
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+        lease_ttl_s=settings.bot_lease_ttl_s,
+    )
 
 
 @router.post("/{bot_id}/claim", responses=problem_responses(400, 422))

@@ -42,14 +42,20 @@ class BotRegistered(Model):
     token: str = Field(description="the bot's own API key: shown this once, store it")
     heartbeat_interval_s: float
     lease_ttl_s: float
+    config_version: int = Field(description="the config version in force")
 
 
 class Heartbeat(Model):
-    pass
+    config_version: int | None = Field(
+        default=None, ge=0, le=2**31 - 1, description="the config version the bot runs by"
+    )
 
 
 class HeartbeatAck(Model):
     lease_expires_at: datetime
+    config_version: int = Field(description="the config version in force")
+    heartbeat_interval_s: float
+    lease_ttl_s: float
 
 
 class ClaimRequest(Model):
@@ -171,6 +177,9 @@ class BotPublic(Model):
     state_reason: str | None = Field(default=None, description="why draining or quarantined")
     held: int = Field(description="tasks assigned to it or running on it")
     position: int
+    config_version: int | None = Field(
+        default=None, description="the config version it said it runs by, at its last heartbeat"
+    )
 
     @classmethod
     def from_row(cls, row: BotRow) -> BotPublic:
@@ -190,6 +199,7 @@ class BotPublic(Model):
             state_reason=row.state_reason,
             held=row.held,
             position=row.position,
+            config_version=row.config_version,
         )
 
 

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -48,6 +48,7 @@ class Registration:
     token: str = field(repr=False)
     heartbeat_interval_s: float
     lease_ttl_s: float
+    config_version: int = 0  # the hive's runtime configuration the bot runs by
 
 
 @dataclass(frozen=True)
@@ -251,27 +252,42 @@ class HiveClient:
                 token=str(data["token"]),
                 heartbeat_interval_s=float(data["heartbeat_interval_s"]),
                 lease_ttl_s=float(data["lease_ttl_s"]),
+                config_version=int(data.get("config_version", 0)),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise _malformed(response, "registration") from e
         self._registration = registration
         return registration
 
-    def heartbeat(self, *, bot: Registration | None = None) -> str | None:
-        """Renews the bot's lease; returns when it now expires (as the hive wrote it)."""
+    def heartbeat(self, *, bot: Registration | None = None) -> Registration:
+        """Renews the bot's lease, saying which config version it runs by; returns the
+        registration with the hive's answer: the interval and lease of the config in force
+        (a new version reaches the bot this way)."""
         me = self._me(bot)
         response = self._call(
             "POST",
             f"/v1/bots/{me.bot_id}/heartbeat",
             token=me.token,
-            body={},
+            body={"config_version": me.config_version},
             action="heartbeat",
             deadline_s=min(self._retry_deadline_s, me.lease_ttl_s),
         )
         self._check(response, reports=False)
         data = _body(response)
-        expires = data.get("lease_expires_at") if isinstance(data, dict) else None
-        return str(expires) if expires is not None else None
+        if not isinstance(data, dict) or "config_version" not in data:
+            return me
+        try:
+            now = replace(
+                me,
+                heartbeat_interval_s=float(data["heartbeat_interval_s"]),
+                lease_ttl_s=float(data["lease_ttl_s"]),
+                config_version=int(data["config_version"]),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise _malformed(response, "heartbeat") from e
+        if now != me and self._registration is me:
+            self._registration = now
+        return now
 
     def claim(
         self, max_tasks: int, wait_s: float, *, bot: Registration | None = None

@@ -329,7 +329,13 @@ class BotWorker:
             if registration is None:
                 continue
             try:
-                self._client.heartbeat(bot=registration)
+                now = self._client.heartbeat(bot=registration)
+                if now != registration and self._registration is registration:
+                    self._registration = now  # the config in force: its interval and lease
+                    log.info(
+                        "config applied",
+                        extra={"action": "config_applied", "version": now.config_version},
+                    )
             except BotLost:
                 self._lost(registration)
             except (Unavailable, HiveRejected) as e:

@@ -221,7 +221,7 @@ class LogClaimBoard:
 class MemoryLiveness:
     leases: dict[UUID, datetime] = field(default_factory=dict)
 
-    def renew(self, bot_id: UUID, ttl_s: float) -> datetime:
+    def renew(self, bot_id: UUID, ttl_s: float, config_version: int | None = None) -> datetime:
         self.leases[bot_id] = NOW + timedelta(seconds=ttl_s)
         return self.leases[bot_id]
 
@@ -284,6 +284,7 @@ def make_container(
         claims=LogClaimBoard(hive),
         liveness=MemoryLiveness(),
         presence=index,
+        processes=NoProcesses(),
         readiness=SetReadiness(),
         keys=keys,
         gate=DatabaseGate(probe or (lambda: None), probe_interval=0.01),
@@ -294,6 +295,13 @@ def make_container(
         postman=Postman(hive, index, mailbox),
         message_reads=NoConversations(),
     )
+
+
+class NoProcesses:
+    """The processes table is read in the integration tests; here none reports."""
+
+    def live(self) -> list[Any]:
+        return []
 
 
 class NoConversations:
