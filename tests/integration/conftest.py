@@ -52,11 +52,15 @@ def start_node(
     started: list[Node] = []
     checked = False
 
-    def start(*, real_time: bool = False, crashes_fail: bool = False, **settings: Any) -> Node:
+    def start(
+        *, real_time: bool = False, crashes_fail: bool = False, role: str = "all", **settings: Any
+    ) -> Node:
         nonlocal checked
         checked = checked or crashes_fail
         timed = {} if real_time else {"clock": clock}
-        node = Node(Settings(**{"poll_interval_s": 0.2, **settings}), db_url, **timed).start()
+        node = Node(
+            Settings(**{"poll_interval_s": 0.2, **settings}), db_url, role=role, **timed
+        ).start()
         started.append(node)
         return node
 
