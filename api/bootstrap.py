@@ -71,6 +71,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROLES = ("all", "api", "engine")
+MB = 1024 * 1024
 MIGRATIONS: list[Migration] = sorted(
     (m for f in FEATURES for m in f.migrations), key=lambda m: m.version
 )
@@ -134,6 +135,7 @@ class Node:
         self.process_id = uuid.uuid4()
         self.processes = Processes(self.pool)
         self.leaderships: dict[str, Leadership] = {}
+        self._beat_now = threading.Event()
         # -- the live models: from their views, then the log ---------------------------
         self.config = LiveConfig(Knobs.of(settings))  # the knobs in force, for every part
         self._settings_now: tuple[int, Settings] = (-1, settings)
@@ -166,7 +168,7 @@ class Node:
         self.runners: list[ProjectionRunner] = []
         self.loops: list[Loop] = []
         # -- following the log: one LISTEN and one reading for every follower ----------
-        recent = RecentEvents(self.hive.mapper.to_domain_event)
+        recent = self.recent = RecentEvents(self.hive.mapper.to_domain_event)
         self.hive.listeners.append(recent.remember)
         for model in self.models:  # what this process writes reaches them at once
             if model.takes_own_writes:
@@ -228,7 +230,7 @@ class Node:
             lead = self.leaderships[loop.name] = Leadership(self.url, loop.name)
             life.thread(f"loop-{loop.name}", partial(loop.run, lead), wake=loop.wake_up)
         life.add("process-row", self.beat, partial(self.processes.forget, self.process_id))
-        life.thread("process-beat", self._beating)
+        life.thread("process-beat", self._beating, wake=self._beat_now.set)
         if self.serves_api:
             life.add("positions", self.positions.start, self.positions.stop)
             life.add(
@@ -264,7 +266,11 @@ class Node:
         )
 
     def _beating(self, stop: threading.Event) -> None:
-        while not stop.wait(BEAT_S):
+        while not stop.is_set():
+            self._beat_now.wait(BEAT_S)
+            self._beat_now.clear()
+            if stop.is_set():
+                return
             try:
                 self.beat()
             except psycopg.Error as e:  # the database is away: readiness says so
@@ -293,7 +299,11 @@ class Node:
 
     def _configure(self, knobs: Knobs) -> None:
         """What the node's own parts take from the config in force."""
+        self.hive.kernel.cache.resize(knobs.aggregate_cache_mb * MB)
+        self.recent.resize(knobs.decoded_events_mb * MB)
         self.messages.visibility_s = knobs.message_visibility_s
+        self.claims.config_changed()  # waiting bots hear of it now
+        self._beat_now.set()  # and the hive hears this process applied it
         for runner in self.runners:
             runner.page_size = knobs.projection_page
         if self.scaler is not None:

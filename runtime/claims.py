@@ -41,6 +41,10 @@ class ClaimBoard:
         if changes.assigned_to:
             self.doorbell.ring(changes.assigned_to)
 
+    def config_changed(self) -> None:
+        """Every waiting claim answers now: its bot learns of the new version."""
+        self.doorbell.ring_all()
+
     def close(self) -> None:
         """Shutting down: every waiting claim answers now (empty), none waits from here on."""
         self.doorbell.close()

@@ -60,6 +60,13 @@ class Knobs(BaseModel):
     projection_page: int = Field(
         default=500, ge=1, le=100_000, description="events per view transaction"
     )
+    # -- memory: what a process keeps, bounded by what it costs --------------------------
+    aggregate_cache_mb: int = Field(
+        default=64, ge=1, le=65_536, description="recently used aggregates kept in memory"
+    )
+    decoded_events_mb: int = Field(
+        default=32, ge=1, le=65_536, description="decoded events shared by the followers"
+    )
     # -- scaling ------------------------------------------------------------------------
     pools: list[PoolConfig] = Field(default=[], description="scaling pools")
     scaler_interval_s: float = Field(default=0.5, gt=0, le=60, description="autoscaler's pace")

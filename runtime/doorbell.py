@@ -26,6 +26,7 @@ class Doorbell:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.waiters: defaultdict[UUID, set[asyncio.Event]] = defaultdict(set)
         self.closing = False
+        self.rounds = 0  # of ``ring_all``: a poll that sees it move answers at once
 
     def ring(self, bot_ids: Iterable[UUID]) -> None:
         """From any thread: wake the polls waiting for these bots."""
@@ -41,6 +42,16 @@ class Doorbell:
             for event in self.waiters.get(bot_id, ()):
                 event.set()
 
+    def ring_all(self) -> None:
+        """From any thread: every waiting poll answers now, with what it has (news for
+        every bot, such as a new config version, which the answer carries)."""
+        loop = self.loop
+        if loop is None:
+            return
+        self.rounds += 1
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._wake, set(self.waiters))
+
     def close(self) -> None:
         """Shutting down: every waiting poll answers now (empty), none waits from here on."""
         self.closing = True
@@ -54,6 +65,7 @@ class Doorbell:
         """``fetch()`` until it finds something, ``wait_s`` has passed or we shut down."""
         self.loop = asyncio.get_running_loop()
         deadline = time.monotonic() + wait_s
+        rounds = self.rounds
         event = asyncio.Event()
         self.waiters[bot_id].add(event)
         try:
@@ -61,7 +73,7 @@ class Doorbell:
                 event.clear()
                 found = await fetch()
                 remaining = deadline - time.monotonic()
-                if found or remaining <= 0 or self.closing:
+                if found or remaining <= 0 or self.closing or self.rounds != rounds:
                     return found
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), min(remaining, self.recheck_s))

@@ -214,28 +214,56 @@ class RecentEvents:
     hands them over as it records them). Events are immutable, so sharing them is safe.
     """
 
-    def __init__(self, decode: Callable[[Notification], object], maxsize: int = 100_000):
+    def __init__(
+        self, decode: Callable[[Notification], object], max_bytes: int = 32 * 1024 * 1024
+    ) -> None:
         self._decode = decode
-        self.maxsize = maxsize
-        self._events: dict[int, object] = {}
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._events: dict[int, tuple[object, int]] = {}
         self._lock = threading.Lock()
+
+    def resize(self, max_bytes: int) -> None:
+        with self._lock:
+            self.max_bytes = max_bytes
+            self._trim()
 
     def remember(self, recorded: Sequence[tuple[int, object]]) -> None:
         with self._lock:
-            self._events.update(recorded)
+            for position, event in recorded:
+                self._keep(position, event)
             self._trim()
 
     def decode(self, notification: Notification) -> object:
-        event = self._events.get(notification.id)
-        if event is None:
-            event = self._decode(notification)
-            with self._lock:
-                self._events[notification.id] = event
-                self._trim()
+        entry = self._events.get(notification.id)
+        if entry is not None:
+            return entry[0]
+        event = self._decode(notification)
+        with self._lock:
+            self._keep(notification.id, event)
+            self._trim()
         return event
 
+    def _keep(self, position: int, event: object) -> None:
+        if position not in self._events:
+            size = event_cost(event)
+            self._events[position] = (event, size)
+            self.bytes += size
+
     def _trim(self) -> None:
-        excess = len(self._events) - self.maxsize
-        if excess > 0:
-            for position in sorted(self._events)[: excess + self.maxsize // 10]:
-                del self._events[position]
+        """The oldest go first, down to nine tenths of the budget (so a trim is rare)."""
+        if self.bytes <= self.max_bytes:
+            return
+        for position in sorted(self._events):
+            self.bytes -= self._events.pop(position)[1]
+            if self.bytes <= self.max_bytes * 0.9:
+                break
+
+
+EVENT_OVERHEAD_BYTES = 600  # a decoded event: its object, dict, ids, time, actor, request
+
+
+def event_cost(event: object) -> int:
+    """About how many bytes a decoded event holds: a fixed overhead plus its text."""
+    fields = getattr(event, "__dict__", {})
+    return EVENT_OVERHEAD_BYTES + sum(len(v) for v in fields.values() if isinstance(v, str))

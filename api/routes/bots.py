@@ -31,6 +31,7 @@ from domain.bots import Bot, BotState
 from domain.hive import Committed, Report
 from domain.tasks import Task
 
+CONFIG_VERSION_HEADER = "Apiary-Config-Version"
 router = APIRouter(prefix="/v1/bots", tags=["bots"], responses=problem_responses(401, 403, 503))
 REPORT_PROBLEMS = problem_responses(400, 404, 409, 413, 422)
 
@@ -76,9 +77,15 @@ def heartbeat(bot_id: UUID, _: BotSelf, ctx: Ctx, body: Heartbeat | None = None)
 
 
 @router.post("/{bot_id}/claim", responses=problem_responses(400, 422))
-async def claim(bot_id: UUID, body: ClaimRequest, _: BotSelf, ctx: Ctx) -> ClaimResponse:
+async def claim(
+    bot_id: UUID, body: ClaimRequest, _: BotSelf, ctx: Ctx, response: Response
+) -> ClaimResponse:
+    """Waits up to ``wait_s`` for assignments. A new config version ends every wait at
+    once; the answer's ``Apiary-Config-Version`` header says which version is in force, and
+    a bot behind it heartbeats to take it (the heartbeat's answer carries its knobs)."""
     wait_s = min(body.wait_s, ctx.settings.claim_max_wait_s)
     claimed = await ctx.claims.claim(bot_id, body.max_tasks, wait_s)
+    response.headers[CONFIG_VERSION_HEADER] = str(ctx.config_version())
     return ClaimResponse(tasks=[ClaimedTaskPublic.from_claimed(t) for t in claimed])
 
 

@@ -34,6 +34,7 @@ RETRYABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolErr
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=30.0)
 CLAIM_READ_MARGIN_S = 10.0
+CONFIG_VERSION_HEADER = "Apiary-Config-Version"  # on claim answers: the version in force
 """How much longer than the long-poll's ``wait_s`` a claim may take to answer."""
 
 
@@ -182,6 +183,8 @@ class HiveClient:
         self._backoff_base_s = backoff_base_s
         self._backoff_cap_s = backoff_cap_s
         self._closed = threading.Event()
+        self.config_in_force = 0  # the newest config version the hive has said is in force
+        self.config_news = threading.Event()  # set when it moves: time to heartbeat
         if transport is None:
             # httpcore sends a request's head and body separately: with Nagle on, the
             # body can wait for the server's delayed ACK of the head.
@@ -444,6 +447,12 @@ class HiveClient:
             raise RuntimeError("the bot is not registered")
         return me
 
+    def _heard_config(self, response: httpx.Response) -> None:
+        said = response.headers.get(CONFIG_VERSION_HEADER)
+        if said is not None and said.isdigit() and int(said) > self.config_in_force:
+            self.config_in_force = int(said)
+            self.config_news.set()
+
     def _call(
         self,
         method: str,
@@ -483,6 +492,7 @@ class HiveClient:
                 failure: Exception | None = e
             else:
                 if response.status_code != 503:
+                    self._heard_config(response)
                     return response
                 retry_after = _retry_after(response)
                 reason, failure = "503 Service Unavailable", None

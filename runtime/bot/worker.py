@@ -191,6 +191,7 @@ class BotWorker:
                 lambda: (not self._ready and not self._sending) or self._broken.is_set()
             )
         self._closing.set()
+        self._client.config_news.set()  # the heartbeat's wait ends now
         with self._outbox:
             self._outbox.notify_all()
         heartbeat.join()
@@ -323,7 +324,10 @@ class BotWorker:
         while True:
             registration = self._registration
             interval = registration.heartbeat_interval_s if registration else self._retry_pause_s
-            if self._closing.wait(interval):
+            # The interval, or at once when the hive says a new config version is in force.
+            self._client.config_news.wait(interval)
+            self._client.config_news.clear()
+            if self._closing.is_set():
                 return
             registration = self._registration
             if registration is None:
@@ -332,6 +336,7 @@ class BotWorker:
                 now = self._client.heartbeat(bot=registration)
                 if now != registration and self._registration is registration:
                     self._registration = now  # the config in force: its interval and lease
+                    self._client.config_news.set()  # say so at once: heartbeat again
                     log.info(
                         "config applied",
                         extra={"action": "config_applied", "version": now.config_version},

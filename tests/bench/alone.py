@@ -34,3 +34,18 @@ def run_alone(name: str, measure: Callable[[Hive], Any]) -> int:
             drop_database(server, db)
             shutil.rmtree(home, ignore_errors=True)
     return 0
+
+
+def run_in_database(name: str, measure: Callable[[str, Path], Any]) -> int:
+    """As ``run_alone``, for a measurement that starts its own processes on the database."""
+    with database_url(os.environ, (REPO / ".apiary").resolve()) as server:
+        db = unique_database_name(f"apiary_bench_{name}")
+        url = create_database(server, db)
+        home = Path(tempfile.mkdtemp(prefix=f"apiary-bench-{name}-"))
+        try:
+            migrate(url)
+            print(measure(url, home), flush=True)
+        finally:
+            drop_database(server, db)
+            shutil.rmtree(home, ignore_errors=True)
+    return 0
