@@ -45,9 +45,7 @@ def config_propagation(url: str, home: Path, changes: int = 20) -> dict[str, Any
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             wait_for(
-                lambda: conn.execute(
-                    "SELECT 1 FROM processes WHERE role = 'engine'"
-                ).fetchone(),
+                lambda: conn.execute("SELECT 1 FROM processes WHERE role = 'engine'").fetchone(),
                 timeout=60,
                 what="the engine process",
             )
