@@ -29,11 +29,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def apiary(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
+def apiary(
+    *args: str, env: dict[str, str], check: bool = True, cwd: Path = REPO
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "api.cli", *args],
         env=env,
-        cwd=REPO,
+        cwd=cwd,
         capture_output=True,
         text=True,
         check=check,
@@ -51,6 +53,7 @@ class Hive:
     settings: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    cwd: Path = REPO  # whose code runs: another checkout's, for an A/B benchmark
 
     @property
     def url(self) -> str:
@@ -73,7 +76,7 @@ class Hive:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "api.cli", "serve", *extra],
                 env=self.env,
-                cwd=REPO,
+                cwd=self.cwd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -104,7 +107,7 @@ class Hive:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
     def key(self, role: str) -> str:
-        return apiary("keys", "create", "--role", role, env=self.env).stdout.strip()
+        return apiary("keys", "create", "--role", role, env=self.env, cwd=self.cwd).stdout.strip()
 
     def client(self, token: str) -> httpx.Client:
         return httpx.Client(
@@ -134,7 +137,7 @@ def start_bot(hive: Hive, token: str, name: str, *args: str) -> Bot:
         proc = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "bot", "--name", name, *args],
             env=env,
-            cwd=REPO,
+            cwd=hive.cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
