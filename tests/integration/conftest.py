@@ -45,18 +45,22 @@ def start_node(
     db_url: str, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> Iterator[StartNode]:
     """Starts a Node on the test's database: polling every 0.2 s, on the test's ``clock``
-    (``real_time=True``: on the wall clock), other settings by name. Every Node it started
-    is stopped when the test ends; then, if one was started with ``crashes_fail=True``, an
-    error logged (a control loop crashed) fails the test. Only what was logged in the
-    teardown, while the Nodes stopped: ``caplog.records`` holds no more there."""
+    (``real_time=True``: on the wall clock), in ``role`` (default ``all``), other settings
+    by name. Every Node it started is stopped when the test ends; then, if one was started
+    with ``crashes_fail=True``, an error logged (a control loop crashed) fails the test.
+    Only what was logged in the teardown, while the Nodes stopped: ``caplog.records`` holds
+    no more there."""
     started: list[Node] = []
     checked = False
 
-    def start(*, real_time: bool = False, crashes_fail: bool = False, **settings: Any) -> Node:
+    def start(
+        *, real_time: bool = False, crashes_fail: bool = False, role: str = "all", **settings: Any
+    ) -> Node:
         nonlocal checked
         checked = checked or crashes_fail
         timed = {} if real_time else {"clock": clock}
-        node = Node(Settings(**{"poll_interval_s": 0.2, **settings}), db_url, **timed).start()
+        given = Settings(**{"poll_interval_s": 0.2, **settings})
+        node = Node(given, db_url, role=role, **timed).start()
         started.append(node)
         return node
 
