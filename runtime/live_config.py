@@ -40,8 +40,8 @@ class LiveConfig(LiveModel):
 
     def fill(self, conn: psycopg.Connection[Any]) -> int:
         position, row = config_in_force(conn)
-        if row is not None:
-            self._take(row.version, row.document)
+        if row is not None:  # the version in force at the view's position, however far on
+            self._take(row.version, row.document, from_view=True)
         return position
 
     def apply(self, events: Iterable[tuple[int, Any]]) -> None:
@@ -55,9 +55,9 @@ class LiveConfig(LiveModel):
             knobs = self.knobs
         configure(knobs)
 
-    def _take(self, version: int, document: str) -> None:
+    def _take(self, version: int, document: str, *, from_view: bool = False) -> None:
         with self.lock:
-            if version != self.version + 1:
+            if version <= self.version or (version != self.version + 1 and not from_view):
                 return  # seen already, or one is missing in between: the feed brings it
             try:
                 knobs = Knobs.parse(document)

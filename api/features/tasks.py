@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 
 
 def views(settings: Settings) -> Sequence[View]:
-    return [TasksView(), PerformanceView(), StageView()]
+    # Outcomes logged before the first config version count with the environment's alpha,
+    # as in the engine's copy (``Node.performance``); later ones with the version in force.
+    return [TasksView(), PerformanceView(settings.routing_alpha), StageView()]
 
 
 def loops(node: Node) -> Sequence[Loop]:

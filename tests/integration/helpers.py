@@ -16,8 +16,8 @@ from domain.tasks import Task, TaskState
 from projections.runner import ProjectionRunner, View
 from tests.waiting import wait_for
 
-# ``start_node`` (tests/integration/conftest.py): settings by name, and ``real_time`` and
-# ``crashes_fail``; returns the started Node.
+# ``start_node`` (tests/integration/conftest.py): settings by name, and ``real_time``,
+# ``crashes_fail`` and ``role``; returns the started Node.
 StartNode = Callable[..., Node]
 
 

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -269,12 +270,18 @@ def make_settings() -> Settings:
 
 
 def make_container(
-    hive: Hive, settings: Settings, keys: KeyRing, probe: Callable[[], None] | None = None
+    hive: Hive,
+    settings: Settings,
+    keys: KeyRing,
+    probe: Callable[[], None] | None = None,
+    settings_now: Callable[[], Settings] | None = None,
 ) -> Container:
+    """The container over ``hive``: ``settings`` throughout, unless ``settings_now`` gives
+    the settings in force per request (the config tests' live ones)."""
     mailbox, index = Mailbox(), LiveIndex()
     hive.listeners += [mailbox.apply, index.apply]
     return Container(
-        settings_now=lambda: settings,
+        settings_now=settings_now or (lambda: settings),
         hive=hive,
         tasks=LogTaskReads(hive),
         fleet=LogFleetReads(hive),
@@ -355,15 +362,22 @@ def issue_tokens(hive: Hive) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def world() -> Iterator[World]:
-    hive = Hive(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+@contextmanager
+def world_of(hive: Hive, settings_now: Callable[[], Settings] | None = None) -> Iterator[World]:
+    """The app over ``hive``, with the test settings (``make_settings``) or the settings in
+    force that ``settings_now`` gives, and a key per role."""
     clock = FakeClock()
     keys = KeyRing(hive, ttl_s=5.0, clock=clock.monotonic)
-    container = make_container(hive, make_settings(), keys)
+    container = make_container(hive, make_settings(), keys, settings_now=settings_now)
     tokens = issue_tokens(hive)
     with TestClient(create_app(container), raise_server_exceptions=False) as client:
         yield World(hive, container, client, clock, tokens)
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    with world_of(Hive(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})) as w:
+        yield w
 
 
 def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
