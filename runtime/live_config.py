@@ -69,7 +69,8 @@ class LiveConfig(LiveModel):
                 self.version = version
                 return
             self.version, self.knobs = version, knobs
-            listeners = list(self.listeners)
+            # Under the lock: two versions taken by two threads at once (the feed, and a
+            # request's own write) reach every part in the order of their versions.
+            for configure in self.listeners:
+                configure(knobs)
         log.info("config in force", extra={"action": "config_applied", "version": version})
-        for configure in listeners:
-            configure(knobs)
