@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -50,6 +50,24 @@ class Registration:
     heartbeat_interval_s: float
     lease_ttl_s: float
     config_version: int = 0  # the hive's runtime configuration the bot runs by
+
+
+@dataclass(frozen=True)
+class Terms:
+    """What the config in force asks of a bot: how often to heartbeat, how long its lease
+    lasts; and which version that is. They change while the registration stays."""
+
+    heartbeat_interval_s: float
+    lease_ttl_s: float
+    config_version: int
+
+    @classmethod
+    def of(cls, registration: Registration) -> Terms:
+        return cls(
+            registration.heartbeat_interval_s,
+            registration.lease_ttl_s,
+            registration.config_version,
+        )
 
 
 @dataclass(frozen=True)
@@ -262,35 +280,32 @@ class HiveClient:
         self._registration = registration
         return registration
 
-    def heartbeat(self, *, bot: Registration | None = None) -> Registration:
-        """Renews the bot's lease, saying which config version it runs by; returns the
-        registration with the hive's answer: the interval and lease of the config in force
-        (a new version reaches the bot this way)."""
+    def heartbeat(self, *, bot: Registration | None = None, terms: Terms | None = None) -> Terms:
+        """Renews the bot's lease, saying which config version it runs by (``terms``: the
+        ones it has, by default those of its registration); returns the terms of the config
+        in force, as the hive answered (a new version reaches the bot this way)."""
         me = self._me(bot)
+        mine = terms or Terms.of(me)
         response = self._call(
             "POST",
             f"/v1/bots/{me.bot_id}/heartbeat",
             token=me.token,
-            body={"config_version": me.config_version},
+            body={"config_version": mine.config_version},
             action="heartbeat",
-            deadline_s=min(self._retry_deadline_s, me.lease_ttl_s),
+            deadline_s=min(self._retry_deadline_s, mine.lease_ttl_s),
         )
         self._check(response, reports=False)
         data = _body(response)
         if not isinstance(data, dict) or "config_version" not in data:
-            return me
+            return mine  # a hive that does not say: the terms stay as they are
         try:
-            now = replace(
-                me,
+            return Terms(
                 heartbeat_interval_s=float(data["heartbeat_interval_s"]),
                 lease_ttl_s=float(data["lease_ttl_s"]),
                 config_version=int(data["config_version"]),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise _malformed(response, "heartbeat") from e
-        if now != me and self._registration is me:
-            self._registration = now
-        return now
 
     def claim(
         self, max_tasks: int, wait_s: float, *, bot: Registration | None = None

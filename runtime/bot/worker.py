@@ -45,6 +45,7 @@ from runtime.bot.client import (
     TaskFailure,
     TaskRef,
     TaskResult,
+    Terms,
     Unavailable,
 )
 from runtime.bot.handlers import Handler, HandlerError, runs_inline
@@ -137,7 +138,8 @@ class BotWorker:
         self._broken = threading.Event()  # a worker thread crashed: stop without draining
         self._finished_run = threading.Event()
         self._session = threading.Lock()  # one re-registration at a time
-        self._registration: Registration | None = None
+        self._registration: Registration | None = None  # who the bot is: its identity
+        self._terms: Terms | None = None  # what the config in force asks of it
         self._exit_code = 0
 
         self._slots = threading.Condition()
@@ -272,6 +274,7 @@ class BotWorker:
                     "heartbeat_interval_s": registration.heartbeat_interval_s,
                 },
             )
+            self._terms = Terms.of(registration)  # until a heartbeat says otherwise
             return registration
         return None
 
@@ -323,7 +326,8 @@ class BotWorker:
     def _heartbeats(self) -> None:
         while True:
             registration = self._registration
-            interval = registration.heartbeat_interval_s if registration else self._retry_pause_s
+            terms = self._terms if registration is not None else None
+            interval = terms.heartbeat_interval_s if terms else self._retry_pause_s
             # The interval, or at once when the hive says a new config version is in force.
             self._client.config_news.wait(interval)
             self._client.config_news.clear()
@@ -333,9 +337,10 @@ class BotWorker:
             if registration is None:
                 continue
             try:
-                now = self._client.heartbeat(bot=registration)
-                if now != registration and self._registration is registration:
-                    self._registration = now  # the config in force: its interval and lease
+                mine = self._terms or Terms.of(registration)
+                now = self._client.heartbeat(bot=registration, terms=mine)
+                if now != mine:
+                    self._terms = now  # the config in force: its interval and lease
                     self._client.config_news.set()  # say so at once: heartbeat again
                     log.info(
                         "config applied",

@@ -196,7 +196,7 @@ def test_a_config_change_reaches_every_process_under_load_and_rolls_back(
         wait_for(
             lambda: {t["state"] for t in _tasks(client, ids)} == {"succeeded"},
             timeout=120,
-            what="every task of the stream done",
+            what=f"every task of the stream done ({len(ids)}: {_states(client, ids)})",
             interval=0.2,
         )
         assert len(_tasks(client, ids)) == len(set(ids))  # none lost
@@ -271,3 +271,10 @@ def _tasks(client: httpx.Client, ids: list[str]) -> list[dict[str, Any]]:
         cursor = page.get("next_cursor")
         if not cursor:
             return found
+
+
+def _states(client: httpx.Client, ids: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for t in _tasks(client, ids):
+        out[t["state"]] = out.get(t["state"], 0) + 1
+    return out

@@ -30,6 +30,7 @@ from runtime.bot.cli import (
     run_bot,
     serve,
 )
+from runtime.bot.client import CONFIG_VERSION_HEADER as CONFIG_HEADER
 from runtime.bot.client import (
     BotLost,
     ClaimedTask,
@@ -62,6 +63,7 @@ class FakeBot:
     max_concurrency: int
     version: str
     state: str = "ready"
+    config_version: int | None = None  # what it said at its last heartbeat
 
 
 @dataclass
@@ -101,6 +103,7 @@ class FakeHive:
         self.lost_answers: dict[str, int] = {}  # action -> answers lost after it was applied
         self.cancel_when_claimed: set[str] = set()  # a client cancels right after the claim
         self.cancel_when_started: set[str] = set()  # ... or right after the start
+        self.config_version: int | None = None  # None: a hive that says nothing of configs
 
     def client(self, **kw: Any) -> HiveClient:
         kw.setdefault("retry_deadline_s", 2.0)
@@ -201,7 +204,15 @@ class FakeHive:
         if bot.state != "ready":
             return action, bot_id, _problem(409, "bot-not-live", detail=f"bot is {bot.state}")
         if action == "heartbeat":
-            return action, bot_id, httpx.Response(200, json={"lease_expires_at": "later"})
+            bot.config_version = body.get("config_version") if isinstance(body, dict) else None
+            ack: dict[str, Any] = {"lease_expires_at": "later"}
+            if self.config_version is not None:
+                ack |= {
+                    "config_version": self.config_version,
+                    "heartbeat_interval_s": self.heartbeat_interval_s,
+                    "lease_ttl_s": self.lease_ttl_s,
+                }
+            return action, bot_id, httpx.Response(200, json=ack)
         if action == "claim":
             return action, bot_id, self._claim(bot, body["max_tasks"], body["wait_s"])
         if action in ("start", "complete", "fail"):
@@ -254,7 +265,8 @@ class FakeHive:
         for t in claimed:
             if t.id in self.cancel_when_claimed:
                 t.state = "cancelled"
-        return httpx.Response(200, json={"tasks": out})
+        said = {} if self.config_version is None else {CONFIG_HEADER: str(self.config_version)}
+        return httpx.Response(200, json={"tasks": out}, headers=said)
 
     def _dispatch(self, bot: FakeBot) -> None:
         held = sum(1 for t in self.tasks.values() if t.bot_id == bot.id and t.state in HELD_STATES)
@@ -421,6 +433,32 @@ def test_claims_start_and_complete_in_batches(hive: FakeHive, start_worker: Any)
     request_ids = [c.request_id for c in hive.calls]
     assert all(r is not None and REQUEST_ID.match(r) for r in request_ids)
     assert len(set(request_ids)) == len(request_ids)
+
+
+def test_a_new_config_version_changes_the_bots_terms_and_loses_no_work(
+    hive: FakeHive, start_worker: Any
+) -> None:
+    hive.config_version, hive.heartbeat_interval_s = 1, 10.0  # no heartbeat before news
+    first = hive.submit("noop", [{"i": i} for i in range(20)])
+    running = start_worker(max_concurrency=4)
+    hive.wait_for("the first tasks done", hive.done(first))
+    (bot,) = hive.bots.values()
+    hive.wait_for("the bot runs by version 1", lambda: bot.config_version == 1)
+    with hive.changed:  # a new version: shorter heartbeats; the claims' answers say so
+        hive.config_version, hive.heartbeat_interval_s = 2, 0.02
+        hive.changed.notify_all()
+    second = hive.submit("noop", [{"i": i} for i in range(20, 40)])
+    hive.wait_for("the bot says it runs by version 2", lambda: bot.config_version == 2)
+    hive.wait_for("the second tasks done", hive.done(second))
+    beats = len(hive.calls_to("heartbeat"))
+    hive.wait_for(
+        "heartbeats at the new interval", lambda: len(hive.calls_to("heartbeat")) > beats + 3
+    )
+    assert running.stop() == 0
+    assert hive.states(first + second) == ["succeeded"] * 40
+    assert list(hive.bots) == [bot.id]  # the same registration throughout
+    assert running.worker.tally.abandoned == 0
+    assert running.worker.tally.completed == 40
 
 
 def test_pooled_tasks_never_exceed_the_free_slots(hive: FakeHive, start_worker: Any) -> None:
