@@ -10,25 +10,34 @@ NAV = (
     ("bots", "Bots", "/bots"),
     ("schedules", "Schedules", "/schedules"),
     ("messages", "Messages", "/messages"),
+    ("config", "Config", "/config"),
 )
 
 
-def page(name: str, title: str, *, subject: str = "") -> str:
+def page(name: str, title: str, *, subject: str = "", refused: str = "") -> str:
+    """``refused``: why this viewer may not see the page (said instead of its data, which
+    the script then does not fetch)."""
     links = "".join(
         f'<a href="/dashboard{href}"{" class=on" if name == key else ""}>{label}</a>'
         for key, label, href in NAV
     )
+    content = (
+        f'<p id="refused" class="bad">{escape(refused)}</p>'
+        if refused
+        else '<p class="muted">Loading…</p>'
+    )
+    flag = " data-refused" if refused else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{escape(title)} · Apiary</title>
 <link rel="stylesheet" href="/dashboard/static/dashboard.css">
 </head>
-<body data-page="{escape(name)}" data-subject="{escape(subject)}">
+<body data-page="{escape(name)}" data-subject="{escape(subject)}"{flag}>
 <header><strong>Apiary</strong><nav>{links}</nav>
 <span id="mode" class="mode" data-mode="" title="the hive's mode"></span>
 <span id="live" class="live off" title="live updates">live</span></header>
-<main id="main"><p class="muted">Loading…</p></main>
+<main id="main">{content}</main>
 <script src="/dashboard/static/dashboard.js"></script>
 </body></html>"""
 

@@ -3,7 +3,9 @@
 Pages are one HTML shell each; ``static/dashboard.js`` fetches the page's data as JSON
 and renders it, and re-fetches whenever the ``/dashboard/stream`` event source says the
 views moved. Every route needs a signed-in viewer (any API key); pages redirect to the
-sign-in form without one, data and the stream answer 401.
+sign-in form without one, data and the stream answer 401. The config, admin-only in the
+API, is for admin keys here too: its page tells any other viewer so (403), its data
+answers 403.
 """
 
 from __future__ import annotations
@@ -19,17 +21,28 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import Field
 
 from api.auth import principal_for
-from api.container import container_of
+from api.container import Container, container_of
 from api.dashboard.mode import checks_of, mode_of
 from api.dashboard.pages import page, sign_in_page
-from api.dashboard.session import COOKIE, PATH, SignInNeeded, Viewer
+from api.dashboard.session import (
+    COOKIE,
+    PATH,
+    AdminViewer,
+    SignInNeeded,
+    Viewer,
+    admin_only,
+    is_admin,
+)
 from api.deps import Ctx
 from api.schemas.common import Model
+from api.schemas.config import ConfigPublic, history_of
 from api.schemas.messages import MessagePublic
 from api.schemas.metrics import StagesPublic
+from api.schemas.processes import ProcessPublic
 from api.schemas.schedules import SchedulePublic
 from domain.errors import NotFound
 from domain.tasks import TaskState
+from store.processes import health_of
 
 T = TypeVar("T")
 STATIC = Path(__file__).parent / "static"
@@ -37,6 +50,7 @@ COOKIE_MAX_AGE_S = 12 * 3600
 SCHEDULES_SHOWN = 200
 DEAD_LETTERS_SHOWN = 20
 RUNS_COUNTED = 100  # a schedule's latest runs, counted by state
+CONFIG_VERSIONS_SHOWN = 50
 
 router = APIRouter(prefix=PATH, include_in_schema=False)
 
@@ -103,6 +117,13 @@ def messages_page(_: Viewer) -> HTMLResponse:
     return HTMLResponse(page("messages", "Messages"))
 
 
+@router.get("/config")
+def config_page(viewer: Viewer) -> HTMLResponse:
+    if not is_admin(viewer):
+        return HTMLResponse(page("config", "Config", refused=admin_only(viewer)), status_code=403)
+    return HTMLResponse(page("config", "Config"))
+
+
 # -- data -----------------------------------------------------------------------------
 
 
@@ -113,6 +134,7 @@ def overview_data(_: Viewer, ctx: Ctx) -> dict[str, Any]:
     data["mode"] = mode_of(data["checks"])  # also pushed on the stream as it changes
     stages = StagesPublic.build(ctx.stages.histograms(), ctx.stages.minutes(15, ctx.hive.clock()))
     data["stages"] = stages.model_dump(mode="json")  # the same numbers as /v1/metrics/stages
+    data["processes"] = _processes(ctx)
     return data
 
 
@@ -175,11 +197,13 @@ def bots_data(_: Viewer, ctx: Ctx) -> dict[str, Any]:
                 "held": b.held,
                 "capacity": b.max_concurrency,
                 "version": b.version_label,
+                "config_version": b.config_version,
                 "registered_at": b.registered_at.isoformat(),
             }
             for b in ctx.fleet.list()
             if b.state not in ("lost", "deregistered")
-        ]
+        ],
+        "config_version": ctx.config_version(),  # the version in force, as this process has it
     }
 
 
@@ -212,6 +236,21 @@ def messages_data(_: Viewer, ctx: Ctx) -> dict[str, Any]:
     }
 
 
+@router.get("/data/config")
+def config_data(_: AdminViewer, ctx: Ctx) -> dict[str, Any]:
+    """The version in force and its document, and the latest versions, newest first (as
+    ``GET /v1/config`` and ``GET /v1/config/history`` give them). One read of the log: the
+    newest version is the one in force, so the two never disagree."""
+    versions = ctx.hive.config.versions(latest=CONFIG_VERSIONS_SHOWN + 1)  # +1: to compare
+    if not versions:
+        raise NotFound("the config has no version yet")
+    return {
+        "current": ConfigPublic.of_version(versions[-1]).model_dump(mode="json"),
+        "history": [v.model_dump(mode="json") for v in history_of(versions, CONFIG_VERSIONS_SHOWN)],
+        "more": len(versions) > CONFIG_VERSIONS_SHOWN,
+    }
+
+
 @router.get("/stream")
 async def stream(_: Viewer, request: Request) -> StreamingResponse:
     container = container_of(request)
@@ -234,6 +273,16 @@ def _wired(port: T | None) -> T:
     if port is None:  # a composition mistake, not a request's fault
         raise RuntimeError("the dashboard's reads are not wired into this container")
     return port
+
+
+def _processes(ctx: Container) -> dict[str, Any]:
+    """The hive's processes (as ``GET /v1/processes``) and the checks drawn from them."""
+    rows = ctx.processes.live()
+    return {
+        "items": [ProcessPublic.from_row(r).model_dump(mode="json") for r in rows],
+        "checks": health_of(rows),
+        "config_version": ctx.config_version(),
+    }
 
 
 def _bot_details(found: dict[str, Any] | None) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 A browser cannot put ``Authorization: Bearer`` on a page load or an EventSource, so the
 key travels in a cookie (HttpOnly, SameSite=Strict, path /dashboard) and is checked on
-every request exactly as a bearer key is: a revoked key stops working at once.
+every request exactly as a bearer key is: a revoked key stops working at once. Any key
+may sign in; what the API keeps to admin keys (the config) the dashboard shows to admin
+keys only (``AdminViewer``: 403 for any other).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.auth import Principal, principal_for
+from api.errors import Forbidden
+from domain.keys import Role
 
 COOKIE = "apiary_dashboard_key"
 PATH = "/dashboard"
@@ -31,3 +35,25 @@ def viewer(request: Request) -> Principal:
 
 
 Viewer = Annotated[Principal, Depends(viewer)]
+
+
+def is_admin(principal: Principal) -> bool:
+    """As the API's admin routes admit: an admin key (never a bot's own key)."""
+    return principal.role is Role.ADMIN and principal.bot_id is None
+
+
+def admin_only(principal: Principal) -> str:
+    """What a page says to a viewer who is not an admin."""
+    return (
+        f"Only an admin key may see this: you are signed in as {principal.actor} "
+        f"({principal.role} key)."
+    )
+
+
+def admin_viewer(principal: Viewer) -> Principal:
+    if not is_admin(principal):
+        raise Forbidden(admin_only(principal))
+    return principal
+
+
+AdminViewer = Annotated[Principal, Depends(admin_viewer)]

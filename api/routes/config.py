@@ -18,7 +18,7 @@ from api.schemas.config import (
     ConfigPublic,
     ConfigReplace,
     ConfigRollback,
-    ConfigVersionPublic,
+    history_of,
     valid_document,
 )
 from domain.config import HiveConfig
@@ -92,14 +92,7 @@ def rollback_config(
 @router.get("/versions/{version}", responses=problem_responses(404, 422))
 def config_version(version: int, _: Admin, ctx: Ctx) -> ConfigPublic:
     """One version's document, as it was written."""
-    v = ctx.hive.config.version(version)
-    return ConfigPublic(
-        version=v.version,
-        document=json.loads(v.document),
-        actor=v.actor,
-        reason=v.reason,
-        changed_at=v.at,
-    )
+    return ConfigPublic.of_version(ctx.hive.config.version(version))
 
 
 @router.get("/history")
@@ -107,13 +100,8 @@ def config_history(
     _: Admin, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=1000)] = 50
 ) -> ConfigHistory:
     """The versions, newest first: who, when, why, and what changed from what to what."""
-    versions = ctx.hive.config.versions()
-    documents = [json.loads(v.document) for v in versions]
-    items = [
-        ConfigVersionPublic.of(v, documents[i - 1] if i else None, documents[i])
-        for i, v in enumerate(versions)
-    ]
-    return ConfigHistory(items=items[::-1][:limit])
+    versions = ctx.hive.config.versions(latest=limit + 1)  # the one before: to compare
+    return ConfigHistory(items=history_of(versions, limit))
 
 
 def _change(
@@ -159,10 +147,4 @@ def _version_of(if_match: str | None) -> int:
 
 def _public(config: HiveConfig, response: Response) -> ConfigPublic:
     response.headers["ETag"] = f'"{config.version}"'
-    return ConfigPublic(
-        version=config.version,
-        document=json.loads(config.document),
-        actor=config.changed_by,
-        reason=config.reason,
-        changed_at=config.modified_on,
-    )
+    return ConfigPublic.of(config)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -9,6 +11,7 @@ from pydantic import Field, ValidationError
 
 from api.errors import invalid_all
 from api.schemas.common import Model
+from domain.config import HiveConfig
 from domain.hive.config import ConfigVersion
 from runtime.config import Knobs
 
@@ -34,6 +37,28 @@ class ConfigPublic(Model):
     actor: str
     reason: str
     changed_at: datetime
+
+    @classmethod
+    def of(cls, config: HiveConfig) -> ConfigPublic:
+        """The version in force."""
+        return cls(
+            version=config.version,
+            document=json.loads(config.document),
+            actor=config.changed_by,
+            reason=config.reason,
+            changed_at=config.modified_on,
+        )
+
+    @classmethod
+    def of_version(cls, v: ConfigVersion) -> ConfigPublic:
+        """One version, as it was written."""
+        return cls(
+            version=v.version,
+            document=json.loads(v.document),
+            actor=v.actor,
+            reason=v.reason,
+            changed_at=v.at,
+        )
 
 
 class ConfigReplace(Model):
@@ -91,6 +116,21 @@ class ConfigVersionPublic(Model):
 
 class ConfigHistory(Model):
     items: list[ConfigVersionPublic]
+
+
+def history_of(versions: Sequence[ConfigVersion], limit: int) -> list[ConfigVersionPublic]:
+    """The newest ``limit`` of ``versions`` (oldest first, as ``hive.config.versions()``
+    gives them), newest first, each with what changed from the version before it. Give it
+    ``limit + 1`` versions (``versions(latest=limit + 1)``): the one before the oldest shown
+    is what that one is compared with."""
+    start = max(len(versions) - limit, 0)
+    before = json.loads(versions[start - 1].document) if start else None
+    items = []
+    for v in versions[start:]:
+        after = json.loads(v.document)
+        items.append(ConfigVersionPublic.of(v, before, after))
+        before = after
+    return items[::-1]
 
 
 def _at(document: dict[str, Any] | None, path: str) -> Any:

@@ -73,10 +73,10 @@ class ConfigCommands:
     def current(self) -> HiveConfig:
         return self.kernel.get(HiveConfig, CONFIG_ID)
 
-    def versions(self) -> list[ConfigVersion]:
-        """Every version, oldest first, from the log."""
+    def versions(self, *, latest: int | None = None) -> list[ConfigVersion]:
+        """Every version (only the ``latest`` ones, when given), oldest first, from the log."""
         out = []
-        for e in self.kernel.history(CONFIG_ID):
+        for e in self.kernel.history(CONFIG_ID, latest=latest):
             changed = list(getattr(e, "changed", []))
             out.append(
                 ConfigVersion(

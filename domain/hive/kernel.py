@@ -115,9 +115,12 @@ class Kernel:
             raise NotFound(f"no {kind.__name__.lower()} {aggregate_id}", id=aggregate_id)
         return found[aggregate_id]
 
-    def history(self, aggregate_id: UUID) -> list[Any]:
-        """Every event of one aggregate, oldest first, as the log has them."""
-        return list(self.log.events.get(aggregate_id))
+    def history(self, aggregate_id: UUID, *, latest: int | None = None) -> list[Any]:
+        """Every event of one aggregate (only the ``latest`` ones, when given), oldest
+        first, as the log has them."""
+        if latest is None:
+            return list(self.log.events.get(aggregate_id))
+        return list(self.log.events.get(aggregate_id, desc=True, limit=latest))[::-1]
 
     def observe(self, events: Iterable[tuple[int, Any]]) -> None:
         """Events seen in the log, in its order: the cache follows what other processes

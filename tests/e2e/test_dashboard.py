@@ -1,16 +1,19 @@
 """The dashboard in a real headless Chromium (Debian's, driven by Playwright) against a
-real `apiary serve`: sign in with a key, watch a task move through its states live."""
+real `apiary serve`: sign in with a key, watch a task move through its states live, and a
+config change (and its rollback) appear on the config page."""
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.harness import REPO, Hive, outage, start_bot
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -152,3 +155,73 @@ def test_schedules_and_dead_letters_appear_live(hive: Hive, browser: Any) -> Non
     page.wait_for_selector("#dead-letters td:has-text('undeliverable')", timeout=15_000)
     assert sent.json()["items"][0]["id"][:8] in page.inner_text("#dead-letters")
     page.screenshot(path=str(ARTIFACTS / "dashboard-messages.png"), full_page=True)
+
+
+def test_the_config_page_shows_a_change_and_its_rollback_live_admins_only(
+    make_hive: Callable[..., Hive], browser: Any
+) -> None:
+    pools = [{"name": "writers", "capabilities": ["writing"], "min_bots": 0, "max_bots": 3}]
+    hive = make_hive(APIARY_POOLS=json.dumps(pools)).start()
+    admin = hive.key("admin")
+    client = hive.client(admin)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, hive, admin)
+    # The overview's processes: this one, running everything and leading every loop.
+    page.wait_for_selector("#processes tr[data-role='all']", timeout=10_000)
+    assert "dispatcher" in page.inner_text("#processes tr[data-role='all']")
+    assert page.inner_text("#hive-checks tr[data-check='engine'] td:last-child") == "ok"
+
+    page.click("nav a[href='/dashboard/config']")
+    page.wait_for_selector("#knobs tr[data-knob='max_batch']")
+    page.wait_for_selector("#live.on", timeout=10_000)
+    assert page.inner_text("#knobs tr[data-knob='max_batch'] td:last-child") == "1000"
+    assert "writers" in page.inner_text("#pools")
+    first = client.get("/v1/config")
+    page.evaluate("window.sameDocument = true")
+
+    changed = client.patch(
+        "/v1/config",
+        json={"changes": {"max_batch": 10}, "reason": "smaller batches for the demo"},
+        headers={"If-Match": first.headers["ETag"]},
+    )
+    assert changed.status_code == 200, changed.text
+    new = changed.json()["version"]
+    page.wait_for_selector(f"#config-version[data-version='{new}']", timeout=10_000)
+    row = f"#history tr[data-version='{new}']"
+    assert "max_batch: 1000 -> 10" in page.inner_text(f"{row} li[data-path='max_batch']")
+    assert "smaller batches for the demo" in page.inner_text(row)
+    assert page.inner_text("#knobs tr[data-knob='max_batch'] td:last-child") == "10"
+
+    back = client.post(
+        "/v1/config/rollback",
+        json={"version": first.json()["version"], "reason": "the demo is over"},
+        headers={"If-Match": changed.headers["ETag"]},
+    )
+    assert back.status_code == 200, back.text
+    restored = f"#history tr[data-version='{new + 1}']"
+    page.wait_for_selector(f"{restored} [data-restores='{first.json()['version']}']")
+    assert "max_batch: 10 -> 1000" in page.inner_text(restored)
+    assert page.evaluate("window.sameDocument") is True  # live, not reloaded
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-config.png"), full_page=True)
+
+    # Every process applies the version in force; the overview shows which one each has.
+    wait_for(
+        lambda: (
+            {p["config_version"] for p in client.get("/v1/processes").json()["items"]} == {new + 1}
+        ),
+        what="the process on the rolled-back version",
+    )
+    page.goto(f"{hive.url}/dashboard")
+    page.wait_for_selector(f"#processes tr[data-role='all'] td[data-config='{new + 1}']")
+
+    # A client key signs in but is refused the config, on the page and its data.
+    other = browser.new_context()
+    refused = other.new_page()
+    sign_in(refused, hive, hive.key("client"))
+    refused.goto(f"{hive.url}/dashboard/config")
+    assert "Only an admin key" in refused.inner_text("#refused")
+    assert refused.query_selector("#knobs") is None
+    data = refused.request.get(f"{hive.url}/dashboard/data/config")
+    assert data.status == 403
+    other.close()

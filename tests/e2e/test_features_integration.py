@@ -344,13 +344,15 @@ class Dashboard:
 
     def settled(self) -> dict[str, Any]:
         """Every page's numbers, once every view has applied the whole log (the log must
-        not move meanwhile). Health checks are live state, not views: left out."""
+        not move meanwhile). Health checks and the processes are live state, not views:
+        left out."""
 
         def read() -> dict[str, Any] | None:
             end = log_end(self.hive.db_url)
             shown = {page: self.data(page) for page in self.PAGES}
             positions = shown["overview"].pop("positions")
             shown["overview"].pop("checks")
+            shown["overview"].pop("processes")
             caught_up = set(positions.values()) == {end} and log_end(self.hive.db_url) == end
             return shown if caught_up else None
 

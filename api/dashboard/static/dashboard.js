@@ -1,7 +1,9 @@
 "use strict";
 // Renders the page named by <body data-page> from /dashboard/data/..., and again whenever
 // /dashboard/stream says the views moved (coalesced: at most one fetch in flight). The
-// hive's mode comes with the overview's data and, as it changes, on the stream itself.
+// hive's mode comes with the overview's data and, as it changes, on the stream itself (the
+// overview then re-fetches: its processes explain the mode). A page this viewer may not
+// see (<body data-refused>, or data answering 403) says so and fetches nothing more.
 
 const body = document.body;
 const main = document.getElementById("main");
@@ -13,6 +15,13 @@ const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => (
 const state = (s) => `<span class="state ${esc(s)}" data-state="${esc(s)}">${esc(s)}</span>`;
 const time = (t) => (t ? esc(new Date(t).toLocaleTimeString()) : "");
 const short = (id) => esc(String(id ?? "").slice(0, 8));
+const when = (t) => (t ? esc(new Date(t).toLocaleString()) : "");
+const ok = (v) => (v === "ok" ? state("ready").replace(">ready<", ">ok<") : esc(v));
+const json = (v) => JSON.stringify(v ?? null);
+const clipped = (text, n = 160) => (text.length > n
+  ? `<span title="${esc(text)}">${esc(text.slice(0, n))}…</span>` : esc(text));
+const behind = (v, inForce) => (v != null && v < inForce
+  ? ` <span class="bad" title="the config in force is v${esc(inForce)}">behind</span>` : "");
 
 function bars(title, rows, color) {
   // rows: [[label, value]]; a horizontal bar chart in SVG.
@@ -75,7 +84,9 @@ function throughput(minutes) {
 }
 
 const failingList = (failing) => Object.entries(failing).map(([k, v]) => `${k}: ${v}`).join("; ");
+let modeShown = "";
 function showMode(m) {
+  modeShown = JSON.stringify(m);
   modeBadge.dataset.mode = m.mode;
   modeBadge.textContent = m.mode === "normal" ? "normal" : `degraded: ${failingList(m.failing)}`;
   modeBadge.title = `the hive's mode: ${modeBadge.textContent}`;
@@ -88,6 +99,25 @@ const modeCard = (m) => `<div class="card" id="mode-card"><h2>Mode</h2>
     Object.entries(m.failing).map(([k, v]) => `<tr data-check="${esc(k)}"><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join("")}</table>`
     : `<p class="muted">every check holds</p>`}</div>`;
 
+function processesCard(p) {
+  // Each live api/engine process, and the hive's checks drawn from them.
+  const rows = p.items.map((x) => {
+    const standby = x.runs.filter((loop) => !x.leads.includes(loop));
+    return `<tr data-process="${esc(x.id)}" data-role="${esc(x.role)}"><td><b>${esc(x.role)}</b></td>
+      <td>${esc(x.host)}</td><td class="mono">${esc(x.pid)}</td>
+      <td data-config="${esc(x.config_version)}">v${esc(x.config_version)}${behind(x.config_version, p.config_version)}</td>
+      <td>${esc(x.leads.join(", ")) || `<span class="muted">none</span>`}${standby.length
+        ? ` <span class="muted">(standby: ${esc(standby.join(", "))})</span>` : ""}</td>
+      <td>${time(x.started_at)}</td></tr>`;
+  }).join("");
+  const checks = Object.entries(p.checks).map(([k, v]) =>
+    `<tr data-check="${esc(k)}"><td>${esc(k)}</td><td>${ok(v)}</td></tr>`).join("");
+  return `<div class="card wide"><h2>Processes</h2><table id="processes">
+    <tr><th>role</th><th>host</th><th>pid</th><th>config</th><th>leads</th><th>started</th></tr>${rows ||
+      `<tr><td colspan=6 class=muted>no process reports itself</td></tr>`}</table>
+    <h2>Hive checks</h2><table id="hive-checks">${checks}</table></div>`;
+}
+
 const ORDER = ["pending", "assigned", "running", "succeeded", "failed", "cancelled"];
 
 const render = {
@@ -95,8 +125,8 @@ const render = {
     const states = ORDER.map((s) => [s, d.tasks_by_state[s] || 0]);
     const byType = {};
     for (const q of d.queue) byType[q.type] = (byType[q.type] || 0) + q.n;
-    const checks = Object.entries(d.checks).map(([k, v]) =>
-      `<tr><td>${esc(k)}</td><td>${v === "ok" ? state("ready").replace(">ready<", ">ok<") : esc(v)}</td></tr>`).join("");
+    const checks = Object.entries(d.checks).filter(([k]) => !(k in d.processes.checks))
+      .map(([k, v]) => `<tr><td>${esc(k)}</td><td>${ok(v)}</td></tr>`).join("");
     const fleet = d.fleet.map((f) =>
       `<tr><td>${state(f.state)}</td><td>${esc(f.version_label)}</td><td>${esc(f.n)}</td></tr>`).join("");
     const failures = d.recent_failures.map((f) =>
@@ -105,6 +135,7 @@ const render = {
     showMode(d.mode);
     return `<div class="cards">
       ${modeCard(d.mode)}
+      ${processesCard(d.processes)}
       ${bars("Tasks by state", states, "#2c6ebd")}
       ${bars("Queue depth by type (pending)", Object.entries(byType), "#d98e04")}
       ${throughput(d.stages.minutes)}
@@ -157,10 +188,12 @@ const render = {
         : esc(Math.round(b.success_rate * 100)) + "%"}</td>
       <td>${b.current_tasks.map((t) => `<a href="/dashboard/tasks/${esc(t)}">${short(t)}</a>`).join(" ")}</td>
       <td>${esc(b.capabilities.join(", "))}</td><td>${esc(b.version)}</td>
+      <td data-config="${esc(b.config_version ?? "")}">${b.config_version == null ? "<span class=muted>not said</span>"
+        : `v${esc(b.config_version)}${behind(b.config_version, d.config_version)}`}</td>
       <td class="muted">${esc(b.state_reason ?? "")}</td></tr>`).join("");
     return `<table id="bots"><tr><th>bot</th><th>state</th><th>pool</th><th>load</th>
-      <th>success</th><th>current tasks</th><th>capabilities</th><th>version</th><th>why</th></tr>${rows ||
-      `<tr><td colspan=9 class=muted>no live bots</td></tr>`}</table>`;
+      <th>success</th><th>current tasks</th><th>capabilities</th><th>version</th><th>config</th><th>why</th></tr>${rows ||
+      `<tr><td colspan=10 class=muted>no live bots</td></tr>`}</table>`;
   },
   async schedules(d) {
     const runs = (r) => ORDER.filter((s) => r[s]).map((s) => `${state(s)} ${esc(r[s])}`).join(" ");
@@ -182,7 +215,46 @@ const render = {
       <tr><th>message</th><th>to</th><th>from</th><th>conversation</th><th>why</th><th>sent</th></tr>${dead ||
         `<tr><td colspan=6 class=muted>none</td></tr>`}</table></div></div>`;
   },
+  async config(d) {
+    const c = d.current;
+    return `<h1>Config <span id="config-version" data-version="${esc(c.version)}">v${esc(c.version)}</span></h1>
+      <p>in force since ${when(c.changed_at)} · by <b>${esc(c.actor)}</b> · why: ${esc(c.reason)}</p>
+      <p class="muted">Read-only here: change it with <code>apiary config set</code> or
+        <code>PATCH /v1/config</code> (If-Match: the version).</p>
+      <div class="cards"><div class="card"><h2>Knobs</h2>${knobsTable(c.document)}</div>
+        <div class="card"><h2>Pools</h2>${poolsTable(c.document.pools || [])}</div></div>
+      <h2>History (newest first${d.more ? `; the latest ${esc(d.history.length)}` : ""})</h2>
+      <table id="history"><tr><th>version</th><th>by</th><th>when</th><th>why</th><th>changes</th></tr>${
+        d.history.map(versionRow).join("")}</table>`;
+  },
 };
+
+function knobsTable(doc) {
+  // Every knob but the pools, by name, with its value as JSON.
+  const rows = Object.entries(doc).filter(([k]) => k !== "pools").map(([k, v]) =>
+    `<tr data-knob="${esc(k)}"><td class="mono">${esc(k)}</td><td class="mono">${clipped(json(v))}</td></tr>`).join("");
+  return `<table id="knobs"><tr><th>knob</th><th>value</th></tr>${rows}</table>`;
+}
+
+function poolsTable(pools) {
+  // One column per pool, one row per field: a handful of pools stay readable.
+  if (!pools.length) return `<p class="muted" id="pools">no pools</p>`;
+  const fields = [...new Set(pools.flatMap((p) => Object.keys(p)))].filter((f) => f !== "name");
+  const cell = (v) => (v == null ? `<span class="muted">none</span>` : esc(Array.isArray(v) ? v.join(", ") : v));
+  return `<table id="pools"><tr><th>pool</th>${pools.map((p) => `<th>${esc(p.name)}</th>`).join("")}</tr>${
+    fields.map((f) => `<tr><td class="mono">${esc(f)}</td>${pools.map((p) => `<td class="mono">${cell(p[f])}</td>`).join("")}</tr>`).join("")}</table>`;
+}
+
+function versionRow(v) {
+  // A version: who, when, why, and each change as `path: before -> after`.
+  const changes = v.version === 1 ? `<li class="muted">the first version</li>`
+    : v.changes.map((c) => `<li class="mono" data-path="${esc(c.path)}">${
+      clipped(`${c.path}: ${json(c.before)} -> ${json(c.after)}`)}</li>`).join("");
+  return `<tr data-version="${esc(v.version)}"><td>v${esc(v.version)}</td><td>${esc(v.actor)}</td>
+    <td>${when(v.at)}</td><td>${esc(v.reason)}</td><td>${v.restores == null ? ""
+      : `<span class="state" data-restores="${esc(v.restores)}">restores v${esc(v.restores)}</span>`}
+    <ul class="changes">${changes}</ul></td></tr>`;
+}
 
 function dataUrl() {
   const page = body.dataset.page;
@@ -191,14 +263,18 @@ function dataUrl() {
   return `/dashboard/data/${page}`;
 }
 
-let inFlight = false, again = false;
+let inFlight = false, again = false, refused = "refused" in body.dataset;
 async function refresh() {
+  if (refused) return;
   if (inFlight) { again = true; return; }
   inFlight = true;
   try {
     const r = await fetch(dataUrl(), {headers: {accept: "application/json"}});
     if (r.status === 401) { location.href = "/dashboard/login"; return; }
-    if (r.ok) main.innerHTML = await render[body.dataset.page](await r.json());
+    if (r.status === 403) {
+      refused = true;
+      main.innerHTML = `<p id="refused" class="bad">${esc((await r.json()).detail)}</p>`;
+    } else if (r.ok) main.innerHTML = await render[body.dataset.page](await r.json());
     body.dataset.rendered = String(Number(body.dataset.rendered || 0) + 1);
   } finally {
     inFlight = false;
@@ -210,5 +286,9 @@ const source = new EventSource("/dashboard/stream");
 source.onopen = () => { live.className = "live on"; };
 source.onerror = () => { live.className = "live off"; };
 source.addEventListener("views", refresh);
-source.addEventListener("mode", (e) => showMode(JSON.parse(e.data)));
+source.addEventListener("mode", (e) => {
+  const before = modeShown;
+  showMode(JSON.parse(e.data));
+  if (before && before !== modeShown && body.dataset.page === "overview") refresh();
+});
 refresh();

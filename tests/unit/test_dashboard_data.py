@@ -1,0 +1,250 @@
+"""The dashboard's data, through ``create_app`` with a real Hive (in memory): the config
+page's (admin keys only: 403 for any other, and its page says so), the processes on the
+overview, each bot's config version; and a config change reaching the pages' stream."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, datetime
+from typing import Any, cast
+from uuid import uuid4
+
+import orjson
+import pytest
+from psycopg_pool import ConnectionPool
+
+from api.dashboard.routes import CONFIG_VERSIONS_SHOWN
+from api.dashboard.stream import ViewBroadcast
+from projections.positions import ViewPositions
+from projections.rows import BotRow
+from runtime.config import Knobs
+from store.processes import ProcessRow
+from tests.unit.test_api_contract import (
+    ROOT,
+    World,
+    assert_problem,
+    register,
+)
+
+STARTED = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def seeded(world: World) -> World:
+    """The world with its first config version, as the first process seeds it."""
+    world.hive.config.seed(Knobs().document(), "seeded from the environment", ROOT)
+    return world
+
+
+def sign_in(world: World, who: str) -> None:
+    world.client.cookies.clear()
+    r = world.client.post("/dashboard/session", json={"key": world.tokens[who]})
+    assert r.status_code == 200, r.text
+
+
+def change(world: World, reason: str, **knobs: Any) -> int:
+    current = world.hive.config.current()
+    document = Knobs.parse(current.document).with_changes(knobs).document()
+    world.hive.config.change(document, current.version, reason, ROOT)
+    return current.version + 1
+
+
+def config_data(world: World) -> dict[str, Any]:
+    r = world.client.get("/dashboard/data/config")
+    assert r.status_code == 200, r.text
+    return cast(dict[str, Any], r.json())
+
+
+# -- the config -----------------------------------------------------------------------
+
+
+def test_an_admin_sees_the_version_in_force_every_knob_and_the_history(seeded: World) -> None:
+    world = seeded
+    pool = {"name": "coders", "capabilities": ["code"], "max_bots": 2}
+    change(world, "smaller batches", max_batch=10)
+    change(world, "a pool for code", pools=[pool])
+    world.hive.config.rollback(2, 3, "back to no pool", ROOT)
+    sign_in(world, "admin")
+
+    data = config_data(world)
+    current = data["current"]
+    assert (current["version"], current["actor"], current["reason"]) == (
+        4,
+        "setup",
+        "back to no pool",
+    )
+    assert current["changed_at"]
+    assert set(current["document"]) == set(Knobs.model_fields)  # every knob, by name
+    assert current["document"]["max_batch"] == 10
+    assert [v["version"] for v in data["history"]] == [4, 3, 2, 1]  # newest first
+    assert data["more"] is False
+    rollback, pooled, smaller, first = data["history"]
+    assert rollback["restores"] == 2
+    assert [c["path"] for c in rollback["changes"]] == ["pools"]
+    assert pooled["changes"][0]["after"][0]["name"] == "coders"
+    assert smaller == {
+        "version": 2,
+        "actor": "setup",
+        "reason": "smaller batches",
+        "at": smaller["at"],
+        "restores": None,
+        "changes": [{"path": "max_batch", "before": 1000, "after": 10}],
+    }
+    assert first["restores"] is None and first["reason"] == "seeded from the environment"
+    # The same numbers as the API's own history.
+    api = world.client.get("/v1/config/history", headers=world.auth("admin")).json()["items"]
+    assert api == data["history"]
+
+
+def test_the_history_shows_the_latest_versions_each_against_the_one_before(
+    seeded: World,
+) -> None:
+    world = seeded
+    for n in range(CONFIG_VERSIONS_SHOWN + 4):
+        change(world, f"batch {n}", max_batch=n + 1)
+    sign_in(world, "admin")
+
+    data = config_data(world)
+    shown = [v["version"] for v in data["history"]]
+    newest = CONFIG_VERSIONS_SHOWN + 5
+    assert shown == list(range(newest, newest - CONFIG_VERSIONS_SHOWN, -1))
+    assert data["more"] is True
+    oldest = data["history"][-1]  # compared with the version before it, not shown
+    assert oldest["changes"] == [{"path": "max_batch", "before": 4, "after": 5}]
+    api = world.client.get("/v1/config/history?limit=2", headers=world.auth("admin")).json()
+    assert [v["version"] for v in api["items"]] == [newest, newest - 1]
+    assert api["items"][-1]["changes"][0]["before"] == newest - 3
+
+
+@pytest.mark.parametrize("who", ["client", "enrol", "bot"])
+def test_any_other_key_is_refused_the_config(seeded: World, who: str) -> None:
+    world = seeded
+    if who == "bot":
+        register(world, "bot")  # a bot's own key
+    sign_in(world, who)
+
+    body = assert_problem(world.client.get("/dashboard/data/config"), 403, "forbidden")
+    assert "admin key" in body["detail"]
+    assert "max_batch" not in str(body)
+    page = world.client.get("/dashboard/config")
+    assert page.status_code == 403
+    assert 'id="refused"' in page.text and "Only an admin key may see this" in page.text
+    assert "data-refused" in page.text  # the script fetches nothing
+    assert "max_batch" not in page.text
+
+
+def test_no_config_version_yet_is_404(world: World) -> None:
+    sign_in(world, "admin")
+    assert_problem(world.client.get("/dashboard/data/config"), 404, "not-found")
+
+
+def test_the_config_page_needs_a_key(seeded: World) -> None:
+    assert seeded.client.get("/dashboard/data/config").status_code == 401
+    page = seeded.client.get("/dashboard/config", follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"] == "/dashboard/login"
+
+
+def test_an_admin_gets_the_page_and_every_page_links_it(seeded: World) -> None:
+    sign_in(seeded, "admin")
+    page = seeded.client.get("/dashboard/config")
+    assert page.status_code == 200
+    assert 'data-page="config"' in page.text and "data-refused" not in page.text
+    sign_in(seeded, "client")
+    assert 'href="/dashboard/config"' in seeded.client.get("/dashboard/bots").text
+
+
+# -- processes and bots ---------------------------------------------------------------
+
+
+class OneProcess:
+    def __init__(self, *rows: ProcessRow) -> None:
+        self.rows = list(rows)
+
+    def live(self) -> list[ProcessRow]:
+        return self.rows
+
+
+class NoDashboardReads:
+    def overview(self) -> dict[str, Any]:
+        return {"tasks_by_state": {}, "queue": [], "fleet": [], "recent_failures": []}
+
+    def bot_details(self) -> dict[Any, dict[str, Any]]:
+        return {}
+
+
+def process(role: str, runs: list[str], leads: list[str], version: int) -> ProcessRow:
+    return ProcessRow(uuid4(), role, "hive-1", 4242, STARTED, STARTED, version, runs, leads)
+
+
+def test_the_overview_shows_each_process_and_the_hive_checks(world: World) -> None:
+    loops = ["dispatcher", "reaper"]
+    world.container.dashboard = NoDashboardReads()
+    world.container.processes = OneProcess(
+        process("api", [], [], 3), process("engine", loops, ["dispatcher"], 2)
+    )
+    world.container.config_version = lambda: 3
+    sign_in(world, "client")
+
+    r = world.client.get("/dashboard/data/overview")
+    assert r.status_code == 200, r.text
+    processes = r.json()["processes"]
+    assert [(p["role"], p["config_version"], p["leads"]) for p in processes["items"]] == [
+        ("api", 3, []),
+        ("engine", 2, ["dispatcher"]),
+    ]
+    assert processes["items"][1]["runs"] == loops
+    assert processes["checks"] == {
+        "engine": "ok",
+        "leader:dispatcher": "ok",
+        "leader:reaper": "no leader",
+    }
+    assert processes["config_version"] == 3
+
+
+def test_the_bots_page_shows_each_bots_config_version(world: World) -> None:
+    said, silent = register(world, "said")[0], register(world, "silent")[0]
+    fleet = world.container.fleet
+
+    class Said:
+        def list(self) -> list[BotRow]:
+            return [
+                dataclasses.replace(b, config_version=2) if str(b.bot_id) == said else b
+                for b in fleet.list()
+            ]
+
+    world.container.fleet = cast(Any, Said())
+    world.container.dashboard = NoDashboardReads()
+    world.container.config_version = lambda: 3
+    sign_in(world, "client")
+
+    data = world.client.get("/dashboard/data/bots").json()
+    assert {b["id"]: b["config_version"] for b in data["items"]} == {said: 2, silent: None}
+    assert data["config_version"] == 3
+
+
+# -- live -----------------------------------------------------------------------------
+
+
+def test_a_config_view_notification_reaches_the_pages_stream() -> None:
+    """The config view's runner publishes ``config:<position>`` on ``apiary_views`` like
+    every view's; the positions' listener passes every view's on to the broadcast, which
+    tells each stream (the config page re-fetches on it)."""
+
+    async def scenario() -> list[bytes]:
+        broadcast = ViewBroadcast()
+        positions = ViewPositions(cast(ConnectionPool[Any], None), "", ("tasks",))
+        positions.listeners.append(broadcast.heard)
+        closing = asyncio.Event()
+        stream = broadcast.events(closing)
+        chunks = [await anext(stream)]  # retry
+        positions._heard("config:42")
+        chunks.append(await anext(stream))
+        closing.set()
+        await stream.aclose()
+        return chunks
+
+    _, heard = asyncio.run(scenario())
+    kind, data = heard.decode().strip().split("\n")
+    assert kind == "event: views"
+    assert orjson.loads(data.removeprefix("data: ")) == {"config": 42}
