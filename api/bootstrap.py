@@ -304,6 +304,7 @@ class Node:
         self.messages.visibility_s = knobs.message_visibility_s
         self.claims.config_changed()  # waiting bots hear of it now
         self._beat_now.set()  # and the hive hears this process applied it
+        self.log.resize(knobs.projection_page)
         for runner in self.runners:
             runner.page_size = knobs.projection_page
         if self.scaler is not None:

@@ -42,7 +42,8 @@ class Pages(Protocol):
     """What a follower of the log reads from: a ``LogFollower`` of its own, or its share of
     a process's ``SharedLog`` (used as a context manager while following)."""
 
-    page_size: int
+    @property
+    def page_size(self) -> int: ...
 
     def __enter__(self) -> object: ...
 

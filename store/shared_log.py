@@ -54,6 +54,12 @@ class SharedLog:
         self._read_news = -1  # the wake-ups heard when the head was last read
         self._read_at = 0.0  # time.monotonic() of that read
 
+    def resize(self, page_size: int) -> None:
+        """Pages of ``page_size`` from now on (a change of the runtime configuration); the
+        window follows (eight pages)."""
+        with self._lock:
+            self.page_size, self.window = page_size, 8 * page_size
+
     def follower(self, topics: Sequence[str] = (), *, settle_s: float = 0.0) -> SharedFollower:
         """A follower of ``topics`` (every topic when empty), served from this log."""
         follower = SharedFollower(self, topics, settle_s)
@@ -157,9 +163,12 @@ class SharedFollower:
         self.log = log
         self.topics = frozenset(topics)
         self.settle_s = settle_s
-        self.page_size = log.page_size
         self.event = threading.Event()  # set by wake-ups and by stretches read for others
         self._pace = threading.Event()  # never set: waiting on it is a pacing interval
+
+    @property
+    def page_size(self) -> int:
+        return self.log.page_size
 
     def __enter__(self) -> SharedFollower:
         self.log._enter()

@@ -25,11 +25,13 @@ from api.settings import Settings
 from domain.cause import Cause
 from domain.hive import TaskSpec
 from store.database import database_url
+from tests.bench.config_propagation import config_propagation
 from tests.bench.dashboard import bench_dashboard
 from tests.bench.dashboard_stream import push_latency
 from tests.bench.messaging import message_latency
 from tests.bench.pg import pgbench_insert_tps
 from tests.bench.scaling import bench_scaling
+from tests.bench.soak import soak
 from tests.bench.stats import summary_ms
 from tests.e2e.harness import Hive, start_bot, task
 from tests.pg import create_database, drop_database, unique_database_name
@@ -200,6 +202,9 @@ def main() -> int:
     ap.add_argument("--scaling-trials", type=int, default=5)
     ap.add_argument("--dashboard-tasks", type=int, default=1_000_000)
     ap.add_argument("--push-samples", type=int, default=50)
+    ap.add_argument("--config-changes", type=int, default=20)
+    ap.add_argument("--soak-tasks", type=int, default=200_000)
+    ap.add_argument("--soak-rate", type=float, default=800.0, help="tasks/s into the soak")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = ap.parse_args()
     with database_url(os.environ, (REPO / ".apiary").resolve()) as server:
@@ -248,6 +253,30 @@ def main() -> int:
                 print(sc, flush=True)
             finally:
                 drop_database(server, scaling_db)
+            print("config propagation ...", flush=True)
+            cfg_db = unique_database_name("apiary_bench_config")
+            cfg_url = create_database(server, cfg_db)
+            try:
+                migrate(cfg_url)
+                cfg = config_propagation(cfg_url, home / "config", args.config_changes)
+                print(cfg, flush=True)
+            finally:
+                drop_database(server, cfg_db)
+            print("soak ...", flush=True)
+            soak_db = unique_database_name("apiary_bench_soak")
+            soak_url = create_database(server, soak_db)
+            try:
+                migrate(soak_url)
+                soaked = Hive(
+                    db_url=soak_url, home=home / "soak", settings={"APIARY_LOG_LEVEL": "WARNING"}
+                ).start()
+                try:
+                    memory = soak(soaked, args.soak_tasks, args.soak_rate)
+                finally:
+                    soaked.stop()
+                print({k: v for k, v in memory.items() if k != "trace_mb"}, flush=True)
+            finally:
+                drop_database(server, soak_db)
             print("dashboard ...", flush=True)
             dash_db = unique_database_name("apiary_bench_dashboard")
             dash_url = create_database(server, dash_db)
@@ -261,7 +290,22 @@ def main() -> int:
             drop_database(server, name)
             shutil.rmtree(home, ignore_errors=True)
     report = render(
-        machine(), pg_version, raw1, raw4, app1, app100, d, lat, msg, rerun, sc, dash, push, args
+        machine(),
+        pg_version,
+        raw1,
+        raw4,
+        app1,
+        app100,
+        d,
+        lat,
+        msg,
+        rerun,
+        sc,
+        dash,
+        push,
+        cfg,
+        memory,
+        args,
     )
     args.out.write_text(report)
     print(report)
@@ -282,6 +326,8 @@ def render(
     sc: dict[str, Any],
     dash: dict[str, Any],
     push: dict[str, Any],
+    cfg: dict[str, Any],
+    memory: dict[str, Any],
     args: argparse.Namespace,
 ) -> str:
     pages = "\n".join(
@@ -294,7 +340,8 @@ def render(
 Produced by `make bench` (`python -m tests.bench --tasks {args.tasks} --bots {args.bots}
 --concurrency {args.concurrency} --latency-samples {args.latency_samples}
 --scaling-trials {args.scaling_trials} --dashboard-tasks {args.dashboard_tasks}
---push-samples {args.push_samples}`) on
+--push-samples {args.push_samples} --config-changes {args.config_changes}
+--soak-tasks {args.soak_tasks} --soak-rate {args.soak_rate:g}`) on
 {datetime.now(UTC):%Y-%m-%d}. Machine: {machine}; PostgreSQL {pg}. The hive ran as one
 `apiary serve` process; bots were separate `apiary bot` processes on the same machine.
 Shared, noisy machines: compare ratios within one run, not absolute numbers across runs.
@@ -346,6 +393,31 @@ task's (the page re-fetches on that event), on the client's clock ({push["count"
 | measured | p50 / p95 / max | floor |
 |---|---|---|
 | submit -> SSE push | {push["p50"]} / {push["p95"]} / {push["max"]} ms | <= 1,000 ms |
+
+## The runtime configuration
+
+Two `apiary serve --role api` processes, one `--role engine`, four `apiary bot` processes
+(two on each API process); {cfg["changes"]} changes (`PATCH /v1/config`), each timed from its
+answer until every process's liveness row and every bot's lease say the new version
+(watched in the database).
+
+| measured | p50 / p95 / p99 | max | floor |
+|---|---|---|---|
+| config change -> every process and bot reports it | {cfg["p50"]} / {cfg["p95"]} / {cfg["p99"]} ms | {cfg["max_ms"]} ms | <= 1,000 ms |
+
+## Memory
+
+`apiary serve` (one process) with 4 bots, {memory["tasks"]:,} no-op tasks submitted at
+{args.soak_rate:g} tasks/s in batches of 500 ({memory["took_s"]} s); serve's resident set
+size sampled every second. Default budgets: aggregate cache 64 MB, decoded events 32 MB.
+
+| measured | figure | floor |
+|---|---|---|
+| serve's RSS: first sample / at half the tasks / end | {memory["rss_first_mb"]} / {memory["rss_half_mb"]} / {memory["rss_end_mb"]} MB | |
+| serve's RSS over the last half: min / max | {memory["rss_last_half_min_mb"]} / {memory["rss_last_half_max_mb"]} MB | |
+| the last half's largest distance from its start | {memory["last_half_spread"]:.1%} | <= 10% |
+
+RSS over the run (seconds, tasks submitted, MB): {", ".join(f"{t}s {n:,} {r}" for t, n, r in memory["trace_mb"])}.
 """
 
 

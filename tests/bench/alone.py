@@ -19,25 +19,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run_alone(name: str, measure: Callable[[Hive], Any]) -> int:
-    with database_url(os.environ, (REPO / ".apiary").resolve()) as server:
-        db = unique_database_name(f"apiary_bench_{name}")
-        url = create_database(server, db)
-        home = Path(tempfile.mkdtemp(prefix=f"apiary-bench-{name}-"))
+    def on_a_hive(url: str, home: Path) -> Any:
+        hive = Hive(db_url=url, home=home, settings={"APIARY_LOG_LEVEL": "WARNING"}).start()
         try:
-            migrate(url)
-            hive = Hive(db_url=url, home=home, settings={"APIARY_LOG_LEVEL": "WARNING"}).start()
-            try:
-                print(measure(hive), flush=True)
-            finally:
-                hive.stop()
+            return measure(hive)
         finally:
-            drop_database(server, db)
-            shutil.rmtree(home, ignore_errors=True)
-    return 0
+            hive.stop()
+
+    return run_in_database(name, on_a_hive)
 
 
 def run_in_database(name: str, measure: Callable[[str, Path], Any]) -> int:
-    """As ``run_alone``, for a measurement that starts its own processes on the database."""
+    """A fresh migrated database and a home; ``measure(url, home)`` starts what it needs."""
     with database_url(os.environ, (REPO / ".apiary").resolve()) as server:
         db = unique_database_name(f"apiary_bench_{name}")
         url = create_database(server, db)

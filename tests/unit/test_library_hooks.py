@@ -51,7 +51,7 @@ def _library_private_names() -> set[str]:
     return {n for n in names if n.startswith("_") and not n.startswith("__")} - NAMED_TUPLE
 
 
-def _submitted() -> Task:
+def _submitted(*, collected: bool = True) -> Task:
     task = Task.submit(
         task_id=uuid4(),
         type="code",
@@ -62,7 +62,8 @@ def _submitted() -> Task:
         cause=CAUSE,
         at=AT,
     )
-    task.collect_events()
+    if collected:
+        task.collect_events()
     return task
 
 
@@ -82,16 +83,7 @@ def test_no_module_reaches_into_the_library_privately() -> None:
 
 
 def test_create_makes_a_new_aggregate_at_version_one_with_its_created_event() -> None:
-    task = Task.submit(
-        task_id=uuid4(),
-        type="code",
-        priority=5,
-        capabilities=None,
-        payload="{}",
-        idempotency_key=None,
-        cause=CAUSE,
-        at=AT,
-    )
+    task = _submitted(collected=False)
     assert task.version == 1
     (created,) = task.collect_events()
     assert isinstance(created, Task.Submitted)
