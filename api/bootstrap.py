@@ -73,7 +73,7 @@ log = logging.getLogger(__name__)
 ROLES = ("all", "api", "engine")
 MB = 1024 * 1024
 MIGRATIONS: list[Migration] = sorted(
-    (m for f in FEATURES for m in f.migrations), key=lambda m: m.version
+    (m for f in FEATURES for m in f.migrations()), key=lambda m: m.version
 )
 
 

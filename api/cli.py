@@ -78,8 +78,12 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_projections_rebuild(args: argparse.Namespace, settings: Settings) -> int:
-    from api.bootstrap import rebuild_views
+    from api.bootstrap import rebuild_views, views
 
+    names = [v.name for v in views(settings)]
+    if args.view not in (*names, "all"):
+        print(f"apiary projections rebuild: no view {args.view!r} ({', '.join(names)})")
+        return 2
     with database(settings) as url:
         for name, position in rebuild_views(url, settings, args.view).items():
             print(f"view {name} rebuilt up to position {position}")
@@ -170,10 +174,9 @@ def parser() -> argparse.ArgumentParser:
     rebuild = add(
         "rebuild", "Drop views and replay them from the log.", cmd_projections_rebuild, proj_sub
     )
-    from api.bootstrap import views
     from api.features.catalog import FEATURES
 
-    rebuild.add_argument("--view", choices=(*(v.name for v in views()), "all"), default="all")
+    rebuild.add_argument("--view", default="all", help="a view's name (default: all of them)")
     for feature in FEATURES:
         if feature.cli is not None:
             feature.cli(sub)

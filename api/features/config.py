@@ -12,24 +12,38 @@ import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from api.config_cli import add_config_commands
-from api.features import Feature, include
-from api.routes import config
-from projections.config_view import CONFIG_MIGRATIONS, ConfigView
-from projections.runner import View
+from api.features import Feature
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from api.settings import Settings
+    from projections.runner import View
+    from store.migrations import Migration
+
+
+def migrations() -> Sequence[Migration]:
+    from projections.config_view import CONFIG_MIGRATIONS
+
+    return CONFIG_MIGRATIONS
 
 
 def views(settings: Settings) -> Sequence[View]:
+    from projections.config_view import ConfigView
+
     return [ConfigView()]
 
 
+def routes(app: FastAPI) -> None:
+    from api.routes import config
+
+    app.include_router(config.router)
+
+
 def cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from api.config_cli import add_config_commands
+
     add_config_commands(sub)
 
 
-FEATURE = Feature(
-    "config", migrations=CONFIG_MIGRATIONS, views=views, routes=include(config.router), cli=cli
-)
+FEATURE = Feature("config", migrations=migrations, views=views, routes=routes, cli=cli)

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from api.dashboard import routes
+from typing import TYPE_CHECKING
+
 from api.features import Feature
 
-FEATURE = Feature("dashboard", routes=routes.install)
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+
+def routes(app: FastAPI) -> None:
+    from api.dashboard import routes
+
+    routes.install(app)
+
+
+FEATURE = Feature("dashboard", routes=routes)

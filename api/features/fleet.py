@@ -5,24 +5,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from api.features import Feature, include
-from api.routes import bots
-from projections.fleet_view import FleetView
-from projections.runner import View
-from runtime.config import Knobs
-from runtime.loops import Loop
-from runtime.reaper import LeaseReaper
+from api.features import Feature
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from api.bootstrap import Node
     from api.settings import Settings
+    from projections.runner import View
+    from runtime.config import Knobs
+    from runtime.loops import Loop
 
 
 def views(settings: Settings) -> Sequence[View]:
+    from projections.fleet_view import FleetView
+
     return [FleetView()]
 
 
 def loops(node: Node) -> Sequence[Loop]:
+    from runtime.loops import Loop
+    from runtime.reaper import LeaseReaper
+
     knobs = node.config.knobs
     reaper = LeaseReaper(node.hive, node.index, node.liveness, grace_s=knobs.bot_lease_ttl_s)
     loop = Loop("reaper", reaper.run_once, knobs.reaper_interval_s)
@@ -34,4 +38,10 @@ def loops(node: Node) -> Sequence[Loop]:
     return [loop]
 
 
-FEATURE = Feature("fleet", views=views, loops=loops, routes=include(bots.router))
+def routes(app: FastAPI) -> None:
+    from api.routes import bots
+
+    app.include_router(bots.router)
+
+
+FEATURE = Feature("fleet", views=views, loops=loops, routes=routes)

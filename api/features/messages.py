@@ -6,23 +6,33 @@ import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from api.features import Feature, include
-from api.message_cli import add_message_commands, cmd_message
-from api.routes import messages
-from projections.messages_view import MESSAGE_MIGRATIONS, MessagesView
-from projections.runner import View
-from runtime.loops import Loop
+from api.features import Feature
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from api.bootstrap import Node
     from api.settings import Settings
+    from projections.runner import View
+    from runtime.loops import Loop
+    from store.migrations import Migration
+
+
+def migrations() -> Sequence[Migration]:
+    from projections.messages_view import MESSAGE_MIGRATIONS
+
+    return MESSAGE_MIGRATIONS
 
 
 def views(settings: Settings) -> Sequence[View]:
+    from projections.messages_view import MessagesView
+
     return [MessagesView()]
 
 
 def loops(node: Node) -> Sequence[Loop]:
+    from runtime.loops import Loop
+
     postman = node.postman
     node.mailbox.listeners.append(lambda _: postman.wake.set())
     # Not on every task event: only a bot coming or going changes who may get mail.
@@ -38,15 +48,18 @@ def loops(node: Node) -> Sequence[Loop]:
     ]
 
 
+def routes(app: FastAPI) -> None:
+    from api.routes import messages
+
+    app.include_router(messages.router)
+
+
 def cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from api.message_cli import add_message_commands, cmd_message
+
     add_message_commands(sub, cmd_message)
 
 
 FEATURE = Feature(
-    "messages",
-    migrations=MESSAGE_MIGRATIONS,
-    views=views,
-    loops=loops,
-    routes=include(messages.router),
-    cli=cli,
+    "messages", migrations=migrations, views=views, loops=loops, routes=routes, cli=cli
 )

@@ -6,17 +6,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from api.features import Feature, include
-from api.routes import pools
-from projections.runner import View
-from projections.scaling_view import ScalingView
+from api.features import Feature
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from api.settings import Settings
+    from projections.runner import View
 
 
 def views(settings: Settings) -> Sequence[View]:
+    from projections.scaling_view import ScalingView
+
     return [ScalingView()]
 
 
-FEATURE = Feature("scaling", views=views, routes=include(pools.router))
+def routes(app: FastAPI) -> None:
+    from api.routes import pools
+
+    app.include_router(pools.router)
+
+
+FEATURE = Feature("scaling", views=views, routes=routes)

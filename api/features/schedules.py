@@ -6,25 +6,28 @@ import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from api.features import Feature, include
-from api.routes import schedules
-from api.schedule_cli import add_schedule_commands, cmd_schedule
-from projections.runner import View
-from projections.schedule_reads import ScheduleReads
-from projections.schedules_view import SchedulesView
-from runtime.loops import Loop
-from runtime.scheduler import Scheduler
+from api.features import Feature
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from api.bootstrap import Node
     from api.settings import Settings
+    from projections.runner import View
+    from runtime.loops import Loop
 
 
 def views(settings: Settings) -> Sequence[View]:
+    from projections.schedules_view import SchedulesView
+
     return [SchedulesView()]
 
 
 def loops(node: Node) -> Sequence[Loop]:
+    from projections.schedule_reads import ScheduleReads
+    from runtime.loops import Loop
+    from runtime.scheduler import Scheduler
+
     scheduler = Scheduler(
         node.hive, node.index, ScheduleReads(node.pool).timetable, clock=node.clock
     )
@@ -39,8 +42,16 @@ def loops(node: Node) -> Sequence[Loop]:
     ]
 
 
+def routes(app: FastAPI) -> None:
+    from api.routes import schedules
+
+    app.include_router(schedules.router)
+
+
 def cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from api.schedule_cli import add_schedule_commands, cmd_schedule
+
     add_schedule_commands(sub, cmd_schedule)
 
 
-FEATURE = Feature("schedules", views=views, loops=loops, routes=include(schedules.router), cli=cli)
+FEATURE = Feature("schedules", views=views, loops=loops, routes=routes, cli=cli)

@@ -5,28 +5,38 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from api.features import Feature, include
-from api.routes import tasks
-from projections.performance_view import ALPHA_MIGRATIONS, PerformanceView
-from projections.runner import View
-from projections.stage_view import StageView
-from projections.tasks_view import TasksView
-from runtime.config import Knobs
-from runtime.dispatcher import Dispatcher
-from runtime.loops import Loop
+from api.features import Feature
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from api.bootstrap import Node
     from api.settings import Settings
+    from projections.runner import View
+    from runtime.config import Knobs
+    from runtime.loops import Loop
+    from store.migrations import Migration
+
+
+def migrations() -> Sequence[Migration]:
+    from projections.performance_view import ALPHA_MIGRATIONS
+
+    return ALPHA_MIGRATIONS
 
 
 def views(settings: Settings) -> Sequence[View]:
-    # Outcomes logged before the first config version count with the environment's alpha,
-    # as in the engine's copy (``Node.performance``); later ones with the version in force.
+    from projections.performance_view import PerformanceView
+    from projections.stage_view import StageView
+    from projections.tasks_view import TasksView
+
+    # Before the first config version the seeding environment's alpha: as the engine's copy.
     return [TasksView(), PerformanceView(settings.routing_alpha), StageView()]
 
 
 def loops(node: Node) -> Sequence[Loop]:
+    from runtime.dispatcher import Dispatcher
+    from runtime.loops import Loop
+
     dispatcher = Dispatcher(node.hive, node.index, node.performance)
 
     def configure(knobs: Knobs) -> None:
@@ -48,10 +58,10 @@ def loops(node: Node) -> Sequence[Loop]:
     ]
 
 
-FEATURE = Feature(
-    "tasks",
-    migrations=ALPHA_MIGRATIONS,
-    views=views,
-    loops=loops,
-    routes=include(tasks.router),
-)
+def routes(app: FastAPI) -> None:
+    from api.routes import tasks
+
+    app.include_router(tasks.router)
+
+
+FEATURE = Feature("tasks", migrations=migrations, views=views, loops=loops, routes=routes)
