@@ -18,6 +18,7 @@ class exists that a model neither handles nor ignores.
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
@@ -26,7 +27,7 @@ import psycopg
 from store.follower import Pages
 
 
-class LiveModel:
+class LiveModel(ABC):
     """Subclasses set ``name``, ``topics``, ``handles`` and ``ignores`` and implement
     ``fill`` (fill from the view; return its position) and ``apply``."""
 
@@ -45,11 +46,13 @@ class LiveModel:
             self.position = self.fill(conn)
         return self.position
 
+    @abstractmethod
     def fill(self, conn: psycopg.Connection[Any]) -> int:
-        raise NotImplementedError
+        """Fill from the model's view (in the caller's snapshot); return its position."""
 
+    @abstractmethod
     def apply(self, events: Iterable[tuple[int, Any]]) -> object:
-        raise NotImplementedError
+        """Apply events of the log (idempotently by version, if ``takes_own_writes``)."""
 
     def follow(self, events: Sequence[tuple[int, Any]], end: int | None = None) -> None:
         """Events of the log in its order, up to ``end`` (default: the last of them):

@@ -13,6 +13,8 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -180,6 +182,18 @@ def rerun_after_kill(hive: Hive, client: httpx.Client, enrol: str) -> float:
             doomed.kill9()
 
 
+@contextmanager
+def migrated_database(server: str, name: str) -> Iterator[str]:
+    """A fresh database of its own for one measurement, migrated; dropped afterwards."""
+    db = unique_database_name(f"apiary_bench_{name}")
+    url = create_database(server, db)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        drop_database(server, db)
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     with open("/proc/cpuinfo") as f:
@@ -245,28 +259,15 @@ def main() -> int:
             finally:
                 hive.stop()
             print("scaling ...", flush=True)
-            scaling_db = unique_database_name("apiary_bench_scaling")
-            scaling_url = create_database(server, scaling_db)
-            try:
-                migrate(scaling_url)
+            with migrated_database(server, "scaling") as scaling_url:
                 sc = bench_scaling(scaling_url, home / "scaling", args.scaling_trials)
-                print(sc, flush=True)
-            finally:
-                drop_database(server, scaling_db)
+            print(sc, flush=True)
             print("config propagation ...", flush=True)
-            cfg_db = unique_database_name("apiary_bench_config")
-            cfg_url = create_database(server, cfg_db)
-            try:
-                migrate(cfg_url)
+            with migrated_database(server, "config") as cfg_url:
                 cfg = config_propagation(cfg_url, home / "config", args.config_changes)
-                print(cfg, flush=True)
-            finally:
-                drop_database(server, cfg_db)
+            print(cfg, flush=True)
             print("soak ...", flush=True)
-            soak_db = unique_database_name("apiary_bench_soak")
-            soak_url = create_database(server, soak_db)
-            try:
-                migrate(soak_url)
+            with migrated_database(server, "soak") as soak_url:
                 soaked = Hive(
                     db_url=soak_url, home=home / "soak", settings={"APIARY_LOG_LEVEL": "WARNING"}
                 ).start()
@@ -274,18 +275,11 @@ def main() -> int:
                     memory = soak(soaked, args.soak_tasks, args.soak_rate)
                 finally:
                     soaked.stop()
-                print({k: v for k, v in memory.items() if k != "trace_mb"}, flush=True)
-            finally:
-                drop_database(server, soak_db)
+            print({k: v for k, v in memory.items() if k != "trace_mb"}, flush=True)
             print("dashboard ...", flush=True)
-            dash_db = unique_database_name("apiary_bench_dashboard")
-            dash_url = create_database(server, dash_db)
-            try:
-                migrate(dash_url)
+            with migrated_database(server, "dashboard") as dash_url:
                 dash = bench_dashboard(dash_url, home / "dashboard", args.dashboard_tasks, 20)
-                print(dash, flush=True)
-            finally:
-                drop_database(server, dash_db)
+            print(dash, flush=True)
         finally:
             drop_database(server, name)
             shutil.rmtree(home, ignore_errors=True)
