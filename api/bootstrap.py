@@ -101,8 +101,16 @@ def open_hive(url: str, settings: Settings, *, clock: Callable[[], datetime] = u
 
 def views(settings: Settings | None = None, features: list[Feature] = FEATURES) -> list[View]:
     """Every view the features keep, as an engine runs them."""
+    return [v for group in view_groups(settings, features) for v in group]
+
+
+def view_groups(
+    settings: Settings | None = None, features: list[Feature] = FEATURES
+) -> list[list[View]]:
+    """The views, grouped by the feature that keeps them: a group is kept by one runner,
+    each page in one transaction (``projections/runner.py``)."""
     settings = settings or Settings()
-    return [v for f in features for v in f.views(settings)]
+    return [group for f in features if (group := list(f.views(settings)))]
 
 
 class Node:
@@ -193,7 +201,7 @@ class Node:
         if self.serves_engine:
             self.runners = [
                 ProjectionRunner(
-                    v,
+                    group,
                     self.recorder,
                     recent.decode,
                     url,  # type: ignore[arg-type]
@@ -201,7 +209,7 @@ class Node:
                     poll_interval=s.poll_interval_s,
                     shared=self.log,
                 )
-                for v in views(s, features)
+                for group in view_groups(s, features)
             ]
             self.loops = [loop for f in features for loop in f.loops(self)]
         self.config.on_change(self._configure)
@@ -222,7 +230,7 @@ class Node:
         life.add("reads-pool", self._open_pool, self.pool.close)
         life.add("live-models", self._load_models)
         for runner in self.runners:
-            life.thread(f"view-{runner.view.name}", runner.run)
+            life.thread(f"view-{runner.name}", runner.run)
         life.thread("live-feed", self.feed.run)
         life.add("live-feed-caught-up", self._wait_for_the_feed)
         life.add("config-seeded", self._seed_config)
@@ -366,7 +374,8 @@ class Node:
         except Exception as e:  # any failure to reach the database means: not ready
             checks["database"] = f"unreachable ({type(e).__name__})"
         for runner in self.runners:
-            checks[f"view:{runner.view.name}"] = "ok" if runner.healthy.is_set() else "restarting"
+            for name in runner.names:
+                checks[f"view:{name}"] = "ok" if runner.healthy.is_set() else "restarting"
         checks["live-index"] = "ok" if self.feed.caught_up.is_set() else "catching up"
         return checks
 
@@ -411,19 +420,21 @@ def rebuild_views(url: str, settings: Settings, which: str = "all") -> dict[str,
     """Empty the chosen views and replay the log into them (a running engine joins in)."""
     hive = open_hive(url, settings)
     try:
-        done: dict[str, int] = {}
-        for view in views(settings):
-            if which not in ("all", view.name):
-                continue
+        chosen = [v for v in views(settings) if which in ("all", v.name)]
+        if not chosen:
+            return {}
+        for view in chosen:
             reset_view(url, view)
-            runner = ProjectionRunner(
-                view,
-                cast(HiveRecorder, hive.recorder),
-                hive.mapper.to_domain_event,
-                url,
-                page_size=settings.projection_page,
-            )
-            done[view.name] = runner.catch_up()
-        return done
+        # One runner for all of them: the log is read and decoded once, each page applied
+        # to every view in one transaction.
+        runner = ProjectionRunner(
+            chosen,
+            cast(HiveRecorder, hive.recorder),
+            hive.mapper.to_domain_event,
+            url,
+            page_size=settings.projection_page,
+        )
+        runner.catch_up()
+        return dict(runner.positions)
     finally:
         hive.close()

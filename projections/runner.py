@@ -1,12 +1,20 @@
-"""Keeping a view up to date: pages of events applied exactly once, with their position.
+"""Keeping views up to date: pages of events applied exactly once, with their positions.
 
-Each page of events is applied in ONE transaction together with the view's tracking
-position, so a crash at any point leaves the view exactly at some position: restarting
-resumes from there, and the result equals a rebuild from zero. The position row is locked
-(``FOR UPDATE``) and compared before a page is applied, so two runners of the same view
-(two engines) never apply a page twice: the one that finds the position moved re-reads it.
-After each page the runner publishes ``<view>:<position>`` on ``apiary_views`` for readers
-waiting to read their own writes.
+A runner keeps a GROUP of views (a feature's: they follow the same events and belong
+together). It reads each page of the log once, for the union of their topics, decodes
+each event once, and applies the page to every view of the group in ONE transaction,
+together with each view's tracking position. So a crash at any point leaves every view
+exactly at some position: restarting resumes from there, and the result equals a rebuild
+from zero. The transaction runs in pipeline mode: the views' writes travel together and
+the page costs a round trip per read it makes, not one per statement.
+
+Each view keeps a position of its own, so each is still rebuilt on its own: a view behind
+the others (just rebuilt from zero) is given only the events after its own position, and
+the group reads from the lowest. The position rows are locked (``FOR UPDATE``, in view
+order) and compared before a page is applied, so two runners of the same views (two
+engines, or an engine and a rebuild) never apply a page twice: one that finds a position
+moved re-reads them. After each page the runner publishes ``<view>:<position>`` on
+``apiary_views`` for each of its views, for readers waiting to read their own writes.
 """
 
 from __future__ import annotations
@@ -30,6 +38,16 @@ VIEWS_CHANNEL = "apiary_views"
 IDLE_FLUSH_S = 1.0
 SETTLE_S = 0.005  # after a wake-up, before reading: one page per burst of commits
 
+_ENSURE = "INSERT INTO projection_positions (view) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING"
+_LOCK = (
+    "SELECT view, position FROM projection_positions WHERE view = ANY(%s) ORDER BY view FOR UPDATE"
+)
+_MOVE = (
+    "UPDATE projection_positions p SET position = GREATEST(p.position, %s), updated_at = now() "
+    "WHERE view = ANY(%s)"
+)
+_NOTIFY = "SELECT pg_notify(%s, v || ':' || %s) FROM unnest(%s::text[]) v"
+
 
 @dataclass(frozen=True)
 class Positioned:
@@ -48,26 +66,28 @@ class View(Protocol):
 
 
 class PositionMoved(Exception):
-    """Another runner (or a rebuild) moved the view's position: re-read it."""
+    """Another runner (or a rebuild) moved a view's position: re-read them."""
 
 
 def read_position(conn: psycopg.Connection[Any], view: str, *, lock: bool = False) -> int:
-    conn.execute(
-        "INSERT INTO projection_positions (view) VALUES (%s) ON CONFLICT DO NOTHING", (view,)
-    )
-    row = conn.execute(
-        "SELECT position FROM projection_positions WHERE view = %s"
-        + (" FOR UPDATE" if lock else ""),
-        (view,),
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return read_positions(conn, [view], lock=lock)[view]
+
+
+def read_positions(
+    conn: psycopg.Connection[Any], views: Sequence[str], *, lock: bool = False
+) -> dict[str, int]:
+    """Each view's stored position (a view never seen starts at 0); ``lock``: held until
+    the transaction ends, the rows locked in view order (so runners never deadlock)."""
+    names = sorted(views)
+    conn.execute(_ENSURE, (names,))
+    query = _LOCK if lock else _LOCK.removesuffix(" FOR UPDATE")
+    return {view: int(position) for view, position in conn.execute(query, (names,))}
 
 
 class ProjectionRunner:
     def __init__(
         self,
-        view: View,
+        views: View | Sequence[View],
         source: NotificationSource,
         decode: Callable[[Notification], Any],
         conninfo: str,
@@ -77,21 +97,35 @@ class ProjectionRunner:
         retry_interval: float = 0.5,
         shared: SharedLog | None = None,
     ) -> None:
-        """``shared``: the process's one reader of the log, when it has one; without it
-        the runner listens and reads for itself."""
-        self.view = view
+        """``views``: one view, or a group kept together. ``shared``: the process's one
+        reader of the log, when it has one; without it the runner listens and reads for
+        itself."""
+        self.views: tuple[View, ...] = tuple(views) if isinstance(views, Sequence) else (views,)
+        if not self.views:
+            raise ValueError("a runner keeps at least one view")
+        self.name = "+".join(v.name for v in self.views)
+        self.names = [v.name for v in self.views]
+        self.topics = tuple(dict.fromkeys(t for v in self.views for t in v.topics))
+        self._topics = [frozenset(v.topics) for v in self.views]
         self.source = source
         self.decode = decode
         self.conninfo = conninfo
         self.page_size = page_size
         self.poll_interval = poll_interval
         self.retry_interval = retry_interval
-        self.position = 0  # what the view's table reflects (stored with it)
-        self.cursor = 0  # how far the runner has read (>= position)
+        self.positions: dict[str, int] = dict.fromkeys(self.names, 0)  # stored with the views
+        self.cursor = 0  # how far the runner has read (>= the lowest position)
+        self.apply_s: dict[str, float] = dict.fromkeys(self.names, 0.0)  # time in each view
+        self.applied_events: dict[str, int] = dict.fromkeys(self.names, 0)
         self.healthy = threading.Event()
         self.applied = threading.Condition()
-        # A shared log learns the view's topics now, before anyone reads for them.
-        self.shared = shared.follower(view.topics, settle_s=SETTLE_S) if shared else None
+        # A shared log learns the views' topics now, before anyone reads for them.
+        self.shared = shared.follower(self.topics, settle_s=SETTLE_S) if shared else None
+
+    @property
+    def position(self) -> int:
+        """How far every view of the group has applied the log."""
+        return min(self.positions.values())
 
     # -- running ----------------------------------------------------------------------
 
@@ -102,7 +136,7 @@ class ProjectionRunner:
             self.conninfo,
             page_size=self.page_size,
             poll_interval=self.poll_interval,
-            topics=self.view.topics,
+            topics=self.topics,
             settle_s=SETTLE_S,
         )
         with follower:
@@ -116,7 +150,7 @@ class ProjectionRunner:
                         "view runner lost its database; restarting",
                         extra={
                             "action": "view_restart",
-                            "view": self.view.name,
+                            "view": self.name,
                             "error": type(e).__name__,
                         },
                     )
@@ -125,11 +159,10 @@ class ProjectionRunner:
     def _follow(
         self, conn: psycopg.Connection[Any], follower: Pages, stop: threading.Event
     ) -> None:
-        """Apply what concerns the view at once. A stretch of the log with nothing for it
-        is only read past (``cursor``); the stored position catches up when the next page
-        is applied or after ``IDLE_FLUSH_S``, so the other views' traffic costs no writes."""
-        with conn.transaction():
-            self.position = self.cursor = read_position(conn, self.view.name)
+        """Apply what concerns the views at once. A stretch of the log with nothing for
+        them is only read past (``cursor``); the stored positions catch up when the next
+        page is applied or after ``IDLE_FLUSH_S``, so other traffic costs no writes."""
+        self._resync(conn)
         self.healthy.set()
         written = time.monotonic()
         while not stop.is_set():
@@ -143,47 +176,61 @@ class ProjectionRunner:
                 self.cursor = max(self.cursor, page.end)
 
     def catch_up(self, *, until: int | None = None) -> int:
-        """Apply pages until the head of the log (or ``until``) is reached; returns the position."""
+        """Apply pages until the head of the log (or ``until``) is reached; returns the
+        position every view has reached."""
         follower = LogFollower(
-            self.source, self.conninfo, page_size=self.page_size, topics=self.view.topics
+            self.source, self.conninfo, page_size=self.page_size, topics=self.topics
         )
         with psycopg.connect(self.conninfo, connect_timeout=5) as conn:
-            with conn.transaction():
-                self.position = read_position(conn, self.view.name)
+            self._resync(conn)
             while until is None or self.position < until:
-                page = follower.read(self.position)
-                if page.end == self.position:
+                page = follower.read(self.cursor)
+                if page.end == self.cursor:
                     break
                 self._apply_or_resync(conn, page)
         return self.position
 
     # -- one page ---------------------------------------------------------------------
 
+    def _resync(self, conn: psycopg.Connection[Any]) -> None:
+        with conn.transaction():
+            self.positions = read_positions(conn, self.names)
+        self.cursor = self.position
+
     def _apply_or_resync(self, conn: psycopg.Connection[Any], page: Page) -> None:
         try:
             self._apply(conn, page)
         except PositionMoved:
-            with conn.transaction():
-                self.position = self.cursor = read_position(conn, self.view.name)
+            self._resync(conn)
             log.info(
                 "view position moved by another runner",
-                extra={"action": "view_resync", "view": self.view.name, "position": self.position},
+                extra={"action": "view_resync", "view": self.name, "position": self.position},
             )
 
     def _apply(self, conn: psycopg.Connection[Any], page: Page) -> None:
-        relevant = [Positioned(n.id, self.decode(n)) for n in page.items]
         end = page.end
-        with conn.transaction(), conn.cursor() as cur:
-            if read_position(conn, self.view.name, lock=True) != self.position:
+        decoded: dict[int, Positioned] = {}  # each event decoded once, for every view
+        with conn.pipeline(), conn.transaction(), conn.cursor() as cur:
+            if read_positions(conn, self.names, lock=True) != self.positions:
                 raise PositionMoved()
-            if relevant:
-                self.view.apply(cur, relevant)
-            cur.execute(
-                "UPDATE projection_positions SET position = %s, updated_at = now() WHERE view = %s",
-                (end, self.view.name),
-            )
-            cur.execute("SELECT pg_notify(%s, %s)", (VIEWS_CHANNEL, f"{self.view.name}:{end}"))
-        self.position = self.cursor = end
+            for view, topics in zip(self.views, self._topics, strict=True):
+                since = self.positions[view.name]
+                mine = []
+                for n in page.items:
+                    if n.id > since and n.topic in topics:
+                        p = decoded.get(n.id)
+                        if p is None:
+                            p = decoded[n.id] = Positioned(n.id, self.decode(n))
+                        mine.append(p)
+                if mine:
+                    started = time.perf_counter()
+                    view.apply(cur, mine)
+                    self.apply_s[view.name] += time.perf_counter() - started
+                    self.applied_events[view.name] += len(mine)
+            cur.execute(_MOVE, (end, self.names))
+            cur.execute(_NOTIFY, (VIEWS_CHANNEL, str(end), self.names))
+        self.positions = {name: max(at, end) for name, at in self.positions.items()}
+        self.cursor = max(self.cursor, end)
         with self.applied:
             self.applied.notify_all()
 

@@ -51,9 +51,9 @@ def held(hive: Hive, task_ids: list[UUID]) -> list[Task]:
 
 def view_caught_up(node: Node, name: str) -> None:
     """Wait until the node's runner of view ``name`` has applied the log as it ends now."""
-    runner = next(r for r in node.runners if r.view.name == name)
+    runner = next(r for r in node.runners if name in r.names)
     end = node.hive.recorder.max_notification_id() or 0
-    wait_for(lambda: runner.position >= end, what=f"the {name} view to reach {end}")
+    wait_for(lambda: runner.positions[name] >= end, what=f"the {name} view to reach {end}")
 
 
 def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:

@@ -128,9 +128,9 @@ def test_runners_sharing_the_log_equal_a_rebuild_even_rebuilt_while_running(
         t.start()
     try:
         busy_history(hive, 60)
-        tasks = next(r for r in runners if r.view.name == "tasks")
+        tasks = next(r for r in runners if r.name == "tasks")
         wait_for(lambda: tasks.position > 0, what="the tasks view to start")
-        reset_view(db_url, tasks.view)  # a rebuild, as `apiary projections rebuild` starts one
+        reset_view(db_url, tasks.views[0])  # a rebuild, as `apiary projections rebuild` starts one
         busy_history(hive, 60)
         head = hive.recorder.max_notification_id() or 0
 
@@ -140,9 +140,9 @@ def test_runners_sharing_the_log_equal_a_rebuild_even_rebuilt_while_running(
 
         wait_for(lambda: tasks.position == head, timeout=30, what="the rebuilt view to catch up")
         for r in runners:  # the others moved on meanwhile: they flush their positions
-            wait_for(lambda r=r: r.cursor == head, timeout=30, what=f"view {r.view.name}")
+            wait_for(lambda r=r: r.cursor == head, timeout=30, what=f"view {r.name}")
         wait_for(
-            lambda: all(positions()[r.view.name] == head for r in runners),
+            lambda: all(positions()[r.name] == head for r in runners),
             timeout=30,
             what="every position stored at the head",
         )
