@@ -153,3 +153,54 @@ def test_runners_sharing_the_log_equal_a_rebuild_even_rebuilt_while_running(
     kept = snapshot(db_url)
     rebuild_views(db_url, Settings())
     assert snapshot(db_url) == kept
+
+
+def test_a_group_of_views_kept_by_two_runners_equals_a_rebuild_with_one_view_rebuilt(
+    db_url: str, hive: Hive
+) -> None:
+    """The tasks feature's views kept together, by two runners at once (two engines); one
+    of the group is rebuilt while the others are ahead: it alone replays from zero, and
+    every view ends at the head, equal to a rebuild."""
+    group = [v for v in views() if v.name in ("tasks", "stages", "performance")]
+    runners = [
+        ProjectionRunner(
+            group,
+            hive.recorder,
+            hive.mapper.to_domain_event,
+            db_url,  # type: ignore[arg-type]
+            page_size=9,
+            poll_interval=0.2,
+            shared=SharedLog(hive.recorder, db_url, page_size=9, poll_interval=0.2, window=30),  # type: ignore[arg-type]
+        )
+        for _ in range(2)
+    ]
+    stop = threading.Event()
+    threads = [threading.Thread(target=r.run, args=(stop,), daemon=True) for r in runners]
+    for t in threads:
+        t.start()
+    try:
+        busy_history(hive, 60)
+        first = runners[0]
+        wait_for(lambda: first.position > 0, what="the group to start")
+        stages = next(v for v in group if v.name == "stages")
+        reset_view(db_url, stages)
+        busy_history(hive, 60)
+        head = hive.recorder.max_notification_id() or 0
+        wait_for(
+            lambda: any(r.position == head for r in runners),
+            timeout=30,
+            what="the group, the rebuilt view with it, at the head",
+        )
+        with psycopg.connect(db_url) as conn:
+            stored = dict(conn.execute("SELECT view, position FROM projection_positions"))
+        assert all(stored[v.name] == head for v in group)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+    kept = snapshot(db_url)
+    for view in group:
+        rebuild_views(db_url, Settings(), view.name)
+    rebuilt = snapshot(db_url)
+    tables = [t for v in group for t in v.tables]
+    assert {t: rebuilt[t] for t in tables} == {t: kept[t] for t in tables}
