@@ -36,7 +36,7 @@ from tests.bench.scaling import bench_scaling
 from tests.bench.soak import soak
 from tests.bench.stats import summary_ms
 from tests.e2e.harness import Hive, start_bot, task
-from tests.pg import create_database, drop_database, unique_database_name
+from tests.pg import create_database, drop_database, fresh_database, unique_database_name
 from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -185,13 +185,9 @@ def rerun_after_kill(hive: Hive, client: httpx.Client, enrol: str) -> float:
 @contextmanager
 def migrated_database(server: str, name: str) -> Iterator[str]:
     """A fresh database of its own for one measurement, migrated; dropped afterwards."""
-    db = unique_database_name(f"apiary_bench_{name}")
-    url = create_database(server, db)
-    try:
+    with fresh_database(server, f"apiary_bench_{name}") as url:
         migrate(url)
         yield url
-    finally:
-        drop_database(server, db)
 
 
 def machine() -> str:
