@@ -1,7 +1,9 @@
 """`make bench`: the event store's limits and the hive's end-to-end speed, in one run.
 
-Writes docs/benchmarks.md. Not part of `make test`. Uses APIARY_DATABASE_URL's server when
-set, else the embedded PostgreSQL; each run works in a database of its own.
+Writes docs/benchmarks.md, keeping its peers section, then runs `python -m tests.bench.peers`
+(Apiary beside PgQueuer, Oban and Celery), which rewrites that section; `--no-peers` skips
+it. Not part of `make test`. Uses APIARY_DATABASE_URL's server when set, else the embedded
+PostgreSQL; each run works in a database of its own.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +34,7 @@ from tests.bench.config_propagation import config_propagation
 from tests.bench.dashboard import bench_dashboard
 from tests.bench.dashboard_stream import push_latency
 from tests.bench.messaging import message_latency
+from tests.bench.peers import section
 from tests.bench.pg import pgbench_insert_tps
 from tests.bench.scaling import bench_scaling
 from tests.bench.soak import soak
@@ -216,6 +220,7 @@ def main() -> int:
     ap.add_argument("--soak-tasks", type=int, default=200_000)
     ap.add_argument("--soak-rate", type=float, default=800.0, help="tasks/s into the soak")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    ap.add_argument("--no-peers", action="store_true", help="skip `python -m tests.bench.peers`")
     args = ap.parse_args()
     with database_url(os.environ, (REPO / ".apiary").resolve()) as server:
         name = unique_database_name("apiary_bench")
@@ -297,9 +302,13 @@ def main() -> int:
         memory,
         args,
     )
-    args.out.write_text(report)
+    kept = section.existing(args.out.read_text()) if args.out.exists() else None
+    args.out.write_text(report if kept is None else section.replace(report, kept))
     print(report)
-    return 0
+    if args.no_peers:
+        return 0
+    peers = [sys.executable, "-m", "tests.bench.peers", "--out", str(args.out)]
+    return subprocess.run(peers, cwd=REPO, check=False).returncode
 
 
 def render(
