@@ -7,13 +7,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test bench lint migrate
+.PHONY: help install run test bench bench-peers lint migrate
 
 help: ## List the targets
 	@echo "Targets:"
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +32,11 @@ run: $(INSTALLED) ## Serve with 3 demo bots
 test: $(INSTALLED) ## Run the tests (extra pytest arguments: PYTEST_ARGS=...)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(INSTALLED) ## Run the benchmarks
-	$(BIN)/python -m tests.bench
+bench: $(INSTALLED) ## Run the benchmarks, the peers too (BENCH_ARGS=--no-peers skips them)
+	$(BIN)/python -m tests.bench $(BENCH_ARGS)
+
+bench-peers: $(INSTALLED) ## Apiary beside PgQueuer, Oban and Celery (installs them in .bench-peers/)
+	$(BIN)/python -m tests.bench.peers
 
 lint: $(INSTALLED) ## ruff check, ruff format --check, mypy, lint-imports (the rooms' order)
 	$(BIN)/ruff check .

@@ -11,6 +11,7 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -70,6 +71,17 @@ def create_database(server_url: str, name: str, template: str | None = None) -> 
         conn.execute(statement)
     logger.info("created test database", extra={"db_name": name, "db_template": template})
     return url_with_database(server_url, name)
+
+
+@contextmanager
+def fresh_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A new empty database named ``prefix`` plus a unique suffix; dropped on exit."""
+    name = unique_database_name(prefix)
+    url = create_database(server_url, name)
+    try:
+        yield url
+    finally:
+        drop_database(server_url, name)
 
 
 def drop_database(server_url: str, name: str) -> None:

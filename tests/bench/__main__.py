@@ -1,7 +1,9 @@
 """`make bench`: the event store's limits and the hive's end-to-end speed, in one run.
 
-Writes docs/benchmarks.md. Not part of `make test`. Uses APIARY_DATABASE_URL's server when
-set, else the embedded PostgreSQL; each run works in a database of its own.
+Writes docs/benchmarks.md, keeping its peers section, then runs `python -m tests.bench.peers`
+(Apiary beside PgQueuer, Oban and Celery), which rewrites that section; `--no-peers` skips
+it. Not part of `make test`. Uses APIARY_DATABASE_URL's server when set, else the embedded
+PostgreSQL; each run works in a database of its own.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,12 +34,13 @@ from tests.bench.config_propagation import config_propagation
 from tests.bench.dashboard import bench_dashboard
 from tests.bench.dashboard_stream import push_latency
 from tests.bench.messaging import message_latency
+from tests.bench.peers import section
 from tests.bench.pg import pgbench_insert_tps
 from tests.bench.scaling import bench_scaling
 from tests.bench.soak import soak
 from tests.bench.stats import summary_ms
 from tests.e2e.harness import Hive, start_bot, task
-from tests.pg import create_database, drop_database, unique_database_name
+from tests.pg import create_database, drop_database, fresh_database, unique_database_name
 from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -185,13 +189,9 @@ def rerun_after_kill(hive: Hive, client: httpx.Client, enrol: str) -> float:
 @contextmanager
 def migrated_database(server: str, name: str) -> Iterator[str]:
     """A fresh database of its own for one measurement, migrated; dropped afterwards."""
-    db = unique_database_name(f"apiary_bench_{name}")
-    url = create_database(server, db)
-    try:
+    with fresh_database(server, f"apiary_bench_{name}") as url:
         migrate(url)
         yield url
-    finally:
-        drop_database(server, db)
 
 
 def machine() -> str:
@@ -220,6 +220,7 @@ def main() -> int:
     ap.add_argument("--soak-tasks", type=int, default=200_000)
     ap.add_argument("--soak-rate", type=float, default=800.0, help="tasks/s into the soak")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    ap.add_argument("--no-peers", action="store_true", help="skip `python -m tests.bench.peers`")
     args = ap.parse_args()
     with database_url(os.environ, (REPO / ".apiary").resolve()) as server:
         name = unique_database_name("apiary_bench")
@@ -301,9 +302,13 @@ def main() -> int:
         memory,
         args,
     )
-    args.out.write_text(report)
+    kept = section.existing(args.out.read_text()) if args.out.exists() else None
+    args.out.write_text(report if kept is None else section.replace(report, kept))
     print(report)
-    return 0
+    if args.no_peers:
+        return 0
+    peers = [sys.executable, "-m", "tests.bench.peers", "--out", str(args.out)]
+    return subprocess.run(peers, cwd=REPO, check=False).returncode
 
 
 def render(

@@ -4,8 +4,8 @@ The machine is shared and noisy: absolute numbers drift, ratios measured side by
 hold. For each of ``rounds`` rounds, first the base commit, then this checkout: a fresh
 database migrated by that side's code, one `apiary serve` and the bots from that side's
 checkout (a detached git worktree of the base), and the same measurement from here
-(``drain`` and ``idle_latency`` of ``tests.bench``: the drain rate, and submit -> start
-with idle bots). Prints each run and the medians with their ratio.
+(``tests.bench.hive_run``: the drain rate, and submit -> start with idle bots). Prints
+each run and the medians with their ratio.
 
 ``python -m tests.bench.ab --base fde4c0b [--rounds 3 --tasks 20000 --bots 4 --latency 300]``
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -23,9 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from store.database import database_url
-from tests.bench.__main__ import drain, idle_latency
-from tests.e2e.harness import Hive, apiary
-from tests.pg import create_database, drop_database, unique_database_name
+from tests.bench.hive_run import measure_hive
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,35 +36,6 @@ def checkout(rev: str) -> Path:
         capture_output=True,
     )
     return where
-
-
-def one_run(server: str, side: Path, args: argparse.Namespace) -> dict[str, Any]:
-    db = unique_database_name("apiary_ab")
-    url = create_database(server, db)
-    home = Path(tempfile.mkdtemp(prefix="apiary-ab-home-"))
-    env = {**os.environ, "APIARY_DATABASE_URL": url, "APIARY_HOME": str(home)}
-    try:
-        apiary("db", "migrate", env=env, cwd=side)
-        hive = Hive(db_url=url, home=home, settings={"APIARY_LOG_LEVEL": "WARNING"}, cwd=side)
-        hive.start()
-        try:
-            client = hive.client(hive.key("admin"))
-            enrol = hive.key("bot")
-            d = drain(hive, client, enrol, args.tasks, args.bots, args.concurrency)
-            lat = idle_latency(hive, client, args.latency)
-            for bot in d.pop("fleet"):
-                bot.stop()
-        finally:
-            hive.stop()
-        return {
-            "drain": round(d["per_s_span"]),
-            "wall": round(d["per_s_wall"]),
-            "start_p50": lat["start"]["p50"],
-            "start_p99": lat["start"]["p99"],
-        }
-    finally:
-        drop_database(server, db)
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def main() -> int:
@@ -85,7 +53,14 @@ def main() -> int:
         with database_url(os.environ, (REPO / ".apiary").resolve()) as server:
             for n in range(args.rounds):
                 for name, side in (("base", base), ("head", REPO)):
-                    result = one_run(server, side, args)
+                    result = measure_hive(
+                        server,
+                        side,
+                        tasks=args.tasks,
+                        bots=args.bots,
+                        concurrency=args.concurrency,
+                        latency=args.latency,
+                    )
                     runs[name].append(result)
                     print(f"round {n + 1} {name}: {result}", flush=True)
     finally:

@@ -1,0 +1,1 @@
+"""Apiary beside other job queues; run with `python -m tests.bench.peers`."""
