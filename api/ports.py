@@ -151,6 +151,10 @@ class History(Protocol):
         """The aggregate's events from the log, each with its actor and chain hash."""
         ...
 
+    def at(self, positions: list[int]) -> list[Any]:
+        """The events at these log positions (records that name an aggregate), likewise."""
+        ...
+
 
 class StageReads(Protocol):
     def histograms(self) -> list[StageHistogram]:

@@ -3,8 +3,10 @@
 Life: pending -> assigned -> running -> succeeded | failed, and cancelled from any live
 state. A bot that goes silent loses its tasks back to pending (``LeaseExpired``); every
 assignment carries a new fencing token, so a late report from the old holder is refused.
-A pending task that no bot in the hive could do is flagged ``Unroutable`` (it stays
-pending); its next assignment clears the flag.
+A pending task that no bot in the hive could do is flagged by an ``UnroutableTasks``
+record, one for many tasks (``domain/unroutable.py``); it stays pending, and its next
+assignment clears the flag. ``Unroutable``, the event that flagged one task at a time, is
+no longer recorded: it is still read from old logs.
 A delayed task (``not_before``) is pending from its submission but is not offered to any
 bot before that time; a task a schedule fired names the schedule (``schedule_id``).
 """
@@ -75,6 +77,8 @@ class Task(HiveAggregate):
             task.unroutable = None
 
     class Unroutable(HiveAggregate.Event):
+        """Old logs only: what ``UnroutableTasks`` records now, for one task."""
+
         reason: str
         missing: list[str]  # required capabilities that no bot in the hive has
 
@@ -181,13 +185,6 @@ class Task(HiveAggregate):
         self._record(
             self.Assigned, cause, at, bot_id=bot_id, fencing_token=self.fencing_token + 1, why=why
         )
-
-    def mark_unroutable(self, reason: str, missing: list[str], cause: Cause, at: datetime) -> None:
-        """Say once that no bot could do it; no-op unless pending and not flagged already."""
-        if self.state is TaskState.PENDING and self.unroutable is None:
-            self._record(
-                self.Unroutable, cause, at, reason=check_text("reason", reason), missing=missing
-            )
 
     def start(self, bot_id: UUID, fencing_token: int, cause: Cause, at: datetime) -> None:
         self._check_holder(bot_id, fencing_token)

@@ -13,7 +13,8 @@ from projections.rows import BotRow, TaskFilter, TaskRow
 TASK_COLUMNS = (
     "task_id, type, priority, capabilities, state, payload, result, error, bot_id, "
     "fencing_token, idempotency_key, submitted_by, submitted_at, assigned_at, started_at, "
-    "finished_at, assignment, unroutable, seq, version, position, not_before, schedule_id"
+    "finished_at, assignment, unroutable, seq, version, position, not_before, schedule_id, "
+    "flagged_at"
 )
 CURSOR_PREFIX = "s"
 

@@ -33,6 +33,7 @@ class TaskRow:
     position: int  # log position of the last event applied to this row
     not_before: datetime | None = None  # a delayed task is offered to no bot before then
     schedule_id: UUID | None = None  # the schedule that fired it
+    flagged_at: list[int] | None = None  # positions of the unroutable records that named it
 
 
 @dataclass(frozen=True)

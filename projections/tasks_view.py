@@ -4,6 +4,11 @@ A page of events is folded per task in memory first (a task submitted, assigned,
 and finished within one page becomes one INSERT), then written with one statement per
 kind of change (``projections/folded.py``): the cost per event falls as the page fills.
 The same page moves the counts per (state, type, priority) in ``task_counts``.
+
+An ``UnroutableTasks`` record flags, at its place in the log, the tasks it names that are
+still pending there: the page is folded and written up to it, the flag is set with one
+statement, and the rest of the page follows. Each flagged task keeps the record's position
+in ``flagged_at`` (its timeline shows the record), even once an assignment clears the flag.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ import psycopg
 
 from domain.aggregate import event_topics
 from domain.tasks import Task
+from domain.unroutable import UnroutableTasks
 from projections.counts import TASK_KEY
 from projections.folded import RowTable, fold
 from projections.runner import Positioned
+from store.migrations import Migration
 
 JSONB = frozenset({"payload", "result", "assignment", "unroutable"})
 
@@ -133,10 +140,26 @@ ROWS = RowTable(
 )
 
 
+FLAG_MIGRATIONS = [
+    Migration(
+        180,
+        "views: the positions of the unroutable records that flagged a task",
+        """
+        ALTER TABLE public.tasks_view
+            ADD COLUMN IF NOT EXISTS flagged_at bigint[] NOT NULL DEFAULT '{}';
+        """,
+    ),
+]
+FLAG = (
+    "UPDATE tasks_view SET unroutable = %s::jsonb, flagged_at = flagged_at || %s::bigint "
+    "WHERE task_id = ANY(%s) AND state = 'pending'"
+)
+
+
 class TasksView:
     name = "tasks"
     tables: tuple[str, ...] = ("tasks_view", "task_counts")
-    topics: tuple[str, ...] = event_topics(Task)
+    topics: tuple[str, ...] = (*event_topics(Task), *event_topics(UnroutableTasks))
     handles: frozenset[type] = frozenset(
         {
             Task.Submitted,
@@ -147,9 +170,22 @@ class TasksView:
             Task.Failed,
             Task.Cancelled,
             Task.LeaseExpired,
+            UnroutableTasks.Unroutable,
         }
     )
     ignores: frozenset[type] = frozenset()
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
-        ROWS.write(cur, *fold(events, "task_id", Task.Submitted, _submitted, _changes))
+        start = 0
+        for i, p in enumerate(events):
+            if isinstance(p.event, UnroutableTasks.Unroutable):
+                self._write(cur, events[start:i])
+                e = p.event
+                flag = {"reason": e.reason, "missing": e.missing, "at": e.timestamp.isoformat()}
+                cur.execute(FLAG, (orjson.dumps(flag).decode(), p.position, e.task_ids))
+                start = i + 1
+        self._write(cur, events[start:])
+
+    def _write(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
+        if events:
+            ROWS.write(cur, *fold(events, "task_id", Task.Submitted, _submitted, _changes))

@@ -10,8 +10,9 @@ sees the new loads without waiting for the follower.
 
 Each round first looks for pending tasks that no bot could ever do (no ready or
 quarantined bot has what they need, and ``can_launch`` says no pool could start one) and
-flags them ``Unroutable``, once: a flagged task is not flagged again until an assignment
-has cleared the flag, so an unchanged hive costs nothing but the look, per capability set.
+flags them, once, with one ``UnroutableTasks`` record per capability set (not an event
+per task): a flagged task is not flagged again until an assignment has cleared the flag,
+so an unchanged hive costs nothing but the look, per capability set.
 """
 
 from __future__ import annotations
@@ -105,15 +106,15 @@ class Dispatcher:
         for found in self.index.unservable(self.page):
             if self.can_launch(found.capabilities):
                 continue
-            committed = self.hive.tasks.mark_unroutable(
-                found.task_ids, _reason(found), found.missing, cause
+            self.hive.tasks.mark_unroutable(
+                found.capabilities, found.task_ids, _reason(found), found.missing, cause
             )
-            flagged += len(committed.items)
+            flagged += len(found.task_ids)
             log.warning(
                 "pending tasks no bot can do",
                 extra={
                     "action": "tasks_unroutable",
-                    "flagged": len(committed.items),
+                    "flagged": len(found.task_ids),
                     "required": sorted(found.capabilities),
                     "missing": found.missing,
                 },

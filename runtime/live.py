@@ -39,6 +39,7 @@ from domain.hive import utc_now
 from domain.policies.aging import CEILING, Aging
 from domain.policies.routing import BotSlots, PendingTask
 from domain.tasks import Task
+from domain.unroutable import UnroutableTasks
 from projections.live_reads import live_tasks_and_bots
 from runtime.models import LiveModel
 
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_AGING = Aging()
 
-TOPICS = (*event_topics(Task), *event_topics(Bot))
+TOPICS = (*event_topics(Task), *event_topics(Bot), *event_topics(UnroutableTasks))
 
 
 @dataclass
@@ -63,6 +64,7 @@ class LiveTask:
     not_before: datetime | None = None
     type: str = ""
     unroutable: bool = False  # flagged: no bot could do it when last looked at
+    assigned_seq: int = 0  # log position of its latest assignment (0: none followed)
     since: float = field(init=False)  # waiting since (seconds since the epoch): its age
 
     def __post_init__(self) -> None:
@@ -186,6 +188,7 @@ class LiveIndex(LiveModel):
             Bot.Reinstated,
             Bot.Lost,
             Bot.Deregistered,
+            UnroutableTasks.Unroutable,
         }
     )
 
@@ -239,10 +242,26 @@ class LiveIndex(LiveModel):
                     self._apply_task(seq, event, changes)
                 elif isinstance(event, Bot.Event):
                     self._apply_bot(event, changes)
+                elif isinstance(event, UnroutableTasks.Unroutable):
+                    for task_id in event.task_ids:
+                        self._flag(task_id, seq)
         if changes.assigned_to or changes.work:
             for listener in self.listeners:
                 listener(changes)
         return changes
+
+    def _flag(self, task_id: UUID, seq: int) -> None:
+        """No bot could do it: it stays where it is in its queue, not offered for a flag
+        again until an assignment clears this one. A record flags what is pending where it
+        stands in the log: not a task assigned since (a record this process wrote, that the
+        feed brings again later, changes nothing)."""
+        task = self.tasks.get(task_id)
+        if task is None or task.state != "pending" or seq < task.assigned_seq:
+            return
+        task.unroutable = True
+        queue = self.queues.get(task.capabilities)
+        if queue is not None:  # (or it is delayed still)
+            queue.unmarked.discard(task_id)
 
     def _apply_task(self, seq: int, e: Any, changes: Changes) -> None:
         task = self.tasks.get(e.originator_id)
@@ -267,18 +286,16 @@ class LiveIndex(LiveModel):
             return
         if task is None or e.originator_version != task.version + 1:
             return  # seen already, or one is missing in between: the follower brings it
-        if isinstance(e, Task.Unroutable):  # stays where it is in its queue
-            task.version, task.unroutable = e.originator_version, True
-            queue = self.queues.get(task.capabilities)
-            if task.state == "pending" and queue is not None:  # (or it is delayed still)
-                queue.unmarked.discard(task.task_id)
+        if isinstance(e, Task.Unroutable):  # as old logs flag a task
+            task.version = e.originator_version
+            self._flag(task.task_id, seq)
             return
         self._take_out(task)
         task.version = e.originator_version
         match e:
             case Task.Assigned():
                 task.state, task.bot_id, task.fencing_token = "assigned", e.bot_id, e.fencing_token
-                task.unroutable = False
+                task.unroutable, task.assigned_seq = False, seq
                 changes.assigned_to.add(e.bot_id)
             case Task.Started():
                 task.state = "running"

@@ -1,6 +1,7 @@
 """One aggregate's history as the log holds it: each event with its position, kind, time,
 actor and chain hash (the dashboard's timeline of a task). Reads the log by aggregate id
-(the primary key), never by scanning it."""
+(the primary key), or events at given positions (a record that names a task, such as an
+``UnroutableTasks``), never by scanning it."""
 
 from __future__ import annotations
 
@@ -13,9 +14,14 @@ from eventsourcing.persistence import Mapper, StoredEvent
 from psycopg_pool import ConnectionPool
 
 HISTORY = (
-    "SELECT notification_id, originator_version, topic, state, chain_hash "
+    "SELECT notification_id, originator_id, originator_version, topic, state, chain_hash "
     "FROM public.hive_events WHERE originator_id = %s ORDER BY originator_version LIMIT %s"
 )
+AT = (
+    "SELECT notification_id, originator_id, originator_version, topic, state, chain_hash "
+    "FROM public.hive_events WHERE notification_id = ANY(%s) ORDER BY notification_id"
+)
+SHOWN_IDS = 20  # a list of ids longer than this is shown as its first ones and a count
 SKIPPED = frozenset(
     {"originator_id", "originator_version", "timestamp", "originator_topic", "actor"}
 )
@@ -40,14 +46,25 @@ class History:
 
     def of(self, aggregate_id: UUID, limit: int = 1000) -> list[Entry]:
         with self.pool.connection() as conn:
-            rows = conn.execute(HISTORY, (aggregate_id, limit)).fetchall()
+            return self._entries(conn.execute(HISTORY, (aggregate_id, limit)).fetchall())
+
+    def at(self, positions: list[int]) -> list[Entry]:
+        """The events at these log positions, in log order."""
+        if not positions:
+            return []
+        with self.pool.connection() as conn:
+            return self._entries(conn.execute(AT, (positions,)).fetchall())
+
+    def _entries(self, rows: list[tuple[Any, ...]]) -> list[Entry]:
         entries = []
-        for position, version, topic, state, chain_hash in rows:
+        for position, aggregate_id, version, topic, state, chain_hash in rows:
             event: Any = self.mapper.to_domain_event(
                 StoredEvent(aggregate_id, version, topic, bytes(state))
             )
             fields = {
-                k: v for k, v in vars(event).items() if k not in SKIPPED and k != "request_id"
+                k: _shown(v)
+                for k, v in vars(event).items()
+                if k not in SKIPPED and k != "request_id"
             }
             entries.append(
                 Entry(
@@ -62,3 +79,10 @@ class History:
                 )
             )
         return entries
+
+
+def _shown(value: Any) -> Any:
+    """A long list (the tasks an unroutable record names) as its first items and a count."""
+    if isinstance(value, list) and len(value) > SHOWN_IDS:
+        return {"first": value[:SHOWN_IDS], "count": len(value)}
+    return value

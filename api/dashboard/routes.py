@@ -160,7 +160,10 @@ def tasks_data(
 @router.get("/data/tasks/{task_id}")
 def task_data(task_id: UUID, _: Viewer, ctx: Ctx) -> dict[str, Any]:
     row = ctx.tasks.get(task_id)
-    timeline = _wired(ctx.history).of(task_id)
+    history = _wired(ctx.history)
+    timeline = history.of(task_id)
+    if row is not None and row.flagged_at:  # the records that flagged it: part of its story
+        timeline = sorted([*timeline, *history.at(list(row.flagged_at))], key=lambda e: e.position)
     if row is None and not timeline:
         raise NotFound(f"no task {task_id}", id=task_id)
     return {

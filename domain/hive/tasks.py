@@ -14,6 +14,7 @@ from domain.errors import HiveError, InvalidInput
 from domain.hive.kernel import Committed, Kernel
 from domain.policies.routing import Assignment
 from domain.tasks import Task, TaskState
+from domain.unroutable import UnroutableTasks
 
 IDEMPOTENCY_NAMESPACE = UUID("5d1c3f0e-7a0b-4d3e-9a61-6b1f1f6c0a11")
 
@@ -107,13 +108,31 @@ class TaskCommands:
         return self.kernel.change(Task, list(chosen), assign)
 
     def mark_unroutable(
-        self, task_ids: Sequence[UUID], reason: str, missing: list[str], cause: Cause
-    ) -> Committed[Task]:
-        """Flag pending tasks no bot could do; those flagged already or no longer pending
-        are left alone."""
-        return self.kernel.change(
-            Task, list(task_ids), lambda t, at: t.mark_unroutable(reason, missing, cause, at)
-        )
+        self,
+        capabilities: Iterable[str],
+        task_ids: Sequence[UUID],
+        reason: str,
+        missing: list[str],
+        cause: Cause,
+    ) -> Committed[UnroutableTasks]:
+        """Say once, for all of ``task_ids`` (pending tasks that each require exactly
+        ``capabilities``), that no bot could do them: one record, whatever their number.
+        Those no longer pending where it lands in the log are left alone by its readers."""
+
+        def flag(_: dict[UUID, Any], at: datetime) -> list[UnroutableTasks]:
+            return [
+                UnroutableTasks.flag(
+                    record_id=self.kernel.new_id(),
+                    capabilities=list(capabilities),
+                    missing=missing,
+                    reason=reason,
+                    task_ids=list(task_ids),
+                    cause=cause,
+                    at=at,
+                )
+            ]
+
+        return self.kernel.execute([], flag, fresh=True)
 
     def start(self, bot_id: UUID, reports: Sequence[Report], cause: Cause) -> Committed[Task]:
         tokens = {r.task_id: r.fencing_token for r in reports}

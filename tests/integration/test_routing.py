@@ -187,10 +187,7 @@ def test_a_task_only_a_pool_could_serve_is_not_unroutable(start_node: StartNode)
             s.task.id
             for s in node.hive.tasks.submit([TaskSpec("render"), TaskSpec("painting")], ALICE).items
         )
-        wait_for(
-            lambda: node.hive.get(Task, hopeless).unroutable is not None,
-            what="the painting task flagged",
-        )
-        assert node.hive.get(Task, poolable).unroutable is None
+        wait_for(lambda: node.index.tasks[hopeless].unroutable, what="the painting task flagged")
+        assert not node.index.tasks[poolable].unroutable
     finally:
         node.stop()

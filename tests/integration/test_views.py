@@ -48,6 +48,7 @@ def busy_history(hive: Hive, tasks: int) -> None:
             ALICE,
         ).items
     ]
+    hive.tasks.mark_unroutable(["writing"], ids[::3], "no bot writes", ["writing"], ENGINE)
     hive.tasks.assign(
         [Assignment(t, bot.id, {"n": i}) for i, t in enumerate(ids[: tasks // 2])], ENGINE
     )

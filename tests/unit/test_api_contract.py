@@ -37,6 +37,7 @@ from domain.hive import Hive
 from domain.keys import Role, format_token
 from domain.policies.routing import Assignment
 from domain.tasks import Task, TaskState
+from domain.unroutable import UnroutableTasks
 from projections.rows import BotRow, TaskFilter, TaskRow
 from projections.stage_reads import MinuteCount, StageHistogram
 from runtime.live import LiveIndex
@@ -74,8 +75,23 @@ class LogTaskReads:
         seq: dict[UUID, int] = {}
         position: dict[UUID, int] = {}
         times: defaultdict[UUID, dict[str, Any]] = defaultdict(dict)
+        pending: set[UUID] = set()  # as of the event being folded
         for pos, event in log_of(self.hive):
             task_id = event.originator_id
+            if isinstance(event, UnroutableTasks.Unroutable):
+                flag = {
+                    "reason": event.reason,
+                    "missing": event.missing,
+                    "at": event.timestamp.isoformat(),
+                }
+                for named in pending.intersection(event.task_ids):
+                    times[named]["unroutable"] = flag
+                    times[named].setdefault("flagged_at", []).append(pos)
+                continue
+            if isinstance(event, Task.Submitted | Task.LeaseExpired):
+                pending.add(task_id)
+            elif isinstance(event, Task.Event):
+                pending.discard(task_id)
             if isinstance(event, Task.Submitted):
                 seq[task_id] = pos
             if task_id not in seq:
@@ -121,6 +137,7 @@ class LogTaskReads:
                 position=position[i],
                 not_before=t.not_before,
                 schedule_id=t.schedule_id,
+                flagged_at=times[i].get("flagged_at", []),
             )
             for i, t in tasks.items()
         }
@@ -1221,7 +1238,9 @@ def test_key_ring_cache_is_bounded() -> None:
 def test_task_detail_shows_unroutable_until_an_assignment_clears_it(world: World) -> None:
     task = submit(world, type="render", capabilities=["render", "gpu"])
     assert task["unroutable"] is None
-    world.hive.tasks.mark_unroutable([UUID(task["id"])], "no bot has gpu", ["gpu"], ENGINE)
+    world.hive.tasks.mark_unroutable(
+        ["gpu", "render"], [UUID(task["id"])], "no bot has gpu", ["gpu"], ENGINE
+    )
     got = world.client.get(f"/v1/tasks/{task['id']}", headers=world.auth("client")).json()
     assert got["state"] == "pending"
     assert got["unroutable"] == {

@@ -20,6 +20,7 @@ from domain.hive import Hive, Report, TaskSpec
 from domain.policies.aging import Aging
 from domain.policies.routing import Assignment, RoutingConfig
 from domain.tasks import Task, TaskState
+from domain.unroutable import UnroutableTasks
 from runtime.dispatcher import Dispatcher
 from runtime.live import Changes, LiveIndex
 from runtime.performance import LivePerformance
@@ -42,7 +43,12 @@ class Engine:
         self.hive = Hive(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, clock=self.clock)
         self.index = LiveIndex(clock=self.clock)
         self.performance = LivePerformance()
-        self.hive.listeners += [self.index.apply, self.performance.follow]
+        self.recorded: list[Any] = []  # every event written, in order
+        self.hive.listeners += [
+            self.index.apply,
+            self.performance.follow,
+            lambda saved: self.recorded.extend(e for _, e in saved),
+        ]
         self.dispatcher = Dispatcher(
             self.hive,
             self.index,
@@ -201,8 +207,18 @@ def _why(engine: Engine, task_id: UUID) -> dict[str, Any]:
     return assigned[-1].why
 
 
-def flags(engine: Engine, task_id: UUID) -> list[Task.Unroutable]:
-    return [e for e in engine.hive.history(task_id) if isinstance(e, Task.Unroutable)]
+def flags(engine: Engine, task_id: UUID) -> list[UnroutableTasks.Unroutable]:
+    """The unroutable records that named the task."""
+    return [
+        e
+        for e in engine.recorded
+        if isinstance(e, UnroutableTasks.Unroutable) and task_id in e.task_ids
+    ]
+
+
+def flagged(engine: Engine, task_id: UUID) -> bool:
+    """Whether the task is flagged now, as the index (which reads the records) has it."""
+    return engine.index.tasks[task_id].unroutable
 
 
 def test_a_task_no_bot_can_do_is_flagged_once_and_not_again_while_nothing_changes(
@@ -215,8 +231,21 @@ def test_a_task_no_bot_can_do_is_flagged_once_and_not_again_while_nothing_change
         assert engine.dispatcher.run_once() == 0
     [flag] = flags(engine, gpu)
     assert flag.missing == ["gpu", "render"] and "gpu, render" in flag.reason
-    task = engine.task(gpu)
-    assert task.state is TaskState.PENDING and task.unroutable == flag.reason
+    assert flag.capabilities == ["gpu", "render"] and flag.task_ids == [gpu]
+    assert engine.task(gpu).state is TaskState.PENDING and flagged(engine, gpu)
+
+
+def test_a_backlog_no_bot_can_do_is_one_record_not_an_event_per_task(engine: Engine) -> None:
+    backlog = engine.submit(TaskSpec("render"), 50)
+    before = len(engine.recorded)
+    assert engine.dispatcher.run_once() == 50
+    [record] = engine.recorded[before:]
+    assert isinstance(record, UnroutableTasks.Unroutable)
+    assert sorted(record.task_ids) == sorted(backlog)
+    assert all(flagged(engine, t) for t in backlog)
+    more = engine.submit(TaskSpec("render"), 3)  # new ones: one more record, for them only
+    engine.dispatcher.run_once()
+    assert sorted(engine.recorded[-1].task_ids) == sorted(more)
 
 
 def test_the_flag_clears_on_assignment_and_returns_when_the_only_capable_bot_is_lost(
@@ -227,13 +256,12 @@ def test_the_flag_clears_on_assignment_and_returns_when_the_only_capable_bot_is_
     assert len(flags(engine, task_id)) == 1
     renderer = engine.bot(["render"], 1)
     engine.dispatcher.run_once()
-    task = engine.task(task_id)
-    assert task.state is TaskState.ASSIGNED and task.unroutable is None
+    assert engine.task(task_id).state is TaskState.ASSIGNED and not flagged(engine, task_id)
     engine.hive.fleet.lose(renderer, [task_id], "silence", ENGINE)
     engine.dispatcher.run_once()
     engine.dispatcher.run_once()
     assert len(flags(engine, task_id)) == 2
-    assert engine.task(task_id).unroutable is not None
+    assert flagged(engine, task_id)
 
 
 def test_no_one_bot_with_everything_is_unroutable_too(engine: Engine) -> None:

@@ -105,8 +105,7 @@ TASK_FIELDS = (
     "fencing_token",
     "result",
     "error",
-    "unroutable",
-)
+)  # and ``unroutable``: an UnroutableTasks record's, checked through the live index
 
 
 # -- the reference model ----------------------------------------------------------------
@@ -335,6 +334,7 @@ class HiveMachine(RuleBasedStateMachine):
         self.conversations: dict[tuple[str, str], tuple[UUID, int]] = {}  # -> (last, seq)
         self.bots: dict[UUID, ModelBot] = {}
         self.keys: list[UUID] = []  # the API keys issued to bots
+        self.unroutable: dict[UUID, list[UUID]] = {}  # records of unroutable tasks -> tasks
         self.keyed: dict[tuple[str, str], UUID] = {}  # (actor, idempotency key) -> task
         self.events = 0  # how many events the log must hold
         self.tokens: dict[UUID, int] = {}  # the highest fencing token seen, per task
@@ -658,11 +658,24 @@ class HiveMachine(RuleBasedStateMachine):
             self.pick(data, self.having(TaskState.PENDING), self.tasks, "task") for _ in range(n)
         ]
         reason = data.draw(reasons, label="reason")
-        self.change_tasks(
-            "flag unroutable",
-            [(i, flag(reason)) for i in task_ids],
-            lambda: self.writer.tasks.mark_unroutable(task_ids, reason, ["gpu"], DISPATCHER),
-        )
+
+        def command() -> Committed[Any]:
+            return self.writer.tasks.mark_unroutable(["gpu"], task_ids, reason, ["gpu"], DISPATCHER)
+
+        if not text_ok(reason):
+            self.refused("flag unroutable", InvalidInput, command)
+            return
+        committed = command()  # one record for them all, whatever they are by now
+        [record] = committed.items
+        assert record.task_ids == list(dict.fromkeys(task_ids))
+        self.accepted("flag unroutable", committed, 1)
+        self.unroutable[record.id] = record.task_ids
+        for i in task_ids:
+            if i not in self.tasks:  # named, and unknown: the record's readers pass it by
+                continue
+            outcome = flag(reason)(self.tasks[i])
+            assert not isinstance(outcome, type)
+            self.tasks[i] = outcome
 
     def cancel(self, data: st.DataObject) -> None:
         task_id = self.pick(data, self.tasks, self.tasks, "task")
@@ -983,7 +996,16 @@ class HiveMachine(RuleBasedStateMachine):
         log = self.log()
         assert self.replayed_events == self.events, "the log holds other events than expected"
         conversations = {conversation_id(name, to) for name, to in self.conversations}
-        assert log.keys() == {*self.tasks, *self.bots, *self.keys, *self.messages, *conversations}
+        assert log.keys() == {
+            *self.tasks,
+            *self.bots,
+            *self.keys,
+            *self.messages,
+            *conversations,
+            *self.unroutable,
+        }
+        for record_id, named in self.unroutable.items():
+            assert log[record_id].task_ids == named
         for task_id, model in self.tasks.items():
             assert task_fields(log[task_id]) == model.fields(), task_id
         for bot_id, bot in self.bots.items():
