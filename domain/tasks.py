@@ -1,7 +1,9 @@
 """A task: a unit of work submitted to the hive and done by one bot at a time.
 
 Life: pending -> assigned -> running -> succeeded | failed, and cancelled from any live
-state. A bot that goes silent loses its tasks back to pending (``LeaseExpired``); every
+state. A bot that did not report a task's start (a fast task, run at once) reports its
+finish with how long it ran (``ran_s``): assigned -> succeeded | failed is then one event
+that says both. A bot that goes silent loses its tasks back to pending (``LeaseExpired``); every
 assignment carries a new fencing token, so a late report from the old holder is refused.
 A pending task that no bot in the hive could do is flagged by an ``UnroutableTasks``
 record, one for many tasks (``domain/unroutable.py``); it stays pending, and its next
@@ -25,6 +27,7 @@ from domain.names import check_capabilities, check_json_text, check_short_name, 
 
 MIN_PRIORITY, MAX_PRIORITY = 0, 9
 MAX_DELAY = timedelta(days=366)
+MAX_RAN_S = 366 * 24 * 3600.0
 
 
 class TaskState(StrEnum):
@@ -75,6 +78,7 @@ class Task(HiveAggregate):
             task.bot_id = self.bot_id
             task.fencing_token = self.fencing_token
             task.unroutable = None
+            task.assigned_at = self.timestamp
 
     class Unroutable(HiveAggregate.Event):
         """Old logs only: what ``UnroutableTasks`` records now, for one task."""
@@ -94,6 +98,14 @@ class Task(HiveAggregate):
     class Succeeded(HiveAggregate.Event):
         fencing_token: int
         result: str  # canonical JSON text
+        ran_s: float | None = None  # set: it was never reported started; it ran this long
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Before a finish could carry its start: every task was started first."""
+            state["ran_s"] = None
 
         def apply(self, task: Task) -> None:
             task.state = TaskState.SUCCEEDED
@@ -102,6 +114,13 @@ class Task(HiveAggregate):
     class Failed(HiveAggregate.Event):
         fencing_token: int
         error: str
+        ran_s: float | None = None  # as ``Succeeded``'s
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["ran_s"] = None
 
         def apply(self, task: Task) -> None:
             task.state = TaskState.FAILED
@@ -147,6 +166,7 @@ class Task(HiveAggregate):
         self.result: str | None = None
         self.error: str | None = None
         self.unroutable: str | None = None  # why no bot could do it, when last looked at
+        self.assigned_at: datetime | None = None  # of the latest assignment
 
     # -- commands ---------------------------------------------------------------------
 
@@ -195,29 +215,49 @@ class Task(HiveAggregate):
         self._record(self.Started, cause, at, fencing_token=fencing_token)
 
     def succeed(
-        self, bot_id: UUID, fencing_token: int, result: str, cause: Cause, at: datetime
+        self,
+        bot_id: UUID,
+        fencing_token: int,
+        result: str,
+        cause: Cause,
+        at: datetime,
+        ran_s: float | None = None,
     ) -> None:
+        """``ran_s``: the bot did not report the start, only that the task ran this long;
+        start and success are then one event."""
         self._check_holder(bot_id, fencing_token)
         if self.state is TaskState.SUCCEEDED:
             return
-        self._check_running()
+        ran = self._check_finishable(ran_s, at)
         self._record(
             self.Succeeded,
             cause,
             at,
             fencing_token=fencing_token,
             result=check_json_text("result", result),
+            ran_s=ran,
         )
 
     def fail(
-        self, bot_id: UUID, fencing_token: int, error: str, cause: Cause, at: datetime
+        self,
+        bot_id: UUID,
+        fencing_token: int,
+        error: str,
+        cause: Cause,
+        at: datetime,
+        ran_s: float | None = None,
     ) -> None:
         self._check_holder(bot_id, fencing_token)
         if self.state is TaskState.FAILED:
             return
-        self._check_running()
+        ran = self._check_finishable(ran_s, at)
         self._record(
-            self.Failed, cause, at, fencing_token=fencing_token, error=check_text("error", error)
+            self.Failed,
+            cause,
+            at,
+            fencing_token=fencing_token,
+            error=check_text("error", error),
+            ran_s=ran,
         )
 
     def cancel(self, reason: str, cause: Cause, at: datetime) -> None:
@@ -241,9 +281,20 @@ class Task(HiveAggregate):
                 task_id=self.id, given=fencing_token, current=self.fencing_token
             )
 
-    def _check_running(self) -> None:
-        if self.state is not TaskState.RUNNING:
+    def _check_finishable(self, ran_s: float | None, at: datetime) -> float | None:
+        """A running task may finish; an assigned one only with the time it ran (its start
+        and finish reported as one), never more than it has been assigned. Returns the
+        ``ran_s`` to record: None when the start was reported (its event has the time)."""
+        if ran_s is not None and (
+            not isinstance(ran_s, int | float) or not 0 <= ran_s <= MAX_RAN_S
+        ):
+            raise InvalidInput(f"ran_s must be 0..{MAX_RAN_S:g} seconds")
+        if self.state is TaskState.RUNNING:
+            return None
+        if self.state is not TaskState.ASSIGNED or ran_s is None:
             raise InvalidTransition(f"task is {self.state}, not running", task_id=self.id)
+        held = (at - self.assigned_at).total_seconds() if self.assigned_at else 0.0
+        return round(min(float(ran_s), max(held, 0.0)), 6)
 
 
 def check_task_fields(

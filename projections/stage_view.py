@@ -154,6 +154,11 @@ class StageView:
                     tally.observe(task.type, "assign_start", e.timestamp - task.assigned_at)
                 tasks[task_id] = replace(task, started_at=e.timestamp)
             elif isinstance(e, Task.Succeeded | Task.Failed):
+                if task.started_at is None and e.ran_s is not None:  # it says its start too
+                    started = e.timestamp - timedelta(seconds=e.ran_s)
+                    if task.assigned_at is not None:
+                        tally.observe(task.type, "assign_start", started - task.assigned_at)
+                    task = replace(task, started_at=started)
                 if task.started_at is not None:
                     tally.observe(task.type, "start_done", e.timestamp - task.started_at)
                 e2e = tally.observe(task.type, "end_to_end", e.timestamp - task.submitted_at)

@@ -14,6 +14,7 @@ in ``flagged_at`` (its timeline shows the record), even once an assignment clear
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -90,14 +91,21 @@ def _changes(event: Any) -> dict[str, Any]:
         case Task.Started():
             return {"state": "running", "started_at": at}
         case Task.Succeeded():
-            return {"state": "succeeded", "result": event.result, "finished_at": at}
+            return {"state": "succeeded", "result": event.result, "finished_at": at, **_ran(event)}
         case Task.Failed():
-            return {"state": "failed", "error": event.error, "finished_at": at}
+            return {"state": "failed", "error": event.error, "finished_at": at, **_ran(event)}
         case Task.Cancelled():
             return {"state": "cancelled", "error": event.reason, "finished_at": at}
         case Task.LeaseExpired():
             return {"state": "pending", "bot_id": None, "started_at": None}
     return {}
+
+
+def _ran(event: Any) -> dict[str, Any]:
+    """A finish that says its start too: the start was ``ran_s`` before it."""
+    if event.ran_s is None:
+        return {}
+    return {"started_at": event.timestamp - timedelta(seconds=event.ran_s)}
 
 
 def _submitted(p: Positioned) -> dict[str, Any]:

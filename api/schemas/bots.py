@@ -21,6 +21,7 @@ from api.schemas.common import (
 from api.settings import Settings
 from domain.bots import MAX_CONCURRENCY
 from domain.hive import Report
+from domain.tasks import MAX_RAN_S
 from projections.rows import BotRow
 
 MAX_ERROR_CHARS = 4096
@@ -43,6 +44,11 @@ class BotRegistered(Model):
     heartbeat_interval_s: float
     lease_ttl_s: float
     config_version: int = Field(description="the config version in force")
+    start_in_finish: bool = Field(
+        default=True,
+        description="the hive takes a finish with `ran_s` for a task never reported "
+        "started (its start and finish become one event)",
+    )
 
 
 class Heartbeat(Model):
@@ -100,10 +106,20 @@ class StartItems(Model):
         return [Report(t.task_id, t.fencing_token) for t in self.tasks]
 
 
+RAN_S = Field(
+    default=None,
+    ge=0,
+    le=MAX_RAN_S,
+    description="only for a task whose start was not reported: how long it ran, in "
+    "seconds; its start and finish are then recorded as one event",
+)
+
+
 class CompleteItem(Model):
     task_id: UUID
     fencing_token: FencingToken
     result: JsonValue = Field(default=None, description="any JSON value")
+    ran_s: float | None = RAN_S
 
 
 class CompleteItems(Model):
@@ -121,6 +137,7 @@ class CompleteItems(Model):
                     loc=("body", "tasks", i, "result"),
                     index=i,
                 ),
+                ran_s=t.ran_s,
             )
             for i, t in enumerate(self.tasks)
         ]
@@ -130,6 +147,7 @@ class FailItem(Model):
     task_id: UUID
     fencing_token: FencingToken
     error: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_ERROR_CHARS)]
+    ran_s: float | None = RAN_S
 
 
 class FailItems(Model):
@@ -137,7 +155,9 @@ class FailItems(Model):
 
     def to_reports(self, settings: Settings) -> list[Report]:
         check_batch(len(self.tasks), settings.max_batch, ("body", "tasks"))
-        return [Report(t.task_id, t.fencing_token, error=t.error) for t in self.tasks]
+        return [
+            Report(t.task_id, t.fencing_token, error=t.error, ran_s=t.ran_s) for t in self.tasks
+        ]
 
 
 class ReportAccepted(Model):

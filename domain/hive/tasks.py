@@ -46,6 +46,7 @@ class Report:
     fencing_token: int
     result: str | None = None
     error: str | None = None
+    ran_s: float | None = None  # a finish whose start was never reported: how long it ran
 
 
 class TaskCommands:
@@ -146,9 +147,9 @@ class TaskCommands:
         def finish(task: Task, at: datetime) -> None:
             r = by_id[task.id]
             if r.error is not None:
-                task.fail(bot_id, r.fencing_token, r.error, cause, at)
+                task.fail(bot_id, r.fencing_token, r.error, cause, at, r.ran_s)
             else:
-                task.succeed(bot_id, r.fencing_token, r.result or "null", cause, at)
+                task.succeed(bot_id, r.fencing_token, r.result or "null", cause, at, r.ran_s)
 
         return self.kernel.change(Task, list(by_id), finish)
 

@@ -1,7 +1,8 @@
 """Runs: which task events make one bot's run of one type of task, and how it ended.
 
 A task is followed from its submission (the event that names its type). Its run begins
-when the bot it is assigned to reports ``Started`` and ends with
+when the bot it is assigned to reports ``Started`` (or, for a finish that says its start
+too, ``ran_s`` before that finish) and ends with
 
 * ``Succeeded``: a success, timed start -> finish: how long the bot takes to do the work;
 * ``Failed``: a failure, untimed: how soon a bot gives up says nothing of how fast it
@@ -17,7 +18,7 @@ is dropped without an outcome. Times come from the events, so a rebuild learns t
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -67,14 +68,21 @@ def follow(run: Run | None, event: Any) -> tuple[Run | None, Outcome | None]:
         case Task.Started():
             return replace(run, started_at=event.timestamp), None
         case Task.Succeeded():
-            return None, _ended(run, event, succeeded=True)
+            return None, _ended(_started_with(run, event), event, succeeded=True)
         case Task.Failed():
-            return None, _ended(run, event, succeeded=False)
+            return None, _ended(_started_with(run, event), event, succeeded=False)
         case Task.LeaseExpired():
             return Run(run.type), _ended(run, event, succeeded=False)
         case Task.Cancelled():
             return None, None
     return run, None
+
+
+def _started_with(run: Run, event: Any) -> Run:
+    """A finish that says its start too (``ran_s``): the run began ``ran_s`` before it."""
+    if event.ran_s is None or run.started_at is not None:
+        return run
+    return replace(run, started_at=event.timestamp - timedelta(seconds=event.ran_s))
 
 
 def _ended(run: Run, event: Any, *, succeeded: bool) -> Outcome | None:

@@ -50,6 +50,7 @@ class Registration:
     heartbeat_interval_s: float
     lease_ttl_s: float
     config_version: int = 0  # the hive's runtime configuration the bot runs by
+    start_in_finish: bool = False  # a finish may carry its start (``ran_s``); older hives: no
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class TaskResult:
     task_id: str
     fencing_token: int
     result_json: bytes = field(repr=False)
+    ran_s: float | None = None  # the start was not reported: how long the task ran
 
     @classmethod
     def of(cls, task_id: str, fencing_token: int, result: JSON) -> TaskResult:
@@ -124,6 +126,7 @@ class TaskFailure:
     task_id: str
     fencing_token: int
     error: str
+    ran_s: float | None = None  # as ``TaskResult``'s
 
     def __post_init__(self) -> None:
         if len(self.error) > MAX_ERROR_CHARS:
@@ -274,6 +277,7 @@ class HiveClient:
                 heartbeat_interval_s=float(data["heartbeat_interval_s"]),
                 lease_ttl_s=float(data["lease_ttl_s"]),
                 config_version=int(data.get("config_version", 0)),
+                start_in_finish=data.get("start_in_finish") is True,
             )
         except (KeyError, TypeError, ValueError) as e:
             raise _malformed(response, "registration") from e
@@ -361,6 +365,7 @@ class HiveClient:
                     "task_id": i.task_id,
                     "fencing_token": i.fencing_token,
                     "result": orjson.Fragment(i.result_json),
+                    **_ran(i.ran_s),
                 }
                 for i in items
             ]
@@ -374,7 +379,12 @@ class HiveClient:
         me = self._me(bot)
         body = {
             "tasks": [
-                {"task_id": i.task_id, "fencing_token": i.fencing_token, "error": i.error}
+                {
+                    "task_id": i.task_id,
+                    "fencing_token": i.fencing_token,
+                    "error": i.error,
+                    **_ran(i.ran_s),
+                }
                 for i in items
             ]
         }
@@ -596,3 +606,8 @@ def _retry_after(response: httpx.Response) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None  # an HTTP date: fall back to our own backoff
+
+
+def _ran(ran_s: float | None) -> dict[str, float]:
+    """A report's ``ran_s``, when it has one (a hive before it refuses the field)."""
+    return {} if ran_s is None else {"ran_s": round(ran_s, 6)}

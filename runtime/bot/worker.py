@@ -5,9 +5,13 @@ Threads (all started by ``run``):
 - **heartbeat**: renews the lease every ``heartbeat_interval_s`` of the current
   registration, until the worker has reported its last task.
 - **claimer**: when there are free slots, long-polls ``claim(max_tasks=free slots)``,
-  reserves the slots, ``start``s the whole batch in one call, then runs each task: fast
-  handlers (``runs_inline``) right there, the rest on a pool of ``max_concurrency``
-  threads.
+  reserves the slots and runs the batch. Fast handlers (``runs_inline``) run right there,
+  and are never reported started: their finish says how long they ran (``ran_s``), so
+  the hive records start and finish as one event; the claimer waits for those reports to
+  land before it claims again (until then the hive still lists them as assigned to it).
+  The rest are ``start``ed in one call, then run on a pool of ``max_concurrency``
+  threads. A hive that does not take ``ran_s`` (``Registration.start_in_finish``) has
+  every task started first.
 - **reporter**: takes every finished task at once (never waits for more than is
   ready) and sends one ``complete`` and one ``fail`` call per flush, split only where the
   hive's batch and body limits demand it; while a flush is on the wire, new outcomes pile
@@ -30,9 +34,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import TypeVar
 
 from runtime.bot.client import (
@@ -64,6 +69,7 @@ RETRY_PAUSE_S = 1.0
 """Pause after the client gave up on a call (its own retries spent) before trying again."""
 
 Report = TaskResult | TaskFailure
+H = TypeVar("H")
 Item = TypeVar("Item", bound=ClaimedTask | TaskResult | TaskFailure)
 
 
@@ -73,6 +79,7 @@ class _Outcome:
 
     registration: Registration
     report: Report
+    unstarted: bool = False  # never reported started: its report carries ``ran_s``
 
 
 @dataclass
@@ -148,6 +155,7 @@ class BotWorker:
         self._outbox = threading.Condition()
         self._ready: list[_Outcome] = []
         self._sending = False
+        self._unstarted = 0  # outcomes of unstarted tasks not yet reported (see _claims)
 
         self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="apiary-task")
         self.messenger = Messenger(client, lambda: self._registration)
@@ -212,6 +220,8 @@ class BotWorker:
         self._stopping.set()
         with self._slots:
             self._slots.notify_all()
+        with self._outbox:
+            self._outbox.notify_all()
 
     def _thread(self, role: str, loop: Callable[[], None]) -> threading.Thread:
         """Starts one of the worker's loops; a crash in it stops the worker (exit 1)."""
@@ -286,6 +296,8 @@ class BotWorker:
             with self._outbox:
                 stale = [o for o in self._ready if o.registration is lost]
                 self._ready = [o for o in self._ready if o.registration is not lost]
+                self._unstarted -= sum(o.unstarted for o in stale)
+                self._outbox.notify_all()
             with self._slots:
                 running = self._in_flight
             self._count(abandoned=len(stale))
@@ -389,10 +401,8 @@ class BotWorker:
                     return
                 self._in_flight += len(tasks)
             self._count(claimed=len(tasks))
-            started = self._start(tasks, registration)
-            if len(started) < len(tasks):
-                self._release(len(tasks) - len(started))
-            self._run(started, registration)
+            self._run(tasks, registration)
+            self._await_unstarted_reports()
 
     def _start(self, tasks: list[ClaimedTask], registration: Registration) -> list[ClaimedTask]:
         """Starts the batch in one call; refused tasks are dropped and the rest sent again."""
@@ -426,23 +436,63 @@ class BotWorker:
         return []
 
     def _run(self, tasks: list[ClaimedTask], registration: Registration) -> None:
-        inline: list[tuple[ClaimedTask, Handler]] = []
-        outcomes: list[_Outcome] = []
+        """Inline handlers (and tasks no handler takes) are done here and now, unstarted:
+        each report says how long it ran. The others are started in one call, then pooled."""
+        here: list[tuple[ClaimedTask, Handler | HandlerError]] = []
+        pooled: list[tuple[ClaimedTask, Handler]] = []
         for task in tasks:
             try:
                 handler = self._handler_for(task)
             except HandlerError as e:
-                failure = TaskFailure(task.id, task.fencing_token, str(e))
-                outcomes.append(_Outcome(registration, failure))
+                here.append((task, e))
                 continue
             if self._inline(handler):
-                inline.append((task, handler))
+                here.append((task, handler))
             else:
-                self._pool.submit(self._run_pooled, task, handler, registration)
-        for task, handler in inline:
-            outcomes.append(_Outcome(registration, self._execute(task, handler)))
+                pooled.append((task, handler))
+        if here and not registration.start_in_finish:  # an older hive: start them first
+            self._run_here(self._started(here, registration), registration, unstarted=False)
+        elif here:
+            self._run_here(here, registration, unstarted=True)
+        for task, handler in self._started(pooled, registration):
+            self._pool.submit(self._run_pooled, task, handler, registration)
+
+    def _started(
+        self, tasks: list[tuple[ClaimedTask, H]], registration: Registration
+    ) -> list[tuple[ClaimedTask, H]]:
+        """Those of ``tasks`` the hive took the start of; the slots of the others are freed."""
+        if not tasks:
+            return []
+        started = {t.id for t in self._start([t for t, _ in tasks], registration)}
+        if len(started) < len(tasks):
+            self._release(len(tasks) - len(started))
+        return [(t, h) for t, h in tasks if t.id in started]
+
+    def _run_here(
+        self,
+        tasks: list[tuple[ClaimedTask, Handler | HandlerError]],
+        registration: Registration,
+        *,
+        unstarted: bool,
+    ) -> None:
+        outcomes: list[_Outcome] = []
+        for task, handler in tasks:
+            began = time.monotonic()
+            if isinstance(handler, HandlerError):
+                report: Report = TaskFailure(task.id, task.fencing_token, str(handler))
+            else:
+                report = self._execute(task, handler)
+            if unstarted:
+                report = replace(report, ran_s=time.monotonic() - began)
+            outcomes.append(_Outcome(registration, report, unstarted))
         if outcomes:
             self._finished(outcomes)
+
+    def _await_unstarted_reports(self) -> None:
+        """Until the reports of unstarted tasks land, the hive lists those tasks as still
+        assigned to this bot, and the next claim would hand them out again."""
+        with self._outbox:
+            self._outbox.wait_for(lambda: self._unstarted == 0 or self._stopping.is_set())
 
     def _run_pooled(self, task: ClaimedTask, handler: Handler, registration: Registration) -> None:
         self._finished([_Outcome(registration, self._execute(task, handler))])
@@ -476,6 +526,7 @@ class BotWorker:
     def _finished(self, outcomes: list[_Outcome]) -> None:
         with self._outbox:
             self._ready.extend(outcomes)
+            self._unstarted += sum(o.unstarted for o in outcomes)
             self._outbox.notify_all()
         self._release(len(outcomes))
 
@@ -494,11 +545,14 @@ class BotWorker:
                     return
                 batch, self._ready = self._ready, []
                 self._sending = True
+            unsent = batch
             try:
                 unsent = self._flush(batch)
             finally:
                 with self._outbox:
                     self._sending = False
+                    self._unstarted -= sum(o.unstarted for o in batch)
+                    self._unstarted += sum(o.unstarted for o in unsent)
                     self._outbox.notify_all()
             if unsent:
                 with self._outbox:

@@ -104,6 +104,8 @@ class FakeHive:
         self.cancel_when_claimed: set[str] = set()  # a client cancels right after the claim
         self.cancel_when_started: set[str] = set()  # ... or right after the start
         self.config_version: int | None = None  # None: a hive that says nothing of configs
+        self.start_in_finish = False  # takes a finish with ran_s for an unstarted task
+        self.ran: dict[str, float] = {}  # task -> the ran_s its finish carried
 
     def client(self, **kw: Any) -> HiveClient:
         kw.setdefault("retry_deadline_s", 2.0)
@@ -236,6 +238,7 @@ class FakeHive:
                 "token": bot.token,
                 "heartbeat_interval_s": self.heartbeat_interval_s,
                 "lease_ttl_s": self.lease_ttl_s,
+                **({"start_in_finish": True} if self.start_in_finish else {}),
             },
         )
 
@@ -282,7 +285,7 @@ class FakeHive:
         refused = []
         for item in items:
             task = self.tasks.get(item["task_id"])
-            reason = self._refusal(bot, action, task, item["fencing_token"])
+            reason = self._refusal(bot, action, task, item["fencing_token"], "ran_s" in item)
             if reason is not None:
                 refused.append({"task_id": item["task_id"], "reason": reason})
         if refused:  # all or nothing
@@ -295,6 +298,8 @@ class FakeHive:
                 task.state, task.result = "succeeded", item["result"]
             else:
                 task.state, task.error = "failed", item["error"]
+            if "ran_s" in item:
+                self.ran[task.id] = item["ran_s"]
         if action == "start":
             for item in items:
                 if item["task_id"] in self.cancel_when_started:
@@ -302,14 +307,18 @@ class FakeHive:
             return httpx.Response(200, json={"tasks": [i["task_id"] for i in items]})
         return httpx.Response(200, json={})
 
-    @staticmethod
-    def _refusal(bot: FakeBot, action: str, task: FakeTask | None, token: int) -> str | None:
+    def _refusal(
+        self, bot: FakeBot, action: str, task: FakeTask | None, token: int, ran: bool
+    ) -> str | None:
         if task is None or task.bot_id != bot.id:
             return "the task is not assigned to this bot"
         if token != task.fencing_token:
             return "stale fencing token"
         allowed = {"start": ("assigned", "running"), "complete": ("running", "succeeded")}
-        if task.state not in allowed.get(action, ("running", "failed")):
+        finishable = allowed.get(action, ("running", "failed"))
+        if ran and self.start_in_finish and action != "start":
+            finishable = ("assigned", *finishable)
+        if task.state not in finishable:
             return f"the task is {task.state}"
         return None
 
@@ -433,6 +442,45 @@ def test_claims_start_and_complete_in_batches(hive: FakeHive, start_worker: Any)
     request_ids = [c.request_id for c in hive.calls]
     assert all(r is not None and REQUEST_ID.match(r) for r in request_ids)
     assert len(set(request_ids)) == len(request_ids)
+
+
+def test_fast_tasks_are_reported_once_with_their_start_to_a_hive_that_takes_it(
+    hive: FakeHive, start_worker: Any
+) -> None:
+    hive.start_in_finish = True
+    ids = hive.submit("noop", [{"i": i} for i in range(50)])
+    running = start_worker(max_concurrency=50)
+    hive.wait_for("all tasks done", hive.done(ids))
+    assert running.stop() == 0
+
+    assert hive.states(ids) == ["succeeded"] * 50
+    assert hive.calls_to("start") == []  # one report says start and finish
+    assert [c.count for c in hive.calls_to("complete")] == [50]
+    assert sorted(hive.ran) == sorted(ids) and all(0 <= r < 1 for r in hive.ran.values())
+    assert running.worker.tally.completed == 50
+
+
+def test_an_unstarted_task_is_never_claimed_twice_while_its_report_is_delayed(
+    hive: FakeHive, start_worker: Any
+) -> None:
+    """Until its report lands the hive lists it as assigned: the bot claims no more."""
+    hive.start_in_finish = True
+    hive.unavailable["complete"] = 3  # the report is retried, the claims must wait for it
+    ids = hive.submit("noop", [{"i": i} for i in range(20)])
+    running = start_worker(max_concurrency=5)
+    hive.wait_for("all tasks done", hive.done(ids))
+    assert running.stop() == 0
+    assert sum(c.count for c in hive.calls_to("claim")) == 20  # each handed out once
+    assert running.worker.tally.completed == 20
+
+
+def test_slow_tasks_are_still_started_first(hive: FakeHive, start_worker: Any) -> None:
+    hive.start_in_finish = True
+    ids = hive.submit("code", [{"source": "x = 1"} for _ in range(3)])
+    running = start_worker(max_concurrency=3)
+    hive.wait_for("all tasks done", hive.done(ids))
+    assert running.stop() == 0
+    assert sum(c.count for c in hive.calls_to("start")) == 3 and hive.ran == {}
 
 
 def test_a_new_config_version_changes_the_bots_terms_and_loses_no_work(

@@ -166,7 +166,9 @@ def start(bot_id: UUID, token: int) -> Rule:
     return decide
 
 
-def finish(bot_id: UUID, token: int, result: str | None, error: str | None) -> Rule:
+def finish(
+    bot_id: UUID, token: int, result: str | None, error: str | None, ran_s: float | None = None
+) -> Rule:
     def decide(t: ModelTask) -> Outcome:
         if t.bot_id != bot_id:
             return NotYourTask
@@ -175,7 +177,8 @@ def finish(bot_id: UUID, token: int, result: str | None, error: str | None) -> R
         done = TaskState.FAILED if error is not None else TaskState.SUCCEEDED
         if t.state is done:
             return t  # the same outcome reported again changes nothing
-        if t.state is not TaskState.RUNNING:
+        unstarted = t.state is TaskState.ASSIGNED and ran_s is not None  # it says its start
+        if t.state is not TaskState.RUNNING and not unstarted:
             return InvalidTransition
         if error is not None:
             return replace(t, state=done, error=error) if text_ok(error) else InvalidInput
@@ -605,21 +608,30 @@ class HiveMachine(RuleBasedStateMachine):
         )
 
     def finish(self, data: st.DataObject, n: int) -> None:
-        """A bot reports results and errors: like ``start``, mostly right, sometimes not."""
-        bot_id = self.pick(data, self.holders(TaskState.RUNNING), self.bots, "bot")
+        """A bot reports results and errors: like ``start``, mostly right, sometimes not.
+        Sometimes of tasks it never reported started, saying how long they ran."""
+        unstarted = data.draw(st.booleans(), label="start in the finish")
+        state = TaskState.ASSIGNED if unstarted else TaskState.RUNNING
+        ran_s = 0.001 if unstarted else None
+        bot_id = self.pick(data, self.holders(state), self.bots, "bot")
         reports = []
         for _ in range(n):
-            mine = self.mine(data, bot_id, TaskState.RUNNING)
+            mine = self.mine(data, bot_id, state)
             task_id = self.pick(data, mine, self.tasks, "task")
             token = self.token(data, task_id)
             if data.draw(st.booleans(), label="failed"):
-                reports.append(Report(task_id, token, error=data.draw(errors, label="error")))
+                error = data.draw(errors, label="error")
+                reports.append(Report(task_id, token, error=error, ran_s=ran_s))
             else:
-                reports.append(Report(task_id, token, result=data.draw(results, label="result")))
+                result = data.draw(results, label="result")
+                reports.append(Report(task_id, token, result=result, ran_s=ran_s))
         cause = Cause(f"bot:{bot_id}", "finish")
         self.change_tasks(
             "finish",
-            [(r.task_id, finish(bot_id, r.fencing_token, r.result, r.error)) for r in reports],
+            [
+                (r.task_id, finish(bot_id, r.fencing_token, r.result, r.error, r.ran_s))
+                for r in reports
+            ],
             lambda: self.writer.tasks.finish(bot_id, reports, cause),
         )
 
