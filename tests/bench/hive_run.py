@@ -46,6 +46,8 @@ def measure_hive(
     return {
         "drain": round(d["per_s_span"]),
         "wall": round(d["per_s_wall"]),
+        "startup_s": round(d["startup_s"], 3),
+        "views_lag_s": round(d["views_lag_s"], 3),
         "start_p50": lat["start"]["p50"],
         "start_p99": lat["start"]["p99"],
         "done_p50": lat["done"]["p50"],
