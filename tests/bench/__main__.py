@@ -30,6 +30,7 @@ from api.settings import Settings
 from domain.cause import Cause
 from domain.hive import TaskSpec
 from store.database import database_url
+from tests.bench.big_log import big_log_section, measure_big_log
 from tests.bench.config_propagation import config_propagation
 from tests.bench.dashboard import bench_dashboard
 from tests.bench.dashboard_stream import push_latency
@@ -234,6 +235,7 @@ def main() -> int:
     ap.add_argument("--config-changes", type=int, default=20)
     ap.add_argument("--soak-tasks", type=int, default=200_000)
     ap.add_argument("--soak-rate", type=float, default=800.0, help="tasks/s into the soak")
+    ap.add_argument("--big-log-events", type=int, default=1_000_000)
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     ap.add_argument("--no-peers", action="store_true", help="skip `python -m tests.bench.peers`")
     args = ap.parse_args()
@@ -296,6 +298,10 @@ def main() -> int:
             with migrated_database(server, "dashboard") as dash_url:
                 dash = bench_dashboard(dash_url, home / "dashboard", args.dashboard_tasks, 20)
             print(dash, flush=True)
+            print("big log ...", flush=True)
+            with migrated_database(server, "biglog") as big_url:
+                big = measure_big_log(big_url, args.big_log_events)
+            print({k: v for k, v in big.items() if k != "mix"}, flush=True)
         finally:
             drop_database(server, name)
             shutil.rmtree(home, ignore_errors=True)
@@ -315,6 +321,7 @@ def main() -> int:
         push,
         cfg,
         memory,
+        big,
         args,
     )
     kept = section.existing(args.out.read_text()) if args.out.exists() else None
@@ -342,6 +349,7 @@ def render(
     push: dict[str, Any],
     cfg: dict[str, Any],
     memory: dict[str, Any],
+    big: dict[str, Any],
     args: argparse.Namespace,
 ) -> str:
     pages = "\n".join(
@@ -355,7 +363,8 @@ Produced by `make bench` (`python -m tests.bench --tasks {args.tasks} --bots {ar
 --concurrency {args.concurrency} --latency-samples {args.latency_samples}
 --scaling-trials {args.scaling_trials} --dashboard-tasks {args.dashboard_tasks}
 --push-samples {args.push_samples} --config-changes {args.config_changes}
---soak-tasks {args.soak_tasks} --soak-rate {args.soak_rate:g}`) on
+--soak-tasks {args.soak_tasks} --soak-rate {args.soak_rate:g}
+--big-log-events {args.big_log_events}`) on
 {datetime.now(UTC):%Y-%m-%d}. Machine: {machine}; PostgreSQL {pg}. The hive ran as one
 `apiary serve` process; bots were separate `apiary bot` processes on the same machine.
 Shared, noisy machines: compare ratios within one run, not absolute numbers across runs.
@@ -434,7 +443,8 @@ size sampled every second. Default budgets: aggregate cache 64 MB, decoded event
 | the last half's largest distance from its start | {memory["last_half_spread"]:.1%} | <= 10% |
 
 RSS over the run (seconds, tasks submitted, MB): {", ".join(f"{t}s {n:,} {r}" for t, n, r in memory["trace_mb"])}.
-"""
+
+{big_log_section(big)}"""
 
 
 if __name__ == "__main__":

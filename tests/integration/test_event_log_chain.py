@@ -497,6 +497,22 @@ def test_a_modified_state_is_found_at_its_row(chained_url: str) -> None:
     )
 
 
+@pytest.mark.parametrize("column", ["topic", "state"])
+def test_a_nulled_topic_or_state_is_found_at_its_row(chained_url: str, column: str) -> None:
+    with superuser_bypassing_triggers(chained_url) as conn:
+        conn.execute(f"UPDATE public.hive_events SET {column} = NULL WHERE notification_id = 17")
+
+    report = verify_chain(chained_url)
+
+    assert_failed_at(
+        report,
+        17,
+        "row at position 17 has a NULL topic or state, which the chain never admits:"
+        " the row was altered",
+        verified=13,
+    )
+
+
 @pytest.mark.parametrize(
     ("deleted", "detected", "reason", "verified"),
     [
