@@ -14,8 +14,10 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
@@ -31,6 +33,7 @@ from api.lifecycle import Lifecycle
 from api.settings import Settings
 from domain.cause import Cause
 from domain.hive import Hive, utc_now
+from projections.bulk import restore_indexes
 from projections.dashboard_reads import DashboardReads
 from projections.message_reads import MessageReads
 from projections.metric_reads import MetricReads
@@ -228,6 +231,8 @@ class Node:
         feed, caught up before anything else starts; the loops; the API's listeners."""
         life = self.lifecycle
         life.add("reads-pool", self._open_pool, self.pool.close)
+        if self.serves_engine:  # indexes a rebuild dropped, and died before it put back
+            life.add("view-indexes", partial(restore_indexes, self.url))
         life.add("live-models", self._load_models)
         for runner in self.runners:
             life.thread(f"view-{runner.name}", runner.run)
@@ -416,25 +421,49 @@ class Node:
         )
 
 
+REBUILD_PAGE = 30_000  # events per transaction when replaying the log into emptied views
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    """A replay of the log into emptied views: where each got to, and what each cost."""
+
+    positions: dict[str, int]
+    apply_s: dict[str, float]  # time in each view's own apply (its reads, its folding)
+    events: dict[str, int]  # events each view applied
+    took_s: float  # the whole replay: reading, decoding and committing included
+
+
 def rebuild_views(url: str, settings: Settings, which: str = "all") -> dict[str, int]:
     """Empty the chosen views and replay the log into them (a running engine joins in)."""
+    return replay_views(url, settings, which).positions
+
+
+def replay_views(url: str, settings: Settings, which: str = "all") -> Rebuilt:
+    """``rebuild_views``, with what each view cost. One runner keeps all of them: the log
+    is read and decoded once, each page applied to every view in one transaction; in large
+    pages, so that most of a task's events fold into one row write."""
     hive = open_hive(url, settings)
     try:
         chosen = [v for v in views(settings) if which in ("all", v.name)]
         if not chosen:
-            return {}
-        for view in chosen:
-            reset_view(url, view)
-        # One runner for all of them: the log is read and decoded once, each page applied
-        # to every view in one transaction.
-        runner = ProjectionRunner(
-            chosen,
-            cast(HiveRecorder, hive.recorder),
-            hive.mapper.to_domain_event,
-            url,
-            page_size=settings.projection_page,
-        )
-        runner.catch_up()
-        return dict(runner.positions)
+            return Rebuilt({}, {}, {}, 0.0)
+        restore_indexes(url)  # a rebuild that died before it had put them back
+        started = time.perf_counter()
+        try:
+            for view in chosen:  # without their secondary indexes until the log is replayed
+                reset_view(url, view, deferring_indexes=True)
+            runner = ProjectionRunner(
+                chosen,
+                cast(HiveRecorder, hive.recorder),
+                hive.mapper.to_domain_event,
+                url,
+                page_size=max(settings.projection_page, REBUILD_PAGE),
+            )
+            runner.catch_up()
+        finally:
+            restore_indexes(url)
+        took = time.perf_counter() - started
+        return Rebuilt(dict(runner.positions), runner.apply_s, runner.applied_events, took)
     finally:
         hive.close()

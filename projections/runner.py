@@ -23,12 +23,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import psycopg
 from eventsourcing.persistence import Notification
 
+from projections.bulk import defer_indexes
 from store.follower import LogFollower, NotificationSource, Page, Pages
 from store.shared_log import SharedLog
 
@@ -53,6 +55,9 @@ _NOTIFY = "SELECT pg_notify(%s, v || ':' || %s) FROM unnest(%s::text[]) v"
 class Positioned:
     position: int
     event: Any  # a domain event of the hive
+
+
+Decoded = dict[int, Positioned]  # a page's events by position, decoded
 
 
 class View(Protocol):
@@ -177,18 +182,36 @@ class ProjectionRunner:
 
     def catch_up(self, *, until: int | None = None) -> int:
         """Apply pages until the head of the log (or ``until``) is reached; returns the
-        position every view has reached."""
+        position every view has reached. The next page is read and decoded (in a thread
+        of its own) while this one is applied: the database works on the one while
+        Python works on the other."""
         follower = LogFollower(
             self.source, self.conninfo, page_size=self.page_size, topics=self.topics
         )
-        with psycopg.connect(self.conninfo, connect_timeout=5) as conn:
+        with (
+            psycopg.connect(self.conninfo, connect_timeout=5) as conn,
+            ThreadPoolExecutor(1, thread_name_prefix=f"read-{self.name}") as reader,
+        ):
             self._resync(conn)
+            at, ahead = self.cursor, reader.submit(self._read_decoded, follower, self.cursor)
             while until is None or self.position < until:
-                page = follower.read(self.cursor)
-                if page.end == self.cursor:
+                page, decoded = ahead.result()
+                if at != self.cursor:  # resynced meanwhile: that page was read for elsewhere
+                    at, ahead = (
+                        self.cursor,
+                        reader.submit(self._read_decoded, follower, self.cursor),
+                    )
+                    continue
+                if page.end == at:
                     break
-                self._apply_or_resync(conn, page)
+                at, ahead = page.end, reader.submit(self._read_decoded, follower, page.end)
+                self._apply_or_resync(conn, page, decoded)
+            ahead.cancel()
         return self.position
+
+    def _read_decoded(self, follower: LogFollower, position: int) -> tuple[Page, Decoded]:
+        page = follower.read(position)
+        return page, {n.id: Positioned(n.id, self.decode(n)) for n in page.items}
 
     # -- one page ---------------------------------------------------------------------
 
@@ -197,9 +220,11 @@ class ProjectionRunner:
             self.positions = read_positions(conn, self.names)
         self.cursor = self.position
 
-    def _apply_or_resync(self, conn: psycopg.Connection[Any], page: Page) -> None:
+    def _apply_or_resync(
+        self, conn: psycopg.Connection[Any], page: Page, decoded: Decoded | None = None
+    ) -> None:
         try:
-            self._apply(conn, page)
+            self._apply(conn, page, decoded)
         except PositionMoved:
             self._resync(conn)
             log.info(
@@ -207,10 +232,16 @@ class ProjectionRunner:
                 extra={"action": "view_resync", "view": self.name, "position": self.position},
             )
 
-    def _apply(self, conn: psycopg.Connection[Any], page: Page) -> None:
+    def _apply(
+        self, conn: psycopg.Connection[Any], page: Page, decoded: Decoded | None = None
+    ) -> None:
         end = page.end
-        decoded: dict[int, Positioned] = {}  # each event decoded once, for every view
+        decoded = {} if decoded is None else decoded  # each event decoded once, for every view
         with conn.pipeline(), conn.transaction(), conn.cursor() as cur:
+            # A view is derived from the log and moves with its position in one transaction:
+            # a commit lost in a crash of the server is applied again, so none waits on a
+            # flush to disk.
+            cur.execute("SET LOCAL synchronous_commit = off")
             if read_positions(conn, self.names, lock=True) != self.positions:
                 raise PositionMoved()
             for view, topics in zip(self.views, self._topics, strict=True):
@@ -235,10 +266,14 @@ class ProjectionRunner:
             self.applied.notify_all()
 
 
-def reset_view(conninfo: str, view: View) -> None:
-    """Empty a view and set its position to zero, in one transaction (rebuild = reset + replay)."""
+def reset_view(conninfo: str, view: View, *, deferring_indexes: bool = False) -> None:
+    """Empty a view and set its position to zero, in one transaction (rebuild = reset +
+    replay). ``deferring_indexes``: its secondary indexes are dropped too, until
+    ``projections.bulk.restore_indexes`` (a replay of the whole log writes faster without)."""
     with psycopg.connect(conninfo, connect_timeout=5) as conn, conn.transaction():
         read_position(conn, view.name, lock=True)
         for table in view.tables:
             conn.execute(f"TRUNCATE {table}")  # names are ours, never input
+        if deferring_indexes:
+            defer_indexes(conn, view.name, view.tables)
         conn.execute("UPDATE projection_positions SET position = 0 WHERE view = %s", (view.name,))

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 
 def migrations() -> Sequence[Migration]:
+    from projections.bulk import DEFERRED_MIGRATIONS
     from projections.counts import COUNT_MIGRATIONS
     from projections.schema import VIEW_MIGRATIONS
     from store.chain import EVENT_LOG_MIGRATIONS
@@ -26,6 +27,7 @@ def migrations() -> Sequence[Migration]:
         *EVENT_LOG_MIGRATIONS,
         *APPEND_MIGRATIONS,
         *VIEW_MIGRATIONS,
+        *DEFERRED_MIGRATIONS,
         *COUNT_MIGRATIONS,
         *LIVENESS_MIGRATIONS,
         *PROCESS_MIGRATIONS,
