@@ -97,13 +97,20 @@ def drain(
             "extract(epoch FROM min(assigned_at) - %s) FROM tasks_view WHERE type = 'noop'",
             (launched_at,),
         ).fetchone()  # type: ignore[misc]
-        head = conn.execute("SELECT max(notification_id) FROM hive_events").fetchone()[0]  # type: ignore[index]
+        # The views the drain's events go to (a view with nothing to apply moves its stored
+        # position up to a second late, by design: projections/runner.py's IDLE_FLUSH_S).
+        last = conn.execute(
+            "SELECT max(notification_id) FROM hive_events WHERE topic LIKE 'domain.tasks:%%'"
+        ).fetchone()[0]  # type: ignore[index]
 
-        def views_at_head() -> bool:
-            row = conn.execute("SELECT min(position) FROM projection_positions").fetchone()
-            return bool(row and row[0] >= head)
+        def views_caught_up() -> bool:
+            row = conn.execute(
+                "SELECT min(position) FROM projection_positions "
+                "WHERE view IN ('tasks', 'stages', 'performance')"
+            ).fetchone()
+            return bool(row and row[0] >= last)
 
-        wait_for(views_at_head, timeout=120, what="every view at the head", interval=0.01)
+        wait_for(views_caught_up, timeout=120, what="the views caught up", interval=0.01)
         lag = conn.execute(
             "SELECT extract(epoch FROM clock_timestamp() - max(finished_at)) FROM tasks_view"
         ).fetchone()[0]  # type: ignore[index]
@@ -115,7 +122,7 @@ def drain(
         "per_s_span": tasks / float(span),
         "per_s_wall": tasks / wall,
         "startup_s": float(startup),  # launching the bots -> the first assignment
-        "views_lag_s": float(lag),  # the last finish -> every view at the head
+        "views_lag_s": float(lag),  # the last finish -> the task views have applied it
     }
 
 
@@ -384,7 +391,7 @@ Shared, noisy machines: compare ratios within one run, not absolute numbers acro
 | drain: {d["tasks"]:,} no-op tasks, {args.bots} bot processes (first assignment to last completion) | {d["per_s_span"]:,.0f} tasks/s ({d["span_s"]:.2f} s) | >= 2,000 |
 | same, wall clock from launching the bots | {d["per_s_wall"]:,.0f} tasks/s ({d["wall_s"]:.2f} s) | |
 | launching the bots -> the first assignment | {d["startup_s"]:.2f} s | <= 1 s |
-| the last completion -> every view at the head of the log | {d["views_lag_s"]:.2f} s | <= 1 s |
+| the last completion -> the views of tasks (tasks, stages, performance) have applied it | {d["views_lag_s"]:.2f} s | <= 1 s |
 | submit -> start, idle bots, p50 / p95 / p99 ({lat["count"]} tasks, one at a time) | {lat["start"]["p50"]} / {lat["start"]["p95"]} / {lat["start"]["p99"]} ms | p50 <= 10, p99 <= 30 |
 | submit -> done, idle bots, p50 / p95 / p99 | {lat["done"]["p50"]} / {lat["done"]["p95"]} / {lat["done"]["p99"]} ms | |
 | message send -> delivered, idle recipient long-polling, p50 / p95 / p99 ({msg["count"]} messages, one at a time) | {msg["delivered"]["p50"]} / {msg["delivered"]["p95"]} / {msg["delivered"]["p99"]} ms | p50 <= 10 |
