@@ -15,6 +15,7 @@ bot before that time; a task a schedule fired names the schedule (``schedule_id`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -225,17 +226,15 @@ class Task(HiveAggregate):
     ) -> None:
         """``ran_s``: the bot did not report the start, only that the task ran this long;
         start and success are then one event."""
-        self._check_holder(bot_id, fencing_token)
-        if self.state is TaskState.SUCCEEDED:
-            return
-        ran = self._check_finishable(ran_s, at)
-        self._record(
+        self._finish(
             self.Succeeded,
+            TaskState.SUCCEEDED,
+            bot_id,
+            fencing_token,
             cause,
             at,
-            fencing_token=fencing_token,
-            result=check_json_text("result", result),
-            ran_s=ran,
+            ran_s,
+            lambda: {"result": check_json_text("result", result)},
         )
 
     def fail(
@@ -247,17 +246,15 @@ class Task(HiveAggregate):
         at: datetime,
         ran_s: float | None = None,
     ) -> None:
-        self._check_holder(bot_id, fencing_token)
-        if self.state is TaskState.FAILED:
-            return
-        ran = self._check_finishable(ran_s, at)
-        self._record(
+        self._finish(
             self.Failed,
+            TaskState.FAILED,
+            bot_id,
+            fencing_token,
             cause,
             at,
-            fencing_token=fencing_token,
-            error=check_text("error", error),
-            ran_s=ran,
+            ran_s,
+            lambda: {"error": check_text("error", error)},
         )
 
     def cancel(self, reason: str, cause: Cause, at: datetime) -> None:
@@ -280,6 +277,24 @@ class Task(HiveAggregate):
             raise StaleFencingToken(
                 task_id=self.id, given=fencing_token, current=self.fencing_token
             )
+
+    def _finish(
+        self,
+        event: type[HiveAggregate.Event],
+        outcome: TaskState,
+        bot_id: UUID,
+        fencing_token: int,
+        cause: Cause,
+        at: datetime,
+        ran_s: float | None,
+        fields: Callable[[], dict[str, Any]],
+    ) -> None:
+        """The same outcome reported again changes nothing (its fields are not looked at)."""
+        self._check_holder(bot_id, fencing_token)
+        if self.state is outcome:
+            return
+        ran = self._check_finishable(ran_s, at)
+        self._record(event, cause, at, fencing_token=fencing_token, ran_s=ran, **fields())
 
     def _check_finishable(self, ran_s: float | None, at: datetime) -> float | None:
         """A running task may finish; an assigned one only with the time it ran (its start

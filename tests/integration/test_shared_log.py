@@ -5,7 +5,8 @@ follower behind the window (a view rebuilt while the others run) catches up by i
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -25,6 +26,21 @@ from tests.waiting import wait_for
 
 TASK_TOPICS = tuple(get_topic(c) for c in (Task.Submitted, Task.Assigned, Task.Started))
 BOT_TOPICS = (get_topic(Bot.Registered),)
+
+
+@contextmanager
+def running(runners: list[ProjectionRunner]) -> Iterator[None]:
+    """The runners, each in a thread of its own, while the body runs."""
+    stop = threading.Event()
+    threads = [threading.Thread(target=r.run, args=(stop,), daemon=True) for r in runners]
+    for t in threads:
+        t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
 
 
 class CountingSource:
@@ -122,11 +138,7 @@ def test_runners_sharing_the_log_equal_a_rebuild_even_rebuilt_while_running(
         )
         for view in views()
     ]
-    stop = threading.Event()
-    threads = [threading.Thread(target=r.run, args=(stop,), daemon=True) for r in runners]
-    for t in threads:
-        t.start()
-    try:
+    with running(runners):
         busy_history(hive, 60)
         tasks = next(r for r in runners if r.name == "tasks")
         wait_for(lambda: tasks.position > 0, what="the tasks view to start")
@@ -146,10 +158,6 @@ def test_runners_sharing_the_log_equal_a_rebuild_even_rebuilt_while_running(
             timeout=30,
             what="every position stored at the head",
         )
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=10)
     kept = snapshot(db_url)
     rebuild_views(db_url, Settings())
     assert snapshot(db_url) == kept
@@ -174,11 +182,7 @@ def test_a_group_of_views_kept_by_two_runners_equals_a_rebuild_with_one_view_reb
         )
         for _ in range(2)
     ]
-    stop = threading.Event()
-    threads = [threading.Thread(target=r.run, args=(stop,), daemon=True) for r in runners]
-    for t in threads:
-        t.start()
-    try:
+    with running(runners):
         busy_history(hive, 60)
         first = runners[0]
         wait_for(lambda: first.position > 0, what="the group to start")
@@ -194,10 +198,6 @@ def test_a_group_of_views_kept_by_two_runners_equals_a_rebuild_with_one_view_reb
         with psycopg.connect(db_url) as conn:
             stored = dict(conn.execute("SELECT view, position FROM projection_positions"))
         assert all(stored[v.name] == head for v in group)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=10)
     kept = snapshot(db_url)
     for view in group:
         rebuild_views(db_url, Settings(), view.name)
