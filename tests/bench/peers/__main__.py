@@ -2,12 +2,13 @@
 
 Each peer is installed, pinned, into a virtualenv of its own under .bench-peers/ (only when
 missing or when its pins changed) and runs the same workload from a driver script in
-tests/bench/peers/drivers/; Apiary runs ``tests.bench.hive_run`` (one `apiary serve`, 4
-bots). Rounds are interleaved: Apiary, then each peer, then again. Writes the medians and
-the per-round ratios of Apiary to PgQueuer with 2 workers into the marked peers section of
-docs/benchmarks.md. A peer that cannot run here (no install, no Python new enough, no
-redis-server) is skipped with one line. PostgreSQL: APIARY_DATABASE_URL's server when set,
-else the embedded one; a fresh database per run. Not part of `make test`.
+tests/bench/peers/drivers/; Apiary runs ``tests.bench.hive_run`` (one `apiary serve`, and
+1 then 2 bot processes as the peers' workers). Rounds are interleaved: Apiary, then each
+peer, then again. Writes the medians and the per-round ratios of Apiary to PgQueuer with 2
+workers into the marked peers section of docs/benchmarks.md. A peer that cannot run here
+(no install, no Python new enough, no redis-server) is skipped with one line. PostgreSQL:
+APIARY_DATABASE_URL's server when set, else the embedded one; a fresh database per run.
+Not part of `make test`.
 """
 
 from __future__ import annotations
@@ -30,8 +31,7 @@ from tests.bench.peers.drive import DriverFailed, drive
 from tests.bench.peers.report import APIARY, render
 from tests.bench.peers.venvs import REPO, Skipped, ensure_venv
 
-BOTS = 4  # Apiary's side, as `make bench` runs it
-CONCURRENCY = 256
+CONCURRENCY = 256  # each Apiary bot's slots
 
 
 def peer_list(value: str) -> list[Peer]:
@@ -46,11 +46,16 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m tests.bench.peers", description=__doc__)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=10_000, help="no-op jobs per peer drain")
-    ap.add_argument("--apiary-tasks", type=int, default=20_000, help="no-op tasks per Apiary drain")
+    ap.add_argument(
+        "--apiary-tasks", type=int, default=None, help="no-op tasks per Apiary drain (--jobs)"
+    )
     ap.add_argument("--latency-samples", type=int, default=300)
     ap.add_argument("--peers", type=peer_list, default=peer_list(",".join(PEERS)))
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.apiary_tasks is None:
+        args.apiary_tasks = args.jobs  # the same work as each peer's
+    return args
 
 
 def command(args: argparse.Namespace) -> str:
@@ -89,14 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             postgres = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
         for n in range(1, args.rounds + 1):
             print(f"round {n}: apiary ...", flush=True)
-            result = measure_hive(
-                server,
-                REPO,
-                tasks=args.apiary_tasks,
-                bots=BOTS,
-                concurrency=CONCURRENCY,
-                latency=args.latency_samples,
-            )
+            result = apiary_round(server, args)
             runs[APIARY].append(result)
             print(f"round {n} apiary: {result}", flush=True)
             for name, python in list(pythons.items()):
@@ -122,7 +120,6 @@ def main(argv: list[str] | None = None) -> int:
         machine=machine(),
         postgres=postgres,
         redis=redis_server.version(),
-        bots=BOTS,
         concurrency=CONCURRENCY,
         skipped=skipped,
     )
@@ -130,6 +127,23 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(section.replace(old, report))
     print(report, flush=True)
     return 0
+
+
+def apiary_round(server: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Apiary's turn, as each peer's: a drain by 1 worker (bot process), then a drain by 2
+    and submit -> start / done into those 2 idle bots."""
+    one = measure_hive(
+        server, REPO, tasks=args.apiary_tasks, bots=1, concurrency=CONCURRENCY, latency=0
+    )
+    two = measure_hive(
+        server,
+        REPO,
+        tasks=args.apiary_tasks,
+        bots=2,
+        concurrency=CONCURRENCY,
+        latency=args.latency_samples,
+    )
+    return {**two, "drain_1": one["drain"], "wall_1": one["wall"]}
 
 
 def figures(result: dict[str, Any]) -> dict[str, Any]:

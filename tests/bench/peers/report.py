@@ -40,7 +40,6 @@ def render(
     machine: str,
     postgres: str,
     redis: str,
-    bots: int,
     concurrency: int,
     skipped: list[str],
 ) -> str:
@@ -49,14 +48,10 @@ def render(
         if not results:
             continue
         if name == APIARY:
-            title, drain_1 = f"Apiary ({bots} bots x {concurrency})", "—"
-            drain_2 = f"{median(results, 'drain'):,.0f} ({bots} bots)"
+            title = f"Apiary (bots of {concurrency} slots)"
         else:
             title = f"{PEERS[name].title} {results[0]['version']}"
-            drain_1, drain_2 = (
-                f"{median(results, 'drain_1'):,.0f}",
-                f"{median(results, 'drain'):,.0f}",
-            )
+        drain_1, drain_2 = f"{median(results, 'drain_1'):,.0f}", f"{median(results, 'drain'):,.0f}"
         rows.append(
             f"| {title} | {drain_1} | {drain_2} | {median(results, 'wall'):,.0f} |"
             f" {median(results, 'start_p50'):g} ({median(results, 'start_p99'):g}) ms |"
@@ -84,7 +79,7 @@ Redis {redis}. Rounds interleaved (Apiary, then each peer, then again); every fi
 median over the rounds. The same work for each: no-op jobs all enqueued first, then the
 workers started; drain = first job start to last job finish as the system recorded them,
 wall = from launching the workers to all done. Submit -> start / done: one job at a time
-into idle workers (2 worker processes; Apiary: its {bots} bots), differences of the
+into the 2 idle workers (Apiary: its 2 bots), differences of the
 timestamps the system recorded (the database's clock; Celery: the client's clock at
 publish, the worker's at start, the result's `date_done`). A worker is one OS process
 running the peer's own worker; each peer runs in a virtualenv of its own, pinned.
