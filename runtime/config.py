@@ -58,7 +58,7 @@ class Knobs(BaseModel):
     routing_free_weight: Weight = 0.3
     # -- the read side ------------------------------------------------------------------
     projection_page: int = Field(
-        default=2000, ge=1, le=100_000, description="events per view transaction, at most"
+        default=5000, ge=1, le=100_000, description="events per view transaction, at most"
     )
     # -- memory: what a process keeps, bounded by what it costs --------------------------
     aggregate_cache_mb: int = Field(
