@@ -312,6 +312,14 @@ class Task(HiveAggregate):
         return round(min(float(ran_s), max(held, 0.0)), 6)
 
 
+def implied_start(finish: Task.Succeeded | Task.Failed) -> datetime | None:
+    """When a task that was never reported started began, as its finish says (``ran_s``
+    before it); None when the start was reported (its ``Started`` has the time)."""
+    if finish.ran_s is None:
+        return None
+    return finish.timestamp - timedelta(seconds=finish.ran_s)
+
+
 def check_task_fields(
     type: str, priority: int, capabilities: list[str] | None, payload: str
 ) -> list[str]:

@@ -85,8 +85,15 @@ def read_positions(
     the transaction ends, the rows locked in view order (so runners never deadlock)."""
     names = sorted(views)
     conn.execute(_ENSURE, (names,))
+    return _positions(conn, names, lock=lock)
+
+
+def _positions(
+    conn: psycopg.Connection[Any], names: Sequence[str], *, lock: bool
+) -> dict[str, int]:
+    """The stored positions of the views that have a row (``read_positions`` makes them)."""
     query = _LOCK if lock else _LOCK.removesuffix(" FOR UPDATE")
-    return {view: int(position) for view, position in conn.execute(query, (names,))}
+    return {view: int(position) for view, position in conn.execute(query, (sorted(names),))}
 
 
 class ProjectionRunner:
@@ -242,7 +249,8 @@ class ProjectionRunner:
             # a commit lost in a crash of the server is applied again, so none waits on a
             # flush to disk.
             cur.execute("SET LOCAL synchronous_commit = off")
-            if read_positions(conn, self.names, lock=True) != self.positions:
+            # (the rows exist: _resync made them; one gone reads as moved, and resyncs)
+            if _positions(conn, self.names, lock=True) != self.positions:
                 raise PositionMoved()
             for view, topics in zip(self.views, self._topics, strict=True):
                 since = self.positions[view.name]

@@ -35,7 +35,7 @@ from uuid import UUID
 import psycopg
 from eventsourcing.utils import get_topic
 
-from domain.tasks import Task
+from domain.tasks import Task, implied_start
 from projections.histogram import bucket_of
 from projections.recordset import rows_from, tuples
 from projections.runner import Positioned
@@ -154,8 +154,8 @@ class StageView:
                     tally.observe(task.type, "assign_start", e.timestamp - task.assigned_at)
                 tasks[task_id] = replace(task, started_at=e.timestamp)
             elif isinstance(e, Task.Succeeded | Task.Failed):
-                if task.started_at is None and e.ran_s is not None:  # it says its start too
-                    started = e.timestamp - timedelta(seconds=e.ran_s)
+                started = implied_start(e)
+                if task.started_at is None and started is not None:  # it says its start too
                     if task.assigned_at is not None:
                         tally.observe(task.type, "assign_start", started - task.assigned_at)
                     task = replace(task, started_at=started)

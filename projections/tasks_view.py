@@ -14,14 +14,13 @@ in ``flagged_at`` (its timeline shows the record), even once an assignment clear
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 import orjson
 import psycopg
 
 from domain.aggregate import event_topics
-from domain.tasks import Task
+from domain.tasks import Task, implied_start
 from domain.unroutable import UnroutableTasks
 from projections.counts import TASK_KEY
 from projections.folded import RowTable, fold
@@ -86,8 +85,7 @@ def _changes(event: Any) -> dict[str, Any]:
                 "unroutable": None,
             }
         case Task.Unroutable():
-            flag = {"reason": event.reason, "missing": event.missing, "at": at.isoformat()}
-            return {"unroutable": orjson.dumps(flag).decode()}
+            return {"unroutable": _flag(event)}
         case Task.Started():
             return {"state": "running", "started_at": at}
         case Task.Succeeded():
@@ -102,10 +100,16 @@ def _changes(event: Any) -> dict[str, Any]:
 
 
 def _ran(event: Any) -> dict[str, Any]:
-    """A finish that says its start too: the start was ``ran_s`` before it."""
-    if event.ran_s is None:
-        return {}
-    return {"started_at": event.timestamp - timedelta(seconds=event.ran_s)}
+    """A finish that says its start too: the start it implies."""
+    started = implied_start(event)
+    return {} if started is None else {"started_at": started}
+
+
+def _flag(event: Any) -> str:
+    """Why no bot could do the task (an ``UnroutableTasks`` record, or an old log's
+    ``Task.Unroutable``), as the ``unroutable`` column holds it."""
+    flag = {"reason": event.reason, "missing": event.missing, "at": event.timestamp.isoformat()}
+    return orjson.dumps(flag).decode()
 
 
 def _submitted(p: Positioned) -> dict[str, Any]:
@@ -188,9 +192,7 @@ class TasksView:
         for i, p in enumerate(events):
             if isinstance(p.event, UnroutableTasks.Unroutable):
                 self._write(cur, events[start:i])
-                e = p.event
-                flag = {"reason": e.reason, "missing": e.missing, "at": e.timestamp.isoformat()}
-                cur.execute(FLAG, (orjson.dumps(flag).decode(), p.position, e.task_ids))
+                cur.execute(FLAG, (_flag(p.event), p.position, p.event.task_ids))
                 start = i + 1
         self._write(cur, events[start:])
 

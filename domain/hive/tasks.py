@@ -119,15 +119,16 @@ class TaskCommands:
         """Say once, for all of ``task_ids`` (pending tasks that each require exactly
         ``capabilities``), that no bot could do them: one record, whatever their number.
         Those no longer pending where it lands in the log are left alone by its readers."""
+        required, named = list(capabilities), list(task_ids)  # the kernel may decide again
 
         def flag(_: dict[UUID, Any], at: datetime) -> list[UnroutableTasks]:
             return [
                 UnroutableTasks.flag(
                     record_id=self.kernel.new_id(),
-                    capabilities=list(capabilities),
+                    capabilities=required,
                     missing=missing,
                     reason=reason,
-                    task_ids=list(task_ids),
+                    task_ids=named,
                     cause=cause,
                     at=at,
                 )

@@ -18,13 +18,13 @@ is dropped without an outcome. Times come from the events, so a rebuild learns t
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.utils import get_topic
 
-from domain.tasks import Task
+from domain.tasks import Task, implied_start
 
 RUN_EVENTS = (
     Task.Submitted,
@@ -79,10 +79,11 @@ def follow(run: Run | None, event: Any) -> tuple[Run | None, Outcome | None]:
 
 
 def _started_with(run: Run, event: Any) -> Run:
-    """A finish that says its start too (``ran_s``): the run began ``ran_s`` before it."""
-    if event.ran_s is None or run.started_at is not None:
-        return run
-    return replace(run, started_at=event.timestamp - timedelta(seconds=event.ran_s))
+    """A finish that says its start too (``ran_s``): the run began then."""
+    started = implied_start(event)
+    return (
+        run if started is None or run.started_at is not None else replace(run, started_at=started)
+    )
 
 
 def _ended(run: Run, event: Any, *, succeeded: bool) -> Outcome | None:

@@ -27,7 +27,6 @@ import argparse
 import os
 import re
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -46,7 +45,8 @@ from domain.keys import Role
 from domain.policies.performance import Performance, observe
 from domain.policies.routing import BotSlots, PendingTask, route
 from runtime.config import Knobs
-from tests.bench.alone import REPO, run_in_database
+from tests.bench.alone import run_in_database
+from tests.e2e.harness import apiary
 
 TYPE = "noop"
 SUBMIT_BATCH = 1000  # the batch endpoint's limit (APIARY_MAX_BATCH)
@@ -197,14 +197,7 @@ def apiary_timed(url: str, *args: str) -> tuple[float, str]:
     """Wall time of one `apiary` command (a process of its own, as a person runs it)."""
     env = {**os.environ, "APIARY_DATABASE_URL": url, "APIARY_LOG_LEVEL": "WARNING"}
     started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "api.cli", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
+    done = apiary(*args, env=env, check=False, timeout=3600)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         msg = f"apiary {' '.join(args)} failed ({done.returncode}): {done.stdout}{done.stderr}"

@@ -30,7 +30,7 @@ def free_port() -> int:
 
 
 def apiary(
-    *args: str, env: dict[str, str], check: bool = True, cwd: Path = REPO
+    *args: str, env: dict[str, str], check: bool = True, cwd: Path = REPO, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "api.cli", *args],
@@ -39,7 +39,7 @@ def apiary(
         capture_output=True,
         text=True,
         check=check,
-        timeout=120,
+        timeout=timeout,
     )
 
 
