@@ -8,6 +8,13 @@ records all of its decisions in one save. The index must hear of the process's o
 as they are recorded (the node registers it as a listener of the Hive), so the next round
 sees the new loads without waiting for the follower.
 
+A new task need not wait for a round: while the dispatcher is idle in the process that
+leads it, a submission asks it (``hand_off``) where its tasks go, and records their
+assignments in its own transaction. Idle means no round is running and no news waits for
+one, so every task still pending has been looked at already and no free bot could take
+it: the new task jumps nobody. Capacity holds as in a round (the same lock serialises
+rounds and hand-offs, and the index hears each save before the lock is released).
+
 Each round first looks for pending tasks that no bot could ever do (no ready or
 quarantined bot has what they need, and ``can_launch`` says no pool could start one) and
 flags them, once, with one ``UnroutableTasks`` record per capability set (not an event
@@ -20,11 +27,14 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
 
 from domain.cause import Cause
 from domain.hive import Hive
-from domain.policies.routing import DEFAULT, RoutingConfig, route
+from domain.hive.tasks import Place, Placement
+from domain.policies.routing import DEFAULT, PendingTask, RoutingConfig, route
 from runtime.live import Changes, LiveIndex, Unservable
 from runtime.performance import LivePerformance
 
@@ -57,6 +67,8 @@ class Dispatcher:
         self.config = config
         self.can_launch = can_launch
         self.wake = threading.Event()
+        self.leading: Callable[[], bool] = lambda: False  # this process leads the loop
+        self._round = threading.Lock()  # a round, or a hand-off: one at a time
         self._rounds = itertools.count(1)
         index.listeners.append(self._heard)
 
@@ -71,6 +83,41 @@ class Dispatcher:
 
     def run_once(self) -> int:
         """One round; returns how many tasks it assigned or flagged."""
+        with self._round:
+            return self._run_round()
+
+    @contextmanager
+    def hand_off(self) -> Iterator[Place | None]:
+        """While the dispatcher is idle in the process that leads it, new tasks may be
+        assigned in their own submission (no wait for a round, one transaction fewer).
+        Idle: no round runs and no news waits for one, so every task still pending has
+        been looked at and found no free bot; a new task then jumps nobody. Otherwise,
+        or when another submission holds it: None, and the next round decides."""
+        if not self.leading() or self.wake.is_set() or not self._round.acquire(blocking=False):
+            yield None
+            return
+        try:
+            yield self._place
+        finally:
+            self._round.release()
+
+    def _place(self, tasks: Sequence[PendingTask], at: datetime) -> Placement | None:
+        """Where ``tasks`` (new, due) go, decided by the routing policy as in a round; None
+        when news came since the last round (or a delayed task fell due): it decides."""
+        due = self.index.next_due()
+        if self.wake.is_set() or (due is not None and due <= at):
+            return None
+        slots = self.index.slots()
+        if not any(s.free > 0 for s in slots):
+            return None
+        now = at.timestamp()
+        assignments = route(tasks, slots, self.performance.snapshot(), now, self.config)
+        if not assignments:
+            return None
+        cause = Cause.engine(self.name, f"hand-off-{next(self._rounds)}")
+        return Placement(assignments[: self.page], cause)  # a page at most, as a round
+
+    def _run_round(self) -> int:
         self.index.release_due()  # before clearing: a release wakes us, this round serves it
         self.wake.clear()
         cause = Cause.engine(self.name, f"round-{next(self._rounds)}")

@@ -236,15 +236,19 @@ class LiveIndex(LiveModel):
 
     def apply(self, events: Iterable[tuple[int, Any]]) -> Changes:
         changes = Changes()
+        submitted: list[UUID] = []
         with self.lock:
             for seq, event in events:
                 if isinstance(event, Task.Event):
-                    self._apply_task(seq, event, changes)
+                    self._apply_task(seq, event, changes, submitted)
                 elif isinstance(event, Bot.Event):
                     self._apply_bot(event, changes)
                 elif isinstance(event, UnroutableTasks.Unroutable):
                     for task_id in event.task_ids:
                         self._flag(task_id, seq)
+            # New work, unless assigned in its own submission (a hand-off): no round needed.
+            if any(self.tasks[i].state == "pending" for i in submitted if i in self.tasks):
+                changes.work = True
         if changes.assigned_to or changes.work:
             for listener in self.listeners:
                 listener(changes)
@@ -263,7 +267,7 @@ class LiveIndex(LiveModel):
         if queue is not None:  # (or it is delayed still)
             queue.unmarked.discard(task_id)
 
-    def _apply_task(self, seq: int, e: Any, changes: Changes) -> None:
+    def _apply_task(self, seq: int, e: Any, changes: Changes, submitted: list[UUID]) -> None:
         task = self.tasks.get(e.originator_id)
         if isinstance(e, Task.Submitted):
             if task is None and e.originator_version == 1:
@@ -282,7 +286,7 @@ class LiveIndex(LiveModel):
                         e.type,
                     )
                 )
-                changes.work = True
+                submitted.append(e.originator_id)
             return
         if task is None or e.originator_version != task.version + 1:
             return  # seen already, or one is missing in between: the follower brings it

@@ -40,6 +40,13 @@ def loops(node: Node) -> Sequence[Loop]:
 
     dispatcher = Dispatcher(node.hive, node.index, node.performance)
 
+    def leading() -> bool:
+        lead = node.leaderships.get("dispatcher")
+        return lead is not None and lead.leading
+
+    dispatcher.leading = leading
+    node.hive.tasks.placer = dispatcher  # new tasks may be assigned in their submission
+
     def configure(knobs: Knobs) -> None:
         dispatcher.page, dispatcher.config = knobs.dispatch_page, knobs.routing()
         pools = [frozenset(p.capabilities) for p in knobs.pools]

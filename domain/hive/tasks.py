@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from uuid import UUID, uuid5
 
 from domain.cause import Cause
 from domain.errors import HiveError, InvalidInput
 from domain.hive.kernel import Committed, Kernel
-from domain.policies.routing import Assignment
+from domain.policies.routing import Assignment, PendingTask
 from domain.tasks import Task, TaskState
 from domain.unroutable import UnroutableTasks
 
@@ -49,9 +50,33 @@ class Report:
     ran_s: float | None = None  # a finish whose start was never reported: how long it ran
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where new tasks go at once, and who decided it (the dispatcher)."""
+
+    assignments: Sequence[Assignment]
+    cause: Cause
+
+
+Place = Callable[[Sequence[PendingTask], datetime], Placement | None]
+
+
+class Placer(Protocol):
+    """Who may assign new tasks in their own submission: the dispatcher of the process
+    that leads it, while it is idle (``runtime/dispatcher.py``)."""
+
+    def hand_off(self) -> AbstractContextManager[Place | None]: ...
+
+
+@contextmanager
+def _nobody() -> Iterator[Place | None]:
+    yield None
+
+
 class TaskCommands:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
+        self.placer: Placer | None = None
 
     def submit(self, specs: Sequence[TaskSpec], cause: Cause) -> Committed[Submission]:
         """New tasks, all or none. A task with an idempotency key gets an id made from the
@@ -86,9 +111,13 @@ class TaskCommands:
                 )  # every item is checked, repeats of a key too: a bad batch is refused whole
                 if task_id not in fresh and task_id not in existing:
                     fresh[task_id] = task
+            if place is not None:
+                _hand_off(fresh, place, at)
             return list(fresh.values())
 
-        committed = self.kernel.execute(keyed, submit, fresh=True)  # a key's task: the log's
+        placer = self.placer
+        with placer.hand_off() if placer is not None else _nobody() as place:
+            committed = self.kernel.execute(keyed, submit, fresh=True)  # a key's: the log's
         seen: set[UUID] = set()
         out = []
         for task_id in ids:
@@ -169,6 +198,22 @@ class TaskCommands:
         if spec.idempotency_key is None:
             return self.kernel.new_id()
         return uuid5(IDEMPOTENCY_NAMESPACE, f"{cause.actor}\n{spec.idempotency_key}")
+
+
+def _hand_off(fresh: dict[UUID, Task], place: Place, at: datetime) -> None:
+    """Assign the new tasks that are due now in their own submission, where ``place``
+    puts them: one transaction, no wait for a dispatch round."""
+    now = at.timestamp()
+    due = [
+        PendingTask(t.id, t.priority, i, frozenset(t.capabilities), t.type, now)
+        for i, t in enumerate(fresh.values())
+        if t.not_before is None or t.not_before <= at
+    ]
+    placement = place(due, at) if due else None
+    if placement is None:
+        return
+    for a in placement.assignments:
+        fresh[a.task_id].assign(a.bot_id, a.why, placement.cause, at)
 
 
 def _at_index(index: int, total: int, make: Callable[[], T]) -> T:

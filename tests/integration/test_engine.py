@@ -136,3 +136,22 @@ def test_draining_and_quarantined_bots_get_no_new_work_but_finish_what_they_hold
 def _settled_fleet(node: Node) -> list | None:  # type: ignore[type-arg]
     rows = node.fleet.list()
     return rows if any(r.state == "draining" for r in rows) and len(rows) == 3 else None
+
+
+def test_an_idle_leader_assigns_a_new_task_in_its_own_submission(node: Node) -> None:
+    """No wait for a round: one transaction records the submission and its assignment."""
+    coder = register(node, "coder", ["code"], slots=2)
+    wake = node.loop("dispatcher").wake
+    assert wake is not None
+    wait_for(
+        lambda: node.leaderships["dispatcher"].leading and not wake.is_set(),
+        what="an idle dispatcher that leads",
+    )
+    submitted = node.hive.tasks.submit([TaskSpec("code")], ALICE)
+    task = submitted.items[0].task
+    assert task.state is TaskState.ASSIGNED and task.bot_id == coder
+    (submission, assignment) = [e for p, e in submitted.recorded]
+    assert [p for p, _ in submitted.recorded] == sorted(p for p, _ in submitted.recorded)
+    assert assignment.timestamp == submission.timestamp
+    assert assignment.actor == "engine:dispatcher"
+    assert claim(node, coder, wait=1.0) == [task.id]

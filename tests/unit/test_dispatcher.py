@@ -311,3 +311,118 @@ def test_the_index_says_when_the_fleet_changed_and_task_traffic_does_not(engine:
     engine.hive.fleet.reinstate(bot, ALICE)
     engine.hive.fleet.lose(bot, [], "silence", ENGINE)
     assert [c.fleet for c in heard] == [True, True]
+
+
+# -- a new task assigned in its own submission (the idle dispatcher's hand-off) ----------
+
+
+def handing_off(engine: Engine) -> Engine:
+    """The engine as a process that leads the dispatcher: submissions may be handed off."""
+    engine.dispatcher.leading = lambda: True
+    engine.hive.tasks.placer = engine.dispatcher
+    return engine
+
+
+def test_an_idle_dispatcher_assigns_a_new_task_in_its_own_submission(engine: Engine) -> None:
+    e = handing_off(engine)
+    bot = e.bot(["code"], 2)
+    e.dispatcher.run_once()  # the bot's arrival is news: the round has seen it
+    e.recorded.clear()
+    (task_id,) = e.submit(TaskSpec("code"))
+    submitted, assigned = e.recorded  # one save, two events of the task, nothing else
+    assert isinstance(submitted, Task.Submitted) and isinstance(assigned, Task.Assigned)
+    assert assigned.originator_id == task_id and assigned.bot_id == bot
+    assert assigned.timestamp == submitted.timestamp  # in its submission
+    assert assigned.actor == "engine:dispatcher" and submitted.actor == ALICE.actor
+    assert assigned.why["policy"] and assigned.why["bots"][0]["bot"] == str(bot)
+    assert e.index.held_by(bot) == [task_id]
+    assert not e.dispatcher.wake.is_set()  # nothing is left for a round
+    assert e.dispatcher.run_once() == 0
+
+
+def test_no_hand_off_where_this_process_does_not_lead_the_dispatcher(engine: Engine) -> None:
+    e = handing_off(engine)
+    e.dispatcher.leading = lambda: False
+    e.bot(["code"], 2)
+    e.dispatcher.run_once()
+    (task_id,) = e.submit(TaskSpec("code"))
+    assert e.task(task_id).state is TaskState.PENDING
+    assert e.dispatcher.wake.is_set()  # the leader's round assigns it
+    assert e.dispatcher.run_once() == 1
+
+
+def test_no_hand_off_while_news_waits_for_a_round_so_an_older_task_goes_first(
+    engine: Engine,
+) -> None:
+    e = engine
+    bot = e.bot(["code"], 1)
+    e.dispatcher.run_once()
+    (older,) = e.submit(TaskSpec("code"))  # no hand-off yet: it waits for a round
+    handing_off(e)
+    (newer,) = e.submit(TaskSpec("code", priority=5))
+    assert e.task(newer).state is TaskState.PENDING
+    assert e.dispatcher.run_once() == 1
+    assert e.index.held_by(bot) == [older]
+
+
+def test_no_hand_off_while_a_round_or_another_hand_off_runs(engine: Engine) -> None:
+    e = handing_off(engine)
+    e.bot(["code"], 4)
+    e.dispatcher.run_once()
+    with e.dispatcher.hand_off() as place:
+        assert place is not None
+        (task_id,) = e.submit(TaskSpec("code"))  # meanwhile: it waits for a round
+    assert e.task(task_id).state is TaskState.PENDING
+
+
+def test_a_hand_off_takes_only_a_free_slot_and_capacity_holds_after(engine: Engine) -> None:
+    e = handing_off(engine)
+    bot = e.bot(["code"], 1)
+    e.dispatcher.run_once()
+    first, second = e.submit(TaskSpec("code")), e.submit(TaskSpec("code"))
+    assert e.index.held_by(bot) == first
+    assert e.task(second[0]).state is TaskState.PENDING
+    assert e.dispatcher.run_once() == 0  # the bot is full
+    e.work_off(bot)
+    assert e.dispatcher.run_once() == 1
+    assert e.index.held_by(bot) == second
+
+
+def test_a_batch_is_handed_off_as_far_as_the_slots_go(engine: Engine) -> None:
+    e = handing_off(engine)
+    bot = e.bot(["code"], 3)
+    e.dispatcher.run_once()
+    ids = e.submit(TaskSpec("code"), 5)
+    assert sorted(e.index.held_by(bot)) == sorted(ids[:3])  # the oldest of the batch
+    assert [e.task(t).state for t in ids[3:]] == [TaskState.PENDING] * 2
+    assert e.dispatcher.wake.is_set()
+
+
+def test_a_delayed_task_is_not_handed_off(engine: Engine) -> None:
+    e = handing_off(engine)
+    e.bot(["code"], 2)
+    e.dispatcher.run_once()
+    (task_id,) = e.submit(TaskSpec("code", not_before=e.clock() + timedelta(seconds=30)))
+    assert e.task(task_id).state is TaskState.PENDING
+    e.clock.advance(31)
+    assert e.dispatcher.run_once() == 1
+
+
+def test_a_task_no_free_bot_can_do_is_not_handed_off(engine: Engine) -> None:
+    e = handing_off(engine)
+    e.bot(["code"], 2)
+    e.dispatcher.run_once()
+    (task_id,) = e.submit(TaskSpec("writing"))
+    assert e.task(task_id).state is TaskState.PENDING
+    assert e.dispatcher.run_once() == 1  # the round flags it: no bot has "writing"
+    assert e.index.tasks[task_id].unroutable
+
+
+def test_a_hand_off_takes_a_page_at_most_as_a_round_does(engine: Engine) -> None:
+    e = handing_off(engine)
+    bot = e.bot(["code"], 10)
+    e.dispatcher.run_once()
+    e.dispatcher.page = 2
+    ids = e.submit(TaskSpec("code"), 5)
+    assert sorted(e.index.held_by(bot)) == sorted(ids[:2])
+    assert e.dispatcher.run_once() == 2
