@@ -12,11 +12,13 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from api.container import container_of
 from api.errors import Forbidden, Unauthorized
@@ -44,6 +46,15 @@ class Principal:
         return Cause(self.actor, request_id)
 
 
+class Miss(Enum):
+    """The cache alone cannot say: the key must be read from the log."""
+
+    KEY = "not cached"
+
+
+MISS = Miss.KEY
+
+
 class KeyRing:
     """Bearer token -> ``Principal`` or None; thread-safe (handlers run in a thread pool)."""
 
@@ -69,10 +80,20 @@ class KeyRing:
         if parsed is None:
             return None
         key_id, secret = parsed
-        key = self._key(key_id)
-        if key is None or key.revoked or not secret_matches(key, secret):
+        return _principal(self._key(key_id), secret)
+
+    def cached(self, token: str) -> Principal | Miss | None:
+        """As ``resolve``, from the cache alone (never a read of the log): ``MISS`` when
+        the key is not cached, or its entry has expired."""
+        parsed = parse_token(token)
+        if parsed is None:
             return None
-        return Principal(key_id=key.id, name=key.principal, role=key.role, bot_id=key.bot_id)
+        key_id, secret = parsed
+        with self._lock:
+            cached = self._cache.get(key_id)
+        if cached is None or cached[0] <= self.clock():
+            return MISS
+        return _principal(cached[1], secret)
 
     def __len__(self) -> int:
         """How many key ids are cached (known keys and remembered misses)."""
@@ -108,6 +129,12 @@ class KeyRing:
                 del self._cache[key_id]
 
 
+def _principal(key: ApiKey | None, secret: str) -> Principal | None:
+    if key is None or key.revoked or not secret_matches(key, secret):
+        return None
+    return Principal(key_id=key.id, name=key.principal, role=key.role, bot_id=key.bot_id)
+
+
 bearer = HTTPBearer(
     auto_error=False,
     scheme_name="apiKey",
@@ -123,14 +150,21 @@ def principal_for(request: Request, token: str) -> Principal | None:
     return container.keys.resolve(token)
 
 
-def authenticate(
+async def authenticate(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    """401 unless the request carries a live key; the principal is noted for the access log."""
+    """401 unless the request carries a live key; the principal is noted for the access log.
+    Async, so a cached key costs no hop to the thread pool (every request asks); a key not
+    cached is read from the log there, off the event loop."""
     if credentials is None:
         raise Unauthorized("an Authorization: Bearer <API key> header is required")
-    principal = principal_for(request, credentials.credentials)
+    container = container_of(request)
+    container.gate.check()  # as in principal_for
+    token = credentials.credentials
+    principal = container.keys.cached(token)
+    if principal is MISS:
+        principal = await run_in_threadpool(container.keys.resolve, token)
     if principal is None:
         raise Unauthorized("the API key is not valid (unknown, malformed or revoked)")
     request.state.principal = principal.actor

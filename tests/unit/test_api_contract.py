@@ -27,7 +27,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import BODY_LIMIT_FACTOR, create_app
-from api.auth import KeyRing, Principal
+from api.auth import MISS, KeyRing, Principal
 from api.container import Container
 from api.ports import ClaimedTask
 from api.settings import Settings
@@ -1225,6 +1225,29 @@ def test_key_ring_remembers_a_miss_briefly_and_a_key_for_its_ttl() -> None:
     assert principal.actor == "carol"
     assert ring.resolve(format_token(key_id, "not-the-secret")) is None
     assert ring.resolve(token.replace("apk_", "xyz_")) is None
+
+
+def test_key_ring_answers_from_its_cache_alone_or_says_it_cannot() -> None:
+    key_id = uuid4()
+    hive = Hive(
+        env={"PERSISTENCE_MODULE": "eventsourcing.popo"},
+        new_id=lambda: key_id,
+        new_secret=lambda: "the-secret",
+    )
+    clock = FakeClock()
+    ring = KeyRing(hive, ttl_s=5.0, clock=clock.monotonic)
+    token = format_token(key_id, "the-secret")
+    hive.keys.issue("carol", Role.CLIENT, ROOT)
+    assert ring.cached(token) is MISS  # never read: the request reads it off the event loop
+    assert ring.cached("not a token") is None  # malformed: no key could match
+    principal = ring.resolve(token)
+    assert ring.cached(token) == principal == Principal(key_id, "carol", Role.CLIENT, None)
+    assert ring.cached(format_token(key_id, "not-the-secret")) is None
+    hive.keys.revoke(key_id, ROOT)
+    assert ring.cached(token) == principal  # until its entry expires, as resolve would say
+    clock.advance(5.01)
+    assert ring.cached(token) is MISS
+    assert ring.resolve(token) is None and ring.cached(token) is None  # revoked
 
 
 def test_key_ring_cache_is_bounded() -> None:
