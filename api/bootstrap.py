@@ -88,6 +88,7 @@ def hive_env(url: str, settings: Settings) -> dict[str, str]:
     return {
         **eventsourcing_env(url),
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "TRANSCODER_TOPIC": "store.transcoder:FastJSONTranscoder",
         "APPLICATION_RECORDER_TOPIC": "store.recorder:HiveRecorder",
         "CREATE_TABLE": "n",
         "POSTGRES_POOL_SIZE": str(settings.db_pool_size),
