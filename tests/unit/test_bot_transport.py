@@ -4,6 +4,7 @@ answers cut short, threads sharing the pool, ``close()`` from another thread."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
+from runtime.bot.client import RETRYABLE, HiveClient, Unavailable
 from runtime.bot.http_transport import HTTPTransport
 from runtime.bot.transport import Headers, Response, Timeouts, TransportError
 
@@ -198,7 +200,7 @@ def test_a_read_timeout_is_retryable_and_the_request_is_not_repeated(
     hive: LocalHive, transport: HTTPTransport
 ) -> None:
     post(transport)  # a reused connection: a timeout on it is no sign of staleness
-    with pytest.raises(TransportError) as timed_out:
+    with pytest.raises(RETRYABLE) as timed_out:
         post(transport, "/v1/hold")
     assert isinstance(timed_out.value.__cause__, TimeoutError)
     hive.wait_for("the request held", lambda: hive.holding == 1)
@@ -212,6 +214,22 @@ def test_an_answer_cut_short_is_retryable_and_the_request_is_not_repeated(
     with pytest.raises(TransportError, match="IncompleteRead"):
         post(transport, "/v1/cut")
     assert hive.requests == ["/v1/echo", "/v1/cut"]
+
+
+def test_a_refused_connection_is_retried_until_the_deadline(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    caplog.set_level(logging.WARNING, logger="runtime.bot.client")
+    with (
+        HiveClient(url, "enrol", retry_deadline_s=0.3, backoff_base_s=0.01) as client,
+        pytest.raises(Unavailable, match="register: ConnectionRefusedError") as unavailable,
+    ):
+        client.register("bot-a", ["noop"], 1, "v1")
+    assert isinstance(unavailable.value.__cause__, TransportError)
+    assert any(getattr(r, "action", None) == "register.retry" for r in caplog.records)
 
 
 def test_threads_share_the_pool_and_each_gets_its_own_answer(
@@ -272,3 +290,20 @@ def test_close_from_another_thread_cuts_the_requests_on_the_wire_short(
     with pytest.raises(TransportError, match="closed"):
         post(transport)
     assert hive.requests == ["/v1/hold"]
+
+
+def test_a_client_call_after_close_fails_at_once(hive: LocalHive) -> None:
+    client = HiveClient(hive.url, "enrol")
+    client.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        client.register("bot-a", ["noop"], 1, "v1")
+    assert hive.requests == []
+
+
+def test_a_header_that_would_smuggle_another_is_refused_not_retried(hive: LocalHive) -> None:
+    with (
+        HiveClient(hive.url, "enrol\r\nX-Evil: 1") as client,
+        pytest.raises(ValueError, match="control character"),
+    ):
+        client.register("bot-a", ["noop"], 1, "v1")
+    assert hive.requests == []
