@@ -1,6 +1,7 @@
 """The bot: a worker process that registers with the hive, claims tasks and reports them.
 
-``client`` speaks the hive's HTTP contract (docs/http-api.md), ``handlers`` and
+``client`` speaks the hive's HTTP contract (docs/http-api.md) through a ``transport``
+(``http_transport`` over a ``keepalive`` pool of connections), ``handlers`` and
 ``exec_handler`` do the work, ``worker`` runs the loops, ``cli`` is ``apiary bot``.
 """
 

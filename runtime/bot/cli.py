@@ -333,5 +333,3 @@ def _configure_logging() -> None:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
         )
-    # httpx logs every request at INFO: thousands a second here; the worker logs batches.
-    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -1,10 +1,11 @@
 """HiveClient: the bot's side of the hive's HTTP contract (docs/http-api.md).
 
-One keep-alive ``httpx.Client`` shared by the bot's threads. Registration uses the
-enrolment token; every other call uses the token the registration returned, passed
-explicitly (``bot=``) so that a thread acting for an old registration never borrows
-the credentials of a newer one. Transport errors and 503 are retried with capped
-exponential backoff and full jitter until a deadline; everything else the hive says
+The bot's threads share one client; it speaks the contract, and its ``Transport``
+carries the requests (by default ``http_transport``: keep-alive HTTP/1.1 connections).
+Registration uses the enrolment token; every other call uses the token the registration
+returned, passed explicitly (``bot=``) so that a thread acting for an old registration
+never borrows the credentials of a newer one. Transport errors and 503 are retried with
+capped exponential backoff and full jitter until a deadline; everything else the hive says
 is turned into one of the exceptions below.
 """
 
@@ -12,27 +13,29 @@ from __future__ import annotations
 
 import logging
 import random
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from http import HTTPStatus
 from typing import Any
 
-import httpx
 import orjson
 
 from runtime.bot import JSON
+from runtime.bot.http_transport import HTTPTransport
+from runtime.bot.transport import Response, Timeouts, Transport, TransportError
 
 log = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 4096
 """The longest error the hive accepts in a ``fail`` report."""
 
-RETRYABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+RETRYABLE = (TransportError,)
+"""What a request may fail with and be sent again: the hive unreachable, its answer lost."""
 
-DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=30.0)
+DEFAULT_TIMEOUT = Timeouts(connect=5.0, read=30.0, write=30.0, pool=30.0)
 CLAIM_READ_MARGIN_S = 10.0
 CONFIG_VERSION_HEADER = "Apiary-Config-Version"  # on claim answers: the version in force
 """How much longer than the long-poll's ``wait_s`` a claim may take to answer."""
@@ -190,14 +193,16 @@ class HiveClient:
         base_url: str,
         enrolment_token: str,
         *,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        timeout: Timeouts = DEFAULT_TIMEOUT,
         retry_deadline_s: float = 30.0,
         backoff_base_s: float = 0.05,
         backoff_cap_s: float = 5.0,
         max_connections: int = 16,
-        transport: httpx.BaseTransport | None = None,
+        transport: Transport | None = None,
         user_agent: str = "apiary-bot",
     ) -> None:
+        """``transport`` carries the requests (by default: ``max_connections`` keep-alive
+        connections to ``base_url``); a fake hive in unit tests."""
         self._enrolment_token = enrolment_token
         self._timeout = timeout
         self._retry_deadline_s = retry_deadline_s
@@ -207,20 +212,9 @@ class HiveClient:
         self.config_in_force = 0  # the newest config version the hive has said is in force
         self.config_news = threading.Event()  # set when it moves: time to heartbeat
         if transport is None:
-            # httpcore sends a request's head and body separately: with Nagle on, the
-            # body can wait for the server's delayed ACK of the head.
-            transport = httpx.HTTPTransport(
-                limits=httpx.Limits(
-                    max_connections=max_connections, max_keepalive_connections=max_connections
-                ),
-                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-            )
-        self._http = httpx.Client(
-            base_url=base_url,
-            timeout=timeout,
-            transport=transport,
-            headers={"User-Agent": user_agent, "Accept": "application/json"},
-        )
+            transport = HTTPTransport(base_url, max_connections=max_connections)
+        self._transport = transport
+        self._headers = {"User-Agent": user_agent, "Accept": "application/json"}
         self._registration: Registration | None = None
 
     @property
@@ -230,7 +224,7 @@ class HiveClient:
 
     def close(self) -> None:
         self._closed.set()
-        self._http.close()
+        self._transport.close()
 
     def __enter__(self) -> HiveClient:
         return self
@@ -267,8 +261,8 @@ class HiveClient:
             body=body,
             action="register",
         )
-        if response.status_code not in (200, 201):
-            raise HiveRejected(response.status_code, _problem(response))
+        if response.status not in (200, 201):
+            raise HiveRejected(response.status, _problem(response))
         data = _body(response)
         try:
             registration = Registration(
@@ -472,7 +466,7 @@ class HiveClient:
             raise RuntimeError("the bot is not registered")
         return me
 
-    def _heard_config(self, response: httpx.Response) -> None:
+    def _heard_config(self, response: Response) -> None:
         said = response.headers.get(CONFIG_VERSION_HEADER)
         if said is not None and said.isdigit() and int(said) > self.config_in_force:
             self.config_in_force = int(said)
@@ -488,35 +482,34 @@ class HiveClient:
         action: str,
         read_timeout_s: float | None = None,
         deadline_s: float | None = None,
-    ) -> httpx.Response:
+    ) -> Response:
         """One logical request (one ``X-Request-ID``), retried while the hive is unreachable."""
         request_id = f"bot-{uuid.uuid4().hex}"
-        headers = {"Authorization": f"Bearer {token}", "X-Request-ID": request_id}
+        headers = {
+            **self._headers,
+            "Authorization": f"Bearer {token}",
+            "X-Request-ID": request_id,
+        }
         content: bytes | None = None
         if body is not None:
             content = orjson.dumps(body)
             headers["Content-Type"] = "application/json"
         timeout = self._timeout
         if read_timeout_s is not None:
-            timeout = httpx.Timeout(
-                connect=self._timeout.connect,
-                read=max(read_timeout_s, self._timeout.read or 0.0),
-                write=self._timeout.write,
-                pool=self._timeout.pool,
-            )
+            timeout = replace(timeout, read=max(read_timeout_s, timeout.read))
         deadline = time.monotonic() + (self._retry_deadline_s if deadline_s is None else deadline_s)
         attempt = 0
         while True:
+            if self._closed.is_set():
+                raise RuntimeError("the client is closed")
             retry_after: float | None = None
             try:
-                response = self._http.request(
-                    method, path, content=content, headers=headers, timeout=timeout
-                )
+                response = self._transport.send(method, path, headers, content, timeout)
             except RETRYABLE as e:
-                reason = f"{type(e).__name__}: {e}"
+                reason = str(e)
                 failure: Exception | None = e
             else:
-                if response.status_code != 503:
+                if response.status != 503:
                     self._heard_config(response)
                     return response
                 retry_after = _retry_after(response)
@@ -544,8 +537,8 @@ class HiveClient:
         return jitter if retry_after is None else retry_after + jitter
 
     @staticmethod
-    def _check(response: httpx.Response, *, reports: bool) -> None:
-        status = response.status_code
+    def _check(response: Response, *, reports: bool) -> None:
+        status = response.status
         if 200 <= status < 300:
             return
         problem = _problem(response)
@@ -557,10 +550,10 @@ class HiveClient:
         raise HiveRejected(status, problem)
 
     @staticmethod
-    def _check_messages(response: httpx.Response) -> None:
+    def _check_messages(response: Response) -> None:
         """As ``_check``, but a 409 is the bot's loss only when the hive says so (a stale
         delivery or an undeliverable message is not)."""
-        status = response.status_code
+        status = response.status
         if 200 <= status < 300:
             return
         problem = _problem(response)
@@ -569,25 +562,25 @@ class HiveClient:
         raise HiveRejected(status, problem)
 
 
-def _body(response: httpx.Response) -> Any:
+def _body(response: Response) -> Any:
     try:
-        return orjson.loads(response.content)
+        return orjson.loads(response.body)
     except orjson.JSONDecodeError as e:
         raise _malformed(response, "body") from e
 
 
-def _problem(response: httpx.Response) -> dict[str, Any]:
+def _problem(response: Response) -> dict[str, Any]:
     try:
-        problem = orjson.loads(response.content)
+        problem = orjson.loads(response.body)
     except orjson.JSONDecodeError:
         problem = None
     if isinstance(problem, dict):
         return problem
-    return {"status": response.status_code, "title": response.reason_phrase}
+    return {"status": response.status, "title": _reason(response.status)}
 
 
-def _malformed(response: httpx.Response, what: str) -> HiveRejected:
-    return HiveRejected(response.status_code, {"title": f"malformed {what} response from the hive"})
+def _malformed(response: Response, what: str) -> HiveRejected:
+    return HiveRejected(response.status, {"title": f"malformed {what} response from the hive"})
 
 
 def _refused_item(item: object) -> RefusedItem:
@@ -598,7 +591,7 @@ def _refused_item(item: object) -> RefusedItem:
     return RefusedItem(str(task_id), str(reason))
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: Response) -> float | None:
     value = response.headers.get("Retry-After")
     if value is None:
         return None
@@ -606,6 +599,14 @@ def _retry_after(response: httpx.Response) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None  # an HTTP date: fall back to our own backoff
+
+
+def _reason(status: int) -> str:
+    """The standard reason phrase of a status ("" for one it does not know)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def _ran(ran_s: float | None) -> dict[str, float]:

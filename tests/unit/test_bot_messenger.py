@@ -1,5 +1,5 @@
 """The bot's messaging: the poller hands messages to ``on_message`` and acks what it handled;
-a peer hive is faked with ``httpx.MockTransport`` (a port we own)."""
+a peer hive is faked behind the client's ``Transport`` (a port we own)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import json
 import threading
 from typing import Any
 
-import httpx
 import pytest
 
 from runtime.bot.client import HiveClient, ReceivedMessage, Registration
 from runtime.bot.handlers import HandlerError
 from runtime.bot.messenger import MessagePoller, Messenger, relay
+from runtime.bot.transport import Response
+from tests.unit.fake_transport import FakeTransport, Request, answer
 from tests.waiting import wait_for
 
 ME = Registration("b1", "tok", 1.0, 5.0)
@@ -31,22 +32,22 @@ class FakeHive:
         self.acks: list[Any] = []
         self.sent: list[Any] = []
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content) if request.content else None
-        if request.url.path.endswith("/messages/claim"):
+    def handle(self, request: Request) -> Response:
+        body = json.loads(request.body) if request.body else None
+        if request.path.endswith("/messages/claim"):
             out, self.queue = self.queue, []
-            return httpx.Response(200, json={"messages": out})
-        if request.url.path.endswith("/messages/ack"):
+            return answer(200, {"messages": out})
+        if request.path.endswith("/messages/ack"):
             self.acks.append(body)
-            return httpx.Response(200, json={"messages": [], "position": 1})
-        if request.url.path == "/v1/messages":
+            return answer(200, {"messages": [], "position": 1})
+        if request.path == "/v1/messages":
             self.sent.append(body)
-            return httpx.Response(201, json={"items": [{"id": "new"}], "position": 1})
-        return httpx.Response(404, json={"title": "no"})
+            return answer(201, {"items": [{"id": "new"}], "position": 1})
+        return answer(404, {"title": "no"})
 
 
 def client(fake: FakeHive) -> HiveClient:
-    return HiveClient("http://hive.test", "enrol", transport=httpx.MockTransport(fake.handle))
+    return HiveClient("http://hive.test", "enrol", transport=FakeTransport(fake.handle))
 
 
 def test_handled_messages_are_acked_with_their_attempt_and_a_failure_is_not() -> None:

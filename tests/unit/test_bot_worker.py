@@ -1,5 +1,5 @@
 """BotWorker and HiveClient against a fake hive we own: the HTTP contract of
-docs/http-api.md kept in memory and served through ``httpx.MockTransport``."""
+docs/http-api.md kept in memory and served through a ``FakeTransport``."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
@@ -30,21 +29,26 @@ from runtime.bot.cli import (
     run_bot,
     serve,
 )
-from runtime.bot.client import CONFIG_VERSION_HEADER as CONFIG_HEADER
 from runtime.bot.client import (
+    CLAIM_READ_MARGIN_S,
+    DEFAULT_TIMEOUT,
     BotLost,
     ClaimedTask,
     HiveClient,
     HiveRejected,
     Refused,
+    Registration,
     TaskFailure,
     TaskRef,
     TaskResult,
     Unavailable,
 )
+from runtime.bot.client import CONFIG_VERSION_HEADER as CONFIG_HEADER
 from runtime.bot.exec_handler import ExecHandler
 from runtime.bot.handlers import HANDLERS, Handler, HandlerError, code, noop
+from runtime.bot.transport import Headers, Response, TransportError
 from runtime.bot.worker import BotWorker
+from tests.unit.fake_transport import FakeTransport, Request, answer
 
 ENROLMENT = f"apk_{'e' * 32}_enrolment-secret"
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -110,9 +114,7 @@ class FakeHive:
     def client(self, **kw: Any) -> HiveClient:
         kw.setdefault("retry_deadline_s", 2.0)
         kw.setdefault("backoff_base_s", 0.01)
-        return HiveClient(
-            "http://hive.test", ENROLMENT, transport=httpx.MockTransport(self.handle), **kw
-        )
+        return HiveClient("http://hive.test", ENROLMENT, transport=FakeTransport(self.handle), **kw)
 
     # -- what a test does to the hive --------------------------------------------------
 
@@ -149,32 +151,32 @@ class FakeHive:
 
     # -- the HTTP side -----------------------------------------------------------------
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        body = orjson.loads(request.content) if request.content else None
+    def handle(self, request: Request) -> Response:
+        body = orjson.loads(request.body) if request.body else None
         with self.changed:
             action, bot_id, response = self._route(request, body)
-            if response.status_code == 200 and self.lost_answers.get(action, 0) > 0:
+            if response.status == 200 and self.lost_answers.get(action, 0) > 0:
                 self.lost_answers[action] -= 1
                 self.calls.append(Call(request.method, action, bot_id, 0, -1, None))
-                raise httpx.ReadError("connection reset after the hive applied it", request=request)
+                raise TransportError("connection reset after the hive applied it")
             count = len(body["tasks"]) if isinstance(body, dict) and "tasks" in body else 0
-            if action == "claim" and response.status_code == 200:
-                count = len(orjson.loads(response.content)["tasks"])  # tasks handed out
+            if action == "claim" and response.status == 200:
+                count = len(orjson.loads(response.body)["tasks"])  # tasks handed out
             self.calls.append(
                 Call(
                     request.method,
                     action,
                     bot_id,
                     count,
-                    response.status_code,
+                    response.status,
                     request.headers.get("X-Request-ID"),
                 )
             )
             self.changed.notify_all()
             return response
 
-    def _route(self, request: httpx.Request, body: Any) -> tuple[str, str | None, httpx.Response]:
-        path = request.url.path
+    def _route(self, request: Request, body: Any) -> tuple[str, str | None, Response]:
+        path = request.path
         if path == "/v1/bots" and request.method == "POST":
             action, bot_id = "register", None
         else:
@@ -202,7 +204,7 @@ class FakeHive:
         if action == "deregister":
             bot.state = "deregistered"
             self._release(bot.id)
-            return action, bot_id, httpx.Response(200, json={})
+            return action, bot_id, answer(200, {})
         if bot.state != "ready":
             return action, bot_id, _problem(409, "bot-not-live", detail=f"bot is {bot.state}")
         if action == "heartbeat":
@@ -214,14 +216,14 @@ class FakeHive:
                     "heartbeat_interval_s": self.heartbeat_interval_s,
                     "lease_ttl_s": self.lease_ttl_s,
                 }
-            return action, bot_id, httpx.Response(200, json=ack)
+            return action, bot_id, answer(200, ack)
         if action == "claim":
             return action, bot_id, self._claim(bot, body["max_tasks"], body["wait_s"])
         if action in ("start", "complete", "fail"):
             return action, bot_id, self._report(bot, action, body["tasks"])
         return action, bot_id, _problem(404, "not-found")
 
-    def _register(self, body: dict[str, Any]) -> httpx.Response:
+    def _register(self, body: dict[str, Any]) -> Response:
         bot = FakeBot(
             id=str(uuid.uuid4()),
             token=f"apk_{uuid.uuid4().hex}_{uuid.uuid4().hex}",
@@ -231,9 +233,9 @@ class FakeHive:
             version=body["version"],
         )
         self.bots[bot.id] = bot
-        return httpx.Response(
+        return answer(
             201,
-            json={
+            {
                 "bot_id": bot.id,
                 "token": bot.token,
                 "heartbeat_interval_s": self.heartbeat_interval_s,
@@ -242,7 +244,7 @@ class FakeHive:
             },
         )
 
-    def _claim(self, bot: FakeBot, max_tasks: int, wait_s: float) -> httpx.Response:
+    def _claim(self, bot: FakeBot, max_tasks: int, wait_s: float) -> Response:
         deadline = time.monotonic() + wait_s
         while True:
             if bot.state != "ready":
@@ -269,7 +271,7 @@ class FakeHive:
             if t.id in self.cancel_when_claimed:
                 t.state = "cancelled"
         said = {} if self.config_version is None else {CONFIG_HEADER: str(self.config_version)}
-        return httpx.Response(200, json={"tasks": out}, headers=said)
+        return answer(200, {"tasks": out}, said)
 
     def _dispatch(self, bot: FakeBot) -> None:
         held = sum(1 for t in self.tasks.values() if t.bot_id == bot.id and t.state in HELD_STATES)
@@ -281,7 +283,7 @@ class FakeHive:
                 task.fencing_token += 1
                 held += 1
 
-    def _report(self, bot: FakeBot, action: str, items: list[dict[str, Any]]) -> httpx.Response:
+    def _report(self, bot: FakeBot, action: str, items: list[dict[str, Any]]) -> Response:
         refused = []
         for item in items:
             task = self.tasks.get(item["task_id"])
@@ -304,8 +306,8 @@ class FakeHive:
             for item in items:
                 if item["task_id"] in self.cancel_when_started:
                     self.tasks[item["task_id"]].state = "cancelled"
-            return httpx.Response(200, json={"tasks": [i["task_id"] for i in items]})
-        return httpx.Response(200, json={})
+            return answer(200, {"tasks": [i["task_id"] for i in items]})
+        return answer(200, {})
 
     def _refusal(
         self, bot: FakeBot, action: str, task: FakeTask | None, token: int, ran: bool
@@ -333,17 +335,17 @@ HELD_STATES = ("assigned", "running")
 
 def _problem(
     status: int, slug: str, headers: dict[str, str] | None = None, **extra: Any
-) -> httpx.Response:
+) -> Response:
     body = {
         "type": f"https://apiary.dev/problems/{slug}",
         "title": slug,
         "status": status,
         **extra,
     }
-    return httpx.Response(
+    return Response(
         status,
-        content=orjson.dumps(body),
-        headers={"Content-Type": "application/problem+json", **(headers or {})},
+        Headers({"Content-Type": "application/problem+json", **(headers or {})}),
+        orjson.dumps(body),
     )
 
 
@@ -760,20 +762,49 @@ def test_client_gives_up_after_its_deadline(hive: FakeHive) -> None:
 def test_client_retries_transport_errors() -> None:
     attempts: list[str | None] = []
 
-    def flaky(request: httpx.Request) -> httpx.Response:
+    def flaky(request: Request) -> Response:
         attempts.append(request.headers.get("X-Request-ID"))
         if len(attempts) < 3:
-            raise httpx.ConnectError("connection refused", request=request)
-        return httpx.Response(
-            201,
-            json={"bot_id": "b", "token": "t", "heartbeat_interval_s": 1, "lease_ttl_s": 5},
+            raise TransportError("ConnectionRefusedError: connection refused")
+        return answer(
+            201, {"bot_id": "b", "token": "t", "heartbeat_interval_s": 1, "lease_ttl_s": 5}
         )
 
     with HiveClient(
-        "http://hive.test", ENROLMENT, transport=httpx.MockTransport(flaky), backoff_base_s=0.01
+        "http://hive.test", ENROLMENT, transport=FakeTransport(flaky), backoff_base_s=0.01
     ) as client:
         assert client.register("bot-a", ["noop"], 1, "v1").bot_id == "b"
     assert len(attempts) == 3 and len(set(attempts)) == 1
+
+
+def test_client_says_who_it_is_and_gives_a_claim_its_long_poll_and_a_margin() -> None:
+    seen: list[Request] = []
+
+    def hive(request: Request) -> Response:
+        seen.append(request)
+        return answer(200, {"tasks": []})
+
+    me = Registration("b", "tok", 1.0, 5.0)
+    with HiveClient(
+        "http://hive.test", ENROLMENT, transport=FakeTransport(hive), user_agent="apiary-bot/9"
+    ) as client:
+        assert client.claim(4, 25, bot=me) == []
+        client.deregister(bot=me)
+    claim, deregister = seen
+    assert (claim.method, claim.path, deregister.method, deregister.path) == (
+        "POST", "/v1/bots/b/claim", "DELETE", "/v1/bots/b"
+    )  # fmt: skip
+    assert orjson.loads(claim.body or b"") == {"max_tasks": 4, "wait_s": 25}
+    assert deregister.body is None and "content-type" not in deregister.headers
+    assert claim.timeouts == replace(DEFAULT_TIMEOUT, read=25 + CLAIM_READ_MARGIN_S)
+    assert deregister.timeouts == DEFAULT_TIMEOUT
+    assert dict(claim.headers) == {
+        "user-agent": "apiary-bot/9",
+        "accept": "application/json",
+        "authorization": "Bearer tok",
+        "x-request-id": claim.headers["X-Request-ID"],
+        "content-type": "application/json",
+    }
 
 
 def test_client_maps_problems_to_exceptions(hive: FakeHive) -> None:
@@ -798,7 +829,7 @@ def test_client_maps_problems_to_exceptions(hive: FakeHive) -> None:
             client.fail([TaskFailure(task.id, task.fencing_token, "x")])
     with (
         HiveClient(
-            "http://hive.test", "apk_wrong", transport=httpx.MockTransport(hive.handle)
+            "http://hive.test", "apk_wrong", transport=FakeTransport(hive.handle)
         ) as stranger,
         pytest.raises(HiveRejected) as rejected,
     ):
