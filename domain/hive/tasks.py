@@ -1,4 +1,5 @@
-"""The tasks room: submit (in bulk, idempotent by key), assign, start, finish, cancel."""
+"""The tasks room: submit (in bulk, idempotent by key), assign (a round's assignments
+sharing one record of what explains them), start, finish, cancel."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID, uuid5
 
+from eventsourcing.domain import Aggregate
+
 from domain.cause import Cause
 from domain.errors import HiveError, InvalidInput
-from domain.hive.kernel import Committed, Kernel
+from domain.hive.kernel import Committed, Kernel, every
+from domain.policies.explanation import RoundInputs
 from domain.policies.routing import Assignment
+from domain.rounds import DispatchRound
 from domain.tasks import Task, TaskState
 from domain.unroutable import UnroutableTasks
 
@@ -98,15 +103,37 @@ class TaskCommands:
         return Committed.of(out, committed.recorded)
 
     def assign(self, assignments: Sequence[Assignment], cause: Cause) -> Committed[Task]:
-        """Record the dispatcher's choices; tasks no longer pending are left alone."""
+        """Record the dispatcher's choices; tasks no longer pending are left alone.
+
+        The tasks of one routing round that are still pending, when there are two or more,
+        share one ``DispatchRound`` record, saved with them and ahead of them: each
+        assignment names it and carries only its own choice. A single one carries its
+        complete explanation and names no round (a record would cost more than it saves).
+        Every attempt makes its records anew (one decided again from the log too)."""
         chosen = {a.task_id: a for a in assignments}
+        ids = list(chosen)
 
-        def assign(task: Task, at: datetime) -> None:
-            if task.state is TaskState.PENDING:
-                a = chosen[task.id]
-                task.assign(a.bot_id, a.why, cause, at)
+        def assign(found: dict[UUID, Any], at: datetime) -> list[Aggregate]:
+            pending = [t for t in every(Task, ids, found) if t.state is TaskState.PENDING]
+            records: list[Aggregate] = []
+            for shared, tasks in _by_round(pending, chosen).items():
+                if shared is None or len(tasks) < 2:
+                    for task in tasks:
+                        a = chosen[task.id]
+                        task.assign(a.bot_id, a.why, cause, at)
+                    continue
+                inputs, choices = shared.narrowed([chosen[t.id].choice for t in tasks])
+                record = DispatchRound.record(
+                    round_id=self.kernel.new_id(), inputs=inputs, cause=cause, at=at
+                )
+                records.append(record)
+                for task, choice in zip(tasks, choices, strict=True):
+                    task.assign(chosen[task.id].bot_id, choice, cause, at, round_id=record.id)
+            return [*records, *pending]
 
-        return self.kernel.change(Task, list(chosen), assign)
+        committed = self.kernel.execute(ids, assign)
+        tasks = [t for t in committed.items if isinstance(t, Task)]
+        return Committed.of(tasks, committed.recorded)
 
     def mark_unroutable(
         self,
@@ -169,6 +196,16 @@ class TaskCommands:
         if spec.idempotency_key is None:
             return self.kernel.new_id()
         return uuid5(IDEMPOTENCY_NAMESPACE, f"{cause.actor}\n{spec.idempotency_key}")
+
+
+def _by_round(
+    tasks: list[Task], chosen: dict[UUID, Assignment]
+) -> dict[RoundInputs | None, list[Task]]:
+    """The tasks by the routing round their assignment belongs to (None: made by hand)."""
+    rounds: dict[RoundInputs | None, list[Task]] = {}
+    for task in tasks:
+        rounds.setdefault(chosen[task.id].shared, []).append(task)
+    return rounds
 
 
 def _at_index(index: int, total: int, make: Callable[[], T]) -> T:
