@@ -155,6 +155,10 @@ class History(Protocol):
         """The events at these log positions (records that name an aggregate), likewise."""
         ...
 
+    def made(self, aggregate_ids: list[UUID]) -> dict[UUID, Any]:
+        """The event that made each of these aggregates (records an event names), decoded."""
+        ...
+
 
 class StageReads(Protocol):
     def histograms(self) -> list[StageHistogram]:

@@ -9,6 +9,9 @@ A pending task that no bot in the hive could do is flagged by an ``UnroutableTas
 record, one for many tasks (``domain/unroutable.py``); it stays pending, and its next
 assignment clears the flag. ``Unroutable``, the event that flagged one task at a time, is
 no longer recorded: it is still read from old logs.
+An assignment says why its bot was chosen (``Assigned.why``): completely, or, when it
+names a dispatch round (``round_id``), only its own part, the round's record holding what
+the round's tasks share (``domain/rounds.py``).
 A delayed task (``not_before``) is pending from its submission but is not offered to any
 bot before that time; a task a schedule fired names the schedule (``schedule_id``).
 """
@@ -72,7 +75,15 @@ class Task(HiveAggregate):
     class Assigned(HiveAggregate.Event):
         bot_id: UUID
         fencing_token: int
-        why: dict[str, Any]
+        why: dict[str, Any]  # complete; with ``round_id``, this task's choice in that round
+        round_id: UUID | None = None  # the ``DispatchRound`` whose record completes ``why``
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Before dispatch rounds were recorded: every explanation was complete."""
+            state["round_id"] = None
 
         def apply(self, task: Task) -> None:
             task.state = TaskState.ASSIGNED
@@ -200,11 +211,26 @@ class Task(HiveAggregate):
             schedule_id=schedule_id,
         )
 
-    def assign(self, bot_id: UUID, why: dict[str, Any], cause: Cause, at: datetime) -> None:
+    def assign(
+        self,
+        bot_id: UUID,
+        why: dict[str, Any],
+        cause: Cause,
+        at: datetime,
+        round_id: UUID | None = None,
+    ) -> None:
+        """``why``: the complete explanation; or, with ``round_id``, the task's choice in
+        that round, whose record holds the rest (``domain/rounds.py``)."""
         if self.state is not TaskState.PENDING:
             raise InvalidTransition(f"task is {self.state}, not pending", task_id=self.id)
         self._record(
-            self.Assigned, cause, at, bot_id=bot_id, fencing_token=self.fencing_token + 1, why=why
+            self.Assigned,
+            cause,
+            at,
+            bot_id=bot_id,
+            fencing_token=self.fencing_token + 1,
+            why=why,
+            round_id=round_id,
         )
 
     def start(self, bot_id: UUID, fencing_token: int, cause: Cause, at: datetime) -> None:

@@ -9,21 +9,32 @@ An ``UnroutableTasks`` record flags, at its place in the log, the tasks it names
 still pending there: the page is folded and written up to it, the flag is set with one
 statement, and the rest of the page follows. Each flagged task keeps the record's position
 in ``flagged_at`` (its timeline shows the record), even once an assignment clears the flag.
+
+``assignment`` holds an assignment's complete explanation, as it always did. One that
+names a dispatch round carries only its own choice: it is made whole (``explain``) from
+the round's record, which the log holds just ahead of it. The view keeps every round in
+``dispatch_rounds``, so an assignment finds its round in its own page (in memory) or, when
+a page ends between the two, in that table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
+from uuid import UUID
 
 import orjson
 import psycopg
 
 from domain.aggregate import event_topics
+from domain.policies.explanation import RoundInputs
+from domain.rounds import DispatchRound
 from domain.tasks import Task, implied_start
 from domain.unroutable import UnroutableTasks
 from projections.counts import TASK_KEY
 from projections.folded import RowTable, fold
+from projections.recordset import rows_from, tuples
 from projections.runner import Positioned
 from store.migrations import Migration
 
@@ -70,18 +81,22 @@ TYPES = {
 }
 
 
-def _changes(event: Any) -> dict[str, Any]:
+Rounds = dict[UUID, RoundInputs]  # the dispatch rounds a page's assignments name
+
+
+def _changes(event: Any, rounds: Rounds) -> dict[str, Any]:
     """The columns an event changes (after the submission)."""
     at = event.timestamp
     match event:
         case Task.Assigned():
+            why = event.why if event.round_id is None else rounds[event.round_id].explain(event.why)
             return {
                 "state": "assigned",
                 "bot_id": event.bot_id,
                 "fencing_token": event.fencing_token,
                 "assigned_at": at,
                 "started_at": None,
-                "assignment": orjson.dumps(event.why).decode(),
+                "assignment": orjson.dumps(why).decode(),
                 "unroutable": None,
             }
         case Task.Unroutable():
@@ -167,11 +182,41 @@ FLAG = (
     "WHERE task_id = ANY(%s) AND state = 'pending'"
 )
 
+ROUND_MIGRATIONS = [
+    Migration(
+        181,
+        "views: the dispatch rounds the tasks view explains assignments from",
+        """
+        CREATE TABLE IF NOT EXISTS public.dispatch_rounds (
+            round_id uuid PRIMARY KEY,
+            position bigint NOT NULL,
+            policy text NOT NULL,
+            groups jsonb NOT NULL
+        );
+        """,
+    ),
+]
+ROUND_COLUMNS = (
+    ("round_id", "uuid"),
+    ("position", "bigint"),
+    ("policy", "text"),
+    ("groups", "jsonb"),
+)
+KEEP_ROUNDS = (
+    f"INSERT INTO dispatch_rounds (round_id, position, policy, groups) {rows_from(ROUND_COLUMNS)} "
+    "ON CONFLICT (round_id) DO NOTHING"
+)
+READ_ROUNDS = "SELECT round_id, policy, groups FROM dispatch_rounds WHERE round_id = ANY(%s)"
+
 
 class TasksView:
     name = "tasks"
-    tables: tuple[str, ...] = ("tasks_view", "task_counts")
-    topics: tuple[str, ...] = (*event_topics(Task), *event_topics(UnroutableTasks))
+    tables: tuple[str, ...] = ("tasks_view", "task_counts", "dispatch_rounds")
+    topics: tuple[str, ...] = (
+        *event_topics(Task),
+        *event_topics(UnroutableTasks),
+        *event_topics(DispatchRound),
+    )
     handles: frozenset[type] = frozenset(
         {
             Task.Submitted,
@@ -183,19 +228,40 @@ class TasksView:
             Task.Cancelled,
             Task.LeaseExpired,
             UnroutableTasks.Unroutable,
+            DispatchRound.Decided,
         }
     )
     ignores: frozenset[type] = frozenset()
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
+        rounds = _rounds(cur, events)
+        tasks = [p for p in events if not isinstance(p.event, DispatchRound.Decided)]
         start = 0
-        for i, p in enumerate(events):
+        for i, p in enumerate(tasks):
             if isinstance(p.event, UnroutableTasks.Unroutable):
-                self._write(cur, events[start:i])
+                _write(cur, tasks[start:i], rounds)
                 cur.execute(FLAG, (_flag(p.event), p.position, p.event.task_ids))
                 start = i + 1
-        self._write(cur, events[start:])
+        _write(cur, tasks[start:], rounds)
 
-    def _write(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
-        if events:
-            ROWS.write(cur, *fold(events, "task_id", Task.Submitted, _submitted, _changes))
+
+def _write(cur: psycopg.Cursor[Any], events: Sequence[Positioned], rounds: Rounds) -> None:
+    if events:
+        changes = partial(_changes, rounds=rounds)
+        ROWS.write(cur, *fold(events, "task_id", Task.Submitted, _submitted, changes))
+
+
+def _rounds(cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> Rounds:
+    """Keeps the page's rounds; returns those its assignments name: the page's own, and
+    any earlier one (its page ended before its assignments did) read back."""
+    made = [p for p in events if isinstance(p.event, DispatchRound.Decided)]
+    if made:
+        rows = [(p.event.originator_id, p.position, p.event.policy, p.event.groups) for p in made]
+        cur.execute(KEEP_ROUNDS, (tuples(ROUND_COLUMNS, rows),))
+    rounds = {p.event.originator_id: RoundInputs(p.event.policy, p.event.groups) for p in made}
+    named = {p.event.round_id for p in events if isinstance(p.event, Task.Assigned)}
+    earlier = [r for r in named if r is not None and r not in rounds]
+    if earlier:
+        for round_id, policy, groups in cur.execute(READ_ROUNDS, (earlier,)):
+            rounds[round_id] = RoundInputs(policy, groups)
+    return rounds

@@ -1,7 +1,8 @@
 """One aggregate's history as the log holds it: each event with its position, kind, time,
 actor and chain hash (the dashboard's timeline of a task). Reads the log by aggregate id
-(the primary key), or events at given positions (a record that names a task, such as an
-``UnroutableTasks``), never by scanning it."""
+(the primary key), events at given positions (a record that names a task, such as an
+``UnroutableTasks``), or the event that made each of some aggregates (a record a task's
+event names, such as a ``DispatchRound``), never by scanning it."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ HISTORY = (
 AT = (
     "SELECT notification_id, originator_id, originator_version, topic, state, chain_hash "
     "FROM public.hive_events WHERE notification_id = ANY(%s) ORDER BY notification_id"
+)
+MADE = (
+    "SELECT originator_id, originator_version, topic, state FROM public.hive_events "
+    "WHERE originator_id = ANY(%s) AND originator_version = 1"
 )
 SHOWN_IDS = 20  # a list of ids longer than this is shown as its first ones and a count
 SKIPPED = frozenset(
@@ -54,6 +59,19 @@ class History:
             return []
         with self.pool.connection() as conn:
             return self._entries(conn.execute(AT, (positions,)).fetchall())
+
+    def made(self, aggregate_ids: list[UUID]) -> dict[UUID, Any]:
+        """The event that made each of these aggregates, decoded whole, by aggregate id."""
+        if not aggregate_ids:
+            return {}
+        with self.pool.connection() as conn:
+            rows = conn.execute(MADE, (aggregate_ids,)).fetchall()
+        return {
+            aggregate_id: self.mapper.to_domain_event(
+                StoredEvent(aggregate_id, version, topic, bytes(state))
+            )
+            for aggregate_id, version, topic, state in rows
+        }
 
     def _entries(self, rows: list[tuple[Any, ...]]) -> list[Entry]:
         entries = []

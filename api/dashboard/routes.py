@@ -33,6 +33,7 @@ from api.dashboard.session import (
     admin_only,
     is_admin,
 )
+from api.dashboard.timeline import task_timeline
 from api.deps import Ctx
 from api.schemas.common import Model
 from api.schemas.config import ConfigPublic, history_of
@@ -160,10 +161,7 @@ def tasks_data(
 @router.get("/data/tasks/{task_id}")
 def task_data(task_id: UUID, _: Viewer, ctx: Ctx) -> dict[str, Any]:
     row = ctx.tasks.get(task_id)
-    history = _wired(ctx.history)
-    timeline = history.of(task_id)
-    if row is not None and row.flagged_at:  # the records that flagged it: part of its story
-        timeline = sorted([*timeline, *history.at(list(row.flagged_at))], key=lambda e: e.position)
+    timeline = task_timeline(_wired(ctx.history), task_id, None if row is None else row.flagged_at)
     if row is None and not timeline:
         raise NotFound(f"no task {task_id}", id=task_id)
     return {

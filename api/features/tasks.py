@@ -20,9 +20,9 @@ if TYPE_CHECKING:
 
 def migrations() -> Sequence[Migration]:
     from projections.performance_view import ALPHA_MIGRATIONS
-    from projections.tasks_view import FLAG_MIGRATIONS
+    from projections.tasks_view import FLAG_MIGRATIONS, ROUND_MIGRATIONS
 
-    return [*ALPHA_MIGRATIONS, *FLAG_MIGRATIONS]
+    return [*ALPHA_MIGRATIONS, *FLAG_MIGRATIONS, *ROUND_MIGRATIONS]
 
 
 def views(settings: Settings) -> Sequence[View]:

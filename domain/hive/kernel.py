@@ -179,13 +179,10 @@ class Kernel:
         """The same command on each of ``ids`` (all of ``kind``, all must exist)."""
 
         def each(found: dict[UUID, Any], at: datetime) -> list[A]:
-            missing = [i for i in ids if not isinstance(found.get(i), kind)]
-            if missing:
-                shown = ", ".join(map(str, missing[:5]))
-                raise NotFound(f"no {kind.__name__.lower()} {shown}", ids=missing)
-            for i in ids:
-                command(found[i], at)
-            return [found[i] for i in ids if found[i].pending_events]
+            aggregates = every(kind, ids, found)
+            for aggregate in aggregates:
+                command(aggregate, at)
+            return [a for a in aggregates if a.pending_events]
 
         return cast(Committed[A], self.execute(ids, each))
 
@@ -248,3 +245,12 @@ class Kernel:
             key = cast(UUID, record.originator_id)
             found[key] = event.mutate(found.get(key))
         return found
+
+
+def every(kind: type[A], ids: Sequence[UUID], found: dict[UUID, Any]) -> list[A]:
+    """``ids``, in their order, as ``execute`` found them: all must be of ``kind``."""
+    missing = [i for i in ids if not isinstance(found.get(i), kind)]
+    if missing:
+        shown = ", ".join(map(str, missing[:5]))
+        raise NotFound(f"no {kind.__name__.lower()} {shown}", ids=missing)
+    return [found[i] for i in ids]

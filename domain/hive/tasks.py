@@ -1,4 +1,5 @@
-"""The tasks room: submit (in bulk, idempotent by key), assign, start, finish, cancel."""
+"""The tasks room: submit (in bulk, idempotent by key), assign (a round's assignments
+sharing one record of what explains them), start, finish, cancel."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 from uuid import UUID, uuid5
 
+from eventsourcing.domain import Aggregate
+
 from domain.cause import Cause
 from domain.errors import HiveError, InvalidInput
-from domain.hive.kernel import Committed, Kernel
+from domain.hive.kernel import Committed, Kernel, every
+from domain.policies.explanation import RoundInputs
 from domain.policies.routing import Assignment, PendingTask
+from domain.rounds import DispatchRound
 from domain.tasks import Task, TaskState
 from domain.unroutable import UnroutableTasks
 
@@ -87,7 +92,7 @@ class TaskCommands:
         existing: dict[UUID, Task] = {}
         fresh: dict[UUID, Task] = {}
 
-        def submit(found: dict[UUID, Any], at: datetime) -> list[Task]:
+        def submit(found: dict[UUID, Any], at: datetime) -> list[Aggregate]:
             existing.clear()
             existing.update({i: t for i, t in found.items() if isinstance(t, Task)})
             fresh.clear()  # made anew each attempt: a failed save has consumed the last ones
@@ -111,9 +116,8 @@ class TaskCommands:
                 )  # every item is checked, repeats of a key too: a bad batch is refused whole
                 if task_id not in fresh and task_id not in existing:
                     fresh[task_id] = task
-            if place is not None:
-                _hand_off(fresh, place, at)
-            return list(fresh.values())
+            records = [] if place is None else _hand_off(fresh, place, at, self.kernel.new_id)
+            return [*records, *fresh.values()]
 
         placer = self.placer
         with placer.hand_off() if placer is not None else _nobody() as place:
@@ -127,15 +131,24 @@ class TaskCommands:
         return Committed.of(out, committed.recorded)
 
     def assign(self, assignments: Sequence[Assignment], cause: Cause) -> Committed[Task]:
-        """Record the dispatcher's choices; tasks no longer pending are left alone."""
+        """Record the dispatcher's choices; tasks no longer pending are left alone.
+
+        The tasks of one routing round that are still pending, when there are two or more,
+        share one ``DispatchRound`` record, saved with them and ahead of them: each
+        assignment names it and carries only its own choice. A single one carries its
+        complete explanation and names no round (a record would cost more than it saves).
+        Every attempt makes its records anew (one decided again from the log too)."""
         chosen = {a.task_id: a for a in assignments}
+        ids = list(chosen)
 
-        def assign(task: Task, at: datetime) -> None:
-            if task.state is TaskState.PENDING:
-                a = chosen[task.id]
-                task.assign(a.bot_id, a.why, cause, at)
+        def assign(found: dict[UUID, Any], at: datetime) -> list[Aggregate]:
+            pending = [t for t in every(Task, ids, found) if t.state is TaskState.PENDING]
+            records = _record_assignments(pending, chosen, cause, at, self.kernel.new_id)
+            return [*records, *pending]
 
-        return self.kernel.change(Task, list(chosen), assign)
+        committed = self.kernel.execute(ids, assign)
+        tasks = [t for t in committed.items if isinstance(t, Task)]
+        return Committed.of(tasks, committed.recorded)
 
     def mark_unroutable(
         self,
@@ -200,9 +213,12 @@ class TaskCommands:
         return uuid5(IDEMPOTENCY_NAMESPACE, f"{cause.actor}\n{spec.idempotency_key}")
 
 
-def _hand_off(fresh: dict[UUID, Task], place: Place, at: datetime) -> None:
+def _hand_off(
+    fresh: dict[UUID, Task], place: Place, at: datetime, new_id: Callable[[], UUID]
+) -> list[DispatchRound]:
     """Assign the new tasks that are due now in their own submission, where ``place``
-    puts them: one transaction, no wait for a dispatch round."""
+    puts them: one transaction, no wait for a dispatch round. Returns the round's record
+    (when it assigns two tasks or more), to be saved ahead of them."""
     now = at.timestamp()
     due = [
         PendingTask(t.id, t.priority, i, frozenset(t.capabilities), t.type, now)
@@ -211,9 +227,47 @@ def _hand_off(fresh: dict[UUID, Task], place: Place, at: datetime) -> None:
     ]
     placement = place(due, at) if due else None
     if placement is None:
-        return
-    for a in placement.assignments:
-        fresh[a.task_id].assign(a.bot_id, a.why, placement.cause, at)
+        return []
+    chosen = {a.task_id: a for a in placement.assignments}
+    tasks = [fresh[task_id] for task_id in chosen]
+    return _record_assignments(tasks, chosen, placement.cause, at, new_id)
+
+
+def _record_assignments(
+    tasks: list[Task],
+    chosen: dict[UUID, Assignment],
+    cause: Cause,
+    at: datetime,
+    new_id: Callable[[], UUID],
+) -> list[DispatchRound]:
+    """Assign ``tasks`` (pending) as ``chosen`` says; returns the records of the routing
+    rounds they share (to be saved ahead of them). The tasks of one round, when there are
+    two or more, share one ``DispatchRound``: each assignment names it and carries only
+    its own choice. A single one carries its complete explanation and names no round (a
+    record would cost more than it saves)."""
+    records: list[DispatchRound] = []
+    for shared, group in _by_round(tasks, chosen).items():
+        if shared is None or len(group) < 2:
+            for task in group:
+                a = chosen[task.id]
+                task.assign(a.bot_id, a.why, cause, at)
+            continue
+        inputs, choices = shared.narrowed([chosen[t.id].choice for t in group])
+        record = DispatchRound.record(round_id=new_id(), inputs=inputs, cause=cause, at=at)
+        records.append(record)
+        for task, choice in zip(group, choices, strict=True):
+            task.assign(chosen[task.id].bot_id, choice, cause, at, round_id=record.id)
+    return records
+
+
+def _by_round(
+    tasks: list[Task], chosen: dict[UUID, Assignment]
+) -> dict[RoundInputs | None, list[Task]]:
+    """The tasks by the routing round their assignment belongs to (None: made by hand)."""
+    rounds: dict[RoundInputs | None, list[Task]] = {}
+    for task in tasks:
+        rounds.setdefault(chosen[task.id].shared, []).append(task)
+    return rounds
 
 
 def _at_index(index: int, total: int, make: Callable[[], T]) -> T:

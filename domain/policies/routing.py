@@ -26,8 +26,11 @@ highest score wins; ties go to the lower bot id. So:
 * among equally good bots the free-capacity term spreads the load, as a share of each
   bot's capacity; scores only fall as a round fills bots up.
 
-Each decision records: the policy, the task's effective priority and wait, what it
-required, and for the chosen bot and up to two runners-up their inputs and scores.
+Each decision is explained: the policy, the task's effective priority and wait, what it
+required, and for the chosen bot and up to two runners-up their inputs and scores. What of
+that the round's tasks share is made once per (capabilities, type) group, in the round's
+``RoundInputs``; each ``Assignment`` carries only its task's choice, relative to them, and
+``Assignment.why`` makes the complete explanation on demand (``explanation.py``).
 Cost: O(tasks x log(candidates)) after O(candidates) per (capabilities, type) per round.
 """
 
@@ -40,6 +43,7 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 from domain.policies.aging import CEILING, Aging
+from domain.policies.explanation import Choice, Group, RoundInputs, score_of
 from domain.policies.performance import Performance
 
 POLICY = "adaptive-1"
@@ -92,9 +96,18 @@ class BotSlots:
 
 @dataclass(frozen=True)
 class Assignment:
+    """A task for a bot, and why: its ``choice`` in the round ``shared`` (routing's), or,
+    without a round, the complete explanation itself (an assignment made by hand)."""
+
     task_id: UUID
     bot_id: UUID
-    why: dict[str, Any] = field(compare=False)
+    choice: Choice = field(compare=False)
+    shared: RoundInputs | None = field(default=None, compare=False)
+
+    @property
+    def why(self) -> dict[str, Any]:
+        """The complete explanation."""
+        return self.choice if self.shared is None else self.shared.explain(self.choice)
 
 
 @dataclass(frozen=True)
@@ -132,7 +145,7 @@ def score(
     weights: Weights = Weights(),
 ) -> float:
     success, speed = estimates(record, best_duration_s, trial_samples)
-    return weights.success * success + weights.speed * speed + weights.free * free / capacity
+    return score_of(weights.success * success + weights.speed * speed, weights.free, free, capacity)
 
 
 def route(
@@ -148,34 +161,34 @@ def route(
     """
     slots = [BotSlots(b.bot_id, b.capabilities, b.capacity, b.load) for b in bots]
     groups: dict[tuple[frozenset[str], str], _Group] = {}
+    shared = RoundInputs(POLICY)
     aging, step = config.aging, config.aging.step_s
     assignments: list[Assignment] = []
     for task in sorted(pending, key=aging.order(now)):
         group = groups.get((task.capabilities, task.type))
         if group is None:
-            group = groups[task.capabilities, task.type] = _Group(task, slots, stats, config)
+            group = _Group(len(shared.groups), task, slots, stats, config)
+            groups[task.capabilities, task.type] = group
+            shared.groups.append(group.shared)
         ranked = group.ranked()
         if not ranked:
             continue
         waited = now - task.since if now > task.since else 0.0
         effective = task.priority + waited / step
-        why = {
-            "policy": POLICY,
-            "type": task.type,
+        choice = {
+            "group": group.index,
             "effective_priority": round(effective, 3) if effective < CEILING else CEILING,
             "waited_s": round(waited, 3),
-            "required": group.required,
-            "bots": [entry[4] for entry in ranked],
+            "bots": [[i, free] for _, _, i, free in ranked],
         }
         chosen = group.bots[ranked[0][2]]
-        assignments.append(Assignment(task.task_id, chosen.bot_id, why))
+        assignments.append(Assignment(task.task_id, chosen.bot_id, choice, shared))
         chosen.load += 1  # every entry of this bot, in every group, is stale now
     return assignments
 
 
-# An entry: (-score, bot id as int, index in the group, the bot's load when scored, the
-# bot as a decision shows it then). Ids are unique, so comparisons never reach the dict.
-Entry = tuple[float, int, int, int, dict[str, Any]]
+# An entry: (-score, bot id as int, index in the group, the bot's free slots when scored).
+Entry = tuple[float, int, int, int]
 
 
 class _Group:
@@ -186,40 +199,50 @@ class _Group:
     taken out, re-scored and put back in order (or dropped when the bot is full)."""
 
     def __init__(
-        self, task: PendingTask, slots: list[BotSlots], stats: Stats, config: RoutingConfig
+        self,
+        index: int,
+        task: PendingTask,
+        slots: list[BotSlots],
+        stats: Stats,
+        config: RoutingConfig,
     ) -> None:
-        self.required = sorted(task.capabilities)
+        self.index = index  # in the round's groups
         self.bots = [b for b in slots if task.capabilities <= b.capabilities and b.free > 0]
         records = [stats.get((b.bot_id, task.type)) for b in self.bots]
         best = min(
             (r.duration_s for r in records if r is not None and r.duration_s is not None),
             default=None,
         )
-        self.base: list[float] = []
-        self.inputs: list[dict[str, Any]] = []
-        self.w_free = config.weights.free
         w = config.weights
+        self.base: list[float] = []
+        inputs: list[dict[str, Any]] = []
         for bot, record in zip(self.bots, records, strict=True):
             success, speed = estimates(record, best, config.trial_samples)
             self.base.append(w.success * success + w.speed * speed)
-            self.inputs.append(_inputs(bot, record))
+            inputs.append(_inputs(bot, record))
+        self.w_free = w.free
+        self.shared: Group = {  # what every choice of this group is explained by
+            "type": task.type,
+            "required": sorted(task.capabilities),
+            "w_free": self.w_free,
+            "bots": inputs,
+            "base": self.base,
+        }
         self.entries: list[Entry] = sorted(self._entry(i) for i in range(len(self.bots)))
 
     def _entry(self, i: int) -> Entry:
         bot = self.bots[i]
         free = bot.capacity - bot.load
-        score = self.base[i] + self.w_free * free / bot.capacity
-        shown = {"score": round(score, 4), "free": free, **self.inputs[i]}
-        return (-score, bot.bot_id.int, i, bot.load, shown)
+        return (-score_of(self.base[i], self.w_free, free, bot.capacity), bot.bot_id.int, i, free)
 
     def ranked(self) -> list[Entry]:
         """The best few entries, each scored at its bot's current load."""
         entries, bots = self.entries, self.bots
         n = 0
         while n < SHOWN and n < len(entries):
-            i, scored_at = entries[n][2], entries[n][3]
+            i, scored_free = entries[n][2], entries[n][3]
             bot = bots[i]
-            if bot.load == scored_at:
+            if bot.free == scored_free:
                 n += 1
                 continue
             del entries[n]  # its new score is lower: it goes back in at n or after

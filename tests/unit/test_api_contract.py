@@ -35,7 +35,9 @@ from domain.bots import Bot
 from domain.cause import Cause
 from domain.hive import Hive
 from domain.keys import Role, format_token
+from domain.policies.explanation import explain
 from domain.policies.routing import Assignment
+from domain.rounds import DispatchRound
 from domain.tasks import Task, TaskState
 from domain.unroutable import UnroutableTasks
 from projections.rows import BotRow, TaskFilter, TaskRow
@@ -76,8 +78,12 @@ class LogTaskReads:
         position: dict[UUID, int] = {}
         times: defaultdict[UUID, dict[str, Any]] = defaultdict(dict)
         pending: set[UUID] = set()  # as of the event being folded
+        rounds: dict[UUID, DispatchRound.Decided] = {}
         for pos, event in log_of(self.hive):
             task_id = event.originator_id
+            if isinstance(event, DispatchRound.Decided):
+                rounds[task_id] = event
+                continue
             if isinstance(event, UnroutableTasks.Unroutable):
                 flag = {
                     "reason": event.reason,
@@ -98,9 +104,11 @@ class LogTaskReads:
                 continue
             position[task_id] = pos
             if isinstance(event, Task.Assigned):
-                times[task_id].update(
-                    assigned_at=event.timestamp, assignment=event.why, unroutable=None
-                )
+                why = event.why
+                if event.round_id is not None:
+                    made = rounds[event.round_id]
+                    why = explain(made.policy, made.groups, why)
+                times[task_id].update(assigned_at=event.timestamp, assignment=why, unroutable=None)
             elif isinstance(event, Task.Unroutable):
                 times[task_id]["unroutable"] = {
                     "reason": event.reason,

@@ -19,6 +19,7 @@ from domain.cause import Cause
 from domain.hive import Hive, Report, TaskSpec
 from domain.policies.aging import Aging
 from domain.policies.routing import Assignment, RoutingConfig
+from domain.rounds import DispatchRound
 from domain.tasks import Task, TaskState
 from domain.unroutable import UnroutableTasks
 from runtime.dispatcher import Dispatcher
@@ -199,12 +200,39 @@ def test_learned_performance_reaches_the_next_decisions(engine: Engine) -> None:
     assert why["bots"][1]["success"] == 0.0 and why["bots"][1]["samples"] == 6
 
 
+def test_a_round_of_several_tasks_shares_one_record_of_what_explains_them(
+    engine: Engine,
+) -> None:
+    urgent = engine.submit(TaskSpec("code", priority=9), 2)
+    engine.clock.advance(30.0)
+    calm = engine.submit(TaskSpec("code", priority=1), 2)
+    big, small = engine.bot(["code"], 3), engine.bot(["code"], 1)
+    before = len(engine.recorded)
+    assert engine.dispatcher.run_once() == 4
+    record, *assigned = engine.recorded[before:]
+    assert isinstance(record, DispatchRound.Decided)
+    assert [e.originator_id for e in assigned] == [*urgent, *calm]  # most urgent first
+    assert all(e.round_id == record.originator_id for e in assigned)
+    first = _why(engine, urgent[0])
+    assert first["effective_priority"] == 10 and first["waited_s"] == 30.0
+    assert sorted((b["bot"], b["free"], b["score"]) for b in first["bots"]) == sorted(
+        [(str(big), 3, 1.0), (str(small), 1, 1.0)]  # a tie: the lower id goes first
+    )
+    assert first["bots"][0]["bot"] == str(engine.task(urgent[0]).bot_id)
+    last = _why(engine, calm[1])  # the small bot took one: only the big one is left
+    assert last["effective_priority"] == 1.0 and last["waited_s"] == 0.0
+    assert [(b["bot"], b["free"], b["score"]) for b in last["bots"]] == [(str(big), 1, 0.8)]
+
+
 # -- unroutable ------------------------------------------------------------------------------
 
 
 def _why(engine: Engine, task_id: UUID) -> dict[str, Any]:
-    assigned = [e for e in engine.hive.history(task_id) if isinstance(e, Task.Assigned)]
-    return assigned[-1].why
+    """The task's latest assignment's explanation, made whole from its round if it has one."""
+    [*_, assigned] = [e for e in engine.hive.history(task_id) if isinstance(e, Task.Assigned)]
+    if assigned.round_id is None:
+        return assigned.why
+    return engine.hive.get(DispatchRound, assigned.round_id).explain(assigned.why)
 
 
 def flags(engine: Engine, task_id: UUID) -> list[UnroutableTasks.Unroutable]:
@@ -426,3 +454,17 @@ def test_a_hand_off_takes_a_page_at_most_as_a_round_does(engine: Engine) -> None
     ids = e.submit(TaskSpec("code"), 5)
     assert sorted(e.index.held_by(bot)) == sorted(ids[:2])
     assert e.dispatcher.run_once() == 2
+
+
+def test_a_batch_handed_off_shares_one_round_record_saved_ahead_of_it(engine: Engine) -> None:
+    e = handing_off(engine)
+    bot = e.bot(["code"], 3)
+    e.dispatcher.run_once()
+    e.recorded.clear()
+    ids = e.submit(TaskSpec("code"), 3)
+    record, *rest = e.recorded
+    assert isinstance(record, DispatchRound.Decided)
+    assigned = [x for x in rest if isinstance(x, Task.Assigned)]
+    assert [a.originator_id for a in assigned] == ids
+    assert {a.round_id for a in assigned} == {record.originator_id}
+    assert all(a.bot_id == bot and a.actor == "engine:dispatcher" for a in assigned)

@@ -60,7 +60,9 @@ from domain.errors import (
 from domain.hive import Committed, Hive, MessageSpec, Report, TaskSpec
 from domain.messages import MAX_TTL_S, Conversation, Message, MessageState, conversation_id
 from domain.policies.aging import CEILING, Aging
-from domain.policies.routing import Assignment
+from domain.policies.explanation import RoundInputs, explain
+from domain.policies.routing import POLICY, Assignment
+from domain.rounds import DispatchRound
 from domain.tasks import Task, TaskState
 from runtime.live import TOPICS as LIVE_TOPICS
 from runtime.live import LiveIndex
@@ -197,6 +199,29 @@ def cancel(reason: str) -> Rule:
         return replace(t, state=TaskState.CANCELLED, error=reason)
 
     return decide
+
+
+def routing_round(pairs: list[tuple[UUID, UUID]]) -> list[Assignment]:
+    """The choices of one routing round: every task the same type, each bot a candidate
+    with its inputs and base score; each choice ranks its bot first, then another."""
+    bots = list(dict.fromkeys(b for _, b in pairs))
+    shared = RoundInputs(POLICY)
+    shared.groups.append(
+        {
+            "type": "code",
+            "required": ["code"],
+            "w_free": 0.3,
+            "bots": [{"bot": str(b), "capacity": 2, "samples": 0} for b in bots],
+            "base": [0.7 - i / 10 for i in range(len(bots))],
+        }
+    )
+    chosen = []
+    for n, (task_id, bot_id) in enumerate(pairs):
+        i = bots.index(bot_id)
+        ranked = [[i, 2], *([[(i + 1) % len(bots), 1]] if len(bots) > 1 else [])]
+        choice = {"group": 0, "effective_priority": 5.0, "waited_s": n / 8, "bots": ranked}
+        chosen.append(Assignment(task_id, bot_id, choice, shared))
+    return chosen
 
 
 def assign(bot_id: UUID) -> Rule:
@@ -338,6 +363,7 @@ class HiveMachine(RuleBasedStateMachine):
         self.bots: dict[UUID, ModelBot] = {}
         self.keys: list[UUID] = []  # the API keys issued to bots
         self.unroutable: dict[UUID, list[UUID]] = {}  # records of unroutable tasks -> tasks
+        self.rounds: dict[UUID, Any] = {}  # records of dispatch rounds -> their events
         self.keyed: dict[tuple[str, str], UUID] = {}  # (actor, idempotency key) -> task
         self.events = 0  # how many events the log must hold
         self.tokens: dict[UUID, int] = {}  # the highest fencing token seen, per task
@@ -585,12 +611,41 @@ class HiveMachine(RuleBasedStateMachine):
             )
             for _ in range(n)
         ]
-        chosen = [Assignment(t, b, {"policy": "test", "n": i}) for i, (t, b) in enumerate(pairs)]
+        if data.draw(st.booleans(), label="one routing round"):
+            chosen = routing_round(pairs)
+        else:
+            chosen = [
+                Assignment(t, b, {"policy": "test", "n": i}) for i, (t, b) in enumerate(pairs)
+            ]
         self.change_tasks(
-            "assign",
-            [(t, assign(b)) for t, b in pairs],
-            lambda: self.writer.tasks.assign(chosen, DISPATCHER),
+            "assign", [(t, assign(b)) for t, b in pairs], lambda: self.assigned(chosen)
         )
+
+    def assigned(self, chosen: list[Assignment]) -> Committed[Task]:
+        """Assign, and check the round record: one for a round that assigned two tasks or
+        more, ahead of them, and every assignment explained as it was chosen. What the
+        round record adds to the log is counted here; the rest is checked as any change."""
+        committed = self.writer.tasks.assign(chosen, DISPATCHER)
+        made = {
+            e.originator_id: e
+            for _, e in committed.recorded
+            if isinstance(e, DispatchRound.Decided)
+        }
+        assigned = [e for _, e in committed.recorded if isinstance(e, Task.Assigned)]
+        routed = chosen[0].shared is not None
+        assert len(made) == (1 if routed and len(assigned) >= 2 else 0)
+        if made:
+            assert committed.recorded[0][1] in made.values(), "the round comes first"
+        last = {a.task_id: a for a in chosen}
+        for e in assigned:
+            record = made.get(e.round_id)
+            why = e.why if record is None else explain(record.policy, record.groups, e.why)
+            assert why == last[e.originator_id].why
+        event(f"assign: {len(made)} round record(s)")
+        self.rounds.update(made)
+        self.events += len(made)
+        rest = [(p, e) for p, e in committed.recorded if e.originator_id not in made]
+        return Committed.of(committed.items, rest)
 
     def start(self, data: st.DataObject, n: int) -> None:
         """A bot starts tasks: its own with the right token, mostly; stale or not its own."""
@@ -1015,9 +1070,12 @@ class HiveMachine(RuleBasedStateMachine):
             *self.messages,
             *conversations,
             *self.unroutable,
+            *self.rounds,
         }
         for record_id, named in self.unroutable.items():
             assert log[record_id].task_ids == named
+        for round_id, made in self.rounds.items():
+            assert (log[round_id].policy, log[round_id].groups) == (made.policy, made.groups)
         for task_id, model in self.tasks.items():
             assert task_fields(log[task_id]) == model.fields(), task_id
         for bot_id, bot in self.bots.items():
