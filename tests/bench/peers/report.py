@@ -79,10 +79,15 @@ Redis {redis}. Rounds interleaved (Apiary, then each peer, then again); every fi
 median over the rounds. The same work for each: no-op jobs all enqueued first, then the
 workers started; drain = first job start to last job finish as the system recorded them,
 wall = from launching the workers to all done. Submit -> start / done: one job at a time
-into the 2 idle workers (Apiary: its 2 bots), differences of the
-timestamps the system recorded (the database's clock; Celery: the client's clock at
-publish, the worker's at start, the result's `date_done`). A worker is one OS process
-running the peer's own worker; each peer runs in a virtualenv of its own, pinned.
+into the 2 idle workers (Apiary: its 2 bots), differences of the timestamps the system
+recorded (the database's clock; Celery: the client's clock at publish, the worker's at
+start, the result's `date_done`). What "start" is differs: PgQueuer's is its log's
+`picked` row and Oban's `attempted_at`, both written when a worker's fetch query runs,
+before the job reaches the worker; Celery's is the worker's clock as the task begins;
+Apiary's is when its bot began the task as the hive records it from the finish (the
+finish's time less the `ran_s` the bot measured), so later than the true start by the
+report's way back to the hive. A worker is one OS process running the peer's own worker;
+each peer runs in a virtualenv of its own, pinned.
 
 {HEADER}
 {chr(10).join(rows)}
