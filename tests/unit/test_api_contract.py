@@ -1214,7 +1214,18 @@ def test_openapi_declares_bearer_auth_and_docs_are_served(world: World) -> None:
 # -- the key ring -----------------------------------------------------------------------
 
 
-def test_key_ring_remembers_a_miss_briefly_and_a_key_for_its_ttl() -> None:
+@dataclass
+class Ring:
+    """A key ring on a hive whose next key is ``key_id`` with the secret of ``token``."""
+
+    hive: Hive
+    ring: KeyRing
+    clock: FakeClock
+    key_id: UUID
+    token: str
+
+
+def ring_of(negative_ttl_s: float = 1.0) -> Ring:
     key_id = uuid4()
     hive = Hive(
         env={"PERSISTENCE_MODULE": "eventsourcing.popo"},
@@ -1222,8 +1233,13 @@ def test_key_ring_remembers_a_miss_briefly_and_a_key_for_its_ttl() -> None:
         new_secret=lambda: "the-secret",
     )
     clock = FakeClock()
-    ring = KeyRing(hive, ttl_s=5.0, negative_ttl_s=1.0, clock=clock.monotonic)
-    token = format_token(key_id, "the-secret")
+    ring = KeyRing(hive, ttl_s=5.0, negative_ttl_s=negative_ttl_s, clock=clock.monotonic)
+    return Ring(hive, ring, clock, key_id, format_token(key_id, "the-secret"))
+
+
+def test_key_ring_remembers_a_miss_briefly_and_a_key_for_its_ttl() -> None:
+    r = ring_of()
+    hive, ring, clock, key_id, token = r.hive, r.ring, r.clock, r.key_id, r.token
     assert ring.resolve(token) is None  # no such key yet
     hive.keys.issue("carol", Role.CLIENT, ROOT)
     assert ring.resolve(token) is None  # the miss is remembered...
@@ -1236,15 +1252,8 @@ def test_key_ring_remembers_a_miss_briefly_and_a_key_for_its_ttl() -> None:
 
 
 def test_key_ring_answers_from_its_cache_alone_or_says_it_cannot() -> None:
-    key_id = uuid4()
-    hive = Hive(
-        env={"PERSISTENCE_MODULE": "eventsourcing.popo"},
-        new_id=lambda: key_id,
-        new_secret=lambda: "the-secret",
-    )
-    clock = FakeClock()
-    ring = KeyRing(hive, ttl_s=5.0, clock=clock.monotonic)
-    token = format_token(key_id, "the-secret")
+    r = ring_of()
+    hive, ring, clock, key_id, token = r.hive, r.ring, r.clock, r.key_id, r.token
     hive.keys.issue("carol", Role.CLIENT, ROOT)
     assert ring.cached(token) is MISS  # never read: the request reads it off the event loop
     assert ring.cached("not a token") is None  # malformed: no key could match
