@@ -42,9 +42,24 @@ def check_json_text(kind: str, text: str) -> str:
     return text
 
 
-def check_text(kind: str, text: str) -> str:
+def unstorable(text: str) -> str | None:
+    """What keeps ``text`` out of the hive (None: nothing): every text of every input
+    obeys this one rule. PostgreSQL's text and jsonb hold no NUL character, and UTF-8 has
+    no lone surrogate."""
     if "\x00" in text:
-        raise InvalidInput(f"{kind} must not contain NUL characters")
+        return "must not contain NUL characters"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "must not contain lone surrogates (text that is not UTF-8)"
+    return None
+
+
+def check_text(kind: str, text: str) -> str:
+    problem = unstorable(text)
+    if problem is not None:
+        raise InvalidInput(f"{kind} {problem}")
     if len(text) > MAX_TEXT:
         raise InvalidInput(f"{kind} must be at most {MAX_TEXT} characters")
     return text

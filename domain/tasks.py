@@ -206,7 +206,9 @@ class Task(HiveAggregate):
             priority=priority,
             capabilities=check_task_fields(type, priority, capabilities, payload),
             payload=payload,
-            idempotency_key=idempotency_key,
+            idempotency_key=(
+                None if idempotency_key is None else check_text("idempotency key", idempotency_key)
+            ),
             not_before=_check_not_before(not_before, at),
             schedule_id=schedule_id,
         )

@@ -31,6 +31,7 @@ import psycopg
 from eventsourcing.persistence import Notification
 
 from projections.bulk import defer_indexes
+from projections.storable import storable_event
 from store.follower import LogFollower, NotificationSource, Page, Pages
 from store.shared_log import SharedLog
 
@@ -231,13 +232,43 @@ class ProjectionRunner:
         self, conn: psycopg.Connection[Any], page: Page, decoded: Decoded | None = None
     ) -> None:
         try:
-            self._apply(conn, page, decoded)
+            try:
+                self._apply(conn, page, decoded)
+            except (psycopg.DataError, UnicodeEncodeError) as e:
+                self._apply_storable(conn, page, decoded, e)
         except PositionMoved:
             self._resync(conn)
             log.info(
                 "view position moved by another runner",
                 extra={"action": "view_resync", "view": self.name, "position": self.position},
             )
+
+    def _apply_storable(
+        self,
+        conn: psycopg.Connection[Any],
+        page: Page,
+        decoded: Decoded | None,
+        error: Exception,
+    ) -> None:
+        """The page again, with every event's text made storable (``storable.py``): the
+        log may hold an event a view cannot store as it is, and must not stop it for good.
+        A page that fails again fails as any page does (the runner restarts)."""
+        decoded = {} if decoded is None else decoded
+        for n in page.items:
+            p = decoded.get(n.id)
+            event = self.decode(n) if p is None else p.event
+            decoded[n.id] = Positioned(n.id, storable_event(event))
+        log.warning(
+            "a page of the log had text the views cannot store; stored it escaped",
+            extra={
+                "action": "view_escaped",
+                "view": self.name,
+                "from": page.items[0].id if page.items else page.end,
+                "to": page.end,
+                "error": type(error).__name__,
+            },
+        )
+        self._apply(conn, page, decoded)
 
     def _apply(
         self, conn: psycopg.Connection[Any], page: Page, decoded: Decoded | None = None

@@ -35,7 +35,7 @@ from api.dashboard.session import (
 )
 from api.dashboard.timeline import task_timeline
 from api.deps import Ctx
-from api.schemas.common import Model
+from api.schemas.common import Input
 from api.schemas.config import ConfigPublic, history_of
 from api.schemas.messages import MessagePublic
 from api.schemas.metrics import StagesPublic
@@ -56,7 +56,7 @@ CONFIG_VERSIONS_SHOWN = 50
 router = APIRouter(prefix=PATH, include_in_schema=False)
 
 
-class SignIn(Model):
+class SignIn(Input):
     key: str = Field(min_length=1, max_length=200)
 
 

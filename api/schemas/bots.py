@@ -13,6 +13,7 @@ from api.ports import ClaimedTask
 from api.schemas.common import (
     Capabilities,
     FencingToken,
+    Input,
     Model,
     ShortName,
     canonical_json,
@@ -27,7 +28,7 @@ from projections.rows import BotRow
 MAX_ERROR_CHARS = 4096
 
 
-class BotRegister(Model):
+class BotRegister(Input):
     name: ShortName
     capabilities: Capabilities
     max_concurrency: Annotated[int, Field(strict=True, ge=1, le=MAX_CONCURRENCY)]
@@ -51,7 +52,7 @@ class BotRegistered(Model):
     )
 
 
-class Heartbeat(Model):
+class Heartbeat(Input):
     config_version: int | None = Field(
         default=None, ge=0, le=2**31 - 1, description="the config version the bot runs by"
     )
@@ -64,7 +65,7 @@ class HeartbeatAck(Model):
     lease_ttl_s: float
 
 
-class ClaimRequest(Model):
+class ClaimRequest(Input):
     max_tasks: Annotated[int, Field(strict=True, ge=1, le=1000)] = 1
     wait_s: Annotated[float, Field(strict=True, ge=0, le=30)] = 0.0
 
@@ -93,12 +94,12 @@ class ClaimResponse(Model):
     tasks: list[ClaimedTaskPublic]
 
 
-class StartItem(Model):
+class StartItem(Input):
     task_id: UUID
     fencing_token: FencingToken
 
 
-class StartItems(Model):
+class StartItems(Input):
     tasks: list[StartItem] = Field(min_length=1, description="1..APIARY_MAX_BATCH reports")
 
     def to_reports(self, settings: Settings) -> list[Report]:
@@ -115,14 +116,14 @@ RAN_S = Field(
 )
 
 
-class CompleteItem(Model):
+class CompleteItem(Input):
     task_id: UUID
     fencing_token: FencingToken
     result: JsonValue = Field(default=None, description="any JSON value")
     ran_s: float | None = RAN_S
 
 
-class CompleteItems(Model):
+class CompleteItems(Input):
     tasks: list[CompleteItem] = Field(min_length=1, description="1..APIARY_MAX_BATCH reports")
 
     def to_reports(self, settings: Settings) -> list[Report]:
@@ -143,14 +144,14 @@ class CompleteItems(Model):
         ]
 
 
-class FailItem(Model):
+class FailItem(Input):
     task_id: UUID
     fencing_token: FencingToken
     error: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_ERROR_CHARS)]
     ran_s: float | None = RAN_S
 
 
-class FailItems(Model):
+class FailItems(Input):
     tasks: list[FailItem] = Field(min_length=1, description="1..APIARY_MAX_BATCH reports")
 
     def to_reports(self, settings: Settings) -> list[Report]:
@@ -165,7 +166,7 @@ class ReportAccepted(Model):
     position: int
 
 
-class BotStateChange(Model):
+class BotStateChange(Input):
     reason: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=1000)]
 
 

@@ -13,14 +13,51 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    model_validator,
 )
 
 from api.errors import PayloadTooLarge, invalid
-from domain.names import MAX_CAPABILITIES, SHORT_NAME
+from domain.names import MAX_CAPABILITIES, SHORT_NAME, unstorable
 
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class Input(Model):
+    """What a request brings (a body, a query): every text in it, at any depth and
+    whatever its field (names, keys, reasons, JSON payloads and their keys), obeys one
+    rule (``domain.names.unstorable``: no NUL, no lone surrogate), checked before any
+    field is. So no field can forget it; ``tests/unit/test_input_text.py`` checks that
+    every body and query the API takes is an ``Input``."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        found = _first_unstorable(data, ())
+        if found is not None:
+            where, problem = found
+            raise ValueError(f"{'.'.join(map(str, where)) or 'the input'}: {problem}")
+        return data
+
+
+def _first_unstorable(
+    value: Any, at: tuple[str | int, ...]
+) -> tuple[tuple[str | int, ...], str] | None:
+    if isinstance(value, str):
+        problem = unstorable(value)
+        return None if problem is None else (at, problem)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _first_unstorable(key, (*at, "(a key)")) or _first_unstorable(item, (*at, key))
+            if found is not None:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = _first_unstorable(item, (*at, i))
+            if found is not None:
+                return found
+    return None
 
 
 ShortName = Annotated[

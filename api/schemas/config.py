@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError
 
 from api.errors import invalid_all
-from api.schemas.common import Model
+from api.schemas.common import Input, Model
 from domain.config import HiveConfig
 from domain.hive.config import ConfigVersion
 from runtime.config import Knobs
@@ -61,21 +61,21 @@ class ConfigPublic(Model):
         )
 
 
-class ConfigReplace(Model):
+class ConfigReplace(Input):
     """A whole new document (every knob; those left out take their defaults)."""
 
     document: dict[str, Any]
     reason: Reason
 
 
-class ConfigPatch(Model):
+class ConfigPatch(Input):
     """Some knobs, by name, set to new values; the others stay as they are."""
 
     changes: dict[str, Any] = Field(min_length=1, max_length=100)
     reason: Reason
 
 
-class ConfigRollback(Model):
+class ConfigRollback(Input):
     version: int = Field(ge=1, description="the version whose document is to be in force again")
     reason: Reason
 

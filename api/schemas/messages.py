@@ -9,7 +9,7 @@ from uuid import UUID
 import orjson
 from pydantic import Field, JsonValue, model_validator
 
-from api.schemas.common import Model, ShortName, canonical_json, check_batch
+from api.schemas.common import Input, Model, ShortName, canonical_json, check_batch
 from api.settings import Settings
 from domain.hive import MessageSpec
 from domain.messages import MAX_TTL_S, Message
@@ -25,7 +25,7 @@ Conversation = Annotated[
 ]
 
 
-class MessageCreate(Model):
+class MessageCreate(Input):
     to_bot: UUID | None = None
     to_capability: ShortName | None = None
     to_pool: ShortName | None = None
@@ -135,7 +135,7 @@ class MessagesPublic(Model):
     next_cursor: str | None
 
 
-class MessageClaimRequest(Model):
+class MessageClaimRequest(Input):
     max_messages: Annotated[int, Field(strict=True, ge=1, le=1000)] = 10
     wait_s: Annotated[float, Field(strict=True, ge=0, le=30)] = 0.0
 
@@ -166,12 +166,12 @@ class MessageClaimResponse(Model):
     messages: list[ClaimedMessage]
 
 
-class AckItem(Model):
+class AckItem(Input):
     message_id: UUID
     attempt: Annotated[int, Field(strict=True, ge=1, le=2**31 - 1)]
 
 
-class AckItems(Model):
+class AckItems(Input):
     messages: list[AckItem] = Field(min_length=1)
 
     def to_attempts(self, settings: Settings) -> dict[UUID, int]:

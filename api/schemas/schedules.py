@@ -9,7 +9,7 @@ from uuid import UUID
 import orjson
 from pydantic import Field, JsonValue, StringConstraints, model_validator
 
-from api.schemas.common import Capabilities, Instant, Model, ShortName, canonical_json
+from api.schemas.common import Capabilities, Input, Instant, Model, ShortName, canonical_json
 from api.schemas.tasks import Priority
 from domain.policies.schedule import MAX_CATCHUP_LIMIT, MIN_CATCHUP_LIMIT, Catchup, Overlap
 from domain.policies.triggers import MAX_CRON_CHARS, MAX_EVERY_S, MIN_EVERY_S
@@ -20,7 +20,7 @@ CronText = Annotated[str, StringConstraints(strict=True, min_length=1, max_lengt
 ZoneName = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64)]
 
 
-class TemplateIn(Model):
+class TemplateIn(Input):
     """The task each tick submits: the fields of a task submission, checked the same way."""
 
     type: ShortName
@@ -35,7 +35,7 @@ class TemplateIn(Model):
         return TaskTemplate(self.type, self.priority, self.capabilities, payload)
 
 
-class ScheduleCreate(Model):
+class ScheduleCreate(Input):
     name: ShortName
     cron: CronText | None = Field(
         default=None,
@@ -175,7 +175,7 @@ class SchedulesPublic(Model):
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null: done")
 
 
-class ScheduleListQuery(Model):
+class ScheduleListQuery(Input):
     state: ScheduleState | None = None
     limit: int = Field(default=100, ge=1, le=500)
     cursor: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None

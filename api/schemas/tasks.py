@@ -11,6 +11,7 @@ from pydantic import Field, JsonValue, StringConstraints
 
 from api.schemas.common import (
     Capabilities,
+    Input,
     Instant,
     Model,
     ShortName,
@@ -29,7 +30,7 @@ Priority = Annotated[
 IdempotencyKey = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200)]
 
 
-class TaskCreate(Model):
+class TaskCreate(Input):
     type: ShortName
     priority: Priority = 5
     capabilities: Capabilities | None = Field(
@@ -60,7 +61,7 @@ class TaskCreate(Model):
         )
 
 
-class TaskBatchCreate(Model):
+class TaskBatchCreate(Input):
     tasks: list[TaskCreate] = Field(min_length=1, description="1..APIARY_MAX_BATCH tasks")
 
     def to_specs(self, settings: Settings) -> list[TaskSpec]:
@@ -71,11 +72,11 @@ class TaskBatchCreate(Model):
         ]
 
 
-class CancelRequest(Model):
+class CancelRequest(Input):
     reason: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=1000)]
 
 
-class TaskListQuery(Model):
+class TaskListQuery(Input):
     state: TaskState | None = None
     type: ShortName | None = None
     bot_id: UUID | None = None

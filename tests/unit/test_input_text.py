@@ -1,0 +1,106 @@
+"""One rule for every text of every input (``api.schemas.common.Input``): no NUL, no lone
+surrogate, at any depth, in any field. Found by outside testing: an idempotency key of
+"\\u0000" was accepted, and the tasks view could never store it."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import pkgutil
+import types
+import typing
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+
+import api.routes
+from api.schemas.common import Input
+from domain.hive import Hive
+from tests.unit.test_api_contract import PROBLEM, World, world_of
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    with world_of(Hive(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})) as w:
+        yield w
+
+
+def _models(annotation: Any) -> Iterator[type[BaseModel]]:
+    """The pydantic models an endpoint's parameter takes (its body, or a query model)."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if inspect.isclass(annotation) and issubclass(annotation, BaseModel):
+        yield annotation
+    elif typing.get_origin(annotation) in (typing.Union, types.UnionType):  # an optional body
+        for option in typing.get_args(annotation):
+            yield from _models(option)
+
+
+def _routes() -> Iterator[APIRoute]:
+    """Every route of the API's and the dashboard's routers."""
+    modules = [f"api.routes.{m.name}" for m in pkgutil.iter_modules(api.routes.__path__)]
+    for name in [*modules, "api.dashboard.routes"]:
+        for route in importlib.import_module(name).router.routes:
+            if isinstance(route, APIRoute):
+                yield route
+
+
+def test_every_body_and_query_model_the_api_takes_is_an_input() -> None:
+    taken: dict[str, type[BaseModel]] = {}
+    for route in _routes():
+        hints = typing.get_type_hints(route.endpoint, include_extras=True)
+        for name, annotation in hints.items():
+            if name == "return":
+                continue
+            for model in _models(annotation):
+                taken[f"{route.path} {name}"] = model
+    # (the walk finds them: the bodies of each room, a query model, the dashboard's sign-in)
+    assert {"/v1/tasks body", "/v1/tasks query", "/v1/bots/{bot_id}/heartbeat body"} <= set(taken)
+    assert {"/v1/messages body", "/v1/config body", "/dashboard/session body"} <= set(taken)
+    assert {where: m.__name__ for where, m in taken.items() if not issubclass(m, Input)} == {}
+
+
+NUL, SURROGATE = "\u0000", "\ud800"
+JSON_BODY = {"Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize("bad", [NUL, f"a{NUL}b", f"x{SURROGATE}"])
+@pytest.mark.parametrize(
+    "task",
+    [
+        {"type": "code", "idempotency_key": "{bad}"},
+        {"type": "code", "payload": {"note": "{bad}"}},
+        {"type": "code", "payload": {"{bad}": 1}},
+        {"type": "code", "payload": [["deep", {"er": "{bad}"}]]},
+    ],
+)
+def test_a_task_with_text_the_hive_cannot_store_is_refused_and_leaves_no_trace(
+    world: World, task: dict[str, Any], bad: str
+) -> None:
+    def filled(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace("{bad}", bad)
+        if isinstance(value, dict):
+            return {filled(k): filled(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [filled(v) for v in value]
+        return value
+
+    before = world.persisted()
+    body = filled(task)
+    for path, sent in (("/v1/tasks", body), ("/v1/tasks/batch", {"tasks": [body]})):
+        response = world.client.post(  # as JSON escapes: a lone surrogate is not UTF-8
+            path, content=json.dumps(sent), headers={**world.auth("client"), **JSON_BODY}
+        )
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"] == PROBLEM
+    assert world.persisted() == before
+
+
+def test_a_query_with_a_nul_is_refused(world: World) -> None:
+    response = world.client.get("/v1/tasks", params={"cursor": NUL}, headers=world.auth("client"))
+    assert response.status_code == 422, response.text
