@@ -35,7 +35,7 @@ from api.dashboard.session import (
 )
 from api.dashboard.timeline import task_timeline
 from api.deps import Ctx
-from api.schemas.common import Input
+from api.schemas.common import Input, StorableText
 from api.schemas.config import ConfigPublic, history_of
 from api.schemas.messages import MessagePublic
 from api.schemas.metrics import StagesPublic
@@ -144,8 +144,10 @@ def tasks_data(
     _: Viewer,
     ctx: Ctx,
     state: TaskState | None = None,
-    type: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z][a-z0-9_.-]*$")] = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    type: Annotated[
+        StorableText | None, Query(max_length=64, pattern=r"^[a-z][a-z0-9_.-]*$")
+    ] = None,
+    cursor: Annotated[StorableText | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
     from projections.rows import TaskFilter

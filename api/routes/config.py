@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Query, Response
 from api.container import Container
 from api.deps import Admin, Ctx, RequestId
 from api.errors import PreconditionFailed, PreconditionRequired
-from api.schemas.common import problem_responses
+from api.schemas.common import StorableText, problem_responses
 from api.schemas.config import (
     ConfigHistory,
     ConfigPatch,
@@ -28,7 +28,7 @@ from runtime.config import Knobs
 router = APIRouter(prefix="/v1/config", tags=["config"], responses=problem_responses(401, 403, 503))
 CHANGE_PROBLEMS = problem_responses(404, 409, 412, 422, 428)
 IfMatch = Annotated[
-    str | None,
+    StorableText | None,
     Header(description="the version the change was made against, as GET returned it (ETag)"),
 ]
 

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import BotSelf, Ctx, RequestId, Sender
 from api.errors import invalid
-from api.schemas.common import problem_responses
+from api.schemas.common import StorableText, problem_responses
 from api.schemas.messages import (
     AckAccepted,
     AckItems,
@@ -60,9 +60,9 @@ def get_message(message_id: UUID, principal: Sender, ctx: Ctx) -> MessagePublic:
 def list_conversation(
     _: Sender,
     ctx: Ctx,
-    conversation: Annotated[str, Query(min_length=1, max_length=64)],
+    conversation: Annotated[StorableText, Query(min_length=1, max_length=64)],
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: str | None = None,
+    cursor: StorableText | None = None,
 ) -> MessagesPublic:
     """A conversation's messages in send order (from the messages view)."""
     check_conversation(conversation)

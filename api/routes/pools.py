@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import Client, Ctx
-from api.schemas.common import problem_responses
+from api.schemas.common import StorableText, problem_responses
 from api.schemas.pools import LaunchesPublic, LaunchPublic, PoolPublic, PoolsPublic
 from domain.errors import NotFound
 
@@ -35,7 +35,10 @@ def list_pools(_: Client, ctx: Ctx) -> PoolsPublic:
 
 @router.get("/{name}/launches", responses=problem_responses(404, 422))
 def list_launches(
-    name: str, _: Client, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=500)] = 50
+    name: StorableText,
+    _: Client,
+    ctx: Ctx,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> LaunchesPublic:
     """The pool's launches, newest first."""
     if name not in {p.name for p in ctx.settings.pools}:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import orjson
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -22,6 +23,18 @@ from domain.names import MAX_CAPABILITIES, SHORT_NAME, unstorable
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def storable_text(value: str) -> str:
+    """The rule for one text parameter (a path or query parameter of its own)."""
+    problem = unstorable(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+# A text parameter outside an ``Input`` model (a path or query parameter of its own).
+StorableText = Annotated[str, AfterValidator(storable_text)]
 
 
 class Input(Model):

@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fastapi.params import Depends
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 import api.routes
-from api.schemas.common import Input
+from api.schemas.common import Input, storable_text
 from domain.hive import Hive
 from tests.unit.test_api_contract import PROBLEM, World, world_of
 
@@ -64,6 +65,41 @@ def test_every_body_and_query_model_the_api_takes_is_an_input() -> None:
     assert {where: m.__name__ for where, m in taken.items() if not issubclass(m, Input)} == {}
 
 
+def _bare_texts(annotation: Any) -> Iterator[Any]:
+    """The text parameters of an endpoint that are not in a model: each ``str`` (alone, or
+    as an option), with the metadata that constrains it."""
+    metadata: list[Any] = []
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation, *more = typing.get_args(annotation)
+        metadata += more
+    if annotation is str:
+        yield metadata
+    elif typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        for option in typing.get_args(annotation):
+            for inner in _bare_texts(option):
+                yield [*metadata, *inner]
+
+
+def _ruled(metadata: list[Any]) -> bool:
+    """Held to the one rule, or not an input at all (a dependency the server computes)."""
+    return any(
+        getattr(m, "func", None) is storable_text or isinstance(m, Depends) for m in metadata
+    )
+
+
+def test_every_text_parameter_outside_a_model_is_held_to_the_rule() -> None:
+    loose = {}
+    for route in _routes():
+        hints = typing.get_type_hints(route.endpoint, include_extras=True)
+        for name, annotation in hints.items():
+            if name == "return":
+                continue
+            for metadata in _bare_texts(annotation):
+                if not _ruled(metadata):
+                    loose[f"{route.path} {name}"] = metadata
+    assert loose == {}
+
+
 NUL, SURROGATE = "\u0000", "\ud800"
 JSON_BODY = {"Content-Type": "application/json"}
 
@@ -103,4 +139,13 @@ def test_a_task_with_text_the_hive_cannot_store_is_refused_and_leaves_no_trace(
 
 def test_a_query_with_a_nul_is_refused(world: World) -> None:
     response = world.client.get("/v1/tasks", params={"cursor": NUL}, headers=world.auth("client"))
+    assert response.status_code == 422, response.text
+
+
+def test_a_text_parameter_of_its_own_with_a_nul_is_refused(world: World) -> None:
+    response = world.client.get(
+        "/v1/messages", params={"conversation": "ops", "cursor": NUL}, headers=world.auth("admin")
+    )
+    assert response.status_code == 422, response.text
+    response = world.client.get("/v1/pools/a%00b/launches", headers=world.auth("client"))
     assert response.status_code == 422, response.text
