@@ -46,15 +46,20 @@ class MessageReads:
         self.pool = pool
 
     def conversation(
-        self, name: str, *, limit: int, cursor: str | None
+        self, name: str, *, limit: int, cursor: str | None, bot: UUID | None = None
     ) -> tuple[list[MessageRow], str | None]:
-        """One page of the conversation, in send order; ValueError on a bad cursor."""
+        """One page of the conversation, in send order; ValueError on a bad cursor. With
+        ``bot``, only that bot's messages: those it sent, and those to it or routed to it."""
         after = decode_cursor(cursor) if cursor else 0
+        mine = "" if bot is None else " AND (sender = %s OR to_bot = %s OR bot_id = %s)"
+        params: tuple[object, ...] = (name, after)
+        if bot is not None:
+            params += (f"bot:{bot}", bot, bot)
         with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             cur.execute(
-                f"SELECT {COLUMNS} FROM messages_view WHERE conversation = %s AND seq > %s "
-                "ORDER BY seq LIMIT %s",
-                (name, after, limit + 1),
+                f"SELECT {COLUMNS} FROM messages_view WHERE conversation = %s AND seq > %s"
+                f"{mine} ORDER BY seq LIMIT %s",
+                (*params, limit + 1),
             )
             rows = [MessageRow(**r) for r in cur.fetchall()]
         more = len(rows) > limit

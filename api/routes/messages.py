@@ -58,16 +58,19 @@ def get_message(message_id: UUID, principal: Sender, ctx: Ctx) -> MessagePublic:
 
 @router.get("/messages", responses=problem_responses(422))
 def list_conversation(
-    _: Sender,
+    principal: Sender,
     ctx: Ctx,
     conversation: Annotated[StorableText, Query(min_length=1, max_length=64)],
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: StorableText | None = None,
 ) -> MessagesPublic:
-    """A conversation's messages in send order (from the messages view)."""
+    """A conversation's messages in send order (from the messages view); a bot's own key
+    sees only that bot's messages, as ``GET /v1/messages/{id}`` does."""
     check_conversation(conversation)
     try:
-        rows, next_cursor = ctx.message_reads.conversation(conversation, limit=limit, cursor=cursor)
+        rows, next_cursor = ctx.message_reads.conversation(
+            conversation, limit=limit, cursor=cursor, bot=principal.bot_id
+        )
     except ValueError as e:
         raise invalid(("query", "cursor"), "value_error", str(e)) from None
     return MessagesPublic(items=[MessagePublic.from_row(r) for r in rows], next_cursor=next_cursor)

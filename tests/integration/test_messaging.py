@@ -116,6 +116,24 @@ def test_a_conversation_is_delivered_in_order(node: Node, db_url: str) -> None:
     assert [r.message_id for r in page + rest] == [first, second]
 
 
+def test_a_bot_lists_only_its_own_messages_of_a_conversation(node: Node) -> None:
+    """Found by outside testing: bot A read bot B's message bodies through the list of a
+    conversation, while reading one by its id already gave it 404."""
+    a, b = register(node, ["chat"]), register(node, ["chat"])
+    to_a, to_b = send(node, to_bot=a, conversation="ops"), send(node, to_bot=b, conversation="ops")
+    as_a = Cause(f"bot:{a}", "r")
+    from_a = node.postman.send(MessageSpec("{}", to_bot=b, conversation="ops"), as_a).items[0].id
+    reads = MessageReads(node.pool)
+    wait_for(lambda: len(reads.conversation("ops", limit=10, cursor=None)[0]) == 3, what="view")
+
+    def listed(bot: UUID | None) -> list[UUID]:
+        return [r.message_id for r in reads.conversation("ops", limit=10, cursor=None, bot=bot)[0]]
+
+    assert listed(a) == [to_a, from_a]  # to it, and from it
+    assert listed(b) == [to_b, from_a]
+    assert listed(None) == [to_a, to_b, from_a]  # a client or an admin sees them all
+
+
 def test_pool_fan_out_reaches_each_live_bot_of_the_pool(node: Node) -> None:
     bots = []
     for _ in range(2):

@@ -339,7 +339,9 @@ class NoProcesses:
 class NoConversations:
     """The messages view is read in the integration tests; here no conversation is listed."""
 
-    def conversation(self, name: str, *, limit: int, cursor: str | None) -> tuple[list[Any], None]:
+    def conversation(
+        self, name: str, *, limit: int, cursor: str | None, bot: UUID | None = None
+    ) -> tuple[list[Any], None]:
         return [], None
 
     def by_state(self) -> dict[str, int]:
