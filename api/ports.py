@@ -66,9 +66,10 @@ class ClaimBoard(Protocol):
 
 class MessageReads(Protocol):
     def conversation(
-        self, name: str, *, limit: int, cursor: str | None
+        self, name: str, *, limit: int, cursor: str | None, bot: UUID | None = None
     ) -> tuple[list[MessageRow], str | None]:
-        """One keyset page of a conversation, in send order; ValueError on a bad cursor."""
+        """One keyset page of a conversation, in send order; ValueError on a bad cursor.
+        With ``bot``, only that bot's messages (sent by it, to it or routed to it)."""
         ...
 
     def by_state(self) -> dict[str, int]: ...

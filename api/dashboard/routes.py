@@ -32,9 +32,11 @@ from api.dashboard.session import (
     Viewer,
     admin_only,
     is_admin,
+    may_view,
 )
 from api.dashboard.timeline import task_timeline
 from api.deps import Ctx
+from api.errors import Forbidden
 from api.schemas.common import Input, StorableText
 from api.schemas.config import ConfigPublic, history_of
 from api.schemas.messages import MessagePublic
@@ -70,6 +72,8 @@ def sign_in(body: SignIn, request: Request, response: Response) -> dict[str, str
     principal = principal_for(request, body.key)
     if principal is None:
         raise SignInNeeded()
+    if not may_view(principal):
+        raise Forbidden("the dashboard takes a client or an admin key, as the API's reads do")
     response.set_cookie(
         COOKIE,
         body.key,
