@@ -8,8 +8,6 @@ check, as such a version wrote it. Every view goes past it, storing the text esc
 
 from __future__ import annotations
 
-from uuid import uuid4
-
 import psycopg
 
 from api.bootstrap import views
@@ -17,23 +15,16 @@ from domain.cause import Cause
 from domain.hive import Hive, TaskSpec
 from domain.tasks import Task
 from tests.integration.helpers import runner
+from tests.unchecked import unchecked_task
 
 ALICE = Cause("alice", "req")
 
 
 def test_every_view_stores_what_it_cannot_hold_escaped_and_goes_on(db_url: str, hive: Hive) -> None:
-    bad = Task._open(  # what an older version let through, unchecked
-        Task.Submitted,
-        id=uuid4(),
-        cause=ALICE,
-        at=hive.kernel.clock(),
-        type="code",
-        priority=5,
-        capabilities=["code"],
+    bad = unchecked_task(  # what an older version let through
+        hive.kernel.clock(),
         payload='{"note": "a\\u0000b", "ok": "\\\\u0000 is text"}',
         idempotency_key="key\x00one",
-        not_before=None,
-        schedule_id=None,
     )
     hive.kernel.save([bad])
     after = hive.tasks.submit([TaskSpec("code")], ALICE).items[0].task

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from uuid import uuid4
+from typing import Any
 
-from domain.cause import Cause
-from domain.tasks import Task
 from projections.storable import storable, storable_event, storable_text
+from tests.unchecked import unchecked_task
 
 
 def test_a_nul_and_a_json_escape_of_one_become_the_replacement_character() -> None:
@@ -25,19 +24,8 @@ def test_every_text_at_any_depth_keys_too() -> None:
 
 
 def test_an_event_copy_is_made_storable_and_the_event_is_left_as_it_was() -> None:
-    event = Task._open(
-        Task.Submitted,
-        id=uuid4(),
-        cause=Cause("alice", "r"),
-        at=datetime(2030, 1, 1, tzinfo=UTC),
-        type="code",
-        priority=5,
-        capabilities=["code"],
-        payload="{}",
-        idempotency_key="k\x00",
-        not_before=None,
-        schedule_id=None,
-    ).collect_events()[0]
+    task = unchecked_task(datetime(2030, 1, 1, tzinfo=UTC), payload="{}", idempotency_key="k\x00")
+    event: Any = task.collect_events()[0]
     twin = storable_event(event)
     assert twin.idempotency_key == "k\ufffd" and event.idempotency_key == "k\x00"
     assert (twin.originator_id, twin.timestamp, twin.type) == (
