@@ -70,24 +70,40 @@ class RequestContext:
                 raise
             await internal_error(request_id)(scope, receive, send_with_id)
         finally:
-            elapsed_ms = round((time.perf_counter() - began) * 1000, 1)
-            principal = state.get("principal", "-")
-            logger.info(
-                "%s %s %s %.1fms",
-                scope["method"],
-                _route(scope),
-                status,
-                elapsed_ms,
-                extra={
-                    "action": "http_request",
-                    "method": scope["method"],
-                    "route": _route(scope),
-                    "status": status,
-                    "duration_ms": elapsed_ms,
-                    "request_id": request_id,
-                    "principal": principal,
-                },
-            )
+            route = _route(scope)
+            level = logging.DEBUG if route in BOT_ROUTINE and status < 400 else logging.INFO
+            if logger.isEnabledFor(level):
+                self._log(level, scope, route, status, began, request_id, state)
+
+    @staticmethod
+    def _log(
+        level: int,
+        scope: Scope,
+        route: str,
+        status: int,
+        began: float,
+        request_id: str,
+        state: dict[str, object],
+    ) -> None:
+        elapsed_ms = round((time.perf_counter() - began) * 1000, 1)
+        principal = state.get("principal", "-")
+        logger.log(
+            level,
+            "%s %s %s %.1fms",
+            scope["method"],
+            route,
+            status,
+            elapsed_ms,
+            extra={
+                "action": "http_request",
+                "method": scope["method"],
+                "route": route,
+                "status": status,
+                "duration_ms": elapsed_ms,
+                "request_id": request_id,
+                "principal": principal,
+            },
+        )
 
 
 class BodyLimit:
@@ -145,6 +161,22 @@ class BodyLimit:
             headers={"Connection": "close"},
         )
         await response(scope, receive, send)
+
+
+# What a bot does all day (many times a second in a drain): logged at DEBUG while it goes
+# well, so that the log at INFO says what matters; any answer of 400 or more is INFO.
+BOT_ROUTINE = frozenset(
+    "/v1/bots/{bot_id}/" + action
+    for action in (
+        "heartbeat",
+        "claim",
+        "start",
+        "complete",
+        "fail",
+        "messages/claim",
+        "messages/ack",
+    )
+)
 
 
 def _route(scope: Scope) -> str:

@@ -26,7 +26,7 @@ from api.schemas.bots import (
     ReportAccepted,
     StartItems,
 )
-from api.schemas.common import problem_responses
+from api.schemas.common import NO_REASON, problem_responses
 from domain.bots import Bot, BotState
 from domain.hive import Committed, Report
 from domain.tasks import Task
@@ -132,19 +132,31 @@ def deregister_bot(
 
 @router.post("/{bot_id}/drain", responses=problem_responses(404, 409, 422))
 def drain_bot(
-    bot_id: UUID, body: BotStateChange, principal: Admin, request_id: RequestId, ctx: Ctx
+    bot_id: UUID,
+    principal: Admin,
+    request_id: RequestId,
+    ctx: Ctx,
+    body: BotStateChange | None = None,
 ) -> BotStateChanged:
-    """No new work for this bot; it finishes what it holds."""
-    committed = ctx.hive.fleet.drain([bot_id], body.reason, principal.cause(request_id))
+    """No new work for this bot; it finishes what it holds. The body (a reason) may be
+    left out."""
+    reason = NO_REASON if body is None else body.reason
+    committed = ctx.hive.fleet.drain([bot_id], reason, principal.cause(request_id))
     return BotStateChanged(bot_id=bot_id, state=str(BotState.DRAINING), position=committed.position)
 
 
 @router.post("/{bot_id}/quarantine", responses=problem_responses(404, 409, 422))
 def quarantine_bot(
-    bot_id: UUID, body: BotStateChange, principal: Admin, request_id: RequestId, ctx: Ctx
+    bot_id: UUID,
+    principal: Admin,
+    request_id: RequestId,
+    ctx: Ctx,
+    body: BotStateChange | None = None,
 ) -> BotStateChanged:
-    """No new work for this bot until it is reinstated."""
-    committed = ctx.hive.fleet.quarantine(bot_id, body.reason, principal.cause(request_id))
+    """No new work for this bot until it is reinstated. The body (a reason) may be left
+    out."""
+    reason = NO_REASON if body is None else body.reason
+    committed = ctx.hive.fleet.quarantine(bot_id, reason, principal.cause(request_id))
     return BotStateChanged(
         bot_id=bot_id, state=str(BotState.QUARANTINED), position=committed.position
     )

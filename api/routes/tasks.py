@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 
 from api.deps import Client, Ctx, RequestId
 from api.errors import invalid
-from api.schemas.common import problem_responses
+from api.schemas.common import NO_REASON, problem_responses
 from api.schemas.tasks import (
     CancelRequest,
     TaskBatchCreate,
@@ -92,7 +92,13 @@ def list_tasks(query: Annotated[TaskListQuery, Query()], _: Client, ctx: Ctx) ->
 
 @router.post("/{task_id}/cancel", responses=problem_responses(400, 404, 409))
 def cancel_task(
-    task_id: UUID, body: CancelRequest, principal: Client, request_id: RequestId, ctx: Ctx
+    task_id: UUID,
+    principal: Client,
+    request_id: RequestId,
+    ctx: Ctx,
+    body: CancelRequest | None = None,
 ) -> TaskPublic:
-    committed = ctx.hive.tasks.cancel(task_id, body.reason, principal.cause(request_id))
+    """The body (a reason) may be left out."""
+    reason = NO_REASON if body is None else body.reason
+    committed = ctx.hive.tasks.cancel(task_id, reason, principal.cause(request_id))
     return TaskPublic.from_task(committed.items[0], ctx.position_after(committed))

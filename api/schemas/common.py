@@ -20,6 +20,8 @@ from pydantic import (
 from api.errors import PayloadTooLarge, invalid
 from domain.names import MAX_CAPABILITIES, SHORT_NAME, unstorable
 
+NO_REASON = "no reason given"  # recorded when an operator's request leaves its reason out
+
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
