@@ -142,12 +142,17 @@ bearer = HTTPBearer(
 )
 
 
-def principal_for(request: Request, token: str) -> Principal | None:
-    """The key's principal, or None. Refused first (503) while the database is known to be
-    away: a key not cached would be looked up there and wait out its connect timeouts."""
+def key_ring(request: Request) -> KeyRing:
+    """The keys. Refused first (503) while the database is known to be away: a key not
+    cached would be looked up there and wait out its connect timeouts."""
     container = container_of(request)
     container.gate.check()
-    return container.keys.resolve(token)
+    return container.keys
+
+
+def principal_for(request: Request, token: str) -> Principal | None:
+    """The key's principal, or None (503 while the database is known to be away)."""
+    return key_ring(request).resolve(token)
 
 
 async def authenticate(
@@ -159,12 +164,10 @@ async def authenticate(
     cached is read from the log there, off the event loop."""
     if credentials is None:
         raise Unauthorized("an Authorization: Bearer <API key> header is required")
-    container = container_of(request)
-    container.gate.check()  # as in principal_for
-    token = credentials.credentials
-    principal = container.keys.cached(token)
+    keys, token = key_ring(request), credentials.credentials
+    principal = keys.cached(token)
     if principal is MISS:
-        principal = await run_in_threadpool(container.keys.resolve, token)
+        principal = await run_in_threadpool(keys.resolve, token)
     if principal is None:
         raise Unauthorized("the API key is not valid (unknown, malformed or revoked)")
     request.state.principal = principal.actor

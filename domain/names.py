@@ -31,8 +31,9 @@ MAX_TEXT = 4096
 
 
 # A JSON escape of NUL: "\u0000" preceded by an even number of backslashes (an odd number
-# would make it the text "\u0000" with an escaped backslash, which is fine).
-NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+# would make it the text "\u0000" with an escaped backslash, which is fine). Group 1: those
+# backslashes.
+NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
 def check_json_text(kind: str, text: str) -> str:

@@ -15,19 +15,18 @@ the positions (never the text).
 from __future__ import annotations
 
 import copy
-import re
 from typing import Any
 
+from domain.names import NUL_ESCAPE
+
 REPLACEMENT = "\ufffd"
-# A JSON escape of NUL: "\u0000" after an even number of backslashes (none included).
-_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
 def storable_text(text: str) -> str:
     if "\x00" in text:
         text = text.replace("\x00", REPLACEMENT)
     if "\\u0000" in text:
-        text = _NUL_ESCAPE.sub(lambda m: m.group(1) + "\\ufffd", text)
+        text = NUL_ESCAPE.sub(lambda m: m.group(1) + "\\ufffd", text)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -94,7 +94,7 @@ class ClaimResponse(Model):
     tasks: list[ClaimedTaskPublic]
 
 
-class StartItem(Input):
+class StartItem(Model):
     task_id: UUID
     fencing_token: FencingToken
 
@@ -116,7 +116,7 @@ RAN_S = Field(
 )
 
 
-class CompleteItem(Input):
+class CompleteItem(Model):
     task_id: UUID
     fencing_token: FencingToken
     result: JsonValue = Field(default=None, description="any JSON value")
@@ -144,7 +144,7 @@ class CompleteItems(Input):
         ]
 
 
-class FailItem(Input):
+class FailItem(Model):
     task_id: UUID
     fencing_token: FencingToken
     error: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_ERROR_CHARS)]

@@ -44,16 +44,32 @@ class Input(Model):
     whatever its field (names, keys, reasons, JSON payloads and their keys), obeys one
     rule (``domain.names.unstorable``: no NUL, no lone surrogate), checked before any
     field is. So no field can forget it; ``tests/unit/test_input_text.py`` checks that
-    every body and query the API takes is an ``Input``."""
+    every body and query the API takes is an ``Input``. A model that only ever stands
+    inside one (an item of a batch) is a plain ``Model``: its parent's walk covers it,
+    and a report of a thousand items is walked once, not a thousand and one times."""
 
     @model_validator(mode="before")
     @classmethod
     def _storable_text(cls, data: Any) -> Any:
+        if _all_storable(data):  # the common case: one walk, no paths kept
+            return data
         found = _first_unstorable(data, ())
-        if found is not None:
-            where, problem = found
-            raise ValueError(f"{'.'.join(map(str, where)) or 'the input'}: {problem}")
-        return data
+        where, problem = found if found is not None else ((), "is not storable")
+        raise ValueError(f"{'.'.join(map(str, where)) or 'the input'}: {problem}")
+
+
+def _all_storable(value: Any) -> bool:
+    if isinstance(value, str):
+        return unstorable(value) is None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not (_all_storable(key) and _all_storable(item)):
+                return False
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            if not _all_storable(item):
+                return False
+    return True
 
 
 def _first_unstorable(

@@ -166,7 +166,7 @@ class MessageClaimResponse(Model):
     messages: list[ClaimedMessage]
 
 
-class AckItem(Input):
+class AckItem(Model):
     message_id: UUID
     attempt: Annotated[int, Field(strict=True, ge=1, le=2**31 - 1)]
 

@@ -20,7 +20,7 @@ CronText = Annotated[str, StringConstraints(strict=True, min_length=1, max_lengt
 ZoneName = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64)]
 
 
-class TemplateIn(Input):
+class TemplateIn(Model):
     """The task each tick submits: the fields of a task submission, checked the same way."""
 
     type: ShortName
