@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.middleware import Middleware
 
 from api import errors
@@ -12,9 +10,10 @@ from api.container import Container
 from api.features import Feature
 from api.features.catalog import FEATURES
 from api.middleware import BodyLimit, RequestContext
+from api.openapi import document_problems
+from api.query import refuse_unknown_query
 
 BODY_LIMIT_FACTOR = 8  # a body may carry many payloads (a batch): 8 x APIARY_MAX_PAYLOAD_BYTES
-PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
 
 def create_app(container: Container, features: list[Feature] = FEATURES) -> FastAPI:
@@ -34,6 +33,7 @@ def create_app(container: Container, features: list[Feature] = FEATURES) -> Fast
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
+        dependencies=[Depends(refuse_unknown_query)],
         middleware=[
             Middleware(RequestContext),
             Middleware(
@@ -46,24 +46,5 @@ def create_app(container: Container, features: list[Feature] = FEATURES) -> Fast
     errors.install(app, retry_after_s=settings.retry_after_s)
     for feature in features:
         feature.routes(app)
-    _document_problems_as_problem_json(app)
+    document_problems(app)
     return app
-
-
-def _document_problems_as_problem_json(app: FastAPI) -> None:
-    """FastAPI lists every declared response under the route's media type; problems are
-    served as ``application/problem+json``, so say so in the OpenAPI document."""
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = generate()
-            for operations in schema.get("paths", {}).values():
-                for operation in operations.values():
-                    for response in operation.get("responses", {}).values():
-                        content = response.get("content", {})
-                        if content.get("application/json", {}).get("schema") == PROBLEM_REF:
-                            content[errors.PROBLEM_MEDIA_TYPE] = content.pop("application/json")
-        return app.openapi_schema or generate()
-
-    app.openapi = openapi  # type: ignore[method-assign]

@@ -262,7 +262,18 @@ def text_ok(text: str) -> bool:
 
 
 def json_ok(text: str) -> bool:
-    return "\\u0000" not in text
+    """No NUL in any text of the JSON (decoded: an escaped backslash before "u0000" is fine)."""
+    return not _holds_nul(json.loads(text))
+
+
+def _holds_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 def short_name_ok(name: str) -> bool:
