@@ -20,6 +20,7 @@ from domain.policies.routing import RoutingConfig, Weights
 from runtime.scaling.pools import PoolConfig
 
 Weight = Annotated[float, Field(ge=0, le=1)]
+MAX_BATCH_CEILING = 100_000  # what max_batch may be raised to (the API documents it)
 
 
 class Knobs(BaseModel):
@@ -29,7 +30,7 @@ class Knobs(BaseModel):
 
     # -- what a request may carry -------------------------------------------------------
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
-    max_batch: int = Field(default=1000, ge=1, le=100_000, description="items per batch")
+    max_batch: int = Field(default=1000, ge=1, le=MAX_BATCH_CEILING, description="items per batch")
     # -- leases and waits ---------------------------------------------------------------
     bot_lease_ttl_s: float = Field(
         default=5.0, gt=0, le=3600, description="silence before a bot is lost"

@@ -14,8 +14,10 @@ from api.schemas.common import (
     Capabilities,
     FencingToken,
     Input,
+    JsonDocument,
     Model,
     ShortName,
+    batch_of,
     canonical_json,
     check_batch,
 )
@@ -100,7 +102,7 @@ class StartItem(Model):
 
 
 class StartItems(Input):
-    tasks: list[StartItem] = Field(min_length=1, description="1..APIARY_MAX_BATCH reports")
+    tasks: list[StartItem] = batch_of("reports")
 
     def to_reports(self, settings: Settings) -> list[Report]:
         check_batch(len(self.tasks), settings.max_batch, ("body", "tasks"))
@@ -119,12 +121,12 @@ RAN_S = Field(
 class CompleteItem(Model):
     task_id: UUID
     fencing_token: FencingToken
-    result: JsonValue = Field(default=None, description="any JSON value")
+    result: JsonDocument = None
     ran_s: float | None = RAN_S
 
 
 class CompleteItems(Input):
-    tasks: list[CompleteItem] = Field(min_length=1, description="1..APIARY_MAX_BATCH reports")
+    tasks: list[CompleteItem] = batch_of("reports")
 
     def to_reports(self, settings: Settings) -> list[Report]:
         check_batch(len(self.tasks), settings.max_batch, ("body", "tasks"))
@@ -152,7 +154,7 @@ class FailItem(Model):
 
 
 class FailItems(Input):
-    tasks: list[FailItem] = Field(min_length=1, description="1..APIARY_MAX_BATCH reports")
+    tasks: list[FailItem] = batch_of("reports")
 
     def to_reports(self, settings: Settings) -> list[Report]:
         check_batch(len(self.tasks), settings.max_batch, ("body", "tasks"))

@@ -13,12 +13,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     StringConstraints,
     model_validator,
 )
 
 from api.errors import PayloadTooLarge, invalid
 from domain.names import MAX_CAPABILITIES, SHORT_NAME, unstorable
+from runtime.config import MAX_BATCH_CEILING
 
 NO_REASON = "no reason given"  # recorded when an operator's request leaves its reason out
 
@@ -93,13 +95,24 @@ def _first_unstorable(
 
 ShortName = Annotated[
     str,
-    StringConstraints(strict=True, pattern=SHORT_NAME.pattern),
+    StringConstraints(strict=True, max_length=64, pattern=SHORT_NAME.pattern),
     Field(
         description="lowercase letters, digits, '_', '.', '-'; starts with a letter; 1-64",
         examples=["code"],
     ),
 ]
 Capabilities = Annotated[list[ShortName], Field(min_length=1, max_length=MAX_CAPABILITIES)]
+# A JSON document a request carries (a payload, a result, a message body): bounded by its
+# size, as canonical JSON, not by its shape; the limit is live (APIARY_MAX_PAYLOAD_BYTES).
+MAX_BYTES_MARK = "x-apiary-max-bytes"
+JsonDocument = Annotated[
+    JsonValue,
+    Field(
+        description="any JSON value, at most APIARY_MAX_PAYLOAD_BYTES as canonical JSON "
+        "(256 KiB by default)",
+        json_schema_extra={MAX_BYTES_MARK: "max_payload_bytes"},
+    ),
+]
 FencingToken = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)]
 
 
@@ -130,6 +143,14 @@ def canonical_json(
         items = [{"index": index, "reason": "payload-too-large"}] if index is not None else []
         raise PayloadTooLarge(f"the {what} is {len(text)} bytes, over {limit}", items=items)
     return text.decode()
+
+
+def batch_of(what: str) -> Any:
+    """A list of 1..APIARY_MAX_BATCH items (a live limit, checked by ``check_batch``); the
+    document declares the ceiling that knob may be raised to."""
+    return Field(
+        min_length=1, max_length=MAX_BATCH_CEILING, description=f"1..APIARY_MAX_BATCH {what}"
+    )
 
 
 def check_batch(count: int, max_batch: int, loc: tuple[str, ...]) -> None:

@@ -9,7 +9,15 @@ from uuid import UUID
 import orjson
 from pydantic import Field, JsonValue, model_validator
 
-from api.schemas.common import Input, Model, ShortName, canonical_json, check_batch
+from api.schemas.common import (
+    Input,
+    JsonDocument,
+    Model,
+    ShortName,
+    batch_of,
+    canonical_json,
+    check_batch,
+)
 from api.settings import Settings
 from domain.hive import MessageSpec
 from domain.messages import MAX_TTL_S, Message
@@ -29,7 +37,7 @@ class MessageCreate(Input):
     to_bot: UUID | None = None
     to_capability: ShortName | None = None
     to_pool: ShortName | None = None
-    body: JsonValue = Field(description="any JSON value, up to APIARY_MAX_PAYLOAD_BYTES")
+    body: JsonDocument
     conversation: Conversation | None = None
     task_id: UUID | None = None
     ttl_s: Annotated[int, Field(strict=True, ge=1, le=MAX_TTL_S)] = 3600
@@ -172,7 +180,7 @@ class AckItem(Model):
 
 
 class AckItems(Input):
-    messages: list[AckItem] = Field(min_length=1)
+    messages: list[AckItem] = batch_of("acknowledgements")
 
     def to_attempts(self, settings: Settings) -> dict[UUID, int]:
         check_batch(len(self.messages), settings.max_batch, ("body", "messages"))

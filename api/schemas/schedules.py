@@ -9,7 +9,15 @@ from uuid import UUID
 import orjson
 from pydantic import Field, JsonValue, StringConstraints, model_validator
 
-from api.schemas.common import Capabilities, Input, Instant, Model, ShortName, canonical_json
+from api.schemas.common import (
+    Capabilities,
+    Input,
+    Instant,
+    JsonDocument,
+    Model,
+    ShortName,
+    canonical_json,
+)
 from api.schemas.tasks import Priority
 from domain.policies.schedule import MAX_CATCHUP_LIMIT, MIN_CATCHUP_LIMIT, Catchup, Overlap
 from domain.policies.triggers import MAX_CRON_CHARS, MAX_EVERY_S, MIN_EVERY_S
@@ -26,7 +34,7 @@ class TemplateIn(Model):
     type: ShortName
     priority: Priority = 5
     capabilities: Capabilities | None = Field(default=None, description="default [type]")
-    payload: JsonValue = Field(default_factory=dict, description="any JSON value")
+    payload: JsonDocument = Field(default_factory=dict)
 
     def to_template(self, max_payload_bytes: int) -> TaskTemplate:
         payload = canonical_json(

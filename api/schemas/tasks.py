@@ -13,8 +13,10 @@ from api.schemas.common import (
     Capabilities,
     Input,
     Instant,
+    JsonDocument,
     Model,
     ShortName,
+    batch_of,
     canonical_json,
     check_batch,
 )
@@ -36,7 +38,7 @@ class TaskCreate(Input):
     capabilities: Capabilities | None = Field(
         default=None, description="what a bot needs to do the task; default [type]"
     )
-    payload: JsonValue = Field(default_factory=dict, description="any JSON value")
+    payload: JsonDocument = Field(default_factory=dict)
     idempotency_key: IdempotencyKey | None = Field(
         default=None, description="a repeat by the same principal returns the original task"
     )
@@ -62,7 +64,7 @@ class TaskCreate(Input):
 
 
 class TaskBatchCreate(Input):
-    tasks: list[TaskCreate] = Field(min_length=1, description="1..APIARY_MAX_BATCH tasks")
+    tasks: list[TaskCreate] = batch_of("tasks")
 
     def to_specs(self, settings: Settings) -> list[TaskSpec]:
         check_batch(len(self.tasks), settings.max_batch, ("body", "tasks"))

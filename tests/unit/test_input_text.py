@@ -19,7 +19,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 import api.routes
-from api.schemas.common import Input, storable_text
+from api.schemas.common import MAX_BYTES_MARK, Input, storable_text
 from domain.hive import Hive
 from tests.unit.test_api_contract import PROBLEM, World, world_of
 
@@ -149,3 +149,44 @@ def test_a_text_parameter_of_its_own_with_a_nul_is_refused(world: World) -> None
     assert response.status_code == 422, response.text
     response = world.client.get("/v1/pools/a%00b/launches", headers=world.auth("client"))
     assert response.status_code == 422, response.text
+
+
+def _unbounded(schema: dict[str, Any], defs: dict[str, Any], at: str) -> Iterator[str]:
+    """Where a JSON schema lets a text, a list or a map grow without a declared limit."""
+    if MAX_BYTES_MARK in schema:  # a JSON document: bounded by its size
+        return
+    if "$ref" in schema:
+        yield from _unbounded(defs[schema["$ref"].rsplit("/", 1)[-1]], defs, at)
+        return
+    for option in schema.get("anyOf", []) + schema.get("allOf", []):
+        yield from _unbounded(option, defs, at)
+    kind = schema.get("type")
+    if kind == "string" and not {"maxLength", "enum", "const", "format"} & schema.keys():
+        yield f"{at}: a text with no maxLength"
+    if kind == "array":
+        if "maxItems" not in schema:
+            yield f"{at}: a list with no maxItems"
+        yield from _unbounded(schema.get("items", {}), defs, f"{at}[]")
+    for name, field in schema.get("properties", {}).items():
+        yield from _unbounded(field, defs, f"{at}.{name}")
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        if "maxProperties" not in schema:
+            yield f"{at}: a map with no maxProperties"
+        yield from _unbounded(extra, defs, f"{at}.*")
+    if kind is None and not {"anyOf", "allOf", "enum", "const"} & schema.keys():
+        yield f"{at}: any JSON, with no size limit declared"
+
+
+def test_every_text_list_and_map_an_input_takes_has_a_declared_limit() -> None:
+    """What must hold 1: a text, a list or a map of any input declares its limit in the
+    document (a JSON document, e.g. a payload, is bounded by its size in bytes)."""
+    unbounded = []
+    for route in _routes():
+        hints = typing.get_type_hints(route.endpoint, include_extras=True)
+        for name, annotation in hints.items():
+            for model in [] if name == "return" else _models(annotation):
+                schema = model.model_json_schema()
+                found = _unbounded(schema, schema.get("$defs", {}), model.__name__)
+                unbounded += [f"{route.path}: {where}" for where in found]
+    assert not unbounded, "\n".join(sorted(set(unbounded)))
