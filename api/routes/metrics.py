@@ -1,8 +1,8 @@
 """Metrics: ``/metrics`` for Prometheus, ``/v1/metrics/stages`` for the dashboard.
 
-Both read the views only. ``/metrics`` takes any live API key (Prometheus sends it with
-``authorization: {credentials: ...}`` as ``Authorization: Bearer``): what it shows is no
-more than a client key may list.
+Both read the views only, and take a client or an admin key, as the task and fleet reads
+they summarise do (Prometheus sends the key with ``authorization: {credentials: ...}`` as
+``Authorization: Bearer``); a bot's key or an enrolment key gets 403.
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from api.auth import Authenticated
 from api.deps import Client, Ctx
 from api.schemas.common import problem_responses
 from api.schemas.metrics import StagesPublic
 
-router = APIRouter(tags=["metrics"], responses=problem_responses(401, 503))
+router = APIRouter(tags=["metrics"], responses=problem_responses(401, 403, 503))
 
 
 @router.get(
@@ -24,7 +23,7 @@ router = APIRouter(tags=["metrics"], responses=problem_responses(401, 503))
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
 )
-def metrics(_: Authenticated, ctx: Ctx) -> Response:
+def metrics(_: Client, ctx: Ctx) -> Response:
     """Queue depth, tasks by state, stage latencies, the log's length, views' lag, bots."""
     return Response(ctx.metrics.render(), media_type=ctx.metrics.content_type)
 

@@ -3,7 +3,8 @@ waiting for tasks to be assigned or for a Node's view, view snapshots."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
@@ -14,6 +15,7 @@ from api.settings import Settings
 from domain.hive import Hive
 from domain.tasks import Task, TaskState
 from projections.runner import ProjectionRunner, View
+from tests.pg import create_database, drop_database, unique_database_name
 from tests.waiting import wait_for
 
 # ``start_node`` (tests/integration/conftest.py): settings by name, and ``real_time``,
@@ -66,3 +68,17 @@ def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
             "SELECT view, position FROM projection_positions ORDER BY view"
         ).fetchall()
     return out
+
+
+@contextmanager
+def served_hive(server_url: str, template: str) -> Iterator[Node]:
+    """A started Node (real time) on a database of its own, copied from the migrated
+    ``template``; for a module whose tests share one hive (module-scoped fixtures)."""
+    name = unique_database_name("apiary_served")
+    url = create_database(server_url, name, template=template)
+    node = Node(Settings(poll_interval_s=0.2), url).start()
+    try:
+        yield node
+    finally:
+        node.stop()
+        drop_database(server_url, name)

@@ -34,11 +34,10 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.app import create_app
-from api.bootstrap import Node
 from api.settings import Settings
 from domain.cause import Cause
 from domain.keys import Role
-from tests.pg import create_database, drop_database, unique_database_name
+from tests.integration.helpers import served_hive
 
 EXAMPLES = int(os.environ.get("APIARY_SCHEMA_EXAMPLES", "12"))
 CHECKS: list[CheckFunction] = [
@@ -66,12 +65,8 @@ class Keys:
 
 @pytest.fixture(scope="module")
 def served(pg_server_url: str, migrated_template: str) -> Iterator[tuple[FastAPI, Keys]]:
-    name = unique_database_name("apiary_schema")
-    url = create_database(pg_server_url, name, template=migrated_template)
-    node = Node(Settings(poll_interval_s=0.2), url).start()
-    try:
+    with served_hive(pg_server_url, migrated_template) as node:
         hive = node.hive
-        enrolment = hive.keys.issue("enrol", Role.BOT, SETUP).token
         _, own, _ = hive.fleet.register(
             name="schema-bot",
             capabilities=["code"],
@@ -84,13 +79,10 @@ def served(pg_server_url: str, migrated_template: str) -> Iterator[tuple[FastAPI
         keys = Keys(
             admin=hive.keys.issue("admin", Role.ADMIN, SETUP).token,
             client=hive.keys.issue("client", Role.CLIENT, SETUP).token,
-            enrolment=enrolment,
+            enrolment=hive.keys.issue("enrol", Role.BOT, SETUP).token,
             bot=own.token,
         )
         yield create_app(node.container()), keys
-    finally:
-        node.stop()
-        drop_database(pg_server_url, name)
 
 
 def cases() -> list[tuple[str, str, GenerationMode]]:

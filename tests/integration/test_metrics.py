@@ -68,11 +68,14 @@ def caught_up(client: TestClient, auth: dict[str, str]) -> dict[Any, float]:
 def test_a_scrape_shows_the_views(node: Node) -> None:
     run_tasks(node)
     client_key = node.hive.keys.issue("dash", Role.CLIENT, ALICE).token
-    enrolment_key = node.hive.keys.issue("prometheus", Role.BOT, ALICE).token
+    scraper_key = node.hive.keys.issue("prometheus", Role.CLIENT, ALICE).token
+    enrolment_key = node.hive.keys.issue("enrol", Role.BOT, ALICE).token
     with TestClient(create_app(node.container())) as client:
         assert client.get("/metrics").status_code == 401
         assert client.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
-        auth = {"Authorization": f"Bearer {enrolment_key}"}  # any role may scrape
+        refused = client.get("/metrics", headers={"Authorization": f"Bearer {enrolment_key}"})
+        assert refused.status_code == 403  # an enrolment key only enrols
+        auth = {"Authorization": f"Bearer {scraper_key}"}
         got = wait_for(lambda: caught_up(client, auth), what="every view caught up")
         response = client.get("/metrics", headers=auth)
         assert response.headers["content-type"].startswith("text/plain")
@@ -95,7 +98,8 @@ def test_a_scrape_shows_the_views(node: Node) -> None:
 
         stages_url = "/v1/metrics/stages?minutes=5"
         assert client.get(stages_url).status_code == 401
-        assert client.get(stages_url, headers=auth).status_code == 403  # a client's read
+        enrolled = {"Authorization": f"Bearer {enrolment_key}"}
+        assert client.get(stages_url, headers=enrolled).status_code == 403  # a client's read
         body = client.get(stages_url, headers={"Authorization": f"Bearer {client_key}"}).json()
     (code,) = body["items"]
     assert code["type"] == "code"

@@ -45,8 +45,8 @@ def test_create_then_read_and_list(world: World) -> None:
     assert got.status_code == 200 and got.json()["cron"] == "30 2 * * *"
     assert got.json()["next_tick"] == created["next_tick"]
     every = create(world, {"name": "poll", "every_s": 30, "template": {"type": "noop"}})
-    listed = world.client.get("/v1/schedules?limit=1", headers=world.auth("enrol"))
-    assert listed.status_code == 200  # any authenticated key may read
+    listed = world.client.get("/v1/schedules?limit=1", headers=world.auth("admin"))
+    assert listed.status_code == 200
     assert [s["id"] for s in listed.json()["items"]] == [created["id"]]
     rest = world.client.get(
         f"/v1/schedules?cursor={listed.json()['next_cursor']}", headers=world.auth("client")
