@@ -7,11 +7,12 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
-from api import errors
+from api import docs_page, errors
 from api.container import Container
 from api.features import Feature
 from api.features.catalog import FEATURES
 from api.middleware import BodyLimit, RequestContext
+from api.security_headers import SecurityHeaders
 
 BODY_LIMIT_FACTOR = 8  # a body may carry many payloads (a batch): 8 x APIARY_MAX_PAYLOAD_BYTES
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -31,7 +32,7 @@ def create_app(container: Container, features: list[Feature] = FEATURES) -> Fast
         title="Apiary",
         summary="The control plane of a hive of worker bots.",
         version="0.1.0",
-        docs_url="/docs",
+        docs_url=None,  # served by api.docs_page, under a policy of its own
         redoc_url=None,
         openapi_url="/openapi.json",
         middleware=[
@@ -47,6 +48,8 @@ def create_app(container: Container, features: list[Feature] = FEATURES) -> Fast
     for feature in features:
         feature.routes(app)
     _document_problems_as_problem_json(app)
+    # Outermost (added last): every answer gets the headers, a 500 or a 413 too.
+    app.add_middleware(SecurityHeaders, policies={docs_page.PATH: docs_page.install(app)})
     return app
 
 
