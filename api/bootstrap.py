@@ -388,7 +388,7 @@ class Node:
     def container(self) -> Container:
         from api.auth import KeyRing
         from api.container import Container
-        from api.dashboard.sessions import SessionBook
+        from api.dashboard.session_book import SessionBook
         from api.metrics import HiveCollector, Scrape
 
         return Container(

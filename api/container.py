@@ -34,7 +34,7 @@ from store.health import DatabaseGate
 
 if TYPE_CHECKING:  # api.auth reads the container from the request: no import cycle
     from api.auth import KeyRing
-    from api.dashboard.sessions import SessionBook
+    from api.dashboard.session_book import SessionBook
 
 
 @dataclass

@@ -25,7 +25,7 @@ from fastapi import Depends, Request, Response
 from api.auth import Principal, key_ring
 from api.container import container_of
 from api.dashboard.csrf import SAFE_METHODS, check_token
-from api.dashboard.sessions import LIFETIME, SessionBook
+from api.dashboard.session_book import LIFETIME, SessionBook
 from api.errors import Forbidden
 from domain.keys import Role
 

@@ -29,7 +29,7 @@ from fastapi.testclient import TestClient
 from api.app import BODY_LIMIT_FACTOR, create_app
 from api.auth import MISS, KeyRing, Principal
 from api.container import Container
-from api.dashboard.sessions import SessionBook
+from api.dashboard.session_book import SessionBook
 from api.ports import ClaimedTask
 from api.settings import Settings
 from domain.bots import Bot

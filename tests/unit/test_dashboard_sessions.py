@@ -13,7 +13,7 @@ import pytest
 
 from api.dashboard.csrf import TOKEN_HEADER, origin_of, token_for
 from api.dashboard.session import COOKIE, LEGACY_COOKIE
-from api.dashboard.sessions import LIFETIME
+from api.dashboard.session_book import LIFETIME
 from domain.keys import Role
 from domain.sessions import DashboardSession
 from tests.unit.test_api_contract import ROOT, World, assert_problem
