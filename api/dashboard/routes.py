@@ -82,13 +82,18 @@ def sign_in_form() -> HTMLResponse:
 
 @router.post("/session", responses=problem_responses(401, 403, 422, 503))
 def sign_in(body: SignIn, request: Request, response: Response, rid: RequestId) -> SignedIn:
-    """Open a session with a client or admin key; the cookie holds the session's token."""
+    """Open a session with a client or admin key; the cookie holds the session's token.
+    A session the browser held until now is closed: its cookie is about to be replaced."""
     principal = principal_for(request, body.key)
     if principal is None:
         raise SignInNeeded()
     if not may_view(principal):
         raise Forbidden("the dashboard takes a client or an admin key, as the API's reads do")
-    token = sessions_of(request).open(principal.key_id, principal.cause(rid))
+    book = sessions_of(request)
+    previous = book.session(request.cookies.get(COOKIE, ""))
+    if previous is not None:
+        book.close(previous, "signed in again", principal.cause(rid))
+    token = book.open(principal.key_id, principal.cause(rid))
     keep_session(response, request, token)
     return SignedIn(signed_in_as=principal.actor)
 

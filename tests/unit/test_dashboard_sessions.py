@@ -14,8 +14,10 @@ import pytest
 from api.dashboard.csrf import TOKEN_HEADER, origin_of, token_for
 from api.dashboard.session import COOKIE, LEGACY_COOKIE
 from api.dashboard.session_book import LIFETIME
+from domain.errors import InvalidInput, InvalidTransition
+from domain.hive import Hive
 from domain.keys import Role
-from domain.sessions import DashboardSession
+from domain.sessions import MAX_LIFETIME, DashboardSession
 from tests.unit.test_api_contract import ROOT, World, assert_problem
 
 OWN = "http://testserver"  # the test client's origin: what the dashboard's pages send
@@ -77,6 +79,19 @@ def test_signing_out_ends_the_session_on_the_dashboard_and_it_was_never_a_bearer
     assert_problem(as_bearer, 401, "unauthorized")
     # The key itself is not touched: a new sign-in works.
     assert sees_data(world, sign_in(world, world.tokens["client"])) == 200
+
+
+def test_signing_in_again_closes_the_session_the_browser_held(world: World) -> None:
+    first = sign_in(world, world.tokens["client"])
+    world.client.cookies.set(COOKIE, first)
+    again = world.client.post(
+        "/dashboard/session", json={"key": world.tokens["admin"]}, headers=SAME_SITE
+    )
+    assert again.status_code == 200, again.text
+    assert sees_data(world, first) == 401
+    assert sees_data(world, again.cookies[COOKIE]) == 200
+    closed = world.hive.history(UUID(first.split("_")[1]))[-1]
+    assert (type(closed).__name__, closed.why) == ("Closed", "signed in again")
 
 
 def test_a_sign_in_and_a_sign_out_are_events_in_the_audit_log(world: World) -> None:
@@ -219,3 +234,23 @@ def test_the_cookie_is_secure_over_https(world: World) -> None:
 )
 def test_origins_are_compared_as_browsers_write_them(url: str, origin: str | None) -> None:
     assert origin_of(url) == origin
+
+
+# -- the aggregate ------------------------------------------------------------------------
+
+
+def test_a_session_is_closed_once_and_lasts_a_bounded_time(hive: Hive) -> None:
+    key = hive.keys.issue("alice", Role.CLIENT, ROOT).key
+    opened = hive.sessions.open(key.id, timedelta(hours=1), ROOT)
+    session_id, secret = opened.token.removeprefix("aps_").split("_", 1)
+    session = hive.get(DashboardSession, UUID(session_id))
+    now = hive.clock()
+    assert session.admits(secret, now) and not session.admits("wrong", now)
+    assert not session.admits(secret, now + timedelta(hours=1))  # expired
+    hive.sessions.close(session.id, "signed out", ROOT)
+    assert not hive.get(DashboardSession, session.id).admits(secret, now)
+    with pytest.raises(InvalidTransition):
+        hive.sessions.close(session.id, "again", ROOT)
+    for lifetime in (timedelta(0), MAX_LIFETIME + timedelta(seconds=1)):
+        with pytest.raises(InvalidInput):
+            hive.sessions.open(key.id, lifetime, ROOT)
