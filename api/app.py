@@ -5,13 +5,14 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI
 from starlette.middleware import Middleware
 
-from api import errors
+from api import docs_page, errors
 from api.container import Container
 from api.features import Feature
 from api.features.catalog import FEATURES
 from api.middleware import BodyLimit, RequestContext
 from api.openapi import document_problems
 from api.query import refuse_unknown_query
+from api.security_headers import SecurityHeaders
 
 BODY_LIMIT_FACTOR = 8  # a body may carry many payloads (a batch): 8 x APIARY_MAX_PAYLOAD_BYTES
 
@@ -30,7 +31,7 @@ def create_app(container: Container, features: list[Feature] = FEATURES) -> Fast
         title="Apiary",
         summary="The control plane of a hive of worker bots.",
         version="0.1.0",
-        docs_url="/docs",
+        docs_url=None,  # served by api.docs_page, under a policy of its own
         redoc_url=None,
         openapi_url="/openapi.json",
         dependencies=[Depends(refuse_unknown_query)],
@@ -47,4 +48,6 @@ def create_app(container: Container, features: list[Feature] = FEATURES) -> Fast
     for feature in features:
         feature.routes(app)
     document_problems(app)
+    # Outermost (added last): every answer gets the headers, a 500 or a 413 too.
+    app.add_middleware(SecurityHeaders, policies={docs_page.PATH: docs_page.install(app)})
     return app

@@ -100,6 +100,14 @@ class KeyRing:
         with self._lock:
             return len(self._cache)
 
+    def principal_of(self, key_id: UUID) -> Principal | None:
+        """The principal of a live key, by its id alone: for a holder who proved the key
+        otherwise (a dashboard session, opened with the key's secret). None once revoked."""
+        key = self._key(key_id)
+        if key is None or key.revoked:
+            return None
+        return Principal(key_id=key.id, name=key.principal, role=key.role, bot_id=key.bot_id)
+
     def forget(self, key_id: UUID) -> None:
         """Drop a cached key now (e.g. right after revoking it in this process)."""
         with self._lock:

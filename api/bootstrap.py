@@ -388,6 +388,7 @@ class Node:
     def container(self) -> Container:
         from api.auth import KeyRing
         from api.container import Container
+        from api.dashboard.session_book import SessionBook
         from api.metrics import HiveCollector, Scrape
 
         return Container(
@@ -409,6 +410,7 @@ class Node:
             scaling=ScalingReads(self.pool),
             dashboard=DashboardReads(self.pool),
             history=History(self.pool, self.hive.mapper),
+            sessions=SessionBook(self.hive),
             broadcast=self.broadcast,
             stages=self.stages,
             metrics=Scrape(

@@ -34,6 +34,7 @@ from store.health import DatabaseGate
 
 if TYPE_CHECKING:  # api.auth reads the container from the request: no import cycle
     from api.auth import KeyRing
+    from api.dashboard.session_book import SessionBook
 
 
 @dataclass
@@ -60,6 +61,7 @@ class Container:
     metrics: Metrics
     dashboard: DashboardReads | None = None  # None: the dashboard is not served
     history: History | None = None
+    sessions: SessionBook | None = None  # the dashboard's sign-ins
     broadcast: ViewBroadcast = field(default_factory=ViewBroadcast)
     config_version: Callable[[], int] = lambda: 0  # the config version this process applied
 

@@ -121,6 +121,10 @@ def run_http(node: Node, settings: Settings, fleet: DemoFleet, admin_key: Path) 
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,
+        # X-Forwarded-Proto/-For only from the proxies the operator names (uvicorn's own
+        # default would trust 127.0.0.1): https there makes the dashboard's cookie Secure.
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     HiveServer(config, on_started=started, on_stopping=stopping).run()
 

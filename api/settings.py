@@ -39,6 +39,12 @@ class Settings(BaseSettings, Knobs):
     hive_url: str | None = Field(
         default=None, description="where launched bots reach the API (default: host:port)"
     )
+    forwarded_allow_ips: str | None = Field(
+        default=None,
+        description="proxies trusted to say a request's scheme and client address "
+        "(X-Forwarded-Proto, X-Forwarded-For): comma-separated IPs or networks, or '*'; "
+        "unset = none (those headers are ignored)",
+    )
 
     @model_validator(mode="after")
     def _load_pools(self) -> Self:

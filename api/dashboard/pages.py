@@ -14,9 +14,10 @@ NAV = (
 )
 
 
-def page(name: str, title: str, *, subject: str = "", refused: str = "") -> str:
+def page(name: str, title: str, *, csrf: str, subject: str = "", refused: str = "") -> str:
     """``refused``: why this viewer may not see the page (said instead of its data, which
-    the script then does not fetch)."""
+    the script then does not fetch). ``csrf``: the session's CSRF token, which the script
+    sends with every request that changes something (signing out)."""
     links = "".join(
         f'<a href="/dashboard{href}"{" class=on" if name == key else ""}>{label}</a>'
         for key, label, href in NAV
@@ -31,12 +32,14 @@ def page(name: str, title: str, *, subject: str = "", refused: str = "") -> str:
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{escape(title)} · Apiary</title>
+<meta name="csrf-token" content="{escape(csrf)}">
 <link rel="stylesheet" href="/dashboard/static/dashboard.css">
 </head>
 <body data-page="{escape(name)}" data-subject="{escape(subject)}"{flag}>
 <header><strong>Apiary</strong><nav>{links}</nav>
 <span id="mode" class="mode" data-mode="" title="the hive's mode"></span>
-<span id="live" class="live off" title="live updates">live</span></header>
+<span id="live" class="live off" title="live updates">live</span>
+<button id="signout" type="button">sign out</button></header>
 <main id="main">{content}</main>
 <script src="/dashboard/static/dashboard.js"></script>
 </body></html>"""

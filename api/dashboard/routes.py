@@ -2,10 +2,11 @@
 
 Pages are one HTML shell each; ``static/dashboard.js`` fetches the page's data as JSON
 and renders it, and re-fetches whenever the ``/dashboard/stream`` event source says the
-views moved. Every route needs a signed-in viewer (any API key); pages redirect to the
-sign-in form without one, data and the stream answer 401. The config, admin-only in the
-API, is for admin keys here too: its page tells any other viewer so (403), its data
-answers 403.
+views moved. Every route needs a signed-in viewer (a session opened with a client or
+an admin key, ``api.dashboard.session``); pages redirect to the sign-in form without one,
+data and the stream answer 401. The config, admin-only in the API, is for admin keys here
+too: its page tells any other viewer so (403), its data answers 403. Every state-changing
+request must come from the dashboard's own pages (``api.dashboard.csrf``: 403 otherwise).
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import Field
 
 from api.auth import principal_for
 from api.container import Container, container_of
+from api.dashboard.csrf import same_origin, token_for
 from api.dashboard.mode import checks_of, mode_of
 from api.dashboard.pages import page, sign_in_page
 from api.dashboard.session import (
@@ -31,13 +33,16 @@ from api.dashboard.session import (
     SignInNeeded,
     Viewer,
     admin_only,
+    drop_session,
     is_admin,
+    keep_session,
     may_view,
+    sessions_of,
 )
 from api.dashboard.timeline import task_timeline
-from api.deps import Ctx
-from api.errors import Forbidden
-from api.schemas.common import Input, StorableText
+from api.deps import Ctx, RequestId
+from api.errors import Forbidden, problem, request_id_of
+from api.schemas.common import Input, Model, StorableText, problem_responses
 from api.schemas.config import ConfigPublic, history_of
 from api.schemas.messages import MessagePublic
 from api.schemas.metrics import StagesPublic
@@ -49,17 +54,25 @@ from store.processes import health_of
 
 T = TypeVar("T")
 STATIC = Path(__file__).parent / "static"
-COOKIE_MAX_AGE_S = 12 * 3600
 SCHEDULES_SHOWN = 200
 DEAD_LETTERS_SHOWN = 20
 RUNS_COUNTED = 100  # a schedule's latest runs, counted by state
 CONFIG_VERSIONS_SHOWN = 50
 
-router = APIRouter(prefix=PATH, include_in_schema=False)
+# Every request: a state-changing one must come from this server's own pages (403).
+router = APIRouter(prefix=PATH, include_in_schema=False, dependencies=[Depends(same_origin)])
 
 
 class SignIn(Input):
     key: str = Field(min_length=1, max_length=200)
+
+
+class SignedIn(Model):
+    signed_in_as: str
+
+
+class SignedOut(Model):
+    signed_out: str
 
 
 @router.get("/login")
@@ -67,66 +80,76 @@ def sign_in_form() -> HTMLResponse:
     return HTMLResponse(sign_in_page())
 
 
-@router.post("/session")
-def sign_in(body: SignIn, request: Request, response: Response) -> dict[str, str]:
+@router.post("/session", responses=problem_responses(401, 403, 422, 503))
+def sign_in(body: SignIn, request: Request, response: Response, rid: RequestId) -> SignedIn:
+    """Open a session with a client or admin key; the cookie holds the session's token.
+    A session the browser held until now is closed: its cookie is about to be replaced."""
     principal = principal_for(request, body.key)
     if principal is None:
         raise SignInNeeded()
     if not may_view(principal):
         raise Forbidden("the dashboard takes a client or an admin key, as the API's reads do")
-    response.set_cookie(
-        COOKIE,
-        body.key,
-        max_age=COOKIE_MAX_AGE_S,
-        path=PATH,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
-    return {"signed_in_as": principal.actor}
+    book = sessions_of(request)
+    previous = book.session(request.cookies.get(COOKIE, ""))
+    if previous is not None:
+        book.close(previous, "signed in again", principal.cause(rid))
+    token = book.open(principal.key_id, principal.cause(rid))
+    keep_session(response, request, token)
+    return SignedIn(signed_in_as=principal.actor)
 
 
-@router.post("/logout")
-def sign_out(response: Response) -> dict[str, str]:
-    response.delete_cookie(COOKIE, path=PATH)
-    return {"signed_out": "yes"}
+@router.post("/logout", responses=problem_responses(401, 403, 503))
+def sign_out(viewer: Viewer, request: Request, response: Response, rid: RequestId) -> SignedOut:
+    """Close the session in the log: its cookie is worth nothing from now on."""
+    book = sessions_of(request)
+    session = book.session(request.cookies[COOKIE])  # the viewer's: checked just now
+    if session is not None:
+        book.close(session, "signed out", viewer.cause(rid))
+    drop_session(response, request)
+    return SignedOut(signed_out="yes")
+
+
+def _page(request: Request, name: str, title: str, **shown: str) -> str:
+    """A page's shell, with the session's CSRF token for the page's script to send."""
+    return page(name, title, csrf=token_for(request.cookies[COOKIE]), **shown)
 
 
 @router.get("")
-def overview_page(_: Viewer) -> HTMLResponse:
-    return HTMLResponse(page("overview", "Overview"))
+def overview_page(_: Viewer, request: Request) -> HTMLResponse:
+    return HTMLResponse(_page(request, "overview", "Overview"))
 
 
 @router.get("/tasks")
-def tasks_page(_: Viewer) -> HTMLResponse:
-    return HTMLResponse(page("tasks", "Tasks"))
+def tasks_page(_: Viewer, request: Request) -> HTMLResponse:
+    return HTMLResponse(_page(request, "tasks", "Tasks"))
 
 
 @router.get("/tasks/{task_id}")
-def task_page(task_id: UUID, _: Viewer) -> HTMLResponse:
-    return HTMLResponse(page("task", "Task", subject=str(task_id)))
+def task_page(task_id: UUID, _: Viewer, request: Request) -> HTMLResponse:
+    return HTMLResponse(_page(request, "task", "Task", subject=str(task_id)))
 
 
 @router.get("/bots")
-def bots_page(_: Viewer) -> HTMLResponse:
-    return HTMLResponse(page("bots", "Bots"))
+def bots_page(_: Viewer, request: Request) -> HTMLResponse:
+    return HTMLResponse(_page(request, "bots", "Bots"))
 
 
 @router.get("/schedules")
-def schedules_page(_: Viewer) -> HTMLResponse:
-    return HTMLResponse(page("schedules", "Schedules"))
+def schedules_page(_: Viewer, request: Request) -> HTMLResponse:
+    return HTMLResponse(_page(request, "schedules", "Schedules"))
 
 
 @router.get("/messages")
-def messages_page(_: Viewer) -> HTMLResponse:
-    return HTMLResponse(page("messages", "Messages"))
+def messages_page(_: Viewer, request: Request) -> HTMLResponse:
+    return HTMLResponse(_page(request, "messages", "Messages"))
 
 
 @router.get("/config")
-def config_page(viewer: Viewer) -> HTMLResponse:
+def config_page(viewer: Viewer, request: Request) -> HTMLResponse:
     if not is_admin(viewer):
-        return HTMLResponse(page("config", "Config", refused=admin_only(viewer)), status_code=403)
-    return HTMLResponse(page("config", "Config"))
+        refused = _page(request, "config", "Config", refused=admin_only(viewer))
+        return HTMLResponse(refused, status_code=403)
+    return HTMLResponse(_page(request, "config", "Config"))
 
 
 # -- data -----------------------------------------------------------------------------
@@ -323,9 +346,18 @@ def install(app: FastAPI) -> None:
     app.mount(f"{PATH}/static", StaticFiles(directory=STATIC), name="dashboard-static")
 
     async def signed_out(request: Request, exc: Exception) -> Response:
+        """No valid session: sign in (and the browser forgets a cookie worth nothing)."""
         path = request.url.path
-        if path.startswith((f"{PATH}/data", f"{PATH}/stream", f"{PATH}/session")):
-            return JSONResponse({"detail": "sign in with an API key"}, status_code=401)
-        return RedirectResponse(f"{PATH}/login", status_code=303)
+        response: Response
+        if request.method not in ("GET", "HEAD") or path.startswith(
+            (f"{PATH}/data", f"{PATH}/stream")
+        ):
+            response = problem(
+                401, "unauthorized", "sign in with an API key", request_id=request_id_of(request)
+            )
+        else:
+            response = RedirectResponse(f"{PATH}/login", status_code=303)
+        drop_session(response, request)
+        return response
 
     app.add_exception_handler(SignInNeeded, signed_out)

@@ -8,7 +8,8 @@ leaves half its events behind.
 
 The commands live by area, one service each over the one kernel (none inherits another):
 ``hive.tasks``, ``hive.fleet``, ``hive.keys``, ``hive.schedules``, ``hive.messages``,
-``hive.scaling``, and the operations area's ``hive.config``. A new area is a module with
+``hive.scaling``, the operations area's ``hive.config``, and the dashboard's
+``hive.sessions``. A new area is a module with
 a service class and one line here.
 """
 
@@ -29,6 +30,7 @@ from domain.hive.log import HiveLog, utc_now
 from domain.hive.messages import MessageCommands, MessageSpec
 from domain.hive.scaling import ScalingCommands
 from domain.hive.schedules import ScheduleCommands
+from domain.hive.sessions import SessionCommands
 from domain.hive.tasks import IDEMPOTENCY_NAMESPACE, Report, Submission, TaskCommands, TaskSpec
 
 __all__ = [
@@ -65,6 +67,7 @@ class Hive:
         self.messages = MessageCommands(self.kernel)
         self.scaling = ScalingCommands(self.kernel)
         self.config = ConfigCommands(self.kernel)
+        self.sessions = SessionCommands(self.kernel, new_secret)
         # Called with what each save of this process recorded, in the order of saves.
         self.listeners: list[Callable[[Recorded], object]] = self.kernel.listeners
 

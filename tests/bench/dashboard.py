@@ -17,7 +17,7 @@ import httpx
 import psycopg
 
 from tests.bench.stats import summary_ms
-from tests.e2e.harness import Hive
+from tests.e2e.harness import Hive, signed_in
 
 FILL = """
 INSERT INTO tasks_view (task_id, type, priority, capabilities, state, payload, submitted_by,
@@ -44,7 +44,7 @@ def bench_dashboard(url: str, home: Path, tasks: int, rounds: int) -> dict[str, 
     hive = Hive(db_url=url, home=home, settings={"APIARY_LOG_LEVEL": "WARNING"}).start()
     try:
         key = hive.key("client")
-        cookies = {"apiary_dashboard_key": key}  # the pages' sign-in
+        cookies = signed_in(hive.url, key).cookies  # the pages' sign-in: a session
         bearer = {"Authorization": f"Bearer {key}"}  # the scrape's
         pages = {
             "overview": ("/dashboard", "/dashboard/data/overview"),

@@ -115,6 +115,15 @@ class Hive:
         )
 
 
+def signed_in(url: str, key: str, **client_args: Any) -> httpx.Client:
+    """An HTTP client signed in to the dashboard at ``url`` with ``key`` (the session's
+    cookie in its jar), sending what the dashboard's own pages send: that origin."""
+    client = httpx.Client(base_url=url, headers={"Origin": url}, **client_args)
+    response = client.post("/dashboard/session", json={"key": key})
+    assert response.status_code == 200, response.text
+    return client
+
+
 @dataclass
 class Bot:
     proc: subprocess.Popen[bytes]

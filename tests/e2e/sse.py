@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import orjson
 
+from tests.e2e.harness import signed_in
+
 
 @dataclass(frozen=True)
 class Heard:
@@ -26,9 +28,7 @@ class Heard:
 
 class DashboardStream:
     def __init__(self, base_url: str, key: str) -> None:
-        self.client = httpx.Client(base_url=base_url, timeout=httpx.Timeout(10, read=None))
-        signed_in = self.client.post("/dashboard/session", json={"key": key})
-        signed_in.raise_for_status()  # the cookie is in the client's jar now
+        self.client = signed_in(base_url, key, timeout=httpx.Timeout(10, read=None))
         self.heard: list[Heard] = []
         self.opened = threading.Event()
         self._changed = threading.Condition()

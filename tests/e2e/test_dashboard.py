@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from api.dashboard.session import COOKIE
 from tests.e2e.harness import REPO, Hive, outage, start_bot
 from tests.waiting import wait_for
 
@@ -126,9 +127,11 @@ def test_the_dashboard_needs_a_key(hive: Hive) -> None:
     assert anonymous.status_code == 401
     page = httpx.get(f"{hive.url}/dashboard", follow_redirects=False)
     assert page.status_code == 303 and page.headers["location"] == "/dashboard/login"
-    wrong = httpx.post(f"{hive.url}/dashboard/session", json={"key": "apk_nope"})
+    wrong = httpx.post(
+        f"{hive.url}/dashboard/session", json={"key": "apk_nope"}, headers={"Origin": hive.url}
+    )
     assert wrong.status_code == 401
-    bad = httpx.get(f"{hive.url}/dashboard/data/overview", cookies={"apiary_dashboard_key": "x"})
+    bad = httpx.get(f"{hive.url}/dashboard/data/overview", cookies={COOKIE: "x"})
     assert bad.status_code == 401
 
 

@@ -4,10 +4,9 @@ and of the hive's mode as a real database outage degrades it and its end restore
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
-from tests.e2e.harness import Hive, outage
+from tests.e2e.harness import Hive, outage, signed_in
 from tests.e2e.sse import DashboardStream
 
 pytestmark = pytest.mark.e2e
@@ -32,9 +31,7 @@ def test_a_subscriber_hears_that_the_views_moved_past_a_submitted_task(hive: Hiv
 def test_the_mode_is_normal_then_pushed_degraded_through_an_outage_and_back(hive: Hive) -> None:
     hive.start()
     key = hive.key("client")
-    overview = httpx.get(
-        f"{hive.url}/dashboard/data/overview", cookies={"apiary_dashboard_key": key}
-    ).json()
+    overview = signed_in(hive.url, key).get("/dashboard/data/overview").json()
     assert overview["mode"] == {"mode": "normal", "failing": {}}
     with DashboardStream(hive.url, key) as stream:
         # The mode is looked at every second: the one a stream opens with may still be

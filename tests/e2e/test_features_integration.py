@@ -27,7 +27,7 @@ import pytest
 from api.bootstrap import rebuild_views
 from api.settings import Settings
 from domain.bots import Bot
-from tests.e2e.harness import Hive
+from tests.e2e.harness import Hive, signed_in
 from tests.integration.log_checks import (
     double_deliveries,
     double_holds,
@@ -333,9 +333,7 @@ class Dashboard:
 
     def __init__(self, hive: Hive, key: str) -> None:
         self.hive = hive
-        self.http = httpx.Client(base_url=hive.url, timeout=30)
-        signed_in = self.http.post("/dashboard/session", json={"key": key})
-        assert signed_in.status_code == 200, signed_in.text
+        self.http = signed_in(hive.url, key, timeout=30)
 
     def data(self, page: str) -> dict[str, Any]:
         r = self.http.get(f"/dashboard/data/{page}")

@@ -29,6 +29,7 @@ from fastapi.testclient import TestClient
 from api.app import BODY_LIMIT_FACTOR, create_app
 from api.auth import MISS, KeyRing, Principal
 from api.container import Container
+from api.dashboard.session_book import SessionBook
 from api.ports import ClaimedTask
 from api.settings import Settings
 from domain.bots import Bot
@@ -396,6 +397,7 @@ def world_of(hive: Hive, settings_now: Callable[[], Settings] | None = None) -> 
     clock = FakeClock()
     keys = KeyRing(hive, ttl_s=5.0, clock=clock.monotonic)
     container = make_container(hive, make_settings(), keys, settings_now=settings_now)
+    container.sessions = SessionBook(hive, clock=clock.monotonic)
     tokens = issue_tokens(hive)
     with TestClient(create_app(container), raise_server_exceptions=False) as client:
         yield World(hive, container, client, clock, tokens)

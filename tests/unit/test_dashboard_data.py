@@ -29,6 +29,7 @@ from tests.unit.test_api_contract import (
 )
 
 STARTED = datetime(2030, 1, 1, tzinfo=UTC)
+SAME_SITE = {"Origin": "http://testserver"}  # what a browser on the dashboard's page sends
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def seeded(world: World) -> World:
 
 def sign_in(world: World, who: str) -> None:
     world.client.cookies.clear()
-    r = world.client.post("/dashboard/session", json={"key": world.tokens[who]})
+    r = world.client.post("/dashboard/session", json={"key": world.tokens[who]}, headers=SAME_SITE)
     assert r.status_code == 200, r.text
 
 
@@ -127,8 +128,11 @@ def test_a_bot_key_cannot_sign_in_nor_use_a_cookie_it_had(seeded: World, who: st
     if who == "bot":
         register(world, "bot")  # a bot's own key
     world.client.cookies.clear()
-    response = world.client.post("/dashboard/session", json={"key": world.tokens[who]})
+    response = world.client.post(
+        "/dashboard/session", json={"key": world.tokens[who]}, headers=SAME_SITE
+    )
     assert_problem(response, 403, "forbidden")
+    assert "client or an admin key" in response.json()["detail"]
     assert COOKIE not in response.cookies
     world.client.cookies.set(COOKIE, world.tokens[who])  # a cookie from before this rule
     for path in ("/dashboard/data/tasks", "/dashboard/data/overview"):
