@@ -77,6 +77,13 @@ class MessageReads(Protocol):
         With ``bot``, only that bot's messages (sent by it, to it or routed to it)."""
         ...
 
+    def latest(
+        self, *, limit: int, cursor: str | None, bot: UUID | None = None
+    ) -> tuple[list[MessageRow], str | None]:
+        """One keyset page of all messages, newest first; ValueError on a bad cursor. With
+        ``bot``, only that bot's messages."""
+        ...
+
     def by_state(self) -> dict[str, int]: ...
 
     def dead_letters(self, limit: int) -> list[MessageRow]:

@@ -21,13 +21,13 @@ TASK_COLUMNS = (
 CURSOR_PREFIX = "s"
 
 
-def encode_cursor(seq: int) -> str:
-    return f"{CURSOR_PREFIX}{seq}"
+def encode_cursor(seq: int, prefix: str = CURSOR_PREFIX) -> str:
+    return f"{prefix}{seq}"
 
 
-def decode_cursor(cursor: str) -> int:
-    digits = cursor[len(CURSOR_PREFIX) :]
-    if not cursor.startswith(CURSOR_PREFIX) or not digits.isdigit() or len(digits) > 19:
+def decode_cursor(cursor: str, prefix: str = CURSOR_PREFIX) -> int:
+    digits = cursor[len(prefix) :]
+    if not cursor.startswith(prefix) or not digits.isdigit() or len(digits) > 19:
         raise ValueError("cursor is not one this server gave out")
     return int(digits)
 

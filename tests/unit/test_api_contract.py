@@ -371,6 +371,11 @@ class NoConversations:
     ) -> tuple[list[Any], None]:
         return [], None
 
+    def latest(
+        self, *, limit: int, cursor: str | None, bot: UUID | None = None
+    ) -> tuple[list[Any], None]:
+        return [], None
+
     def by_state(self) -> dict[str, int]:
         return {}
 
