@@ -106,19 +106,23 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return serve(settings, role=args.role, demo_bots=args.demo_bots, migrate=not args.no_migrate)
 
 
-def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
-    from runtime.bot.cli import run_bot
-
-    return run_bot(args)
+DATABASE_NOTE = (
+    "The database: APIARY_DATABASE_URL (a libpq URL) or, when unset, an embedded "
+    "PostgreSQL under APIARY_HOME (default .apiary), started for the command."
+)
 
 
 def parser() -> argparse.ArgumentParser:
+    from runtime.bot.cli import apiary_version
+
     p = argparse.ArgumentParser(
         prog="apiary",
-        description="Apiary: the control plane of a hive of worker bots. The database is "
-        "APIARY_DATABASE_URL (a libpq URL) or, when unset, an embedded PostgreSQL "
-        "under APIARY_HOME (default .apiary).",
+        description="Apiary: the control plane of a hive of worker bots. The commands "
+        "here (serve, db, keys, audit, projections) work on the database itself; task, bot, "
+        "schedule, message and config talk to a running hive over HTTP (--url, --key). "
+        + DATABASE_NOTE,
     )
+    p.add_argument("--version", action="version", version=f"apiary {apiary_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(
@@ -127,7 +131,8 @@ def parser() -> argparse.ArgumentParser:
         run: Callable[[argparse.Namespace, Settings], int],
         parent: argparse._SubParsersAction = sub,
     ) -> argparse.ArgumentParser:  # type: ignore[type-arg]
-        cmd = parent.add_parser(name, help=help, description=help)
+        """A command on the database itself: its help says which database."""
+        cmd = parent.add_parser(name, help=help, description=f"{help} {DATABASE_NOTE}")
         cmd.set_defaults(run=run)
         return cmd
 
@@ -167,7 +172,7 @@ def parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--principal", help="who the key speaks for (default: the role)")
     revoke = add("revoke", "Revoke an API key by its id.", cmd_keys_revoke, keys)
-    revoke.add_argument("key_id")
+    revoke.add_argument("key_id", help="the key's id (printed when it was created)")
 
     audit = sub.add_parser("audit", help="The audit log (the event log itself).")
     audit_sub = audit.add_subparsers(dest="audit", required=True)
@@ -190,10 +195,6 @@ def parser() -> argparse.ArgumentParser:
     for feature in FEATURES:
         if feature.cli is not None:
             feature.cli(sub)
-
-    from runtime.bot.cli import add_bot_arguments
-
-    add_bot_arguments(add("bot", "Run a bot worker that does tasks for a hive.", cmd_bot))
     return p
 
 

@@ -15,28 +15,42 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from api.http_cli import api_commands, call_api
+from api.http_cli import Columns, api_commands, call_api, emit
 from api.settings import Settings
 
 PROG = "apiary config"
+HISTORY: Columns = (
+    ("VERSION", "version"),
+    ("AT", "at"),
+    ("BY", "actor"),
+    ("REASON", "reason"),
+    ("RESTORES", "restores"),
+    ("CHANGED", "changes"),
+)
+CHANGES: Columns = (("NAME", "name"), ("BEFORE", "before"), ("AFTER", "after"))
 
 
 def add_config_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     command = api_commands(sub, "config", "The runtime configuration (over the HTTP API).", run)
     command("show", "The version in force and its document.")
     setter = command("set", "Set knobs: a new version with these values.")
-    setter.add_argument("changes", nargs="+", metavar="KEY=VALUE")
+    setter.add_argument(
+        "changes",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="a knob and its value as JSON (a bare word is text), e.g. max_batch=500",
+    )
     setter.add_argument("--reason", required=True, help="why (kept with the version)")
     apply = command("apply", "A whole document from a TOML file, as a new version.")
-    apply.add_argument("file", type=Path)
-    apply.add_argument("--reason", required=True)
+    apply.add_argument("file", type=Path, help="the TOML document (pools as [[pool]] tables)")
+    apply.add_argument("--reason", required=True, help="why (kept with the version)")
     diff = command("diff", "What changed between two versions.")
-    diff.add_argument("a", type=int)
-    diff.add_argument("b", type=int)
+    diff.add_argument("a", type=int, metavar="FROM", help="a version")
+    diff.add_argument("b", type=int, metavar="TO", help="a later (or earlier) version")
     history = command("history", "The versions, newest first: who, when, why, what changed.")
-    history.add_argument("--limit", type=int, default=50)
+    history.add_argument("--limit", type=int, default=50, help="the newest this many (default 50)")
     rollback = command("rollback", "An earlier version's document in force again.")
-    rollback.add_argument("version", type=int)
+    rollback.add_argument("version", type=int, help="the version whose document comes back")
     rollback.add_argument("--reason", help="why (default: rollback to VERSION)")
 
 
@@ -56,9 +70,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         case "show":
             return call("GET", "/v1/config")[0]
         case "history":
-            return call("GET", f"/v1/config/history?limit={args.limit}")[0]
+            limit = {"limit": args.limit}
+            return call("GET", "/v1/config/history", params=limit, columns=HISTORY)[0]
         case "diff":
-            return _diff(call, args.a, args.b)
+            return _diff(args, call, args.a, args.b)
     code, current = call("GET", "/v1/config", show=False)
     if code:
         return code
@@ -101,7 +116,7 @@ def _document(path: Path) -> dict[str, Any]:
     return table
 
 
-def _diff(call: Any, a: int, b: int) -> int:
+def _diff(args: argparse.Namespace, call: Any, a: int, b: int) -> int:
     code_a, first = call("GET", f"/v1/config/versions/{a}", show=False)
     code_b, second = call("GET", f"/v1/config/versions/{b}", show=False)
     if code_a or code_b:
@@ -112,5 +127,6 @@ def _diff(call: Any, a: int, b: int) -> int:
         for k in sorted(before.keys() | after.keys())
         if before.get(k) != after.get(k)
     ]
-    print(json.dumps({"from": a, "to": b, "changes": changes}, indent=2))
+    diff = {"from": a, "to": b, "changes": changes}
+    emit(args, diff if args.json else {"items": changes}, CHANGES)
     return 0

@@ -15,7 +15,7 @@ from domain.cause import Cause
 from domain.hive import Committed, MessageSpec
 from domain.messages import Message
 from projections.message_reads import MessageRow
-from projections.rows import BotRow, ScheduleRow, TaskFilter, TaskRow
+from projections.rows import BotFilter, BotRow, ScheduleRow, TaskFilter, TaskRow
 from projections.stage_reads import MinuteCount, StageHistogram
 from runtime.claims import ClaimedTask
 from store.processes import ProcessRow
@@ -33,7 +33,12 @@ class TaskReads(Protocol):
 
 
 class FleetReads(Protocol):
-    def list(self) -> list[BotRow]: ...
+    def list(
+        self, flt: BotFilter, *, limit: int, cursor: str | None
+    ) -> tuple[list[BotRow], str | None]:
+        """One keyset page in registration order, and the cursor of the next; ValueError
+        on a bad cursor."""
+        ...
 
     def get(self, bot_id: UUID) -> BotRow | None: ...
 
@@ -70,6 +75,13 @@ class MessageReads(Protocol):
     ) -> tuple[list[MessageRow], str | None]:
         """One keyset page of a conversation, in send order; ValueError on a bad cursor.
         With ``bot``, only that bot's messages (sent by it, to it or routed to it)."""
+        ...
+
+    def latest(
+        self, *, limit: int, cursor: str | None, bot: UUID | None = None
+    ) -> tuple[list[MessageRow], str | None]:
+        """One keyset page of all messages, newest first; ValueError on a bad cursor. With
+        ``bot``, only that bot's messages."""
         ...
 
     def by_state(self) -> dict[str, int]: ...

@@ -1,6 +1,7 @@
-"""Reading the messages view: a conversation's messages, oldest first, keyset paged; and
-for the dashboard, messages by state (``message_counts``, kept by the view) and the newest
-dead letters (the ``(state, seq)`` index)."""
+"""Reading the messages view: a conversation's messages, oldest first, or the latest
+messages of all, newest first, keyset paged; and for the dashboard, messages by state
+(``message_counts``, kept by the view) and the newest dead letters (the ``(state, seq)``
+index)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from projections.reads import decode_cursor, encode_cursor
+
+BEFORE = "b"  # a cursor of a newest-first page: the messages sent before it
 
 COLUMNS = (
     "message_id, sender, to_bot, to_capability, to_pool, conversation, conversation_seq, "
@@ -65,6 +68,27 @@ class MessageReads:
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, encode_cursor(rows[-1].seq) if more else None
+
+    def latest(
+        self, *, limit: int, cursor: str | None, bot: UUID | None = None
+    ) -> tuple[list[MessageRow], str | None]:
+        """One page of every conversation's messages and those of none, newest first;
+        ValueError on a bad cursor. With ``bot``, only that bot's messages."""
+        where = ["seq < %s"] if cursor else []
+        params: tuple[object, ...] = (decode_cursor(cursor, BEFORE),) if cursor else ()
+        if bot is not None:
+            where.append("(sender = %s OR to_bot = %s OR bot_id = %s)")
+            params += (f"bot:{bot}", bot, bot)
+        condition = f" WHERE {' AND '.join(where)}" if where else ""
+        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                f"SELECT {COLUMNS} FROM messages_view{condition} ORDER BY seq DESC LIMIT %s",
+                (*params, limit + 1),
+            )
+            rows = [MessageRow(**r) for r in cur.fetchall()]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, encode_cursor(rows[-1].seq, BEFORE) if more else None
 
     def by_state(self) -> dict[str, int]:
         with self.pool.connection() as conn:

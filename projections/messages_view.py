@@ -65,6 +65,13 @@ MESSAGE_MIGRATIONS = [
         """,
     ),
     Migration(
+        153,
+        "views: messages in send order (the latest messages of all, GET /v1/messages)",
+        """
+        CREATE INDEX IF NOT EXISTS messages_view_seq ON public.messages_view (seq);
+        """,
+    ),
+    Migration(
         152,
         "views: messages counted by state, kept by the messages view",
         """

@@ -1,14 +1,16 @@
-"""Reading the views: tasks by id or by filter (keyset pages), and the fleet."""
+"""Reading the views: tasks and bots, by id or by filter (keyset pages)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from projections.rows import BotRow, TaskFilter, TaskRow
+from domain.bots import LIVE_STATES
+from projections.rows import BOTS_ALL, BOTS_LIVE, BotFilter, BotRow, TaskFilter, TaskRow
 
 TASK_COLUMNS = (
     "task_id, type, priority, capabilities, state, payload, result, error, bot_id, "
@@ -19,13 +21,13 @@ TASK_COLUMNS = (
 CURSOR_PREFIX = "s"
 
 
-def encode_cursor(seq: int) -> str:
-    return f"{CURSOR_PREFIX}{seq}"
+def encode_cursor(seq: int, prefix: str = CURSOR_PREFIX) -> str:
+    return f"{prefix}{seq}"
 
 
-def decode_cursor(cursor: str) -> int:
-    digits = cursor[len(CURSOR_PREFIX) :]
-    if not cursor.startswith(CURSOR_PREFIX) or not digits.isdigit() or len(digits) > 19:
+def decode_cursor(cursor: str, prefix: str = CURSOR_PREFIX) -> int:
+    digits = cursor[len(prefix) :]
+    if not cursor.startswith(prefix) or not digits.isdigit() or len(digits) > 19:
         raise ValueError("cursor is not one this server gave out")
     return int(digits)
 
@@ -80,14 +82,66 @@ LEFT JOIN (
 """
 
 
+# Live: registered, neither lost nor deregistered, and its lease current. The lease too, so
+# that the bots of a hive killed a moment ago are not shown beside their successors while
+# the reaper has not yet marked them lost.
+LIVE_BOT = "f.state = ANY(%s) AND l.expires_at > now()"
+LIVE_BOT_STATES = sorted(str(s) for s in LIVE_STATES)
+BOT_ORDER = "f.registered_at, f.bot_id"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def encode_bot_cursor(row: BotRow) -> str:
+    """The place of ``row`` in registration order: (registered_at, bot_id)."""
+    return f"r{(row.registered_at - EPOCH) // MICROSECOND}.{row.bot_id.hex}"
+
+
+def decode_bot_cursor(cursor: str) -> tuple[datetime, UUID]:
+    micros, dot, bot = cursor[1:].partition(".")
+    if not (cursor.startswith("r") and dot and micros.isdigit() and len(micros) <= 18):
+        raise ValueError("cursor is not one this server gave out")
+    try:
+        return EPOCH + int(micros) * MICROSECOND, UUID(hex=bot)
+    except (ValueError, OverflowError):
+        raise ValueError("cursor is not one this server gave out") from None
+
+
 class FleetReads:
     def __init__(self, pool: ConnectionPool[Any]) -> None:
         self.pool = pool
 
-    def list(self) -> list[BotRow]:
+    def list(
+        self, flt: BotFilter, *, limit: int, cursor: str | None
+    ) -> tuple[list[BotRow], str | None]:
+        """One keyset page in registration order, and the cursor of the next; ValueError
+        on a bad cursor."""
+        where: list[str] = []
+        params: list[Any] = []
+        if cursor is not None:
+            where.append("(f.registered_at, f.bot_id) > (%s, %s)")
+            params.extend(decode_bot_cursor(cursor))
+        if flt.state == BOTS_LIVE:
+            where.append(LIVE_BOT)
+            params.append(LIVE_BOT_STATES)
+        elif flt.state != BOTS_ALL:
+            where.append("f.state = %s")
+            params.append(flt.state)
+        for condition, value in (
+            ("%s = ANY(f.capabilities)", flt.capability),
+            ("f.pool = %s", flt.pool),
+            ("f.name = %s", flt.name),
+        ):
+            if value is not None:
+                where.append(condition)
+                params.append(value)
+        query = FLEET_QUERY + (f" WHERE {' AND '.join(where)}" if where else "")
         with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(FLEET_QUERY + " ORDER BY f.registered_at, f.bot_id")
-            return [BotRow(**r) for r in cur.fetchall()]
+            cur.execute(f"{query} ORDER BY {BOT_ORDER} LIMIT %s", [*params, limit + 1])
+            rows = [BotRow(**r) for r in cur.fetchall()]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, encode_bot_cursor(rows[-1]) if more else None
 
     def get(self, bot_id: UUID) -> BotRow | None:
         with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:

@@ -65,6 +65,21 @@ class TaskFilter:
     schedule_id: UUID | None = None
 
 
+BOTS_LIVE = "live"  # registered, not lost or deregistered, and heartbeating (lease current)
+BOTS_ALL = "all"
+
+
+@dataclass(frozen=True)
+class BotFilter:
+    """Which bots a fleet read returns: ``state`` is a bot state (``ready``, ``draining``,
+    ``quarantined``, ``lost``, ``deregistered``), ``live`` (the default) or ``all``."""
+
+    state: str = BOTS_LIVE
+    capability: str | None = None
+    pool: str | None = None
+    name: str | None = None
+
+
 @dataclass(frozen=True)
 class ScheduleRow:
     schedule_id: UUID

@@ -55,6 +55,7 @@ from store.processes import health_of
 T = TypeVar("T")
 STATIC = Path(__file__).parent / "static"
 SCHEDULES_SHOWN = 200
+BOTS_SHOWN = 500
 DEAD_LETTERS_SHOWN = 20
 RUNS_COUNTED = 100  # a schedule's latest runs, counted by state
 CONFIG_VERSIONS_SHOWN = 50
@@ -213,7 +214,11 @@ def task_data(task_id: UUID, _: Viewer, ctx: Ctx) -> dict[str, Any]:
 
 @router.get("/data/bots")
 def bots_data(_: Viewer, ctx: Ctx) -> dict[str, Any]:
+    """The live bots (the first ``BOTS_SHOWN``), as ``GET /v1/bots`` lists them."""
+    from projections.rows import BotFilter
+
     details = _wired(ctx.dashboard).bot_details()
+    bots, more = ctx.fleet.list(BotFilter(), limit=BOTS_SHOWN, cursor=None)
     return {
         "items": [
             {
@@ -230,9 +235,9 @@ def bots_data(_: Viewer, ctx: Ctx) -> dict[str, Any]:
                 "config_version": b.config_version,
                 "registered_at": b.registered_at.isoformat(),
             }
-            for b in ctx.fleet.list()
-            if b.state not in ("lost", "deregistered")
+            for b in bots
         ],
+        "more": more is not None,
         "config_version": ctx.config_version(),  # the version in force, as this process has it
     }
 

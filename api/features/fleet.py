@@ -1,7 +1,9 @@
-"""The fleet: bots registering, heartbeating and claiming; the fleet view; the lease reaper."""
+"""The fleet: bots registering, heartbeating and claiming; the fleet view; the lease reaper;
+`apiary bot` (running one, and the fleet's operator commands)."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -44,4 +46,10 @@ def routes(app: FastAPI) -> None:
     app.include_router(bots.router)
 
 
-FEATURE = Feature("fleet", views=views, loops=loops, routes=routes)
+def cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from api.bot_cli import add_bot_commands
+
+    add_bot_commands(sub)
+
+
+FEATURE = Feature("fleet", views=views, loops=loops, routes=routes, cli=cli)

@@ -1,7 +1,9 @@
-"""Tasks: the tasks, stages and performance views, and the dispatcher that routes work."""
+"""Tasks: the tasks, stages and performance views, the dispatcher that routes work, their
+routes and `apiary task`."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -72,4 +74,10 @@ def routes(app: FastAPI) -> None:
     app.include_router(tasks.router)
 
 
-FEATURE = Feature("tasks", migrations=migrations, views=views, loops=loops, routes=routes)
+def cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from api.task_cli import add_task_commands
+
+    add_task_commands(sub)
+
+
+FEATURE = Feature("tasks", migrations=migrations, views=views, loops=loops, routes=routes, cli=cli)

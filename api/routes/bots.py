@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 
 from api.container import Container
 from api.deps import Admin, BotSelf, BotSelfOrAdmin, Client, Ctx, Enrolment, RequestId
+from api.errors import invalid
 from api.schemas.bots import (
     BotDeregistered,
+    BotListQuery,
     BotPublic,
     BotRegister,
     BotRegistered,
@@ -28,6 +31,7 @@ from api.schemas.bots import (
 )
 from api.schemas.common import NO_REASON, problem_responses
 from domain.bots import Bot, BotState
+from domain.errors import NotFound
 from domain.hive import Committed, Report
 from domain.tasks import Task
 
@@ -170,9 +174,23 @@ def reinstate_bot(
     return BotStateChanged(bot_id=bot_id, state=str(BotState.READY), position=committed.position)
 
 
-@router.get("")
-def list_bots(_: Client, ctx: Ctx) -> BotsPublic:
-    return BotsPublic(items=[BotPublic.from_row(row) for row in ctx.fleet.list()])
+@router.get("", responses=problem_responses(422))
+def list_bots(query: Annotated[BotListQuery, Query()], _: Client, ctx: Ctx) -> BotsPublic:
+    """Live bots by default (``?state=`` for the others), in registration order, keyset
+    paged like the tasks."""
+    try:
+        rows, next_cursor = ctx.fleet.list(query.filter(), limit=query.limit, cursor=query.cursor)
+    except ValueError as e:
+        raise invalid(("query", "cursor"), "value_error", str(e)) from None
+    return BotsPublic(items=[BotPublic.from_row(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/{bot_id}", responses=problem_responses(404, 422))
+def get_bot(bot_id: UUID, _: Client, ctx: Ctx) -> BotPublic:
+    row = ctx.fleet.get(bot_id)
+    if row is None:
+        raise NotFound(f"no bot {bot_id}", id=bot_id)
+    return BotPublic.from_row(row)
 
 
 def _accepted(reports: list[Report], committed: Committed[Task], ctx: Container) -> ReportAccepted:

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import BotSelf, Ctx, RequestId, Sender
 from api.errors import invalid
-from api.schemas.common import StorableText, problem_responses
+from api.schemas.common import problem_responses
 from api.schemas.messages import (
     AckAccepted,
     AckItems,
@@ -20,6 +20,7 @@ from api.schemas.messages import (
     MessageClaimRequest,
     MessageClaimResponse,
     MessageCreate,
+    MessageListQuery,
     MessagePublic,
     MessagesPublic,
     MessagesSent,
@@ -57,20 +58,20 @@ def get_message(message_id: UUID, principal: Sender, ctx: Ctx) -> MessagePublic:
 
 
 @router.get("/messages", responses=problem_responses(422))
-def list_conversation(
-    principal: Sender,
-    ctx: Ctx,
-    conversation: Annotated[StorableText, Query(min_length=1, max_length=64)],
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: StorableText | None = None,
+def list_messages(
+    query: Annotated[MessageListQuery, Query()], principal: Sender, ctx: Ctx
 ) -> MessagesPublic:
-    """A conversation's messages in send order (from the messages view); a bot's own key
-    sees only that bot's messages, as ``GET /v1/messages/{id}`` does."""
-    check_conversation(conversation)
+    """A conversation's messages in send order, or without one the latest messages,
+    newest first (from the messages view); a bot's own key sees only that bot's messages,
+    as ``GET /v1/messages/{id}`` does."""
+    reads, bot, name = ctx.message_reads, principal.bot_id, query.conversation
     try:
-        rows, next_cursor = ctx.message_reads.conversation(
-            conversation, limit=limit, cursor=cursor, bot=principal.bot_id
-        )
+        if name is None:
+            rows, next_cursor = reads.latest(limit=query.limit, cursor=query.cursor, bot=bot)
+        else:
+            rows, next_cursor = reads.conversation(
+                check_conversation(name), limit=query.limit, cursor=query.cursor, bot=bot
+            )
     except ValueError as e:
         raise invalid(("query", "cursor"), "value_error", str(e)) from None
     return MessagesPublic(items=[MessagePublic.from_row(r) for r in rows], next_cursor=next_cursor)

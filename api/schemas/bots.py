@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 import orjson
@@ -25,7 +25,7 @@ from api.settings import Settings
 from domain.bots import MAX_CONCURRENCY
 from domain.hive import Report
 from domain.tasks import MAX_RAN_S
-from projections.rows import BotRow
+from projections.rows import BotFilter, BotRow
 
 MAX_ERROR_CHARS = 4096
 
@@ -226,5 +226,28 @@ class BotPublic(Model):
         )
 
 
+# What ?state= takes: the domain's bot states (a unit test holds them equal), live or all.
+BotListState = Literal["live", "all", "ready", "draining", "quarantined", "lost", "deregistered"]
+
+
+class BotListQuery(Input):
+    state: BotListState = Field(
+        default="live",
+        description="live (default: ready, draining or quarantined, and heartbeating), "
+        "all, or one state: ready, draining, quarantined, lost, deregistered",
+    )
+    capability: ShortName | None = Field(default=None, description="bots that have it")
+    pool: ShortName | None = None
+    name: ShortName | None = None
+    limit: int = Field(default=100, ge=1, le=500)
+    cursor: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+
+    def filter(self) -> BotFilter:
+        return BotFilter(
+            state=self.state, capability=self.capability, pool=self.pool, name=self.name
+        )
+
+
 class BotsPublic(Model):
     items: list[BotPublic]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null: done")

@@ -138,6 +138,14 @@ class MessagesSent(Model):
     position: int
 
 
+class MessageListQuery(Input):
+    conversation: Conversation | None = Field(
+        default=None, description="its messages in send order; without: the latest, newest first"
+    )
+    limit: int = Field(default=100, ge=1, le=500)
+    cursor: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+
 class MessagesPublic(Model):
     items: list[MessagePublic]
     next_cursor: str | None

@@ -1,8 +1,13 @@
-"""``apiary bot``: run one bot worker until SIGTERM/SIGINT.
+"""``apiary bot run`` (or ``apiary bot`` with these options): one bot worker until
+SIGTERM/SIGINT.
 
 The first signal stops claiming and lets the worker finish, report and deregister (exit
-0); a second one exits at once. The token is read from ``--token`` or
-``APIARY_BOT_TOKEN`` and never printed or logged.
+0); a second one exits at once. The hive and the key follow every command's convention
+(``--url``/``APIARY_URL``, ``--key``/``APIARY_KEY``); the bot's own names of before stay
+as aliases (``--hive``/``APIARY_HIVE_URL``, ``--token``/``APIARY_BOT_TOKEN``), and the
+bot's names are read first, so a shell that keeps an operator's key in ``APIARY_KEY`` and
+a bot's enrolment key in ``APIARY_BOT_TOKEN`` runs both as before. The key is never
+printed or logged.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ log = logging.getLogger(__name__)
 
 HIVE_URL_ENV = "APIARY_HIVE_URL"
 TOKEN_ENV = "APIARY_BOT_TOKEN"
+URL_ENVS = (HIVE_URL_ENV, "APIARY_URL")  # the first one set is taken
+KEY_ENVS = (TOKEN_ENV, "APIARY_KEY")
 POOL_ENV = "APIARY_BOT_POOL"
 LAUNCH_ID_ENV = "APIARY_LAUNCH_ID"
 DEFAULT_MAX_CONCURRENCY = 4
@@ -40,30 +47,36 @@ MAX_CONCURRENCY = 10_000
 MAX_VERSION_CHARS = 64
 
 
-def add_bot_arguments(parser: argparse.ArgumentParser) -> None:
+def add_bot_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """The options of a bot run; ``required=False`` where they share a parser with other
+    commands (``apiary bot`` alone), and ``run_bot`` then checks ``--capabilities``."""
     parser.add_argument(
         "--messages",
         action="store_true",
         help="receive messages too: each is logged (never its body) and acknowledged",
     )
     parser.add_argument(
+        "--url",
         "--hive",
+        dest="url",
         metavar="URL",
         default=None,
-        help=f"the hive's base URL (default: ${HIVE_URL_ENV})",
+        help=f"the hive's base URL (default: ${URL_ENVS[0]}, else ${URL_ENVS[1]})",
     )
     parser.add_argument(
+        "--key",
         "--token",
-        metavar="T",
+        dest="key",
+        metavar="KEY",
         default=None,
-        help=f"an enrolment token of role bot (default: ${TOKEN_ENV})",
+        help=f"an enrolment key (role bot) (default: ${KEY_ENVS[0]}, else ${KEY_ENVS[1]})",
     )
     parser.add_argument(
         "--capabilities",
         metavar="A,B",
-        required=True,
+        required=required,
         type=capabilities_arg,
-        help="comma-separated capabilities, e.g. code,analysis",
+        help="comma-separated capabilities, e.g. code,analysis (required)",
     )
     parser.add_argument(
         "--name", default=None, help="the bot's short name (default: bot-<host>-<pid>)"
@@ -113,12 +126,13 @@ def add_bot_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_bot(args: argparse.Namespace) -> int:
     _configure_logging()
-    hive = args.hive or os.environ.get(HIVE_URL_ENV)
-    token = args.token or os.environ.get(TOKEN_ENV)
+    hive, token = hive_and_key(args)
     if not hive:
-        return _usage(f"no hive: pass --hive URL or set {HIVE_URL_ENV}")
+        return _usage(f"no hive: pass --url URL or set {' or '.join(URL_ENVS)}")
     if not token:
-        return _usage(f"no token: pass --token or set {TOKEN_ENV}")
+        return _usage(f"no key: pass --key or set {' or '.join(KEY_ENVS)}")
+    if not args.capabilities:
+        return _usage("--capabilities is required to run a bot")
     try:
         name = bot_name(args.name)
         handler_for = (
@@ -128,10 +142,10 @@ def run_bot(args: argparse.Namespace) -> int:
         )
     except ValueError as e:
         return _usage(str(e))
-    version = args.bot_version or _package_version()
+    version = args.bot_version or apiary_version()
     if len(version) > MAX_VERSION_CHARS:
         return _usage(f"--version must be at most {MAX_VERSION_CHARS} characters")
-    with HiveClient(hive, token, user_agent=f"apiary-bot/{_package_version()}") as client:
+    with HiveClient(hive, token, user_agent=f"apiary-bot/{apiary_version()}") as client:
         worker = BotWorker(
             client,
             args.capabilities,
@@ -316,11 +330,21 @@ def _uuid_arg(value: str) -> UUID:
         raise argparse.ArgumentTypeError(f"not a UUID: {value!r}") from None
 
 
-def _package_version() -> str:
+def apiary_version() -> str:
     try:
         return package_version("apiary")
     except PackageNotFoundError:
         return "unknown"
+
+
+def hive_and_key(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """The hive's URL and the key: the options, else the environment (``URL_ENVS``,
+    ``KEY_ENVS``: the first one set)."""
+    return args.url or _first_set(URL_ENVS), args.key or _first_set(KEY_ENVS)
+
+
+def _first_set(names: tuple[str, ...]) -> str | None:
+    return next((os.environ[n] for n in names if os.environ.get(n)), None)
 
 
 def _usage(message: str) -> int:

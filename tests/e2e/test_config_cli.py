@@ -18,7 +18,16 @@ pytestmark = pytest.mark.e2e
 def config_cli(hive: Hive, key: str, *args: str) -> tuple[int, Any, str]:
     command, *rest = args
     done = apiary(
-        "config", command, "--url", hive.url, "--key", key, *rest, env=hive.env, check=False
+        "config",
+        command,
+        "--url",
+        hive.url,
+        "--key",
+        key,
+        "--json",
+        *rest,
+        env=hive.env,
+        check=False,
     )
     out = json.loads(done.stdout) if done.stdout.strip() else None
     return done.returncode, out, done.stderr

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.e2e
 
 
 def schedule_cli(hive: Hive, key: str, *args: str) -> tuple[int, Any, str]:
-    done = apiary("schedule", *args, env={**hive.env, "APIARY_KEY": key}, check=False)
+    done = apiary("schedule", *args, "--json", env={**hive.env, "APIARY_KEY": key}, check=False)
     out = json.loads(done.stdout) if done.stdout.strip() else None
     return done.returncode, out, done.stderr
 

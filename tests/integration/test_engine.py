@@ -13,6 +13,7 @@ from domain.cause import Cause
 from domain.errors import NotYourTask
 from domain.hive import Report, TaskSpec
 from domain.tasks import Task, TaskState
+from projections.rows import BotFilter
 from tests.integration.helpers import StartNode
 from tests.waiting import wait_for
 
@@ -134,7 +135,7 @@ def test_draining_and_quarantined_bots_get_no_new_work_but_finish_what_they_hold
 
 
 def _settled_fleet(node: Node) -> list | None:  # type: ignore[type-arg]
-    rows = node.fleet.list()
+    rows = node.fleet.list(BotFilter(state="all"), limit=100, cursor=None)[0]
     return rows if any(r.state == "draining" for r in rows) and len(rows) == 3 else None
 
 

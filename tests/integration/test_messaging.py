@@ -9,12 +9,15 @@ from datetime import timedelta
 from uuid import UUID
 
 import pytest
+from fastapi.testclient import TestClient
 
+from api.app import create_app
 from api.bootstrap import Node
 from api.settings import Settings
 from domain.cause import Cause
 from domain.errors import StaleDelivery
 from domain.hive import MessageSpec, TaskSpec
+from domain.keys import Role
 from domain.messages import Message, MessageState
 from projections.message_reads import MessageReads
 from tests.clock import FakeClock
@@ -132,6 +135,35 @@ def test_a_bot_lists_only_its_own_messages_of_a_conversation(node: Node) -> None
     assert listed(a) == [to_a, from_a]  # to it, and from it
     assert listed(b) == [to_b, from_a]
     assert listed(None) == [to_a, to_b, from_a]  # a client or an admin sees them all
+
+
+def test_the_latest_messages_of_all_newest_first_a_bot_sees_only_its_own(node: Node) -> None:
+    """Found by outside testing: `apiary message list` demanded a conversation; the API
+    now lists the latest messages without one (paged, newest first), by the same rules."""
+    a, b = register(node, ["chat"]), register(node, ["chat"])
+    first = send(node, to_bot=a)
+    second = send(node, to_bot=b, conversation="ops")
+    third = node.postman.send(MessageSpec("{}", to_bot=b), Cause(f"bot:{a}", "r")).items[0].id
+    reads = MessageReads(node.pool)
+    wait_for(lambda: len(reads.latest(limit=10, cursor=None)[0]) == 3, what="the view")
+
+    page, cursor = reads.latest(limit=2, cursor=None)
+    rest, end = reads.latest(limit=2, cursor=cursor)
+    assert [r.message_id for r in page + rest] == [third, second, first] and end is None
+    assert [r.message_id for r in reads.latest(limit=10, cursor=None, bot=a)[0]] == [third, first]
+
+    client = node.hive.keys.issue("alice", Role.CLIENT, ALICE).token
+    with TestClient(create_app(node.container())) as api:
+        api.headers["Authorization"] = f"Bearer {client}"
+        listed = api.get("/v1/messages", params={"limit": 2})
+        assert listed.status_code == 200, listed.text
+        assert [m["id"] for m in listed.json()["items"]] == [str(third), str(second)]
+        more = api.get("/v1/messages", params={"cursor": listed.json()["next_cursor"]}).json()
+        assert [m["id"] for m in more["items"]] == [str(first)]
+        in_ops = api.get("/v1/messages", params={"conversation": "ops"}).json()
+        assert [m["id"] for m in in_ops["items"]] == [str(second)]
+        for bad in ({"conversations": "ops"}, {"cursor": "s1"}, {"conversation": "Not Ok"}):
+            assert api.get("/v1/messages", params=bad).status_code == 422, bad
 
 
 def test_pool_fan_out_reaches_each_live_bot_of_the_pool(node: Node) -> None:

@@ -11,6 +11,7 @@ import logging
 import sqlite3
 import threading
 import time
+import typing
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,8 +32,9 @@ from api.auth import MISS, KeyRing, Principal
 from api.container import Container
 from api.dashboard.session_book import SessionBook
 from api.ports import ClaimedTask
+from api.schemas.bots import BotListState
 from api.settings import Settings
-from domain.bots import Bot
+from domain.bots import Bot, BotState
 from domain.cause import Cause
 from domain.hive import Hive
 from domain.keys import Role, format_token
@@ -41,7 +43,7 @@ from domain.policies.routing import Assignment
 from domain.rounds import DispatchRound
 from domain.tasks import Task, TaskState
 from domain.unroutable import UnroutableTasks
-from projections.rows import BotRow, TaskFilter, TaskRow
+from projections.rows import BOTS_ALL, BOTS_LIVE, BotFilter, BotRow, TaskFilter, TaskRow
 from projections.stage_reads import MinuteCount, StageHistogram
 from runtime.live import LiveIndex
 from runtime.mailbox import Mailbox
@@ -177,11 +179,14 @@ class LogTaskReads:
 
 
 class LogFleetReads:
+    """The fleet view, from the log on every read: every bot heartbeats (a lease is the
+    fleet view's business, read on PostgreSQL in the integration tests)."""
+
     def __init__(self, hive: Hive) -> None:
         self.hive = hive
         self.failure: Exception | None = None
 
-    def list(self) -> list[BotRow]:
+    def rows(self) -> list[BotRow]:
         if self.failure is not None:
             raise self.failure
         registered = {
@@ -209,8 +214,30 @@ class LogFleetReads:
             for b in self.hive.load_many(Bot, registered).values()
         ]
 
+    def list(
+        self, flt: BotFilter, *, limit: int, cursor: str | None
+    ) -> tuple[list[BotRow], str | None]:
+        after = int(cursor) if cursor is not None and cursor.isdigit() else 0
+        if cursor is not None and not cursor.isdigit():
+            raise ValueError("cursor is not one this server gave out")
+        wanted = [
+            r
+            for r in sorted(self.rows(), key=lambda r: r.position)
+            if r.position > after
+            and (
+                flt.state == "all"
+                or r.state == flt.state
+                or (flt.state == "live" and BotState(r.state).is_live)
+            )
+            and (flt.capability is None or flt.capability in r.capabilities)
+            and (flt.pool is None or r.pool == flt.pool)
+            and (flt.name is None or r.name == flt.name)
+        ]
+        page = wanted[:limit]
+        return page, (str(page[-1].position) if len(wanted) > limit else None)
+
     def get(self, bot_id: UUID) -> BotRow | None:
-        return next((r for r in self.list() if r.bot_id == bot_id), None)
+        return next((r for r in self.rows() if r.bot_id == bot_id), None)
 
 
 class ImmediatePositions:
@@ -342,6 +369,11 @@ class NoConversations:
 
     def conversation(
         self, name: str, *, limit: int, cursor: str | None, bot: UUID | None = None
+    ) -> tuple[list[Any], None]:
+        return [], None
+
+    def latest(
+        self, *, limit: int, cursor: str | None, bot: UUID | None = None
     ) -> tuple[list[Any], None]:
         return [], None
 
@@ -848,6 +880,11 @@ def test_fleet_lists_registered_bots(world: World) -> None:
     [bot] = response.json()["items"]
     assert (bot["id"], bot["name"], bot["capabilities"]) == (bot_id, "lister", ["analysis", "code"])
     assert bot["version"] == "1" and bot["state"] == "ready"
+
+
+def test_the_bots_list_takes_the_domains_states_and_live_and_all() -> None:
+    taken = set(typing.get_args(BotListState))
+    assert taken == {str(s) for s in BotState} | {BOTS_LIVE, BOTS_ALL}
 
 
 # -- validation, sizes, malformed bodies ------------------------------------------------

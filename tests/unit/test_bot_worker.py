@@ -4,6 +4,7 @@ docs/http-api.md kept in memory and served through a ``FakeTransport``."""
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import re
 import signal
@@ -26,6 +27,7 @@ from runtime.bot.cli import (
     bot_name,
     builtin_handler_for,
     exec_handler_for,
+    hive_and_key,
     run_bot,
     serve,
 )
@@ -855,7 +857,7 @@ def test_bot_arguments_and_their_defaults() -> None:
     args = parse("--capabilities", "code, analysis,code")
     assert args.capabilities == ["analysis", "code"]
     assert (args.max_concurrency, args.exec_timeout) == (4, 60.0)
-    assert args.hive is None and args.token is None and args.exec_command is None
+    assert args.url is None and args.key is None and args.exec_command is None
     with pytest.raises(SystemExit):
         parse("--capabilities", "Bad Name")
     with pytest.raises(SystemExit):
@@ -887,7 +889,44 @@ def test_run_bot_without_a_hive_is_a_usage_error(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("APIARY_HIVE_URL", raising=False)
+    monkeypatch.delenv("APIARY_URL", raising=False)
     monkeypatch.setenv("APIARY_BOT_TOKEN", "apk_secret_value")
     assert run_bot(parse("--capabilities", "code")) == 2
     err = capsys.readouterr().err
-    assert "APIARY_HIVE_URL" in err and "apk_secret_value" not in err
+    assert "APIARY_URL" in err and "apk_secret_value" not in err
+
+
+def test_a_bot_takes_url_and_key_like_every_command_with_its_old_names_as_aliases() -> None:
+    """Found by outside testing: `apiary bot` took --hive/--token, every other command
+    --url/--key."""
+    new = parse("--url", "http://h:1", "--key", "k", "--capabilities", "code")
+    old = parse("--hive", "http://h:1", "--token", "k", "--capabilities", "code")
+    assert (new.url, new.key) == (old.url, old.key) == ("http://h:1", "k")
+    usage = io.StringIO()
+    parser = argparse.ArgumentParser(prog="apiary bot")
+    add_bot_arguments(parser)
+    parser.print_help(usage)
+    assert "--url URL, --hive URL" in usage.getvalue()
+    assert "--key KEY, --token KEY" in usage.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("env", "url", "key"),
+    [
+        ({"APIARY_URL": "http://new", "APIARY_KEY": "op"}, "http://new", "op"),
+        ({"APIARY_HIVE_URL": "http://old", "APIARY_BOT_TOKEN": "bot"}, "http://old", "bot"),
+        (  # an operator's key for the CLI and a bot's enrolment key, in one shell
+            {"APIARY_URL": "http://a", "APIARY_KEY": "op", "APIARY_BOT_TOKEN": "bot"},
+            "http://a",
+            "bot",
+        ),
+    ],
+)
+def test_a_bots_hive_and_key_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], url: str, key: str
+) -> None:
+    for name in ("APIARY_URL", "APIARY_KEY", "APIARY_HIVE_URL", "APIARY_BOT_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert (hive_and_key(parse("--capabilities", "code"))) == (url, key)

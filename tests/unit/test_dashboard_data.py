@@ -18,7 +18,7 @@ from api.dashboard.routes import CONFIG_VERSIONS_SHOWN
 from api.dashboard.session import COOKIE
 from api.dashboard.stream import ViewBroadcast
 from projections.positions import ViewPositions
-from projections.rows import BotRow
+from projections.rows import BotFilter, BotRow
 from runtime.config import Knobs
 from store.processes import ProcessRow
 from tests.unit.test_api_contract import (
@@ -229,11 +229,14 @@ def test_the_bots_page_shows_each_bots_config_version(world: World) -> None:
     fleet = world.container.fleet
 
     class Said:
-        def list(self) -> list[BotRow]:
+        def list(
+            self, flt: BotFilter, *, limit: int, cursor: str | None
+        ) -> tuple[list[BotRow], str | None]:
+            rows, more = fleet.list(flt, limit=limit, cursor=cursor)
             return [
                 dataclasses.replace(b, config_version=2) if str(b.bot_id) == said else b
-                for b in fleet.list()
-            ]
+                for b in rows
+            ], more
 
     world.container.fleet = cast(Any, Said())
     world.container.dashboard = NoDashboardReads()
