@@ -30,6 +30,7 @@ PROG = "apiary keys"
 ROLES = ("admin", "client", "bot")
 DURATION = re.compile(r"^(\d{1,9})([smhd])$")
 UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_PAGE = 500
 WAYS = (
     "Over HTTP when --url or --key is given (or APIARY_URL / APIARY_KEY is set): an admin "
     "key of a running hive. Otherwise against the database itself: APIARY_DATABASE_URL, or "
@@ -65,7 +66,7 @@ def add_keys_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     listing.add_argument("--role", choices=ROLES)
     listing.add_argument("--name", help="only keys of this name")
     listing.add_argument("--all", action="store_true", help="revoked and expired keys too")
-    listing.add_argument("--limit", type=int, default=100, help="at most this many (1..500)")
+    listing.add_argument("--limit", type=page_size, default=100, help="at most this many (1..500)")
     listing.add_argument("--cursor", help="the next page, as the last one said")
     command("show", "Show one key.").add_argument("key_id", type=UUID)
     create = command("create", "Issue a key; its token is printed once, alone on stdout.")
@@ -91,6 +92,12 @@ def add_keys_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
         "Replace a key: a new one with its name, role and expiry (its token printed once); "
         "the old one is revoked at once, with no grace period.",
     ).add_argument("key_id", type=UUID)
+
+
+def page_size(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+        raise argparse.ArgumentTypeError(f"a whole number, 1..{MAX_PAGE}")
+    return int(text)
 
 
 def expiry(text: str) -> datetime | int:
