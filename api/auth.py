@@ -1,9 +1,12 @@
 """Who is calling: bearer tokens resolved to principals, and the role checks routes declare.
 
-``KeyRing`` keeps each ``ApiKey`` aggregate it loaded for ``ttl_s`` seconds (so a revocation
-takes effect within that time) and remembers unknown key ids for a shorter while, so a
-flood of made-up tokens does not become a flood of reads of the log. Only the hash of a
-secret is ever compared, in constant time.
+``KeyRing`` keeps each ``ApiKey`` aggregate it loaded for ``ttl_s`` seconds and remembers
+unknown key ids for a shorter while, so a flood of made-up tokens does not become a flood
+of reads of the log. A key's every event makes it ``forget`` the key at once (the process
+follows the log: ``runtime/key_watch.py``), so a revocation is in force on every process
+within the feed's delay, not the ttl. An expired key is refused like a revoked one. Only
+the hash of a secret is ever compared, in constant time. Each key's last use is noted in
+memory (``take_uses``), for the process to write out now and then (``store/key_use.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 from typing import Annotated
 from uuid import UUID
@@ -74,13 +78,15 @@ class KeyRing:
         self.clock = clock
         self._lock = threading.Lock()
         self._cache: dict[UUID, tuple[float, ApiKey | None]] = {}
+        self._forgotten = 0  # how many times a key was forgotten: a load that saw it move
+        self._used: dict[UUID, datetime] = {}  # key -> when it was last used, not yet written
 
     def resolve(self, token: str) -> Principal | None:
         parsed = parse_token(token)
         if parsed is None:
             return None
         key_id, secret = parsed
-        return _principal(self._key(key_id), secret)
+        return self._principal(self._key(key_id), secret)
 
     def cached(self, token: str) -> Principal | Miss | None:
         """As ``resolve``, from the cache alone (never a read of the log): ``MISS`` when
@@ -93,7 +99,7 @@ class KeyRing:
             cached = self._cache.get(key_id)
         if cached is None or cached[0] <= self.clock():
             return MISS
-        return _principal(cached[1], secret)
+        return self._principal(cached[1], secret)
 
     def __len__(self) -> int:
         """How many key ids are cached (known keys and remembered misses)."""
@@ -102,16 +108,34 @@ class KeyRing:
 
     def principal_of(self, key_id: UUID) -> Principal | None:
         """The principal of a live key, by its id alone: for a holder who proved the key
-        otherwise (a dashboard session, opened with the key's secret). None once revoked."""
+        otherwise (a dashboard session, opened with the key's secret). None once revoked
+        or expired, as for a bearer."""
         key = self._key(key_id)
-        if key is None or key.revoked:
+        if key is None or not key.usable(self.hive.clock()):
             return None
         return Principal(key_id=key.id, name=key.principal, role=key.role, bot_id=key.bot_id)
 
     def forget(self, key_id: UUID) -> None:
-        """Drop a cached key now (e.g. right after revoking it in this process)."""
+        """Drop a cached key now: the log has news of it (revoked, say)."""
         with self._lock:
             self._cache.pop(key_id, None)
+            self._forgotten += 1
+
+    def take_uses(self) -> dict[UUID, datetime]:
+        """The keys used since the last call, each with the time of its latest use."""
+        with self._lock:
+            used, self._used = self._used, {}
+        return used
+
+    def _principal(self, key: ApiKey | None, secret: str) -> Principal | None:
+        if key is None or not secret_matches(key, secret):
+            return None
+        now = self.hive.clock()
+        if not key.usable(now):  # revoked, or expired: refused alike
+            return None
+        with self._lock:
+            self._used[key.id] = now
+        return Principal(key_id=key.id, name=key.principal, role=key.role, bot_id=key.bot_id)
 
     def _key(self, key_id: UUID) -> ApiKey | None:
         now = self.clock()
@@ -119,14 +143,20 @@ class KeyRing:
             cached = self._cache.get(key_id)
         if cached is not None and cached[0] > now:
             return cached[1]
-        key = self.hive.load_many(ApiKey, [key_id]).get(key_id)  # outside the lock
-        ttl = self.ttl_s if key is not None else self.negative_ttl_s
-        with self._lock:
-            self._cache.pop(key_id, None)
-            if len(self._cache) >= self.max_entries:
-                self._evict(now)
-            self._cache[key_id] = (now + ttl, key)
-        return key
+        for _ in range(2):
+            with self._lock:
+                forgotten = self._forgotten
+            key = self.hive.load_many(ApiKey, [key_id]).get(key_id)  # outside the lock
+            with self._lock:
+                if self._forgotten != forgotten:  # news of a key came while this was read:
+                    continue  # read again, so that what is cached is not older than the news
+                ttl = self.ttl_s if key is not None else self.negative_ttl_s
+                self._cache.pop(key_id, None)
+                if len(self._cache) >= self.max_entries:
+                    self._evict(now)
+                self._cache[key_id] = (now + ttl, key)
+                return key
+        return key  # news kept coming: this read, not cached
 
     def _evict(self, now: float) -> None:
         """Drop expired entries; if that is not enough, the oldest half."""
@@ -135,12 +165,6 @@ class KeyRing:
         if len(self._cache) >= self.max_entries:
             for key_id in list(self._cache)[: max(1, len(self._cache) // 2)]:
                 del self._cache[key_id]
-
-
-def _principal(key: ApiKey | None, secret: str) -> Principal | None:
-    if key is None or key.revoked or not secret_matches(key, secret):
-        return None
-    return Principal(key_id=key.id, name=key.principal, role=key.role, bot_id=key.bot_id)
 
 
 bearer = HTTPBearer(
@@ -177,7 +201,7 @@ async def authenticate(
     if principal is MISS:
         principal = await run_in_threadpool(keys.resolve, token)
     if principal is None:
-        raise Unauthorized("the API key is not valid (unknown, malformed or revoked)")
+        raise Unauthorized("the API key is not valid (unknown, malformed, revoked or expired)")
     request.state.principal = principal.actor
     return principal
 

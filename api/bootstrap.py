@@ -35,6 +35,7 @@ from domain.cause import Cause
 from domain.hive import Hive, utc_now
 from projections.bulk import restore_indexes
 from projections.dashboard_reads import DashboardReads
+from projections.key_reads import KeyReads
 from projections.message_reads import MessageReads
 from projections.metric_reads import MetricReads
 from projections.positions import ViewPositions
@@ -60,6 +61,7 @@ from store.database import eventsourcing_env
 from store.follower import RecentEvents
 from store.health import DatabaseGate, postgres_probe
 from store.history import History
+from store.key_use import KeyUse, KeyUseWriter
 from store.leadership import Leadership
 from store.liveness import Liveness
 from store.migrations import Migration
@@ -175,6 +177,10 @@ class Node:
         # -- the autoscaler: started once HTTP listens (launched bots need it) ---------
         self.scaler: Autoscaler | None = None
         self.scaling_stop = threading.Event()
+        from api.auth import KeyRing  # (the web framework: not for `apiary db migrate`)
+
+        self.keys = KeyRing(self.hive)  # every request's key; forgets one when the log moves it
+        self.key_uses = KeyUseWriter(KeyUse(self.pool), self.keys.take_uses)
         # -- what the features add: models; an engine's views and loops ----------------
         self.models += [m for f in features for m in f.models(self)]
         self.runners: list[ProjectionRunner] = []
@@ -251,6 +257,7 @@ class Node:
                 "schedule-positions", self.schedule_positions.start, self.schedule_positions.stop
             )
             life.thread("mode-watch", self.mode_watch.run)
+            life.thread("key-use", self.key_uses.run)
 
     def loop(self, name: str) -> Loop:
         """The engine's loop of that name (``KeyError`` in a process that runs none)."""
@@ -386,7 +393,6 @@ class Node:
         return checks
 
     def container(self) -> Container:
-        from api.auth import KeyRing
         from api.container import Container
         from api.dashboard.session_book import SessionBook
         from api.metrics import HiveCollector, Scrape
@@ -405,7 +411,7 @@ class Node:
             presence=self.index,
             processes=self.processes,
             readiness=self,
-            keys=KeyRing(self.hive),
+            keys=self.keys,
             gate=self.gate,
             scaling=ScalingReads(self.pool),
             dashboard=DashboardReads(self.pool),
@@ -421,6 +427,7 @@ class Node:
             messages=self.messages,
             postman=self.postman,
             message_reads=MessageReads(self.pool),
+            key_reads=KeyReads(self.pool),
         )
 
 

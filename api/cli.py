@@ -30,44 +30,6 @@ def cmd_db_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
-    from api.bootstrap import open_hive
-    from domain.cause import Cause
-    from domain.keys import Role
-
-    with database(settings) as url:
-        hive = open_hive(url, settings)
-        try:
-            issued = hive.keys.issue(
-                args.principal or args.role,
-                Role(args.role),
-                Cause(actor="cli:keys", request_id="keys-create"),
-            )
-        finally:
-            hive.close()
-    print(issued.token)
-    print(
-        f"key {issued.key.id} ({args.role}) - shown once; only its hash is stored", file=sys.stderr
-    )
-    return 0
-
-
-def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    from uuid import UUID
-
-    from api.bootstrap import open_hive
-    from domain.cause import Cause
-
-    with database(settings) as url:
-        hive = open_hive(url, settings)
-        try:
-            hive.keys.revoke(UUID(args.key_id), Cause(actor="cli:keys", request_id="keys-revoke"))
-        finally:
-            hive.close()
-    print(f"key {args.key_id} revoked")
-    return 0
-
-
 def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     from store.audit import format_report, verify_chain
 
@@ -161,18 +123,6 @@ def parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="Database schema.").add_subparsers(dest="db", required=True)
     add("migrate", "Apply all DDL (idempotent; safe when two run at once).", cmd_db_migrate, db)
-
-    keys = sub.add_parser("keys", help="API keys.").add_subparsers(dest="keys", required=True)
-    create = add("create", "Issue an API key and print it once.", cmd_keys_create, keys)
-    create.add_argument(
-        "--role",
-        choices=("admin", "client", "bot"),
-        required=True,
-        help="admin: everything; client: tasks; bot: enrol bots",
-    )
-    create.add_argument("--principal", help="who the key speaks for (default: the role)")
-    revoke = add("revoke", "Revoke an API key by its id.", cmd_keys_revoke, keys)
-    revoke.add_argument("key_id", help="the key's id (printed when it was created)")
 
     audit = sub.add_parser("audit", help="The audit log (the event log itself).")
     audit_sub = audit.add_subparsers(dest="audit", required=True)

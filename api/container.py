@@ -15,6 +15,7 @@ from api.ports import (
     DashboardReads,
     FleetReads,
     History,
+    KeyReads,
     Liveness,
     MessageClaims,
     MessageReads,
@@ -57,6 +58,7 @@ class Container:
     messages: MessageClaims
     postman: MessageSender
     message_reads: MessageReads
+    key_reads: KeyReads
     stages: StageReads
     metrics: Metrics
     dashboard: DashboardReads | None = None  # None: the dashboard is not served

@@ -14,6 +14,7 @@ from uuid import UUID
 from domain.cause import Cause
 from domain.hive import Committed, MessageSpec
 from domain.messages import Message
+from projections.key_reads import KeyFilter, KeyRow
 from projections.message_reads import MessageRow
 from projections.rows import BotFilter, BotRow, ScheduleRow, TaskFilter, TaskRow
 from projections.stage_reads import MinuteCount, StageHistogram
@@ -189,3 +190,14 @@ class Metrics(Protocol):
     def render(self) -> bytes:
         """One scrape, in Prometheus' text format."""
         ...
+
+
+class KeyReads(Protocol):
+    def list(
+        self, flt: KeyFilter, *, now: datetime, limit: int, cursor: str | None
+    ) -> tuple[list[KeyRow], str | None]:
+        """One keyset page, oldest first (usable at ``now`` only, unless the filter says
+        otherwise); ValueError on a bad cursor."""
+        ...
+
+    def last_used(self, key_id: UUID) -> datetime | None: ...

@@ -17,11 +17,11 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from types import FrameType
 
 import uvicorn
 
+from api.admin_key import AdminKey, admin_key
 from api.bootstrap import Node
 from api.bootstrap import migrate as apply_schema
 from api.settings import Settings
@@ -76,7 +76,7 @@ def serve(settings: Settings, *, role: str, demo_bots: int, migrate: bool) -> in
                 base = settings.hive_url or f"http://{settings.host}:{settings.port}"
                 fleet = DemoFleet(node, base, demo_bots)
                 if node.serves_api:
-                    run_http(node, settings, fleet, ensure_admin_key(node, home))
+                    run_http(node, settings, fleet, admin_key(node.hive, home))
                 else:
                     fleet.start()
                     start_scaling(node, base)
@@ -96,13 +96,15 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def run_http(node: Node, settings: Settings, fleet: DemoFleet, admin_key: Path) -> None:
+def run_http(node: Node, settings: Settings, fleet: DemoFleet, admin: AdminKey) -> None:
     from api.app import create_app
+    from store.database import describe_target
 
     base = f"http://{settings.host}:{settings.port}"
 
     def started() -> None:
-        print(f"Apiary is up: {base}  (API docs {base}/docs; admin key in {admin_key})", flush=True)
+        advice = admin.advice(describe_target(node.url))
+        print(f"Apiary is up: {base}  (API docs {base}/docs; {advice})", flush=True)
         fleet.start()
         start_scaling(node, settings.hive_url or base)
 
@@ -187,32 +189,6 @@ def wait_for_signal() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     stop.wait()
-
-
-def ensure_admin_key(node: Node, home: Path) -> Path:
-    """Keep a working admin key (mode 0600) where the user can find it.
-
-    Issued on first start, and again if the one on file does not open this database
-    (a new database, or a revoked key).
-    """
-    from domain.cause import Cause
-    from domain.keys import ApiKey, Role, parse_token, secret_matches
-
-    path = home / "admin.key"
-    if path.exists():
-        parsed = parse_token(path.read_text().strip())
-        if parsed is not None:
-            key = node.hive.load_many(ApiKey, [parsed[0]]).get(parsed[0])
-            if key is not None and not key.revoked and secret_matches(key, parsed[1]):
-                return path
-    issued = node.hive.keys.issue("admin", Role.ADMIN, Cause("serve", "admin-key"))
-    home.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(issued.token + "\n")
-    tmp.replace(path)
-    return path
 
 
 class DemoFleet:

@@ -74,3 +74,10 @@ def learned_performance(
         records.fetchall(),
         None if alpha is None else float(alpha[0]),
     )
+
+
+def log_head(conn: psycopg.Connection[Any]) -> int:
+    """The log's last position (0 for an empty log): where a model that needs no snapshot
+    starts following."""
+    row = conn.execute("SELECT COALESCE(max(notification_id), 0) FROM hive_events").fetchone()
+    return int(row[0]) if row else 0

@@ -8,6 +8,7 @@ from api.features import (
     dashboard,
     fleet,
     hive,
+    keys,
     messages,
     scaling,
     schedules,
@@ -23,4 +24,5 @@ FEATURES: list[Feature] = [
     messages.FEATURE,
     dashboard.FEATURE,
     config.FEATURE,
+    keys.FEATURE,
 ]

@@ -53,7 +53,9 @@ class FleetCommands:
                 pool=pool,
                 launch_id=launch_id,
             )
-            issued = self.keys.new_key(f"bot-{bot_id.hex[:12]}", Role.BOT, bot_id, cause, at)
+            issued = self.keys.new_key(
+                f"bot-{bot_id.hex[:12]}", Role.BOT, bot_id, cause, at, name=name
+            )
             made.append((bot, issued))
             if launch_id is None:
                 return [bot, issued.key]

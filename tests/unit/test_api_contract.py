@@ -51,6 +51,7 @@ from runtime.message_claims import MessageBoard
 from runtime.postman import Postman
 from store.health import DatabaseGate
 from tests.clock import FakeClock
+from tests.unit.fake_key_reads import LogKeyReads
 from tests.unit.fake_schedule_reads import LogScheduleReads
 from tests.waiting import wait_for
 
@@ -354,6 +355,7 @@ def make_container(
         messages=MessageBoard(hive, mailbox, settings.message_visibility_s),
         postman=Postman(hive, index, mailbox),
         message_reads=NoConversations(),
+        key_reads=LogKeyReads(hive),
     )
 
 

@@ -10,6 +10,7 @@ from eventsourcing.utils import get_topic, resolve_topic
 
 from api.bootstrap import views
 from domain.aggregate import HiveAggregate
+from runtime.key_watch import KeyWatch
 from runtime.live import LiveIndex
 from runtime.live_config import LiveConfig
 from runtime.mailbox import Mailbox
@@ -17,7 +18,14 @@ from runtime.models import LiveModel
 from runtime.performance import LivePerformance
 from runtime.scaling.book import LaunchBook
 
-MODELS: list[type[LiveModel]] = [LiveIndex, Mailbox, LaunchBook, LivePerformance, LiveConfig]
+MODELS: list[type[LiveModel]] = [
+    LiveIndex,
+    Mailbox,
+    LaunchBook,
+    LivePerformance,
+    LiveConfig,
+    KeyWatch,
+]
 
 
 def event_classes(aggregate: type[HiveAggregate]) -> set[type]:
