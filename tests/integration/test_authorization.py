@@ -78,6 +78,10 @@ class Hive:
         assert answer.status_code == 201, answer.text
         return UUID(answer.json()["bot_id"]), answer.json()["token"]
 
+    def spare_key(self) -> UUID:
+        """A client key of no one's, for a row that revokes or rotates one."""
+        return self.node.hive.keys.issue("spare", Role.CLIENT, SETUP).key.id
+
     def message_to(self, bot_id: UUID) -> UUID:
         answer = self.client.post(
             "/v1/messages",
@@ -151,6 +155,7 @@ def test_the_table_names_every_operation_of_the_document_and_no_other() -> None:
 
 def _path(template: str, hive: Hive, bot_id: UUID, message_id: UUID) -> str:
     names: dict[str, Any] = {
+        "key_id": hive.spare_key(),
         "bot_id": bot_id,
         "task_id": hive.task_id,
         "schedule_id": hive.schedule_id,
