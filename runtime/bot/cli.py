@@ -44,7 +44,8 @@ def add_bot_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--messages",
         action="store_true",
-        help="receive messages too: each is logged (never its body) and acknowledged",
+        help="receive messages too: each is logged (never its body) and acknowledged; "
+        "only a bot started with it is sent messages",
     )
     parser.add_argument(
         "--hive",
