@@ -29,6 +29,7 @@ from api.settings import Settings
 log = logging.getLogger(__name__)
 
 DEMO_CAPABILITIES = "code,analysis,writing,noop"
+DEMO_PRINCIPAL = "demo-bots"  # the name of their enrolment key: whom they register as
 # The cyclic garbage collector's thresholds for a server process. Commands decide on copies
 # of the aggregates they change and events come and go by the thousand a second: nearly all
 # of it is freed by reference counting, but every 700 new containers Python's default starts
@@ -193,44 +194,54 @@ def wait_for_signal() -> None:
 
 class DemoFleet:
     """``count`` local bot processes doing the built-in task types, with a fresh enrolment
-    key (passed in the environment, never on a command line)."""
+    key (passed in the environment, never on a command line), tied to this process: they
+    die with it (``runtime/bot/parent.py``)."""
 
     def __init__(self, node: Node, base: str, count: int) -> None:
+        from runtime.bot.parent import Spawner
+
         self.node = node
         self.base = base
         self.count = count
         self.bots: list[subprocess.Popen[bytes]] = []
+        self.spawner = Spawner()
 
     def start(self) -> None:
         if self.count <= 0:
             return
         from domain.cause import Cause
         from domain.keys import Role
+        from runtime.bot.parent import bot_command, tied_env
 
-        enrol = self.node.hive.keys.issue("demo-bots", Role.BOT, Cause("serve", "demo-bots"))
-        env = {
-            **os.environ,
-            "APIARY_BOT_TOKEN": enrol.token,
-            "APIARY_HIVE_URL": self.base,
-            "APIARY_EXIT_WITH_PARENT": "1",
-        }
+        self.retire_earlier()
+        enrol = self.node.hive.keys.issue(DEMO_PRINCIPAL, Role.BOT, Cause("serve", "demo-bots"))
+        env = tied_env(
+            {**os.environ, "APIARY_BOT_TOKEN": enrol.token, "APIARY_HIVE_URL": self.base}
+        )
         self.bots = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "api.cli",
-                    "bot",
-                    "--capabilities",
-                    DEMO_CAPABILITIES,
-                    "--name",
-                    f"demo-{i + 1}",
-                ],
-                env=env,
+            self.spawner.popen(
+                bot_command(["--capabilities", DEMO_CAPABILITIES, "--name", f"demo-{i + 1}"]),
+                env,
                 start_new_session=True,
             )
             for i in range(self.count)
         ]
+
+    def retire_earlier(self) -> None:
+        """The demo bots of an earlier serve of this hive died with it, but one killed with
+        -9 let none deregister, and they would stay live until the reaper finds their
+        leases lapsed (seconds after this start): mark them lost now, so a restart never
+        shows a demo bot twice. Demo bots are one serve's per database."""
+        from domain.bots import Bot
+        from domain.cause import Cause
+
+        cause = Cause("serve", "demo-bots")
+        index = self.node.index
+        for bot in self.node.hive.load_many(Bot, index.live_bots()).values():
+            if bot.registered_by == DEMO_PRINCIPAL and bot.is_live:
+                self.node.hive.fleet.lose(
+                    bot.id, index.held_by(bot.id), "its serve is gone: a new one started", cause
+                )
 
     def stop(self) -> None:
         for bot in self.bots:
@@ -242,3 +253,4 @@ class DemoFleet:
             except subprocess.TimeoutExpired:
                 bot.kill()
                 bot.wait()
+        self.spawner.close()

@@ -8,6 +8,11 @@ A live bot is ``ready`` (gets new work), ``draining`` (finishes what it holds, g
 new, then stops: how the autoscaler shrinks a pool) or ``quarantined`` (gets nothing new
 until an operator reinstates it). A bot started by the autoscaler names its ``pool`` and
 the ``launch_id`` it was started under, so its registration closes that launch.
+
+A bot says when it registers whether it ``takes_messages`` (claims and acknowledges
+them): only such a bot is a recipient of messages. Registrations recorded before it could
+say (``Registered`` v1, v2) take them: every bot was a recipient then, and an old log
+keeps meaning that.
 """
 
 from __future__ import annotations
@@ -42,18 +47,23 @@ LIVE_STATES = frozenset({BotState.READY, BotState.DRAINING, BotState.QUARANTINED
 
 class Bot(HiveAggregate):
     class Registered(HiveAggregate.Created):
-        class_version = 2
+        class_version = 3
         name: str
         capabilities: list[str]
         max_concurrency: int
         version_label: str
         pool: str | None
         launch_id: UUID | None
+        takes_messages: bool
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["pool"] = None
             state["launch_id"] = None
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state["takes_messages"] = True  # every bot was a recipient of messages then
 
     class Draining(HiveAggregate.Event):
         reason: str
@@ -89,6 +99,7 @@ class Bot(HiveAggregate):
         version_label: str,
         pool: str | None,
         launch_id: UUID | None,
+        takes_messages: bool,
         actor: str,
     ) -> None:
         self.name = name
@@ -97,6 +108,7 @@ class Bot(HiveAggregate):
         self.version_label = version_label
         self.pool = pool
         self.launch_id = launch_id
+        self.takes_messages = takes_messages
         self.registered_by = actor
         self.state = BotState.READY
 
@@ -113,6 +125,7 @@ class Bot(HiveAggregate):
         at: datetime,
         pool: str | None = None,
         launch_id: UUID | None = None,
+        takes_messages: bool = True,
     ) -> Bot:
         check_short_name("bot name", name)
         if pool is not None:
@@ -121,6 +134,8 @@ class Bot(HiveAggregate):
             raise InvalidInput(f"max concurrency must be 1..{MAX_CONCURRENCY}")
         if not isinstance(version_label, str) or not 1 <= len(version_label) <= 64:
             raise InvalidInput("version label must be 1..64 characters")
+        if not isinstance(takes_messages, bool):
+            raise InvalidInput("takes_messages must be true or false")
         return cls._open(
             cls.Registered,
             id=bot_id,
@@ -132,6 +147,7 @@ class Bot(HiveAggregate):
             version_label=version_label,
             pool=pool,
             launch_id=launch_id,
+            takes_messages=takes_messages,
         )
 
     @property

@@ -13,9 +13,10 @@ from projections.runner import Positioned
 
 INSERT = (
     "INSERT INTO fleet_view (bot_id, name, capabilities, max_concurrency, version_label, "
-    "pool, launch_id, state, registered_at, version, position) VALUES (%(bot_id)s, %(name)s, "
-    "%(capabilities)s, %(max_concurrency)s, %(version_label)s, %(pool)s, %(launch_id)s, "
-    "'ready', %(at)s, %(version)s, %(position)s) ON CONFLICT (bot_id) DO NOTHING"
+    "pool, launch_id, takes_messages, state, registered_at, version, position) VALUES "
+    "(%(bot_id)s, %(name)s, %(capabilities)s, %(max_concurrency)s, %(version_label)s, "
+    "%(pool)s, %(launch_id)s, %(takes_messages)s, 'ready', %(at)s, %(version)s, "
+    "%(position)s) ON CONFLICT (bot_id) DO NOTHING"
 )
 STATE = (
     "UPDATE fleet_view SET state = %(state)s, state_reason = %(reason)s, "
@@ -64,6 +65,7 @@ class FleetView:
                             "version_label": e.version_label,
                             "pool": e.pool,
                             "launch_id": e.launch_id,
+                            "takes_messages": e.takes_messages,
                         },
                     )
                 case Bot.Draining() | Bot.Quarantined():

@@ -32,7 +32,7 @@ def live_tasks_and_bots(conn: psycopg.Connection[Any]) -> tuple[int, Rows, Rows]
         "FROM tasks_view WHERE state IN ('pending', 'assigned', 'running') ORDER BY seq"
     ).fetchall()
     bots = conn.execute(
-        "SELECT bot_id, capabilities, max_concurrency, version, state, pool "
+        "SELECT bot_id, capabilities, max_concurrency, version, state, pool, takes_messages "
         "FROM fleet_view WHERE state IN ('ready', 'draining', 'quarantined')"
     ).fetchall()
     return positions(conn, ("tasks", "fleet")), tasks, bots

@@ -55,6 +55,7 @@ class BotRow:
     version: int
     position: int
     config_version: int | None = None  # what it said it runs by, at its last heartbeat
+    takes_messages: bool = True  # a recipient of messages (it claims them)
 
 
 @dataclass(frozen=True)

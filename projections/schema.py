@@ -190,6 +190,15 @@ VIEW_MIGRATIONS = [
         """,
     ),
     Migration(
+        132,
+        "views: fleet: whether a bot takes messages",
+        """
+        -- A bot registered before it could say took messages (Bot.Registered v2 upcasts so).
+        ALTER TABLE public.fleet_view
+            ADD COLUMN IF NOT EXISTS takes_messages boolean NOT NULL DEFAULT true;
+        """,
+    ),
+    Migration(
         140,
         "views: stages (latency histograms per task type, completions per minute)",
         """

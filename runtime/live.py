@@ -80,6 +80,7 @@ class LiveBot:
     version: int
     state: str = "ready"  # ready, draining or quarantined: only ready bots get new work
     pool: str | None = None
+    takes_messages: bool = True  # it claims messages: a recipient of them
 
     @property
     def accepts_work(self) -> bool:
@@ -210,8 +211,10 @@ class LiveIndex(LiveModel):
         """Fill from the tasks and fleet views; returns where to follow from."""
         position, tasks, bots = live_tasks_and_bots(conn)
         with self.lock:
-            for bot_id, caps, capacity, version, state, pool in bots:
-                self.bots[bot_id] = LiveBot(bot_id, frozenset(caps), capacity, version, state, pool)
+            for bot_id, caps, capacity, version, state, pool, reads in bots:
+                self.bots[bot_id] = LiveBot(
+                    bot_id, frozenset(caps), capacity, version, state, pool, reads
+                )
             for task_id, priority, seq, caps, state, bot_id, token, version, *rest in tasks:
                 at, due, task_type, unroutable = rest
                 self._put(
@@ -319,7 +322,12 @@ class LiveIndex(LiveModel):
         if isinstance(e, Bot.Registered):
             if bot is None and e.originator_version == 1:
                 self.bots[e.originator_id] = LiveBot(
-                    e.originator_id, frozenset(e.capabilities), e.max_concurrency, 1, pool=e.pool
+                    e.originator_id,
+                    frozenset(e.capabilities),
+                    e.max_concurrency,
+                    1,
+                    pool=e.pool,
+                    takes_messages=e.takes_messages,
                 )
                 changes.work = changes.fleet = True
             return
@@ -454,6 +462,15 @@ class LiveIndex(LiveModel):
                 BotSlots(b.bot_id, b.capabilities, b.capacity, len(self.held.get(b.bot_id, ())))
                 for b in self.bots.values()
                 if b.accepts_work
+            ]
+
+    def readers(self) -> list[LiveBot]:
+        """Ready bots that take messages: whom a message to a capability may go to."""
+        with self.lock:
+            return [
+                LiveBot(**vars(b))
+                for b in self.bots.values()
+                if b.accepts_work and b.takes_messages
             ]
 
     def assigned_to(self, bot_id: UUID, limit: int) -> list[tuple[UUID, int]]:

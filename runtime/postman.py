@@ -1,8 +1,9 @@
 """The postman: picks recipients for messages and tends the ones in the mailbox.
 
 Sending: a message to a bot goes to that bot (lost or not: it is held for it until its
-TTL); to a capability, to the live, ready bot with that capability that has the fewest
-unfinished messages (ties by id); to a pool, to every live bot of the pool. Each round
+TTL; one that does not take messages is refused); to a capability, to the live, ready bot
+with that capability that takes messages and has the fewest unfinished messages (ties by
+id); to a pool, to every live bot of the pool that takes messages. Each round
 (one engine leads it): messages past their TTL are dead-lettered, and messages sent to a
 capability whose recipient is gone (lost or deregistered), or that found none, are routed
 to a capable bot that is live now.
@@ -53,17 +54,18 @@ class Postman:
         if spec.to_bot is not None:
             return [spec.to_bot]
         if spec.to_pool is not None:
-            return sorted(b.bot_id for b, _ in self.index.bots_of(spec.to_pool))
+            return sorted(b.bot_id for b, _ in self.index.bots_of(spec.to_pool) if b.takes_messages)
         assert spec.to_capability is not None
         chosen = self.capable(spec.to_capability)
         return [] if chosen is None else [chosen]
 
     def capable(self, capability: str, *, besides: UUID | None = None) -> UUID | None:
-        """The ready bot with ``capability`` that has the fewest unfinished messages."""
+        """The ready bot with ``capability`` that takes messages and has the fewest
+        unfinished ones."""
         candidates = [
-            s.bot_id
-            for s in self.index.slots()
-            if capability in s.capabilities and s.bot_id != besides
+            b.bot_id
+            for b in self.index.readers()
+            if capability in b.capabilities and b.bot_id != besides
         ]
         return min(candidates, key=lambda b: (self.mailbox.load_of(b), b), default=None)
 

@@ -52,6 +52,7 @@ def register_bot(
         cause=principal.cause(request_id),
         pool=body.pool,
         launch_id=body.launch_id,
+        takes_messages=body.takes_messages,
     )
     settings = ctx.settings
     ctx.liveness.renew(bot.id, settings.bot_lease_ttl_s)

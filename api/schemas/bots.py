@@ -39,6 +39,12 @@ class BotRegister(Input):
     launch_id: UUID | None = Field(
         default=None, description="set by the autoscaler's launcher: the launch it answers"
     )
+    takes_messages: bool = Field(
+        default=True,
+        strict=True,
+        description="it claims and acknowledges messages (`apiary bot --messages`); only "
+        "such a bot is sent messages. Not said: true, as before the field existed",
+    )
 
 
 class BotRegistered(Model):
@@ -203,6 +209,9 @@ class BotPublic(Model):
     config_version: int | None = Field(
         default=None, description="the config version it said it runs by, at its last heartbeat"
     )
+    takes_messages: bool = Field(
+        default=True, description="it claims messages: only such a bot is sent any"
+    )
 
     @classmethod
     def from_row(cls, row: BotRow) -> BotPublic:
@@ -223,6 +232,7 @@ class BotPublic(Model):
             held=row.held,
             position=row.position,
             config_version=row.config_version,
+            takes_messages=row.takes_messages,
         )
 
 

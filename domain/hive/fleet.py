@@ -34,6 +34,7 @@ class FleetCommands:
         cause: Cause,
         pool: str | None = None,
         launch_id: UUID | None = None,
+        takes_messages: bool = True,
     ) -> tuple[Bot, IssuedKey, int | None]:
         """A new bot, and the key it will use from now on (bound to its id). A bot that a
         launcher started names its launch, which records the registration in the same save."""
@@ -52,6 +53,7 @@ class FleetCommands:
                 at=at,
                 pool=pool,
                 launch_id=launch_id,
+                takes_messages=takes_messages,
             )
             issued = self.keys.new_key(
                 f"bot-{bot_id.hex[:12]}", Role.BOT, bot_id, cause, at, name=name

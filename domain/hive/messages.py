@@ -38,9 +38,12 @@ class MessageCommands:
     ) -> Committed[Message]:
         """Send, and route at once to ``recipients`` (the caller's pick from what is live):
         the addressee itself, a capable bot (none: it waits for one), or every live bot of
-        the pool (one message each; none: refused as undeliverable)."""
+        the pool (one message each; none: refused as undeliverable). Only bots that take
+        messages are recipients: one addressed by id that does not is refused too."""
         if spec.to_pool is not None and not recipients:
-            raise Undeliverable(f"pool {spec.to_pool} has no live bot", pool=spec.to_pool)
+            raise Undeliverable(
+                f"pool {spec.to_pool} has no live bot that takes messages", pool=spec.to_pool
+            )
         copies = [spec.to_bot] if spec.to_pool is None else list(recipients)
         ids = [self.kernel.new_id() for _ in copies]
         name = spec.conversation
@@ -147,4 +150,6 @@ def _route_new(
     if isinstance(bot, Bot) and bot.state is BotState.DEREGISTERED:
         message.dead_letter("undeliverable: the bot is deregistered", cause, at)
         return
+    if isinstance(bot, Bot) and not bot.takes_messages:  # it would never read it
+        raise Undeliverable(f"bot {bot.id} does not take messages", bot_id=bot.id)
     message.route(message.to_bot, "pool" if message.to_pool else "addressed", cause, at)

@@ -32,6 +32,7 @@ from runtime.bot.client import ClaimedTask, HiveClient
 from runtime.bot.exec_handler import DEFAULT_TIMEOUT_S, ExecHandler
 from runtime.bot.handlers import HANDLERS, Handler, HandlerError
 from runtime.bot.messenger import Messenger, log_message, relay
+from runtime.bot.parent import hold, parent_of, watch
 from runtime.bot.worker import BotWorker
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,8 @@ def add_bot_arguments(parser: argparse.ArgumentParser, *, required: bool = True)
     parser.add_argument(
         "--messages",
         action="store_true",
-        help="receive messages too: each is logged (never its body) and acknowledged",
+        help="receive messages too: each is logged (never its body) and acknowledged; "
+        "only a bot started with it is sent messages",
     )
     parser.add_argument(
         "--url",
@@ -125,6 +127,9 @@ def add_bot_arguments(parser: argparse.ArgumentParser, *, required: bool = True)
 
 
 def run_bot(args: argparse.Namespace) -> int:
+    parent = parent_of(os.environ)  # a bot a process of the hive started dies with it
+    if parent is not None and not hold(parent):
+        return 0  # it is gone already
     _configure_logging()
     hive, token = hive_and_key(args)
     if not hive:
@@ -157,33 +162,9 @@ def run_bot(args: argparse.Namespace) -> int:
             launch_id=None if args.launch_id is None else str(args.launch_id),
             on_message=log_message if args.messages else None,
         )
-        if os.environ.get(EXIT_WITH_PARENT_ENV) == "1":
-            watch_parent(worker.stop)
+        if parent is not None:
+            watch(parent, worker.stop)  # before registering: every phase is covered
         return serve(worker)
-
-
-EXIT_WITH_PARENT_ENV = "APIARY_EXIT_WITH_PARENT"
-
-
-def watch_parent(
-    stop: Callable[[], None], *, interval_s: float = 1.0, grace_s: float = 5.0
-) -> None:
-    """Stop when the process that started this bot is gone: a bot that ``apiary serve``
-    started must not outlive it, even when serve was killed with -9. The stop is graceful,
-    but bounded: the hive went with its parent, so reports and deregistration cannot land
-    (the hive finds the bot lost and re-runs what it held)."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        pace = threading.Event()
-        while os.getppid() == parent:
-            pace.wait(interval_s)  # pacing between looks at the parent
-        log.info("parent gone; stopping", extra={"action": "parent_gone"})
-        stop()
-        pace.wait(grace_s)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def serve(worker: BotWorker) -> int:

@@ -243,7 +243,10 @@ class HiveClient:
         *,
         pool: str | None = None,
         launch_id: str | None = None,
+        takes_messages: bool = True,
     ) -> Registration:
+        """``takes_messages``: whether this bot claims messages; only such a bot is sent any
+        (said only when false: a hive before the field took every bot for a recipient)."""
         body: dict[str, object] = {
             "name": name,
             "capabilities": list(capabilities),
@@ -254,6 +257,8 @@ class HiveClient:
             body["pool"] = pool
         if launch_id is not None:
             body["launch_id"] = launch_id
+        if not takes_messages:
+            body["takes_messages"] = False
         response = self._call(
             "POST",
             "/v1/bots",

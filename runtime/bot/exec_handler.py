@@ -5,6 +5,8 @@ The command is split like a shell would (``shlex``) but run without one, in a se
 is the result (JSON when it parses, else the text as a JSON string). Exit status 0 is
 success; anything else fails the task with the tail of stderr. When the deadline passes
 or stdout grows past the cap, the whole process group is killed and the task fails.
+The command inherits the bot's environment, less its keys (``KEPT_FROM_COMMAND``): a task's
+command has no business enrolling bots. The contract for users: docs/bots.md.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ MAX_OUTPUT_BYTES = 1 << 20
 STDERR_TAIL_CHARS = 2000
 _READ_CHUNK = 1 << 16
 _WRITE_CHUNK = 1 << 16
+KEPT_FROM_COMMAND = frozenset({"APIARY_BOT_TOKEN", "APIARY_KEY"})
+"""Environment variables that may hold the bot's key: the command does not see them."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,7 @@ def run_command(argv: list[str], stdin: bytes, timeout_s: float, max_output_byte
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            env={k: v for k, v in os.environ.items() if k not in KEPT_FROM_COMMAND},
         )
     except OSError as e:
         raise HandlerError(f"cannot run {argv[0]!r}: {e.strerror or e}") from None

@@ -258,6 +258,7 @@ class BotWorker:
                     self._version,
                     pool=self._pool_name,
                     launch_id=self._launch_id,
+                    takes_messages=self._on_message is not None,
                 )
             except Unavailable as e:
                 log.warning(

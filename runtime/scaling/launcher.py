@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID
+
+from runtime.bot.parent import Spawner, bot_command, tied_env
 
 
 @dataclass(frozen=True)
@@ -54,29 +55,29 @@ class Launcher(Protocol):
 
 
 class LocalProcessLauncher:
-    """``apiary bot`` processes on this machine, each in its own session, that exit with
-    this process (APIARY_EXIT_WITH_PARENT) so none outlives a crashed engine."""
+    """``apiary bot`` processes on this machine, each in its own session, tied to this
+    process (``runtime/bot/parent.py``): none outlives a crashed engine, whatever phase it
+    is in. They are started from the launcher's own thread (the autoscaler's loop thread
+    may end before they are stopped)."""
 
     def __init__(self, hive_url: str, enrolment_token: str, *, stop_grace_s: float = 15.0) -> None:
         self.name = f"local:{os.uname().nodename}:{os.getpid()}"
         self.hive_url = hive_url
         self.stop_grace_s = stop_grace_s
-        self._env = {
-            **os.environ,
-            "APIARY_HIVE_URL": hive_url,
-            "APIARY_BOT_TOKEN": enrolment_token,  # in the environment, never on a command line
-            "APIARY_EXIT_WITH_PARENT": "1",
-        }
+        self._env = tied_env(
+            {
+                **os.environ,
+                "APIARY_HIVE_URL": hive_url,
+                "APIARY_BOT_TOKEN": enrolment_token,  # in the environment, not a command line
+            }
+        )
+        self._spawner = Spawner()
         self._procs: dict[UUID, subprocess.Popen[bytes]] = {}
         self._stop_asked: dict[UUID, float] = {}
         self._lock = threading.Lock()
 
     def launch(self, launch_id: UUID, template: BotTemplate) -> None:
         args = [
-            sys.executable,
-            "-m",
-            "api.cli",
-            "bot",
             "--capabilities",
             ",".join(template.capabilities),
             "--max-concurrency",
@@ -92,7 +93,7 @@ class LocalProcessLauncher:
             args += ["--exec", template.exec_command]
         if template.messages:
             args.append("--messages")
-        proc = subprocess.Popen(args, env=self._env, start_new_session=True)
+        proc = self._spawner.popen(bot_command(args), self._env, start_new_session=True)
         with self._lock:
             self._procs[launch_id] = proc
 
@@ -145,3 +146,4 @@ class LocalProcessLauncher:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        self._spawner.close()

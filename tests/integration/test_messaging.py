@@ -15,7 +15,7 @@ from api.app import create_app
 from api.bootstrap import Node
 from api.settings import Settings
 from domain.cause import Cause
-from domain.errors import StaleDelivery
+from domain.errors import StaleDelivery, Undeliverable
 from domain.hive import MessageSpec, TaskSpec
 from domain.keys import Role
 from domain.messages import Message, MessageState
@@ -253,3 +253,74 @@ def test_message_counts_equal_a_group_by_over_the_view_and_after_a_rebuild(
     assert settled[0] == settled[1] == want
     rebuild_views(db_url, Settings(), "messages")
     assert counts() == settled
+
+
+def register_deaf(node: Node, caps: list[str], pool: str | None = None) -> UUID:
+    """A bot that does not take messages (``apiary bot`` without ``--messages``)."""
+    bot, _, _ = node.hive.fleet.register(
+        name="deaf",
+        capabilities=caps,
+        max_concurrency=1,
+        version_label="v1",
+        cause=ALICE,
+        pool=pool,
+        takes_messages=False,
+    )
+    node.liveness.renew(bot.id, 600)
+    return bot.id
+
+
+def test_a_capability_message_goes_only_to_a_bot_that_takes_messages(
+    node: Node, start_node: StartNode
+) -> None:
+    """Issue 11, finding 10: it used to reach a bot that never reads, and sit there."""
+    deaf, reader = register_deaf(node, ["chat"]), register(node, ["chat"])
+    sent = [send(node, to_capability="chat") for _ in range(3)]
+    assert [state(node, m).bot_id for m in sent] == [reader] * 3
+    wait_for(lambda: node.runners and all(r.healthy.is_set() for r in node.runners), what="views")
+    node.stop()
+    again = start_node()  # its live index starts from the fleet view: the flag is kept there
+    try:
+        assert deaf in again.index.live_bots()  # and it has the fewest messages, by far
+        assert state(again, send(again, to_capability="chat")).bot_id == reader
+    finally:
+        again.stop()
+
+
+def test_a_capability_only_deaf_bots_have_waits_like_one_nobody_has(
+    node: Node, clock: FakeClock
+) -> None:
+    register_deaf(node, ["rare"])
+    waiting = send(node, to_capability="rare", ttl_s=60)
+    assert state(node, waiting).state is MessageState.WAITING
+    reader = register(node, ["rare"])
+    wait_for(lambda: state(node, waiting).bot_id == reader, what="routing to the reader")
+    register_deaf(node, ["lonely"])
+    never = send(node, to_capability="lonely", ttl_s=60)
+    clock.advance(timedelta(seconds=60))
+    wait_for(lambda: state(node, never).state is MessageState.DEAD, what="expiry")
+    assert state(node, never).dead_reason == "undeliverable: no bot took it"
+
+
+def test_a_message_to_a_bot_that_does_not_take_messages_is_refused(node: Node) -> None:
+    deaf = register_deaf(node, ["chat"])
+    with pytest.raises(Undeliverable, match="does not take messages"):
+        send(node, to_bot=deaf)
+
+
+def test_a_pool_fans_out_only_to_its_bots_that_take_messages(node: Node) -> None:
+    register_deaf(node, ["x"], pool="quiet")
+    with pytest.raises(Undeliverable, match="no live bot that takes messages"):
+        send(node, to_pool="quiet")
+    deaf = register_deaf(node, ["x"], pool="mixed")
+    reader, _, _ = node.hive.fleet.register(
+        name="r",
+        capabilities=["x"],
+        max_concurrency=1,
+        version_label="v",
+        cause=ALICE,
+        pool="mixed",
+    )
+    sent = node.postman.send(MessageSpec("{}", to_pool="mixed"), ALICE).items
+    assert [m.bot_id for m in sent] == [reader.id]
+    assert claim(node, deaf) == []

@@ -207,6 +207,7 @@ class LogFleetReads:
                 deregistered_at=None,
                 pool=b.pool,
                 launch_id=b.launch_id,
+                takes_messages=b.takes_messages,
                 state_reason=None,
                 held=0,
                 version=b.version,

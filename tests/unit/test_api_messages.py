@@ -77,3 +77,40 @@ def test_sending_is_validated_like_tasks(world: World) -> None:
         "/v1/messages", json={"to_bot": b, "body": 1}, headers=world.auth("enrol")
     )
     assert_problem(response, 403, "forbidden")
+
+
+def test_a_bot_that_does_not_take_messages_says_so_and_is_sent_none(world: World) -> None:
+    response = world.client.post(
+        "/v1/bots",
+        json={
+            "name": "deaf",
+            "capabilities": ["code"],
+            "max_concurrency": 1,
+            "version": "1",
+            "takes_messages": False,
+        },
+        headers=world.auth("enrol"),
+    )
+    assert response.status_code == 201, response.text
+    deaf = response.json()["bot_id"]
+    reader, _ = register(world, "reader")
+    listed = world.client.get("/v1/bots", headers=world.auth("admin")).json()["items"]
+    assert {b["id"]: b["takes_messages"] for b in listed} == {deaf: False, reader: True}
+    response = world.client.post(
+        "/v1/messages", json={"to_bot": deaf, "body": 1}, headers=world.auth("client")
+    )
+    assert_problem(response, 409, "undeliverable")
+    [m] = send(world, "client", to_capability="code", body=1)["items"]
+    assert m["bot_id"] == reader
+    response = world.client.post(
+        "/v1/bots",
+        json={
+            "name": "x",
+            "capabilities": ["code"],
+            "max_concurrency": 1,
+            "version": "1",
+            "takes_messages": "yes",
+        },
+        headers=world.auth("enrol"),
+    )
+    assert_problem(response, 422, "validation-failed")

@@ -125,3 +125,36 @@ def test_a_registration_recorded_before_pools_existed_still_loads(hive: Hive) ->
     bot = event.mutate(None)
     assert isinstance(bot, Bot)
     assert (bot.name, bot.pool, bot.launch_id, bot.state) == ("veteran", None, None, "ready")
+
+
+def test_a_registration_recorded_before_bots_said_whether_they_take_messages_still_loads(
+    hive: Hive,
+) -> None:
+    """Version 2 of Bot.Registered had no ``takes_messages``: every bot was a recipient of
+    messages then, and the upcast keeps it so."""
+    bot_id = uuid4()
+    v2_state = {
+        "originator_id": str(bot_id),
+        "originator_version": 1,
+        "timestamp": "2027-01-01T00:00:00+00:00",
+        "originator_topic": get_topic(Bot),
+        "actor": "admin",
+        "request_id": "old",
+        "name": "listener",
+        "capabilities": ["chat"],
+        "max_concurrency": 1,
+        "version_label": "v0",
+        "pool": None,
+        "launch_id": None,
+        "class_version": 2,
+    }
+    stored = StoredEvent(
+        originator_id=bot_id,
+        originator_version=1,
+        topic=get_topic(Bot.Registered),
+        state=orjson.dumps(v2_state),
+    )
+    event = hive.mapper.to_domain_event(stored)
+    assert event.takes_messages is True
+    bot = event.mutate(None)
+    assert isinstance(bot, Bot) and bot.takes_messages is True

@@ -101,3 +101,14 @@ def _is_gone(pid: int, within_s: float) -> bool:
 def test_the_command_must_not_be_empty() -> None:
     with pytest.raises(ValueError, match="needs a command"):
         ExecHandler("   ")
+
+
+def test_the_command_does_not_see_the_bots_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APIARY_BOT_TOKEN", "apiary_secret")
+    monkeypatch.setenv("APIARY_KEY", "apiary_secret")
+    monkeypatch.setenv("MY_WORKER_SETTING", "kept")
+    names = ["APIARY_BOT_TOKEN", "APIARY_KEY", "MY_WORKER_SETTING"]
+    show = python(
+        "import json, os, sys; print(json.dumps([os.environ.get(n) for n in sys.argv[1:]]))", *names
+    )
+    assert ExecHandler(show)({}) == [None, None, "kept"]
