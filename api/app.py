@@ -60,6 +60,7 @@ def _document_problems_as_problem_json(app: FastAPI) -> None:
             schema = generate()
             for operations in schema.get("paths", {}).values():
                 for operation in operations.values():
+                    _document_rate_limit(operation.get("responses", {}))
                     for response in operation.get("responses", {}).values():
                         content = response.get("content", {})
                         if content.get("application/json", {}).get("schema") == PROBLEM_REF:
@@ -67,3 +68,26 @@ def _document_problems_as_problem_json(app: FastAPI) -> None:
         return app.openapi_schema or generate()
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+RATE_LIMIT_HEADERS = {
+    "Retry-After": "seconds until a request would be admitted",
+    "RateLimit-Limit": "the bucket's burst",
+    "RateLimit-Remaining": "requests left now (0)",
+    "RateLimit-Reset": "seconds until the bucket is full again",
+}
+
+
+def _document_rate_limit(responses: dict[str, Any]) -> None:
+    """Whatever authenticates (answers 401) is rate limited too (``api.throttle``): per key,
+    and per address for failed authentication. So 429 is listed wherever 401 is."""
+    if "401" not in responses or "429" in responses:
+        return
+    responses["429"] = {
+        "description": "Too Many Requests",
+        "headers": {
+            name: {"description": text, "schema": {"type": "integer"}}
+            for name, text in RATE_LIMIT_HEADERS.items()
+        },
+        "content": {"application/json": {"schema": PROBLEM_REF}},
+    }

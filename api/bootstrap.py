@@ -389,6 +389,10 @@ class Node:
         from api.auth import KeyRing
         from api.container import Container
         from api.metrics import HiveCollector, Scrape
+        from api.throttle import Throttle
+
+        throttle = Throttle()  # the API's rate limits, as the config in force says
+        self.config.on_change(throttle.configure)
 
         return Container(
             settings_now=self.settings_now,
@@ -419,6 +423,7 @@ class Node:
             messages=self.messages,
             postman=self.postman,
             message_reads=MessageReads(self.pool),
+            throttle=throttle,
         )
 
 

@@ -29,6 +29,7 @@ from api.ports import (
     TaskReads,
 )
 from api.settings import Settings
+from api.throttle import Throttle
 from domain.hive import Committed, Hive
 from store.health import DatabaseGate
 
@@ -61,6 +62,7 @@ class Container:
     dashboard: DashboardReads | None = None  # None: the dashboard is not served
     history: History | None = None
     broadcast: ViewBroadcast = field(default_factory=ViewBroadcast)
+    throttle: Throttle = field(default_factory=Throttle)  # rate limits (the config's)
     config_version: Callable[[], int] = lambda: 0  # the config version this process applied
 
     @property
