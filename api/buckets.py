@@ -5,7 +5,7 @@ is refused with the time until the next one. A bucket is two floats, updated in 
 taking a token allocates nothing but the result; a key's first request makes its bucket.
 Why not the ``limits`` library: it has no token bucket (its windows are whole seconds),
 and its in-memory storage starts a new thread every 10 ms while it is hit and takes a lock
-per key; measured against this, ``python -m tests.bench.limiter`` (docs/benchmarks.md).
+per key; measured against this: ``python -m tests.bench.limiter``.
 
 Thread-safe: routes that run in the thread pool (the dashboard's sign-in) use it too.
 The lock is held for a few float operations, never across an await.
