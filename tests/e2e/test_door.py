@@ -112,15 +112,17 @@ def test_idle_and_trickling_connections_are_closed(make_hive: Callable[..., Hive
 
     def hold_300_connections() -> None:
         selector = selectors.DefaultSelector()
+        since: dict[socket.socket, float] = {}  # when its timeout began: open, or last answer
         for kind in closed_after:
             for _ in range(100):
                 opened = time.monotonic()
                 s = connect(hive)
+                since[s] = opened
                 if kind == "trickling":
                     s.sendall(b"GET /healthz HTTP/1.1\r\nHost: hive\r\n")
                 if kind == "kept alive":
                     s.sendall(b"GET /healthz HTTP/1.1\r\nHost: hive\r\n\r\n")
-                selector.register(s, selectors.EVENT_READ, (kind, opened))
+                selector.register(s, selectors.EVENT_READ, kind)
         deadline = time.monotonic() + header_timeout_s + 8
         while selector.get_map() and time.monotonic() < deadline:
             for key, _ in selector.select(timeout=0.2):
@@ -131,13 +133,14 @@ def test_idle_and_trickling_connections_are_closed(make_hive: Callable[..., Hive
                 except ConnectionResetError:
                     data = b""
                 if data:  # an answer (the kept-alive one's, or a 408): not closed yet
+                    if key.data == "kept alive":  # idle from its answer on
+                        since[s] = time.monotonic()
                     continue
-                kind, opened = key.data
-                closed_after[kind].append(time.monotonic() - opened)
+                closed_after[key.data].append(time.monotonic() - since[s])
                 selector.unregister(s)
                 s.close()
             for key in list(selector.get_map().values()):  # one more byte of a header each
-                if key.data[0] == "trickling":
+                if key.data == "trickling":
                     with contextlib.suppress(OSError):  # closed meanwhile: seen next round
                         key.fileobj.send(b"x")  # type: ignore[union-attr]
         for key in list(selector.get_map().values()):
