@@ -126,19 +126,19 @@ def test_idle_and_trickling_connections_are_closed(make_hive: Callable[..., Hive
         deadline = time.monotonic() + header_timeout_s + 8
         while selector.get_map() and time.monotonic() < deadline:
             for key, _ in selector.select(timeout=0.2):
-                s = key.fileobj
-                assert isinstance(s, socket.socket)
+                held = key.fileobj
+                assert isinstance(held, socket.socket)
                 try:
-                    data = s.recv(65536)
+                    data = held.recv(65536)
                 except ConnectionResetError:
                     data = b""
                 if data:  # an answer (the kept-alive one's, or a 408): not closed yet
                     if key.data == "kept alive":  # idle from its answer on
-                        since[s] = time.monotonic()
+                        since[held] = time.monotonic()
                     continue
-                closed_after[key.data].append(time.monotonic() - since[s])
-                selector.unregister(s)
-                s.close()
+                closed_after[key.data].append(time.monotonic() - since[held])
+                selector.unregister(held)
+                held.close()
             for key in list(selector.get_map().values()):  # one more byte of a header each
                 if key.data == "trickling":
                     with contextlib.suppress(OSError):  # closed meanwhile: seen next round
