@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.container import container_of
 from api.errors import Forbidden, Unauthorized
+from api.throttle import address_of, throttle_of
 from domain.cause import Cause
 from domain.hive import Hive
 from domain.keys import ApiKey, Role, parse_token, secret_matches
@@ -193,16 +194,22 @@ async def authenticate(
 ) -> Principal:
     """401 unless the request carries a live key; the principal is noted for the access log.
     Async, so a cached key costs no hop to the thread pool (every request asks); a key not
-    cached is read from the log there, off the event loop."""
+    cached is read from the log there, off the event loop. Rate limited (``api.throttle``):
+    per key, and per client address for failures (429)."""
+    throttle, address = throttle_of(request), address_of(request)
+    throttle.refuse_failing(address)
     if credentials is None:
+        throttle.failed(address)
         raise Unauthorized("an Authorization: Bearer <API key> header is required")
     keys, token = key_ring(request), credentials.credentials
     principal = keys.cached(token)
     if principal is MISS:
         principal = await run_in_threadpool(keys.resolve, token)
     if principal is None:
+        throttle.failed(address)
         raise Unauthorized("the API key is not valid (unknown, malformed, revoked or expired)")
     request.state.principal = principal.actor
+    throttle.admit(principal)
     return principal
 
 

@@ -396,6 +396,10 @@ class Node:
         from api.container import Container
         from api.dashboard.session_book import SessionBook
         from api.metrics import HiveCollector, Scrape
+        from api.throttle import Throttle
+
+        throttle = Throttle()  # the API's rate limits, as the config in force says
+        self.config.on_change(throttle.configure)
 
         return Container(
             settings_now=self.settings_now,
@@ -428,6 +432,7 @@ class Node:
             postman=self.postman,
             message_reads=MessageReads(self.pool),
             key_reads=KeyReads(self.pool),
+            throttle=throttle,
         )
 
 

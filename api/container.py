@@ -30,6 +30,7 @@ from api.ports import (
     TaskReads,
 )
 from api.settings import Settings
+from api.throttle import Throttle
 from domain.hive import Committed, Hive
 from store.health import DatabaseGate
 
@@ -65,6 +66,7 @@ class Container:
     history: History | None = None
     sessions: SessionBook | None = None  # the dashboard's sign-ins
     broadcast: ViewBroadcast = field(default_factory=ViewBroadcast)
+    throttle: Throttle = field(default_factory=Throttle)  # rate limits (the config's)
     config_version: Callable[[], int] = lambda: 0  # the config version this process applied
 
     @property

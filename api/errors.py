@@ -8,6 +8,7 @@ and nowhere else. Problems never echo the request body or a token.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -69,6 +70,7 @@ HTTP_SLUGS: dict[int, str] = {
     413: "payload-too-large",
     415: "unsupported-media-type",
     428: "precondition-required",
+    429: "rate-limited",
 }
 
 DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
@@ -151,6 +153,26 @@ class PayloadTooLarge(ApiProblem):
             super().__init__(413, detail, items=list(items))
         else:
             super().__init__(413, detail)
+
+
+class RateLimited(ApiProblem):
+    """Over a rate limit (a token bucket): when to try again, as ``Retry-After`` and the
+    RateLimit header fields (``RateLimit-Limit``: the burst; ``RateLimit-Remaining``: 0;
+    ``RateLimit-Reset``: seconds until the bucket is full again), in whole seconds."""
+
+    slug = "rate-limited"
+
+    def __init__(self, detail: str, *, retry_after_s: float, full_after_s: float, limit: int):
+        super().__init__(
+            429,
+            detail,
+            headers={
+                "Retry-After": str(max(1, math.ceil(retry_after_s))),
+                "RateLimit-Limit": str(limit),
+                "RateLimit-Remaining": "0",
+                "RateLimit-Reset": str(max(1, math.ceil(full_after_s))),
+            },
+        )
 
 
 class PreconditionRequired(ApiProblem):

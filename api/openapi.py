@@ -9,7 +9,10 @@ really do:
 - a query parameter the route does not take: 422 (``api.query``), on every operation;
 - FastAPI's own 422 for a bad parameter: a problem like every other, not its
   ``HTTPValidationError`` under ``application/json``;
-- a bug: 500, a problem naming the request id.
+- a bug: 500, a problem naming the request id;
+- too many requests: 429 with ``Retry-After`` and the RateLimit headers, wherever 401 is
+  (whatever authenticates is rate limited: per key, and per address for failures,
+  ``api.throttle``).
 
 Every problem is listed as ``application/problem+json``, the media type it is served with.
 ``tests/integration/test_api_schema.py`` holds the API to this document.
@@ -65,6 +68,8 @@ def _with_door_problems(schema: dict[str, Any]) -> dict[str, Any]:
             for status, applies in DOOR_PROBLEMS.items():
                 if applies(operation) and str(status) not in responses:
                     responses[str(status)] = _problem(status)
+            if "401" in responses and "429" not in responses:
+                responses["429"] = _rate_limited()
             for status, response in responses.items():
                 content = response.get("content", {})
                 json_schema = content.get("application/json", {}).get("schema")
@@ -75,6 +80,24 @@ def _with_door_problems(schema: dict[str, Any]) -> dict[str, Any]:
     for name in FASTAPI_422_SCHEMAS:  # nothing refers to them any more
         components.pop(name, None)
     return schema
+
+
+RATE_LIMIT_HEADERS = {
+    "Retry-After": "seconds until a request would be admitted",
+    "RateLimit-Limit": "the bucket's burst",
+    "RateLimit-Remaining": "requests left now (0)",
+    "RateLimit-Reset": "seconds until the bucket is full again",
+}
+
+
+def _rate_limited() -> dict[str, Any]:
+    return {
+        **_problem(429),
+        "headers": {
+            name: {"description": text, "schema": {"type": "integer"}}
+            for name, text in RATE_LIMIT_HEADERS.items()
+        },
+    }
 
 
 def _problem(status: int) -> dict[str, Any]:

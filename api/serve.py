@@ -99,6 +99,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def run_http(node: Node, settings: Settings, fleet: DemoFleet, admin: AdminKey) -> None:
     from api.app import create_app
+    from api.door import DoorLimits, door
     from store.database import describe_target
 
     base = f"http://{settings.host}:{settings.port}"
@@ -120,7 +121,11 @@ def run_http(node: Node, settings: Settings, fleet: DemoFleet, admin: AdminKey) 
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=door(
+            DoorLimits(settings.max_head_bytes, settings.max_headers, settings.header_timeout_s)
+        ),
+        timeout_keep_alive=settings.keep_alive_s,
+        limit_concurrency=settings.max_connections,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,

@@ -35,6 +35,19 @@ class Settings(BaseSettings, Knobs):
     db_lock_timeout_s: int = Field(default=5, ge=1)
     retry_after_s: int = Field(default=2, ge=1, description="Retry-After on 503")
 
+    # The door (api/door.py): what a connection must do before any key is checked.
+    max_head_bytes: int = Field(
+        default=16 * 1024, ge=1024, le=1024 * 1024, description="request line + headers (431)"
+    )
+    max_headers: int = Field(default=100, ge=10, le=1000, description="headers per request (431)")
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="a request head must be complete within this"
+    )
+    keep_alive_s: int = Field(default=5, ge=1, le=300, description="an idle connection is closed")
+    max_connections: int | None = Field(
+        default=None, ge=1, description="open connections and requests at once; over it, 503"
+    )
+
     pools_file: Path | None = Field(default=None, description="scaling pools, as TOML")
     hive_url: str | None = Field(
         default=None, description="where launched bots reach the API (default: host:port)"

@@ -23,6 +23,30 @@ Weight = Annotated[float, Field(ge=0, le=1)]
 MAX_BATCH_CEILING = 100_000  # what max_batch may be raised to (the API documents it)
 
 
+class RateLimit(BaseModel):
+    """A token bucket: up to ``burst`` requests at once, ``per_s`` a second after that."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    per_s: float = Field(gt=0, le=1_000_000)
+    burst: int = Field(ge=1, le=1_000_000)
+
+
+class RateLimits(BaseModel):
+    """Per key, by its role (a bot's own key is a bucket per bot; an enrolment key's is
+    shared by every bot it registers), and per client address for what anyone may try.
+    Each API process keeps its own buckets: N API processes admit N times these."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    admin: RateLimit = RateLimit(per_s=2000, burst=4000)
+    client: RateLimit = RateLimit(per_s=1000, burst=2000)
+    enrolment: RateLimit = RateLimit(per_s=100, burst=500)
+    bot: RateLimit = RateLimit(per_s=2000, burst=4000)  # heartbeats and claims, in a drain
+    failed_auth: RateLimit = RateLimit(per_s=10, burst=20)  # 401s, per client address
+    sign_in: RateLimit = RateLimit(per_s=10, burst=20)  # dashboard sign-ins, per address
+
+
 class Knobs(BaseModel):
     """The document. Unknown names are refused, so a typo never passes silently."""
 
@@ -31,6 +55,9 @@ class Knobs(BaseModel):
     # -- what a request may carry -------------------------------------------------------
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
     max_batch: int = Field(default=1000, ge=1, le=MAX_BATCH_CEILING, description="items per batch")
+    rate_limits: RateLimits = Field(
+        default=RateLimits(), description="token buckets per key's role and per address"
+    )
     # -- leases and waits ---------------------------------------------------------------
     bot_lease_ttl_s: float = Field(
         default=5.0, gt=0, le=3600, description="silence before a bot is lost"

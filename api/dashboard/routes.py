@@ -48,6 +48,7 @@ from api.schemas.messages import MessagePublic
 from api.schemas.metrics import StagesPublic
 from api.schemas.processes import ProcessPublic
 from api.schemas.schedules import SchedulePublic
+from api.throttle import limit_sign_in
 from domain.errors import NotFound
 from domain.tasks import TaskState
 from store.processes import health_of
@@ -85,6 +86,7 @@ def sign_in_form() -> HTMLResponse:
 def sign_in(body: SignIn, request: Request, response: Response, rid: RequestId) -> SignedIn:
     """Open a session with a client or admin key; the cookie holds the session's token.
     A session the browser held until now is closed: its cookie is about to be replaced."""
+    limit_sign_in(request)  # 429 when this address signs in too often (api.throttle)
     principal = principal_for(request, body.key)
     if principal is None:
         raise SignInNeeded()

@@ -514,11 +514,11 @@ class HiveClient:
                 reason = str(e)
                 failure: Exception | None = e
             else:
-                if response.status != 503:
+                if response.status not in WAIT_AND_RETRY:
                     self._heard_config(response)
                     return response
                 retry_after = _retry_after(response)
-                reason, failure = "503 Service Unavailable", None
+                reason, failure = f"{response.status} {_reason(response.status)}", None
             delay = self._backoff(attempt, retry_after)
             if self._closed.is_set() or time.monotonic() + delay > deadline:
                 raise Unavailable(retry_after, f"{action}: {reason}") from failure
@@ -594,6 +594,11 @@ def _refused_item(item: object) -> RefusedItem:
     task_id = item.get("task_id", item.get("id"))
     reason = item.get("reason") or item.get("detail") or item.get("title") or "refused"
     return RefusedItem(str(task_id), str(reason))
+
+
+# Answers that say "not now": the hive is unavailable (503) or this bot is over its rate
+# limit (429); either way the request is sent again after Retry-After, within the deadline.
+WAIT_AND_RETRY = frozenset({429, 503})
 
 
 def _retry_after(response: Response) -> float | None:

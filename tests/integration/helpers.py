@@ -12,9 +12,11 @@ import psycopg
 
 from api.bootstrap import Node, open_hive, views
 from api.settings import Settings
+from domain.cause import Cause
 from domain.hive import Hive
 from domain.tasks import Task, TaskState
 from projections.runner import ProjectionRunner, View
+from runtime.config import Knobs
 from tests.pg import create_database, drop_database, unique_database_name
 from tests.waiting import wait_for
 
@@ -82,3 +84,14 @@ def served_hive(server_url: str, template: str) -> Iterator[Node]:
     finally:
         node.stop()
         drop_database(server_url, name)
+
+
+def change_config(node: Node, cause: Cause, reason: str = "tuning", **knobs: Any) -> int:
+    """A new config version with ``knobs`` changed, once ``node`` has it in force; returns
+    its number."""
+    current = node.hive.config.current()
+    document = Knobs.parse(current.document).with_changes(knobs).document()
+    node.hive.config.change(document, current.version, reason, cause)
+    version = current.version + 1
+    wait_for(lambda: node.config.version >= version, what=f"config version {version} in force")
+    return version

@@ -106,6 +106,7 @@ class FakeHive:
         self.tasks: dict[str, FakeTask] = {}
         self.calls: list[Call] = []
         self.unavailable: dict[str, int] = {}  # action -> 503s still to answer
+        self.throttled: dict[str, int] = {}  # action -> 429s still to answer
         self.lost_answers: dict[str, int] = {}  # action -> answers lost after it was applied
         self.cancel_when_claimed: set[str] = set()  # a client cancels right after the claim
         self.cancel_when_started: set[str] = set()  # ... or right after the start
@@ -190,6 +191,9 @@ class FakeHive:
         if self.unavailable.get(action, 0) > 0:
             self.unavailable[action] -= 1
             return action, bot_id, _problem(503, "unavailable", headers={"Retry-After": "0"})
+        if self.throttled.get(action, 0) > 0:
+            self.throttled[action] -= 1
+            return action, bot_id, _problem(429, "rate-limited", headers={"Retry-After": "0"})
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
         if token is None:
@@ -748,6 +752,15 @@ def test_client_retries_503_with_the_same_request_id(hive: FakeHive) -> None:
     assert len({c.request_id for c in registers}) == 1
     assert registration.heartbeat_interval_s == hive.heartbeat_interval_s
     assert registration.token not in repr(registration)
+
+
+def test_client_waits_out_a_rate_limit_like_an_outage(hive: FakeHive) -> None:
+    hive.throttled["register"] = 2
+    with hive.client() as client:
+        client.register("bot-a", ["noop"], 2, "v1")
+    registers = hive.calls_to("register")
+    assert [c.status for c in registers] == [429, 429, 201]
+    assert len({c.request_id for c in registers}) == 1
 
 
 def test_client_gives_up_after_its_deadline(hive: FakeHive) -> None:
