@@ -59,7 +59,7 @@ class Lifecycle:
                 t.join(timeout=JOIN_S)
                 if t.is_alive():
                     log.warning(
-                        "thread did not stop", extra={"action": "thread_stuck", "thread": name}
+                        "thread did not stop", extra={"action": "thread_stuck", "thread_name": name}
                     )
 
         self.add(name, start, stop)
