@@ -14,7 +14,6 @@ the rest of what they say goes to stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -23,7 +22,7 @@ from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
 
-from api.http_cli import call_api
+from api.http_cli import call_api, emit
 from api.settings import Settings
 
 PROG = "apiary keys"
@@ -38,15 +37,15 @@ WAYS = (
     "is issued."
 )
 COLUMNS = (
-    ("id", "ID"),
-    ("name", "NAME"),
-    ("role", "ROLE"),
-    ("state", "STATE"),
-    ("bot_id", "BOT"),
-    ("created_by", "CREATED BY"),
-    ("created_at", "CREATED"),
-    ("expires_at", "EXPIRES"),
-    ("last_used_at", "LAST USED"),
+    ("ID", "id"),
+    ("NAME", "name"),
+    ("ROLE", "role"),
+    ("STATE", "state"),
+    ("BOT", "bot_id"),
+    ("CREATED BY", "created_by"),
+    ("CREATED", "created_at"),
+    ("EXPIRES", "expires_at"),
+    ("LAST USED", "last_used_at"),
 )
 
 
@@ -188,42 +187,17 @@ def _in_database(args: argparse.Namespace, settings: Settings) -> tuple[int, Any
 
 
 def show(args: argparse.Namespace, answer: Any) -> None:
-    if args.json:
-        print(json.dumps(answer, indent=2))
+    """The answer as the other commands show theirs (``api.http_cli.emit``); a new token
+    alone on stdout, for a script to keep, and what it is on stderr."""
+    if args.json or args.keys not in ("create", "rotate"):
+        emit(args, answer, COLUMNS if args.keys == "list" else None)
+        if args.keys == "revoke" and not args.json:
+            print(f"key {answer['id']} revoked", file=sys.stderr)
         return
-    match args.keys:
-        case "list":
-            print(table(answer["items"]))
-            if answer.get("next_cursor"):
-                print(f"(more: --cursor {answer['next_cursor']})", file=sys.stderr)
-        case "create" | "rotate":
-            print(answer["token"])
-            replaced = f", replacing {answer['replaces']}" if answer.get("replaces") else ""
-            print(
-                f"key {answer['id']} ({answer['role']}, {answer['name']}{replaced}) - "
-                "shown once; only its hash is stored",
-                file=sys.stderr,
-            )
-        case "revoke":
-            print(f"key {answer['id']} revoked")
-        case _:
-            print("\n".join(f"{k}: {'-' if v is None else v}" for k, v in answer.items()))
-
-
-def table(items: list[dict[str, Any]]) -> str:
-    """The keys as aligned columns, for people."""
-    rows = [[title for _, title in COLUMNS]]
-    rows += [[_cell(item.get(field)) for field, _ in COLUMNS] for item in items]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    print(answer["token"])
+    replaced = f", replacing {answer['replaces']}" if answer.get("replaces") else ""
+    print(
+        f"key {answer['id']} ({answer['role']}, {answer['name']}{replaced}) - "
+        "shown once; only its hash is stored",
+        file=sys.stderr,
     )
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    text = str(value)
-    if len(text) > 19 and text[10:11] == "T":  # an RFC 3339 time: to the second
-        return text[:19].replace("T", " ")
-    return text
