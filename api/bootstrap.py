@@ -379,6 +379,7 @@ class Node:
     def stop(self) -> None:
         self.stop_scaling()
         self.lifecycle.stop()
+        self.gate.close()
         self.hive.close()
 
     def check(self) -> dict[str, str]:

@@ -9,8 +9,10 @@ pool may sit empty for seconds more (measured: 6-8 s before the hive served agai
 
 A ``GatedPool`` follows a ``DatabaseGate`` (``store/health.py``) instead:
 
-- its first sign of an outage (a broken connection handed back, a failed connect) shuts
-  the gate;
+- its first sign of an outage shuts the gate: a failed connect, or a broken connection
+  handed back when the database does not answer the gate's probe at once either (if it
+  does, the server restarted: the pool only drops its idle connections, as old as the
+  broken one);
 - when the gate shuts, the pool drops its idle connections (they are dead, or about to
   be) and refuses every client waiting for one (``DatabaseUnavailable``, at once), and
   while it is shut ``getconn`` refuses at once too;
@@ -63,8 +65,10 @@ class GatedPool(ConnectionPool[Any]):
         return super().getconn(timeout)
 
     def putconn(self, conn: Any) -> None:
-        if conn.broken:  # its server went away under it
-            self.gate.failed()
+        if conn.broken and not self.gate.down:  # its server went away under it, or restarted
+            self.gate.suspect()  # shut (and so drained) if the database does not answer
+            if not self.gate.down:
+                self.drain()  # it restarted: the idle connections are as old as this one
         super().putconn(conn)
 
     def _connect(self, timeout: float | None = None) -> Any:

@@ -60,8 +60,10 @@ class DatabaseGate:
         self.on_down: list[Callable[[], None]] = []  # told (in the failing thread) it shut
         self.on_up: list[Callable[[], None]] = []  # told (in the probe's thread) it opened
         self._down = threading.Event()
+        self._closed = threading.Event()  # set: probe no more (the process stops)
         self._lock = threading.Lock()
         self._probe: threading.Thread | None = None
+        self._random = random.Random()  # the jitter's own: the global one stays untouched
 
     @property
     def down(self) -> bool:
@@ -87,19 +89,33 @@ class DatabaseGate:
         self._probe = threading.Thread(target=self._wait_for_database, daemon=True, name="db-probe")
         self._probe.start()
 
+    def suspect(self) -> None:
+        """A connection broke: shut the gate unless the database answers now (so a restart
+        already over, or one connection ended by an administrator, costs no outage)."""
+        if self._down.is_set():
+            return
+        try:
+            self.probe()
+        except Exception:  # any failure to answer means: away (the gate says so)
+            self.failed()
+
     def pauses(self) -> Iterator[float]:
         """The pauses before each probe: doubling from ``first_pause`` to ``probe_interval``,
         each jittered."""
         nominal = self.first_pause
         while True:
-            yield nominal * random.uniform(1 - JITTER, 1 + JITTER)
+            yield nominal * self._random.uniform(1 - JITTER, 1 + JITTER)
             nominal = min(nominal * 2, self.probe_interval)
 
+    def close(self) -> None:
+        """The process stops: a probe running gives up (the gate stays as it is)."""
+        self._closed.set()
+
     def _wait_for_database(self) -> None:
-        pacing = threading.Event()  # never set: waiting on it paces the probes
         last_error = ""
         for pause in self.pauses():
-            pacing.wait(pause)
+            if self._closed.wait(pause):  # pacing between probes, cut short by close()
+                return
             try:
                 self.probe()
             except Exception as e:  # any failure means: not back yet (said once per kind)

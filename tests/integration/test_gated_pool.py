@@ -21,8 +21,10 @@ OUTAGE_S = 3.5
 
 
 @pytest.fixture
-def gate(db_url: str) -> DatabaseGate:
-    return DatabaseGate(postgres_probe(db_url))
+def gate(db_url: str) -> Iterator[DatabaseGate]:
+    gate = DatabaseGate(postgres_probe(db_url))
+    yield gate
+    gate.close()  # a probe still running (the test ended in an outage) stops
 
 
 def gated(db_url: str, gate: DatabaseGate, *, size: int, timeout: float) -> GatedPool:
@@ -60,6 +62,21 @@ def test_a_broken_connection_shuts_the_gate_and_the_next_client_is_refused_at_on
         with pytest.raises(DatabaseUnavailable):
             pool.getconn()
         assert time.monotonic() - began < 0.1
+
+
+def test_a_connection_broken_by_a_restart_already_over_costs_no_outage(
+    db_url: str, gate: DatabaseGate, pool: GatedPool
+) -> None:
+    """The server dropped every connection, and answers again: the gate stays open, the
+    pool drops its idle connections (as old as the broken one), and serves at once."""
+    with outage(db_url):
+        pass  # every open connection of the database ends; new ones are let in again
+    with pytest.raises(psycopg.OperationalError), pool.connection() as conn:
+        conn.execute("SELECT 1")
+    assert not gate.down
+    with pool.connection(timeout=2) as one, pool.connection(timeout=2) as other:
+        one.execute("SELECT 1")  # both connections of the pool: fresh ones
+        other.execute("SELECT 1")
 
 
 def test_clients_waiting_for_a_connection_are_refused_when_the_gate_shuts(

@@ -40,3 +40,20 @@ def test_watchers_hear_the_gate_shut_once_and_open_once() -> None:
     back.set()
     wait_for(lambda: heard == ["down", "up"], timeout=5, what="the gate to open")
     assert not gate.down
+
+
+def test_a_suspicion_shuts_the_gate_only_when_the_probe_fails_too() -> None:
+    answers = threading.Event()
+    answers.set()
+
+    def probe() -> None:
+        if not answers.is_set():
+            raise ConnectionError("away")
+
+    gate = DatabaseGate(probe, probe_interval=0.01, first_pause=0.005)
+    gate.suspect()
+    assert not gate.down
+    answers.clear()
+    gate.suspect()
+    assert gate.down
+    gate.close()
