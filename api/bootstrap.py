@@ -59,7 +59,8 @@ from runtime.scaling.launcher import Launcher
 from runtime.scaling.scaler import Autoscaler
 from store.database import eventsourcing_env
 from store.follower import RecentEvents
-from store.health import DatabaseGate, postgres_probe
+from store.gated_pool import GatedPool, gate_datastore
+from store.health import DatabaseGate, DatabaseUnavailable, postgres_probe
 from store.history import History
 from store.key_use import KeyUse, KeyUseWriter
 from store.leadership import Leadership
@@ -101,8 +102,19 @@ def hive_env(url: str, settings: Settings) -> dict[str, str]:
     }
 
 
-def open_hive(url: str, settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> Hive:
-    return Hive(env=hive_env(url, settings), clock=clock)
+def open_hive(
+    url: str,
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    gate: DatabaseGate | None = None,
+) -> Hive:
+    """The hive's log; with ``gate``, its connections are a ``GatedPool``'s (a server's
+    process: fail fast while the database is away, reconnect the moment it is back)."""
+    hive = Hive(env=hive_env(url, settings), clock=clock)
+    if gate is not None:
+        gate_datastore(cast(HiveRecorder, hive.recorder).datastore, gate)
+    return hive
 
 
 def views(settings: Settings | None = None, features: list[Feature] = FEATURES) -> list[View]:
@@ -132,9 +144,10 @@ class Node:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         self.settings, self.url, self.role, self.clock = settings, url, role, clock
         s = settings
-        self.hive = open_hive(url, s, clock=clock)
+        self.gate = DatabaseGate(postgres_probe(url))
+        self.hive = open_hive(url, s, clock=clock, gate=self.gate)
         self.recorder = cast(HiveRecorder, self.hive.recorder)
-        self.pool: ConnectionPool[Any] = ConnectionPool(
+        self.pool: ConnectionPool[Any] = GatedPool(
             url,
             min_size=1,
             max_size=s.db_pool_size,
@@ -142,6 +155,7 @@ class Node:
             name="reads",
             timeout=s.db_connect_timeout_s,
             kwargs={"connect_timeout": s.db_connect_timeout_s, "autocommit": True},
+            gate=self.gate,
         )
         self.lifecycle = Lifecycle()
         self.ready_within_s = 60.0
@@ -172,7 +186,6 @@ class Node:
         self.schedule_positions = ViewPositions(self.pool, url, ("schedules",))
         self.broadcast = ViewBroadcast()  # the dashboard's live stream
         self.positions.listeners.append(self.broadcast.heard)
-        self.gate = DatabaseGate(postgres_probe(url))
         self.mode_watch = ModeWatch(lambda: checks_of(self, self.gate), self.broadcast.mode_changed)
         # -- the autoscaler: started once HTTP listens (launched bots need it) ---------
         self.scaler: Autoscaler | None = None
@@ -294,7 +307,7 @@ class Node:
                 return
             try:
                 self.beat()
-            except psycopg.Error as e:  # the database is away: readiness says so
+            except (psycopg.Error, DatabaseUnavailable) as e:  # away: readiness says so
                 log.warning(
                     "process beat failed",
                     extra={"action": "beat_failed", "error": type(e).__name__},
@@ -373,6 +386,7 @@ class Node:
     def stop(self) -> None:
         self.stop_scaling()
         self.lifecycle.stop()
+        self.gate.close()
         self.hive.close()
 
     def check(self) -> dict[str, str]:

@@ -256,7 +256,9 @@ def install(app: FastAPI, *, retry_after_s: int) -> None:
 
     async def database_unavailable(request: Request, exc: Exception) -> Response:
         request.app.state.container.gate.failed()
-        logger.warning(
+        # Refused by the gate: the outage was said once (db_down), not once per request.
+        logger.log(
+            logging.DEBUG if isinstance(exc, DatabaseUnavailable) else logging.WARNING,
             "database unavailable: %s",
             type(exc).__name__,
             extra={"action": "http_database_unavailable", "request_id": request_id_of(request)},

@@ -2,7 +2,8 @@
 
 Start: schema, node (views, live index, loops), HTTP; demo bots once HTTP listens. Stop
 (first signal): the demo bots finish what they hold and deregister while HTTP still
-serves them, waiting claims answer, HTTP stops, the node stops, then the embedded
+serves them, waiting claims answer and the dashboard's streams end (so the graceful stop
+waits for no open request, and cancels none), HTTP stops, the node stops, then the embedded
 database. A second signal stops at once.
 """
 
@@ -115,6 +116,7 @@ def run_http(node: Node, settings: Settings, fleet: DemoFleet, admin: AdminKey) 
         fleet.stop()
         node.claims.close()
         node.messages.close()
+        node.broadcast.close()
 
     config = uvicorn.Config(
         create_app(node.container()),

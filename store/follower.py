@@ -19,6 +19,8 @@ import psycopg
 from eventsourcing.persistence import InterfaceError, Notification, OperationalError
 from psycopg.sql import SQL, Identifier
 
+from store.health import DatabaseUnavailable
+
 log = logging.getLogger(__name__)
 
 
@@ -199,7 +201,7 @@ def read_page(
         )
         full = len(items) == page_size
         return Page(items, items[-1].id if full else head)
-    except (OperationalError, InterfaceError) as e:
+    except (OperationalError, InterfaceError, DatabaseUnavailable) as e:
         log.warning(
             "log unreadable; will retry",
             extra={"action": "follow_retry", "error": type(e).__name__},

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +51,21 @@ def pg_server_url() -> Iterator[str]:
         yield url
     finally:
         server.stop()
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """A private temp dir outside pytest's basetemp, for a server of the test's own.
+
+    When we run as root the server runs as another account that must traverse the
+    path; a concurrently starting pytest session re-chmods /tmp/pytest-of-<user> to
+    0700 (and prunes old numbered dirs), which would pull the floor from under it.
+    """
+    path = Path(tempfile.mkdtemp(prefix="apiary-test-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
 
 
 def unique_database_name(prefix: str) -> str:

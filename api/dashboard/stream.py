@@ -29,6 +29,7 @@ class ViewBroadcast:
         self._streams: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self.positions: dict[str, int] = {}
         self.mode: dict[str, Any] | None = None
+        self.closed = False
 
     def heard(self, view: str, position: int) -> None:
         """From the LISTEN thread: remember, and wake every stream."""
@@ -40,6 +41,13 @@ class ViewBroadcast:
         """From the mode watch: remember, and wake every stream."""
         with self._lock:
             self.mode = mode
+        self._wake()
+
+    def close(self) -> None:
+        """Shutting down: every open stream ends now (and one opened later at once), so
+        that the server's graceful stop waits for none of them."""
+        with self._lock:
+            self.closed = True
         self._wake()
 
     def _wake(self) -> None:
@@ -61,7 +69,7 @@ class ViewBroadcast:
             yield b"retry: 2000\n\n"
             sent_mode: dict[str, Any] | None = None
             sent_positions: dict[str, int] = {}
-            while closing is None or not closing.is_set():
+            while not self.closed and (closing is None or not closing.is_set()):
                 with self._lock:
                     mode, positions = self.mode, dict(self.positions)
                 if mode is not None and mode != sent_mode:

@@ -109,6 +109,10 @@ class Hive:
     def key(self, role: str) -> str:
         return apiary("keys", "create", "--role", role, env=self.env, cwd=self.cwd).stdout.strip()
 
+    def admin_key(self) -> str:
+        """The admin key ``serve`` keeps in its home (no CLI process to start: seconds saved)."""
+        return (self.home / "admin.key").read_text().strip()
+
     def client(self, token: str) -> httpx.Client:
         return httpx.Client(
             base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=10

@@ -6,7 +6,6 @@ import contextlib
 import os
 import pwd
 import selectors
-import shutil
 import signal
 import stat
 import subprocess
@@ -50,21 +49,6 @@ OWNER_SCRIPT = textwrap.dedent(
     server.stop()
     """
 )
-
-
-@pytest.fixture
-def scratch() -> Iterator[Path]:
-    """A private temp dir outside pytest's basetemp.
-
-    When we run as root the server runs as another account that must traverse the
-    path; a concurrently starting pytest session re-chmods /tmp/pytest-of-<user> to
-    0700 (and prunes old numbered dirs), which would pull the floor from under it.
-    """
-    path = Path(tempfile.mkdtemp(prefix="apiary-test-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path)
 
 
 @pytest.fixture

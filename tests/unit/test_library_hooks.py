@@ -33,6 +33,10 @@ ROOMS = ("domain", "store", "projections", "runtime", "api")
 REPO = Path(__file__).resolve().parents[2]
 NAMED_TUPLE = {"_replace", "_asdict", "_make", "_fields"}  # public, though underscored
 PINNED = {"_create"}  # protected hooks we use on purpose, each pinned below
+# psycopg_pool's hook (eventsourcing's own pool overrides it too, hence the name here):
+# store/gated_pool.py's pool, which stands in for eventsourcing's, overrides it, pinned by
+# its behaviour in tests/integration/test_gated_pool.py.
+OTHER_LIBRARY = {"_connect"}
 AT = datetime(2030, 1, 1, tzinfo=UTC)
 CAUSE = Cause("tester", "r1")
 
@@ -71,7 +75,7 @@ def _submitted(*, collected: bool = True) -> Task:
 
 
 def test_no_module_reaches_into_the_library_privately() -> None:
-    private = _library_private_names() - PINNED
+    private = _library_private_names() - PINNED - OTHER_LIBRARY
     found = []
     for room in ROOMS:
         for path in sorted((REPO / room).rglob("*.py")):
