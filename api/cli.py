@@ -150,7 +150,14 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    configure_logging(os.environ.get("APIARY_LOG_LEVEL", "INFO"))
+    try:
+        configure_logging(
+            os.environ.get("APIARY_LOG_LEVEL", "INFO"),
+            os.environ.get("APIARY_LOG_FORMAT", "text"),
+        )
+    except ValueError as e:  # a bad level or format: say so, before anything runs
+        print(f"apiary: {e}", file=sys.stderr)
+        return 2
     settings = Settings()
     if getattr(args, "host", None):
         settings.host = args.host

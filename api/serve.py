@@ -107,7 +107,8 @@ def run_http(node: Node, settings: Settings, fleet: DemoFleet, admin: AdminKey) 
 
     def started() -> None:
         advice = admin.advice(describe_target(node.url))
-        print(f"Apiary is up: {base}  (API docs {base}/docs; {advice})", flush=True)
+        print(started_banner(base, advice), flush=True)
+        log.info("serving", extra={"action": "serving", "url": base})
         fleet.start()
         start_scaling(node, settings.hive_url or base)
 
@@ -137,6 +138,22 @@ def run_http(node: Node, settings: Settings, fleet: DemoFleet, admin: AdminKey) 
         forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     HiveServer(config, on_started=started, on_stopping=stopping).run()
+
+
+BANNER_WIDTH = 72
+
+
+def started_banner(base: str, advice: str) -> str:
+    """What ``apiary serve`` prints on stdout once it listens: set apart from the log lines
+    (those go to stderr), so it does not scroll away unseen among them."""
+    rows = [
+        f"Apiary is up: {base}",
+        f"  dashboard  {base}/dashboard",
+        f"  API docs   {base}/docs",
+        f"  {advice}",
+    ]
+    rule = "=" * min(max(len(r) for r in rows), BANNER_WIDTH)
+    return "\n".join(["", rule, *rows, rule, ""])
 
 
 class HiveServer(uvicorn.Server):
