@@ -33,14 +33,16 @@ from tests.integration.helpers import change_config, served_hive
 
 TABLE_DOC = Path(__file__).resolve().parents[2] / "docs" / "http-api.md"
 TABLE_HEADING = "## Who may call what"
+SIGN_IN_HEADING = "**Who may sign in.**"
 CALLERS = ("none", "garbage", "revoked", "admin", "client", "enrolment", "own bot", "other bot")
 LET_THROUGH = "ok"
 SETUP = Cause("setup", "authorization-matrix")
 
 
-def read_table(text: str) -> dict[str, dict[str, str]]:
-    """Operation -> caller -> expectation, from the table under ``TABLE_HEADING``."""
-    section = text.split(TABLE_HEADING, 1)[1].split("\n## ", 1)[0]
+def read_table(text: str, heading: str = TABLE_HEADING) -> dict[str, dict[str, str]]:
+    """Operation -> caller -> expectation, from the first table after ``heading``."""
+    section = text.split(heading, 1)[1].split("\n\n| operation", 1)[1]
+    section = "| operation" + section.split("\n\n", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     header = next(line for line in section.splitlines() if line.startswith("| operation"))
     columns = [c.strip() for c in header.strip("|").split("|")][1:]
@@ -149,6 +151,7 @@ def documented_operations() -> list[str]:
 
 
 TABLE = read_table(TABLE_DOC.read_text())
+SIGN_IN = read_table(TABLE_DOC.read_text(), SIGN_IN_HEADING)
 
 
 def test_the_table_names_every_operation_of_the_document_and_no_other() -> None:
@@ -199,3 +202,22 @@ def _admin_last(caller: str) -> int:
     """An admin's call may end what the others ask about (a bot deregistered, a task
     cancelled): it goes last, after the bot's own, which may end its own bot too."""
     return {"own bot": 1, "admin": 2}.get(caller, 0)
+
+
+def test_the_dashboard_signs_in_whom_its_table_says(hive: Hive) -> None:
+    """The dashboard follows the API's table: only client and admin keys sign in."""
+    ((operation, expected),) = SIGN_IN.items()
+    method, path = operation.split(" ", 1)
+    _, own_key, other_key = hive.bots()
+    tokens = {**hive.tokens, "own bot": own_key, "other bot": other_key}
+    origin = {"Origin": str(hive.client.base_url).rstrip("/")}
+    wrong = []
+    for caller in CALLERS:
+        token = tokens[caller]
+        body = {} if token is None else {"key": token}
+        status = hive.client.request(method, path, json=body, headers=origin).status_code
+        if (expected[caller] == LET_THROUGH) != (status == 200) or (
+            expected[caller] != LET_THROUGH and str(status) != expected[caller]
+        ):
+            wrong.append(f"{caller}: {status}, the table says {expected[caller]}")
+    assert not wrong, "; ".join(wrong)
