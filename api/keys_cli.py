@@ -62,12 +62,12 @@ def add_keys_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
         return cmd
 
     listing = command("list", "List keys (those that still work, unless --all).")
-    listing.add_argument("--role", choices=ROLES)
+    listing.add_argument("--role", choices=ROLES, help="only keys of this role")
     listing.add_argument("--name", help="only keys of this name")
     listing.add_argument("--all", action="store_true", help="revoked and expired keys too")
     listing.add_argument("--limit", type=page_size, default=100, help="at most this many (1..500)")
     listing.add_argument("--cursor", help="the next page, as the last one said")
-    command("show", "Show one key.").add_argument("key_id", type=UUID)
+    command("show", "Show one key.").add_argument("key_id", type=UUID, help="the key's id")
     create = command("create", "Issue a key; its token is printed once, alone on stdout.")
     create.add_argument(
         "--role",
@@ -84,13 +84,13 @@ def add_keys_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
         help="refused from then on: a duration (90m, 12h, 30d) or an RFC 3339 time",
     )
     command("revoke", "Revoke a key: refused at once by every API process.").add_argument(
-        "key_id", type=UUID
+        "key_id", type=UUID, help="the key's id"
     )
     command(
         "rotate",
         "Replace a key: a new one with its name, role and expiry (its token printed once); "
         "the old one is revoked at once, with no grace period.",
-    ).add_argument("key_id", type=UUID)
+    ).add_argument("key_id", type=UUID, help="the key's id")
 
 
 def page_size(text: str) -> int:

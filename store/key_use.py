@@ -20,6 +20,7 @@ from uuid import UUID
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from store.health import DatabaseUnavailable
 from store.migrations import Migration
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,8 @@ class KeyUseWriter:
         uses = self.take()
         try:
             self.key_use.record(uses)
+        except DatabaseUnavailable:  # a known outage (the gate logs it once): nothing new
+            log.debug("key uses not written: the database is away", extra={"keys": len(uses)})
         except (psycopg.Error, PoolTimeout) as e:
             log.warning(
                 "key uses not written",

@@ -41,7 +41,7 @@ def test_a_bot_messages_another_by_capability_and_the_cli_sends_and_lists(hive: 
             assert second["sender"] == "client"  # the key's principal
             assert first["bot_id"] == second["bot_id"] == bots["listener"]
         listed = apiary(
-            "message", "list", "--url", hive.url, "--conversation", "e2e",
+            "message", "list", "--url", hive.url, "--conversation", "e2e", "--json",
             env={**hive.env, "APIARY_KEY": client_key},
         )  # fmt: skip
         assert [m["seq"] for m in json.loads(listed.stdout)["items"]] == [1, 2]
@@ -83,8 +83,8 @@ def test_a_bot_reads_its_messages_as_server_sent_events(hive: Hive) -> None:
     with hive.client(client_key) as http:
         sent = http.post("/v1/messages", json={"to_bot": bot_id, "body": 3}).json()["items"][0]
     env = {**hive.env, "APIARY_KEY": token}
-    read = apiary("message", "read", "--url", hive.url, "--bot", bot_id, "--ack", env=env)
+    read = apiary("message", "read", "--url", hive.url, "--bot", bot_id, "--ack", "--json", env=env)
     claimed, _ = json.JSONDecoder().raw_decode(read.stdout)  # then the ack's answer
     assert [m["body"] for m in claimed["messages"]] == [3]
-    shown = apiary("message", "show", "--url", hive.url, sent["id"], env=env)
+    shown = apiary("message", "show", "--url", hive.url, sent["id"], "--json", env=env)
     assert json.loads(shown.stdout)["state"] == "acknowledged"

@@ -16,6 +16,8 @@ from runtime.config import Knobs, RateLimit, RateLimits
 from tests.clock import FakeClock
 from tests.unit.test_api_contract import World, assert_problem, register, world_of
 
+SAME_ORIGIN = {"Origin": "http://testserver"}  # what the dashboard's own pages send
+
 
 def test_a_bucket_admits_its_burst_then_its_rate() -> None:
     clock = FakeClock()
@@ -136,7 +138,7 @@ def test_failed_authentication_is_limited_per_address_before_the_key_is_checked(
 def test_sign_ins_are_limited_per_address(world: World) -> None:
     world.container.throttle.configure(low(sign_in=LOW))
     sign_in = lambda: world.client.post(  # noqa: E731
-        "/dashboard/session", json={"key": world.tokens["client"]}
+        "/dashboard/session", json={"key": world.tokens["client"]}, headers=SAME_ORIGIN
     )
     assert [sign_in().status_code for _ in range(2)] == [200, 200]
     assert_problem(sign_in(), 429, "rate-limited")
