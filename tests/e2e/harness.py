@@ -107,7 +107,24 @@ class Hive:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
     def key(self, role: str) -> str:
-        return apiary("keys", "create", "--role", role, env=self.env, cwd=self.cwd).stdout.strip()
+        """A new key of ``role``, issued at the database as ``apiary keys create`` does
+        (tests/e2e/test_keys_cli.py runs the command itself). In this process: a CLI process
+        costs seconds of Python start-up on this machine, and most tests want several keys.
+        Another checkout's hive (an A/B) gets its keys from its own code's command."""
+        if self.cwd != REPO:
+            return apiary(
+                "keys", "create", "--role", role, env=self.env, cwd=self.cwd
+            ).stdout.strip()
+        from api.bootstrap import open_hive
+        from api.settings import Settings
+        from domain.cause import Cause
+        from domain.keys import Role
+
+        writer = open_hive(self.db_url, Settings())
+        try:
+            return writer.keys.issue(role, Role(role), Cause("cli:keys", "e2e")).token
+        finally:
+            writer.close()
 
     def admin_key(self) -> str:
         """The admin key ``serve`` keeps in its home (no CLI process to start: seconds saved)."""
