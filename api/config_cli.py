@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from api.http_cli import Columns, api_commands, call_api, emit
+from api.http_cli import Columns, api_commands, call_api, emit, refusing_bad_usage
 from api.settings import Settings
 
 PROG = "apiary config"
@@ -52,14 +51,6 @@ def add_config_commands(sub: argparse._SubParsersAction) -> None:  # type: ignor
     rollback = command("rollback", "An earlier version's document in force again.")
     rollback.add_argument("version", type=int, help="the version whose document comes back")
     rollback.add_argument("--reason", help="why (default: rollback to VERSION)")
-
-
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        return _run(args, settings)
-    except ValueError as e:
-        print(f"{PROG}: {e}", file=sys.stderr)
-        return 2
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -130,3 +121,6 @@ def _diff(args: argparse.Namespace, call: Any, a: int, b: int) -> int:
     diff = {"from": a, "to": b, "changes": changes}
     emit(args, diff if args.json else {"items": changes}, CHANGES)
     return 0
+
+
+run = refusing_bad_usage(PROG, _run)

@@ -69,6 +69,22 @@ def api_command_maker(
     return command
 
 
+def refusing_bad_usage(
+    prog: str, run: Callable[[argparse.Namespace, Settings], int]
+) -> Callable[[argparse.Namespace, Settings], int]:
+    """``run``, with a ValueError (a bad argument found while building the request) said on
+    stderr and exit status 2, as argparse does for its own."""
+
+    def guarded(args: argparse.Namespace, settings: Settings) -> int:
+        try:
+            return run(args, settings)
+        except ValueError as e:
+            print(f"{prog}: {e}", file=sys.stderr)
+            return 2
+
+    return guarded
+
+
 def add_paging(cmd: argparse.ArgumentParser, limit: int = 100, most: int = 500) -> None:
     cmd.add_argument(
         "--limit", type=int, default=limit, help=f"at most this many (1..{most}, default {limit})"

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
-from api.http_cli import Columns, add_paging, api_commands, call_api, query
+from api.http_cli import Columns, add_paging, api_commands, call_api, query, refusing_bad_usage
 from api.settings import Settings
 
 PROG = "apiary task"
@@ -63,14 +62,6 @@ def add_task_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     cancel.add_argument("--reason", help="why (kept in the log; default: no reason given)")
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        return _run(args, settings)
-    except ValueError as e:
-        print(f"{PROG}: {e}", file=sys.stderr)
-        return 2
-
-
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     def call(method: str, path: str, body: Any = None, **kw: Any) -> int:
         return call_api(args, settings, PROG, method, path, body, **kw)[0]
@@ -110,3 +101,6 @@ def _submission(args: argparse.Namespace) -> dict[str, Any]:
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     return body
+
+
+run = refusing_bad_usage(PROG, _run)
