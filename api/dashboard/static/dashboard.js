@@ -270,7 +270,7 @@ async function refresh() {
   inFlight = true;
   try {
     const r = await fetch(dataUrl(), {headers: {accept: "application/json"}});
-    if (r.status === 401) { location.href = "/dashboard/login"; return; }
+    if (r.status === 401) { toSignIn(); return; }
     if (r.status === 403) {
       refused = true;
       main.innerHTML = `<p id="refused" class="bad">${esc((await r.json()).detail)}</p>`;
@@ -284,7 +284,21 @@ async function refresh() {
 
 // Signing out closes the session on the server; like every request that changes
 // something, it carries the page's CSRF token (and the browser adds its Origin).
+// One way out to the sign-in form: a sign-out, or a session found gone (401). Once on
+// the way, the stream is closed and nothing else navigates (a second navigation would
+// abort the first).
+let leaving = false;
+function toSignIn() {
+  if (leaving) return;
+  leaving = true;
+  source.close();
+  location.href = "/dashboard/login";
+}
+
 document.getElementById("signout").addEventListener("click", async () => {
+  if (leaving) return;
+  leaving = true;
+  source.close();
   const csrf = document.querySelector("meta[name='csrf-token']").content;
   await fetch("/dashboard/logout", {method: "POST", headers: {"X-CSRF-Token": csrf}});
   location.href = "/dashboard/login";
