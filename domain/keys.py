@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
+from domain import tokens
 from domain.aggregate import HiveAggregate
 from domain.cause import Cause
 from domain.errors import InvalidInput, InvalidTransition
@@ -177,19 +178,11 @@ KEY_PREFIX = "apk_"
 
 def format_token(key_id: UUID, secret: str) -> str:
     """The string a holder presents: the key's id (to find it) and its secret (to prove it)."""
-    return f"{KEY_PREFIX}{key_id.hex}_{secret}"
+    return tokens.join(KEY_PREFIX, key_id, secret)
 
 
 def parse_token(token: str) -> tuple[UUID, str] | None:
-    if not token.startswith(KEY_PREFIX):
-        return None
-    key_hex, sep, secret = token[len(KEY_PREFIX) :].partition("_")
-    if not sep or len(key_hex) != 32 or not secret:
-        return None
-    try:
-        return UUID(hex=key_hex), secret
-    except ValueError:
-        return None
+    return tokens.split(KEY_PREFIX, token)
 
 
 def hash_secret(secret: str) -> str:
