@@ -334,6 +334,7 @@ class Node:
     def _configure(self, knobs: Knobs) -> None:
         """What the node's own parts take from the config in force."""
         self.hive.kernel.cache.resize(knobs.aggregate_cache_mb * MB)
+        self.hive.tasks.policies = knobs.retry.policies()
         self.recent.resize(knobs.decoded_events_mb * MB)
         self.messages.visibility_s = knobs.message_visibility_s
         self.claims.config_changed()  # waiting bots hear of it now

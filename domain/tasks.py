@@ -19,6 +19,7 @@ bot before that time; a task a schedule fired names the schedule (``schedule_id`
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -28,6 +29,17 @@ from domain.aggregate import HiveAggregate
 from domain.cause import Cause
 from domain.errors import InvalidInput, InvalidTransition, NotYourTask, StaleFencingToken
 from domain.names import check_capabilities, check_json_text, check_short_name, check_text
+from domain.policies.retry import (
+    MAX_ATTEMPTS,
+    MAX_TIMEOUT_S,
+    Retry,
+    RetryLimits,
+    RetryPolicy,
+    decide_retry,
+    jitter_fraction,
+)
+
+NO_RETRY = RetryPolicy(max_attempts=1)  # what a caller that names no policy gets
 
 MIN_PRIORITY, MAX_PRIORITY = 0, 9
 MAX_DELAY = timedelta(days=366)
@@ -41,6 +53,7 @@ class TaskState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    DEAD = "dead"  # dead-lettered: retries exhausted; an operator may re-drive it
 
     @property
     def is_final(self) -> bool:
@@ -51,7 +64,18 @@ class TaskState(StrEnum):
         return self in (TaskState.ASSIGNED, TaskState.RUNNING)
 
 
-FINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED})
+FINAL_STATES = frozenset(
+    {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.DEAD}
+)
+REDRIVABLE = frozenset({TaskState.FAILED, TaskState.CANCELLED, TaskState.DEAD})
+
+
+class Outcome(StrEnum):
+    """How an attempt that did not succeed ended."""
+
+    FAILED = "failed"  # its bot reported a failure
+    LOST = "lost"  # its bot went silent after the start
+    TIMED_OUT = "timed-out"  # it ran past its policy's timeout
 
 
 class Task(HiveAggregate):
@@ -63,14 +87,20 @@ class Task(HiveAggregate):
         idempotency_key: str | None
         not_before: datetime | None
         schedule_id: UUID | None
+        retry: dict[str, Any] | None  # the submission's narrowing of its retry policy
 
-        class_version = 2
+        class_version = 3
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             """Tasks submitted before delays and schedules existed: due at once, by hand."""
             state["not_before"] = None
             state["schedule_id"] = None
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            """Before retry policies: the task's type's policy, not narrowed."""
+            state["retry"] = None
 
     class Assigned(HiveAggregate.Event):
         bot_id: UUID
@@ -106,6 +136,7 @@ class Task(HiveAggregate):
 
         def apply(self, task: Task) -> None:
             task.state = TaskState.RUNNING
+            task.started_at = self.timestamp
 
     class Succeeded(HiveAggregate.Event):
         fencing_token: int
@@ -124,19 +155,93 @@ class Task(HiveAggregate):
             task.result = self.result
 
     class Failed(HiveAggregate.Event):
+        """Failed for good: the failure was not retryable (see ``RetryScheduled`` and
+        ``DeadLettered`` for the others)."""
+
         fencing_token: int
         error: str
         ran_s: float | None = None  # as ``Succeeded``'s
+        error_kind: str | None = None
 
-        class_version = 2
+        class_version = 3
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["ran_s"] = None
 
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            """Before error kinds and retries: every failure was final and had no kind."""
+            state["error_kind"] = None
+
         def apply(self, task: Task) -> None:
             task.state = TaskState.FAILED
             task.error = self.error
+            task.error_kind = self.error_kind
+            task.reported = (task.bot_id, self.fencing_token) if task.bot_id else None
+
+    class RetryScheduled(HiveAggregate.Event):
+        """An attempt ended without success (its bot's failure, its bot lost after the
+        start, or its timeout), and the next attempt is due at ``not_before``."""
+
+        bot_id: UUID
+        fencing_token: int
+        outcome: str  # an ``Outcome``
+        error: str
+        error_kind: str | None
+        ran_s: float | None  # as ``Succeeded``'s
+        attempt: int  # the attempt that ended
+        delay_s: float
+        not_before: datetime
+
+        def apply(self, task: Task) -> None:
+            task.reported = _reported(self)
+            task.state = TaskState.PENDING
+            task.bot_id = None
+            task.started_at = None
+            task.error = self.error
+            task.error_kind = self.error_kind
+            task.not_before = self.not_before
+            task.attempt = self.attempt + 1
+
+    class DeadLettered(HiveAggregate.Event):
+        """An attempt ended without success and the hive gives up: ``reason`` says why."""
+
+        bot_id: UUID
+        fencing_token: int
+        outcome: str  # an ``Outcome``
+        error: str
+        error_kind: str | None
+        ran_s: float | None
+        attempt: int
+        reason: str
+
+        def apply(self, task: Task) -> None:
+            task.reported = _reported(self)
+            task.state = TaskState.DEAD
+            task.error = self.error
+            task.error_kind = self.error_kind
+            task.dead_reason = self.reason
+
+    class Redriven(HiveAggregate.Event):
+        """An operator sends a failed, dead or cancelled task round again: a new series of
+        attempts, its history kept. Carries what a follower that let the finished task go
+        needs to queue it again."""
+
+        reason: str
+        series: int  # the new series' number (the first is 1)
+        type: str
+        priority: int
+        capabilities: list[str]
+
+        def apply(self, task: Task) -> None:
+            task.state = TaskState.PENDING
+            task.bot_id = None
+            task.started_at = None
+            task.not_before = None
+            task.result = task.error = task.error_kind = task.dead_reason = None
+            task.attempt = 1
+            task.series = self.series
 
     class Cancelled(HiveAggregate.Event):
         reason: str
@@ -152,6 +257,7 @@ class Task(HiveAggregate):
         def apply(self, task: Task) -> None:
             task.state = TaskState.PENDING
             task.bot_id = None
+            task.started_at = None
 
     def __init__(
         self,
@@ -162,6 +268,7 @@ class Task(HiveAggregate):
         idempotency_key: str | None,
         not_before: datetime | None,
         schedule_id: UUID | None,
+        retry: dict[str, Any] | None,
         actor: str,
     ) -> None:
         self.type = type
@@ -179,6 +286,18 @@ class Task(HiveAggregate):
         self.error: str | None = None
         self.unroutable: str | None = None  # why no bot could do it, when last looked at
         self.assigned_at: datetime | None = None  # of the latest assignment
+        self.started_at: datetime | None = None  # of the current attempt, when reported
+        self.retry = retry
+        self.attempt = 1  # the current attempt of the current series
+        self.series = 1  # 1 + how many times an operator re-drove it
+        self.error_kind: str | None = None
+        self.dead_reason: str | None = None
+        self.reported: tuple[UUID, int] | None = None  # the bot and token of a failure report
+
+    @property
+    def limits(self) -> RetryLimits | None:
+        """What its submission asked of its retry policy."""
+        return None if self.retry is None else RetryLimits(**self.retry)
 
     # -- commands ---------------------------------------------------------------------
 
@@ -196,6 +315,7 @@ class Task(HiveAggregate):
         at: datetime,
         not_before: datetime | None = None,
         schedule_id: UUID | None = None,
+        retry: RetryLimits | None = None,
     ) -> Task:
         return cls._open(
             cls.Submitted,
@@ -211,6 +331,7 @@ class Task(HiveAggregate):
             ),
             not_before=_check_not_before(not_before, at),
             schedule_id=schedule_id,
+            retry=None if retry is None else check_retry_limits(retry).as_dict() or None,
         )
 
     def assign(
@@ -273,16 +394,60 @@ class Task(HiveAggregate):
         cause: Cause,
         at: datetime,
         ran_s: float | None = None,
+        *,
+        error_kind: str | None = None,
+        retryable: bool = True,
+        policy: RetryPolicy = NO_RETRY,
     ) -> None:
-        self._finish(
-            self.Failed,
-            TaskState.FAILED,
-            bot_id,
-            fencing_token,
+        """The attempt failed: it is tried again, dead-lettered or failed for good, as
+        ``policy`` (the task type's, narrowed by the submission) decides. A repeated
+        report of the failure changes nothing."""
+        if self.reported == (bot_id, fencing_token):
+            return
+        self._check_holder(bot_id, fencing_token)
+        ran = self._check_finishable(ran_s, at)
+        error = check_text("error", error)
+        kind = None if error_kind is None else check_short_name("error kind", error_kind)
+        ended = _Ended(bot_id, fencing_token, Outcome.FAILED, error, kind, ran)
+        self._decide(ended, retryable, policy, cause, at)
+
+    def time_out(self, cause: Cause, at: datetime, policy: RetryPolicy) -> bool:
+        """Fail the current attempt if it has run past its timeout (from its start, or its
+        assignment when its start was not reported); returns whether it did. Its bot's
+        late report is then refused: the task is no longer its, or has a new token."""
+        deadline = self.deadline(policy)
+        if deadline is None or at < deadline or self.bot_id is None:
+            return False
+        timeout = policy.narrowed(self.limits).timeout_s
+        error = f"ran past its timeout of {timeout:g} s"
+        ended = _Ended(self.bot_id, self.fencing_token, Outcome.TIMED_OUT, error, "timeout", None)
+        self._decide(ended, True, policy, cause, at)
+        return True
+
+    def deadline(self, policy: RetryPolicy) -> datetime | None:
+        """When the current attempt times out; None when it has no timeout or is not held."""
+        timeout = policy.narrowed(self.limits).timeout_s
+        began = self.started_at or self.assigned_at
+        if timeout is None or not self.state.is_held or began is None:
+            return None
+        return began + timedelta(seconds=timeout)
+
+    def redrive(self, reason: str, cause: Cause, at: datetime) -> None:
+        """A new series of attempts for a task that failed, was dead-lettered or cancelled."""
+        if self.state not in REDRIVABLE:
+            raise InvalidTransition(
+                f"task is {self.state}: only a failed, dead or cancelled task can be retried",
+                task_id=self.id,
+            )
+        self._record(
+            self.Redriven,
             cause,
             at,
-            ran_s,
-            lambda: {"error": check_text("error", error)},
+            reason=check_text("reason", reason),
+            series=self.series + 1,
+            type=self.type,
+            priority=self.priority,
+            capabilities=list(self.capabilities),
         )
 
     def cancel(self, reason: str, cause: Cause, at: datetime) -> None:
@@ -290,13 +455,65 @@ class Task(HiveAggregate):
             raise InvalidTransition(f"task is already {self.state}", task_id=self.id)
         self._record(self.Cancelled, cause, at, reason=check_text("reason", reason))
 
-    def expire_lease(self, bot_id: UUID, reason: str, cause: Cause, at: datetime) -> None:
-        """Take the task back from a bot that is gone; no-op if that bot no longer holds it."""
+    def expire_lease(
+        self,
+        bot_id: UUID,
+        reason: str,
+        cause: Cause,
+        at: datetime,
+        policy: RetryPolicy = NO_RETRY,
+    ) -> None:
+        """Take the task back from a bot that is gone; no-op if that bot no longer holds it.
+        Before its start was reported it goes back to pending as it was (no attempt was
+        made, as far as the hive knows); after, the attempt ended (``Outcome.LOST``) and
+        ``policy`` decides as for a failure, so a task that keeps killing its bots is
+        dead-lettered after its last attempt instead of running forever."""
         if not self.state.is_held or self.bot_id != bot_id:
             return
-        self._record(self.LeaseExpired, cause, at, bot_id=bot_id, reason=reason)
+        if self.state is TaskState.ASSIGNED:
+            self._record(self.LeaseExpired, cause, at, bot_id=bot_id, reason=reason)
+            return
+        ended = _Ended(bot_id, self.fencing_token, Outcome.LOST, reason, "lost", None)
+        self._decide(ended, True, policy, cause, at)
 
     # -- rules ------------------------------------------------------------------------
+
+    def _decide(
+        self, ended: _Ended, retryable: bool, policy: RetryPolicy, cause: Cause, at: datetime
+    ) -> None:
+        decision = decide_retry(
+            policy.narrowed(self.limits),
+            attempt=self.attempt,
+            error_kind=ended.error_kind,
+            retryable=retryable,
+            now=at,
+            draw=jitter_fraction(self.id, self.series, self.attempt),
+        )
+        if isinstance(decision, Retry):
+            self._record(
+                self.RetryScheduled,
+                cause,
+                at,
+                **ended.fields(),
+                attempt=self.attempt,
+                delay_s=decision.delay_s,
+                not_before=decision.at,
+            )
+        elif decision.dead:
+            self._record(
+                self.DeadLettered, cause, at, **ended.fields(), attempt=self.attempt,
+                reason=decision.reason,
+            )
+        else:
+            self._record(
+                self.Failed,
+                cause,
+                at,
+                fencing_token=ended.fencing_token,
+                error=ended.error,
+                ran_s=ended.ran_s,
+                error_kind=ended.error_kind,
+            )
 
     def _check_holder(self, bot_id: UUID, fencing_token: int) -> None:
         if self.bot_id != bot_id:
@@ -340,7 +557,39 @@ class Task(HiveAggregate):
         return round(min(float(ran_s), max(held, 0.0)), 6)
 
 
-def implied_start(finish: Task.Succeeded | Task.Failed) -> datetime | None:
+@dataclass(frozen=True)
+class _Ended:
+    """How an attempt ended, as its events record it."""
+
+    bot_id: UUID
+    fencing_token: int
+    outcome: Outcome
+    error: str
+    error_kind: str | None
+    ran_s: float | None
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "bot_id": self.bot_id,
+            "fencing_token": self.fencing_token,
+            "outcome": str(self.outcome),
+            "error": self.error,
+            "error_kind": self.error_kind,
+            "ran_s": self.ran_s,
+        }
+
+
+def _reported(ended: Task.RetryScheduled | Task.DeadLettered) -> tuple[UUID, int] | None:
+    """A failure its bot reported, which the bot may report again: changes nothing then."""
+    if ended.outcome != Outcome.FAILED:
+        return None
+    return (ended.bot_id, ended.fencing_token)
+
+
+Finish = Task.Succeeded | Task.Failed | Task.RetryScheduled | Task.DeadLettered
+
+
+def implied_start(finish: Finish) -> datetime | None:
     """When a task that was never reported started began, as its finish says (``ran_s``
     before it); None when the start was reported (its ``Started`` has the time)."""
     if finish.ran_s is None:
@@ -360,6 +609,20 @@ def check_task_fields(
     stored = check_capabilities(capabilities or [type])
     check_json_text("payload", payload)
     return stored
+
+
+def check_retry_limits(limits: RetryLimits) -> RetryLimits:
+    """A submission's narrowing, held to the bounds any policy may have."""
+    if limits.max_attempts is not None and (
+        not isinstance(limits.max_attempts, int) or not 1 <= limits.max_attempts <= MAX_ATTEMPTS
+    ):
+        raise InvalidInput(f"retry.max_attempts must be 1..{MAX_ATTEMPTS}")
+    if limits.timeout_s is not None and (
+        not isinstance(limits.timeout_s, int | float)
+        or not 0 < limits.timeout_s <= MAX_TIMEOUT_S
+    ):
+        raise InvalidInput(f"retry.timeout_s must be more than 0 and at most {MAX_TIMEOUT_S:g}")
+    return limits
 
 
 def _check_not_before(not_before: datetime | None, at: datetime) -> datetime | None:

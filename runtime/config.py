@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.policies.aging import Aging
 from domain.policies.routing import RoutingConfig, Weights
+from runtime.retry_config import RetryConfig
 from runtime.scaling.pools import PoolConfig
 
 Weight = Annotated[float, Field(ge=0, le=1)]
@@ -70,6 +71,10 @@ class Knobs(BaseModel):
         gt=0,
         le=86_400,
         description="a delivered message unacknowledged this long is redelivered",
+    )
+    # -- retries ------------------------------------------------------------------------
+    retry: RetryConfig = Field(
+        default=RetryConfig(), description="retry policies: a default, and per task type"
     )
     # -- routing ------------------------------------------------------------------------
     dispatch_page: int = Field(

@@ -19,7 +19,8 @@ from domain.hive.kernel import Committed, Kernel, every
 from domain.policies.explanation import RoundInputs
 from domain.policies.routing import Assignment, PendingTask
 from domain.rounds import DispatchRound
-from domain.tasks import Task, TaskState
+from domain.policies.retry import RetryLimits, RetryPolicy
+from domain.tasks import NO_RETRY, REDRIVABLE, Task, TaskState
 from domain.unroutable import UnroutableTasks
 
 IDEMPOTENCY_NAMESPACE = UUID("5d1c3f0e-7a0b-4d3e-9a61-6b1f1f6c0a11")
@@ -36,6 +37,7 @@ class TaskSpec:
     idempotency_key: str | None = None
     not_before: datetime | None = None  # not offered to a bot before then
     schedule_id: UUID | None = None  # set by the scheduler only: the schedule that fired it
+    retry: RetryLimits | None = None  # narrows its type's retry policy
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class Report:
     result: str | None = None
     error: str | None = None
     ran_s: float | None = None  # a finish whose start was never reported: how long it ran
+    error_kind: str | None = None  # a failure's kind (a short name), for the retry policy
+    retryable: bool = True  # False: the failure is the task's answer, never retried
 
 
 @dataclass(frozen=True)
@@ -78,10 +82,18 @@ def _nobody() -> Iterator[Place | None]:
     yield None
 
 
+RetryPolicies = Callable[[str], RetryPolicy]  # a task type's policy in force
+
+
+def no_retries(_: str) -> RetryPolicy:
+    return NO_RETRY
+
+
 class TaskCommands:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
         self.placer: Placer | None = None
+        self.policies: RetryPolicies = no_retries  # the config's, once the node is built
 
     def submit(self, specs: Sequence[TaskSpec], cause: Cause) -> Committed[Submission]:
         """New tasks, all or none. A task with an idempotency key gets an id made from the
@@ -112,6 +124,7 @@ class TaskCommands:
                         at=at,
                         not_before=s.not_before,
                         schedule_id=s.schedule_id,
+                        retry=self._limits(s),
                     ),
                 )  # every item is checked, repeats of a key too: a bad batch is refused whole
                 if task_id not in fresh and task_id not in existing:
@@ -190,7 +203,17 @@ class TaskCommands:
         def finish(task: Task, at: datetime) -> None:
             r = by_id[task.id]
             if r.error is not None:
-                task.fail(bot_id, r.fencing_token, r.error, cause, at, r.ran_s)
+                task.fail(
+                    bot_id,
+                    r.fencing_token,
+                    r.error,
+                    cause,
+                    at,
+                    r.ran_s,
+                    error_kind=r.error_kind,
+                    retryable=r.retryable,
+                    policy=self.policies(task.type),
+                )
             else:
                 task.succeed(bot_id, r.fencing_token, r.result or "null", cause, at, r.ran_s)
 
@@ -202,10 +225,62 @@ class TaskCommands:
     def release(
         self, bot_id: UUID, task_ids: Iterable[UUID], reason: str, cause: Cause
     ) -> Committed[Task]:
-        """Take tasks back from a bot that is gone: they return to pending."""
+        """Take tasks back from a bot that is gone: those it had not started return to
+        pending; for those it had, the attempt ended, and their policy decides."""
         return self.kernel.change(
-            Task, list(task_ids), lambda t, at: t.expire_lease(bot_id, reason, cause, at)
+            Task,
+            list(task_ids),
+            lambda t, at: t.expire_lease(bot_id, reason, cause, at, self.policies(t.type)),
         )
+
+    def time_out(self, task_ids: Sequence[UUID], cause: Cause) -> Committed[Task]:
+        """Fail the attempts of ``task_ids`` that have run past their timeout (the others
+        are left alone: they finished, or their deadline moved, meanwhile)."""
+        return self.kernel.change(
+            Task, list(task_ids), lambda t, at: t.time_out(cause, at, self.policies(t.type))
+        )
+
+    def redrive(self, task_ids: Sequence[UUID], reason: str, cause: Cause) -> Committed[Task]:
+        """A new series of attempts for each task: all must be failed, dead or cancelled."""
+        return self.kernel.change(
+            Task, list(task_ids), lambda t, at: t.redrive(reason, cause, at)
+        )
+
+    def redrive_found(
+        self, task_ids: Sequence[UUID], reason: str, cause: Cause
+    ) -> Committed[Task]:
+        """A bulk re-drive of what a filter found: the tasks no longer failed, dead or
+        cancelled where the log stands (re-driven meanwhile, say) are passed over."""
+
+        def redrive(found: dict[UUID, Any], at: datetime) -> list[Aggregate]:
+            tasks = [t for t in every(Task, list(task_ids), found) if t.state in REDRIVABLE]
+            for task in tasks:
+                task.redrive(reason, cause, at)
+            return list(tasks)
+
+        committed = self.kernel.execute(list(task_ids), redrive)
+        return Committed.of([t for t in committed.items if isinstance(t, Task)], committed.recorded)
+
+    def _limits(self, spec: TaskSpec) -> RetryLimits | None:
+        """The submission's narrowing, refused when it would widen its type's policy."""
+        if spec.retry is None:
+            return None
+        policy = self.policies(spec.type)
+        if (spec.retry.max_attempts or 0) > policy.max_attempts:
+            raise InvalidInput(
+                f"retry.max_attempts may be at most {policy.max_attempts} for type "
+                f"{spec.type!r} (its retry policy)"
+            )
+        if (
+            spec.retry.timeout_s is not None
+            and policy.timeout_s is not None
+            and spec.retry.timeout_s > policy.timeout_s
+        ):
+            raise InvalidInput(
+                f"retry.timeout_s may be at most {policy.timeout_s:g} for type "
+                f"{spec.type!r} (its retry policy)"
+            )
+        return spec.retry
 
     def _task_id(self, spec: TaskSpec, cause: Cause) -> UUID:
         if spec.idempotency_key is None:
