@@ -38,7 +38,7 @@ from projections.recordset import rows_from, tuples
 from projections.runner import Positioned
 from store.migrations import Migration
 
-JSONB = frozenset({"payload", "result", "assignment", "unroutable"})
+JSONB = frozenset({"payload", "result", "assignment", "unroutable", "retry"})
 
 _INSERT_COLUMNS = (
     "task_id",
@@ -64,18 +64,26 @@ _INSERT_COLUMNS = (
     "position",
     "not_before",
     "schedule_id",
+    "attempt",
+    "series",
+    "error_kind",
+    "dead_reason",
+    "retry",
 )
 
 
 # Each column's type in the page's JSON document (jsonb as its text).
 TYPES = {
-    **dict.fromkeys(("type", "state", "error", "idempotency_key", "submitted_by", *JSONB), "text"),
+    **dict.fromkeys(
+        ("type", "state", "error", "error_kind", "dead_reason", "idempotency_key"), "text"
+    ),
+    **dict.fromkeys(("submitted_by", *JSONB), "text"),
     **dict.fromkeys(("task_id", "bot_id", "schedule_id"), "uuid"),
     **dict.fromkeys(
         ("submitted_at", "assigned_at", "started_at", "finished_at", "not_before"), "timestamptz"
     ),
     **dict.fromkeys(("seq", "position"), "bigint"),
-    **dict.fromkeys(("version", "fencing_token"), "integer"),
+    **dict.fromkeys(("version", "fencing_token", "attempt", "series"), "integer"),
     "priority": "smallint",
     "capabilities": "text[]",
 }
@@ -106,11 +114,50 @@ def _changes(event: Any, rounds: Rounds) -> dict[str, Any]:
         case Task.Succeeded():
             return {"state": "succeeded", "result": event.result, "finished_at": at, **_ran(event)}
         case Task.Failed():
-            return {"state": "failed", "error": event.error, "finished_at": at, **_ran(event)}
+            return {
+                "state": "failed",
+                "error": event.error,
+                "error_kind": event.error_kind,
+                "finished_at": at,
+                **_ran(event),
+            }
         case Task.Cancelled():
             return {"state": "cancelled", "error": event.reason, "finished_at": at}
         case Task.LeaseExpired():
             return {"state": "pending", "bot_id": None, "started_at": None}
+        case Task.RetryScheduled():
+            return {
+                "state": "pending",
+                "bot_id": None,
+                "started_at": None,
+                "error": event.error,
+                "error_kind": event.error_kind,
+                "not_before": event.not_before,
+                "attempt": event.attempt + 1,
+            }
+        case Task.DeadLettered():
+            return {
+                "state": "dead",
+                "error": event.error,
+                "error_kind": event.error_kind,
+                "dead_reason": event.reason,
+                "finished_at": at,
+                **_ran(event),
+            }
+        case Task.Redriven():
+            return {
+                "state": "pending",
+                "bot_id": None,
+                "started_at": None,
+                "finished_at": None,
+                "result": None,
+                "error": None,
+                "error_kind": None,
+                "dead_reason": None,
+                "not_before": None,
+                "attempt": 1,
+                "series": event.series,
+            }
     return {}
 
 
@@ -153,6 +200,11 @@ def _submitted(p: Positioned) -> dict[str, Any]:
         "position": p.position,
         "not_before": e.not_before,
         "schedule_id": e.schedule_id,
+        "attempt": 1,
+        "series": 1,
+        "error_kind": None,
+        "dead_reason": None,
+        "retry": None if e.retry is None else orjson.dumps(e.retry).decode(),
     }
 
 
@@ -181,6 +233,21 @@ FLAG = (
     "UPDATE tasks_view SET unroutable = %s::jsonb, flagged_at = flagged_at || %s::bigint "
     "WHERE task_id = ANY(%s) AND state = 'pending'"
 )
+
+RETRY_MIGRATIONS = [
+    Migration(
+        210,
+        "views: a task's attempt, series, error kind, why it was dead-lettered, its limits",
+        """
+        ALTER TABLE public.tasks_view
+            ADD COLUMN IF NOT EXISTS attempt integer NOT NULL DEFAULT 1,
+            ADD COLUMN IF NOT EXISTS series integer NOT NULL DEFAULT 1,
+            ADD COLUMN IF NOT EXISTS error_kind text,
+            ADD COLUMN IF NOT EXISTS dead_reason text,
+            ADD COLUMN IF NOT EXISTS retry jsonb;
+        """,
+    ),
+]
 
 ROUND_MIGRATIONS = [
     Migration(
@@ -227,6 +294,9 @@ class TasksView:
             Task.Failed,
             Task.Cancelled,
             Task.LeaseExpired,
+            Task.RetryScheduled,
+            Task.DeadLettered,
+            Task.Redriven,
             UnroutableTasks.Unroutable,
             DispatchRound.Decided,
         }

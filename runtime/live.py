@@ -183,6 +183,9 @@ class LiveIndex(LiveModel):
             Task.Failed,
             Task.Cancelled,
             Task.LeaseExpired,
+            Task.RetryScheduled,
+            Task.DeadLettered,
+            Task.Redriven,
             Bot.Registered,
             Bot.Draining,
             Bot.Quarantined,
@@ -291,6 +294,10 @@ class LiveIndex(LiveModel):
                 )
                 submitted.append(e.originator_id)
             return
+        if isinstance(e, Task.Redriven) and task is None:
+            self._redrive(seq, e)
+            changes.work = True
+            return
         if task is None or e.originator_version != task.version + 1:
             return  # seen already, or one is missing in between: the follower brings it
         if isinstance(e, Task.Unroutable):  # as old logs flag a task
@@ -309,6 +316,17 @@ class LiveIndex(LiveModel):
             case Task.LeaseExpired():
                 task.state, task.bot_id = "pending", None
                 changes.work = True
+            case Task.RetryScheduled():  # pending again, not offered before its time
+                if task.bot_id is not None:
+                    changes.finished_by.append(task.bot_id)
+                task.state, task.bot_id = "pending", None
+                task.not_before = e.not_before
+                task.since = e.not_before.timestamp()
+                changes.work = True
+            case Task.Redriven():  # (as a snapshot had it: finished, yet still here)
+                task.state, task.bot_id, task.not_before = "pending", None, None
+                task.since = e.timestamp.timestamp()
+                changes.work = True
             case _:  # succeeded, failed, cancelled: gone from the index
                 del self.tasks[task.task_id]
                 changes.work = True
@@ -316,6 +334,24 @@ class LiveIndex(LiveModel):
                     changes.finished_by.append(task.bot_id)
                 return
         self._put(task)
+
+    def _redrive(self, seq: int, e: Any) -> None:
+        """A finished task sent round again: pending anew, aged from its re-drive."""
+        self._put(
+            LiveTask(
+                e.originator_id,
+                e.priority,
+                seq,
+                frozenset(e.capabilities),
+                "pending",
+                None,
+                0,
+                e.originator_version,
+                e.timestamp,
+                None,
+                e.type,
+            )
+        )
 
     def _apply_bot(self, e: Any, changes: Changes) -> None:
         bot = self.bots.get(e.originator_id)
