@@ -501,7 +501,11 @@ class Task(HiveAggregate):
             )
         elif decision.dead:
             self._record(
-                self.DeadLettered, cause, at, **ended.fields(), attempt=self.attempt,
+                self.DeadLettered,
+                cause,
+                at,
+                **ended.fields(),
+                attempt=self.attempt,
                 reason=decision.reason,
             )
         else:
@@ -618,8 +622,7 @@ def check_retry_limits(limits: RetryLimits) -> RetryLimits:
     ):
         raise InvalidInput(f"retry.max_attempts must be 1..{MAX_ATTEMPTS}")
     if limits.timeout_s is not None and (
-        not isinstance(limits.timeout_s, int | float)
-        or not 0 < limits.timeout_s <= MAX_TIMEOUT_S
+        not isinstance(limits.timeout_s, int | float) or not 0 < limits.timeout_s <= MAX_TIMEOUT_S
     ):
         raise InvalidInput(f"retry.timeout_s must be more than 0 and at most {MAX_TIMEOUT_S:g}")
     return limits

@@ -66,9 +66,7 @@ class RetryConfig(BaseModel):
     )
 
     def policies(self) -> RetryPolicies:
-        return RetryPolicies(
-            self.default.policy(), {t: p.policy() for t, p in self.types.items()}
-        )
+        return RetryPolicies(self.default.policy(), {t: p.policy() for t, p in self.types.items()})
 
 
 class RetryPolicies:

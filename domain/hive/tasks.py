@@ -17,9 +17,9 @@ from domain.cause import Cause
 from domain.errors import HiveError, InvalidInput
 from domain.hive.kernel import Committed, Kernel, every
 from domain.policies.explanation import RoundInputs
+from domain.policies.retry import RetryLimits, RetryPolicy
 from domain.policies.routing import Assignment, PendingTask
 from domain.rounds import DispatchRound
-from domain.policies.retry import RetryLimits, RetryPolicy
 from domain.tasks import NO_RETRY, REDRIVABLE, Task, TaskState
 from domain.unroutable import UnroutableTasks
 
@@ -242,13 +242,9 @@ class TaskCommands:
 
     def redrive(self, task_ids: Sequence[UUID], reason: str, cause: Cause) -> Committed[Task]:
         """A new series of attempts for each task: all must be failed, dead or cancelled."""
-        return self.kernel.change(
-            Task, list(task_ids), lambda t, at: t.redrive(reason, cause, at)
-        )
+        return self.kernel.change(Task, list(task_ids), lambda t, at: t.redrive(reason, cause, at))
 
-    def redrive_found(
-        self, task_ids: Sequence[UUID], reason: str, cause: Cause
-    ) -> Committed[Task]:
+    def redrive_found(self, task_ids: Sequence[UUID], reason: str, cause: Cause) -> Committed[Task]:
         """A bulk re-drive of what a filter found: the tasks no longer failed, dead or
         cancelled where the log stands (re-driven meanwhile, say) are passed over."""
 
