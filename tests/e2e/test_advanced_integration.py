@@ -20,13 +20,16 @@ trace, and the others' submit->start p50 stays within a stated bound of the calm
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,9 +39,11 @@ from api.bootstrap import open_hive
 from api.settings import Settings
 from domain.cause import Cause
 from domain.keys import Role
+from domain.policies.retry import RetryPolicy, backoff
+from domain.schedules import Schedule
 from domain.tasks import Task
 from tests.e2e.harness import Hive, start_bot
-from tests.integration.log_checks import log_end, log_events
+from tests.integration.log_checks import log_end, log_events, tick_faults
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -354,3 +359,285 @@ def _client_keys(hive: Hive) -> dict[str, str]:
         }
     finally:
         writer.close()
+
+
+# -- Retry Manager -------------------------------------------------------------------------
+
+FLAKY = """
+import json, pathlib, sys
+key = json.load(sys.stdin)["key"]
+seen = pathlib.Path(sys.argv[1]) / key
+runs = int(seen.read_text()) + 1 if seen.exists() else 1
+seen.write_text(str(runs))
+if runs < 3:
+    print(f"flaky: attempt {runs} of {key} fails", file=sys.stderr)
+    sys.exit(75)  # EX_TEMPFAIL: a temporary failure, retried
+print(json.dumps({"attempts": runs}))
+"""
+POISON = """
+import os, signal
+os.kill(os.getppid(), signal.SIGKILL)  # the handler takes its bot down with it
+"""
+ALTERNATING = """
+import pathlib, sys
+seen = pathlib.Path(sys.argv[1])
+runs = int(seen.read_text()) + 1 if seen.exists() else 1
+seen.write_text(str(runs))
+sys.exit(75 if runs % 2 else 0)  # every other run fails: each run's first attempt
+"""
+DOOMED = "import sys; sys.exit(75)"
+FINE = "print('{}')"
+
+FLAKY_TASKS = 6
+DOOMED_TASKS = 2
+RETRY_POLICIES = {
+    "flaky": {"max_attempts": 3, "initial_backoff_s": 0.5, "multiplier": 2.0,
+              "max_backoff_s": 5.0, "jitter": 0.1},
+    "poison": {"max_attempts": 3, "initial_backoff_s": 0.2, "max_backoff_s": 1.0},
+    "tick": {"max_attempts": 3, "initial_backoff_s": 0.6, "max_backoff_s": 1.0},
+    "doomed": {"max_attempts": 2, "initial_backoff_s": 0.1, "max_backoff_s": 1.0},
+}  # fmt: skip
+
+
+def test_retry_manager(make_hive: Callable[..., Hive], tmp_path: Path) -> None:
+    """**Retry Manager**, with real bot processes running real commands (``--exec``):
+
+    - an ``--exec`` bot fails the first two attempts of each task (exit 75, a temporary
+      failure) and succeeds on the third: each task has exactly three attempts in the log,
+      and each retry starts no sooner than its policy's backoff after the failure;
+    - a poison task (its handler kills its bot with SIGKILL) is dead-lettered after its
+      three attempts, each ended by the lost bot's lease, while the other tasks complete;
+    - a schedule firing every second with ``buffer_one``, whose every run fails its first
+      attempt: no two runs overlap, every tick is decided once (fired, buffered or
+      skipped: none lost, none doubled), each run succeeds on its second attempt;
+    - a bulk re-drive of the dead letters (a dry run counts them first) completes them
+      once a good bot is added: each in a second series, its first one kept in the log.
+    """
+    hive = make_hive(APIARY_BOT_LEASE_TTL_S="2", APIARY_HEARTBEAT_INTERVAL_S="0.5").start()
+    admin = hive.client(hive.admin_key())
+    scripts = _scripts(tmp_path)
+    bots = []
+    try:
+        _set_retry_policies(admin)
+        enrol = hive.key("bot")
+
+        def bot(name: str, capability: str, script: str, *args: str) -> None:
+            command = " ".join([sys.executable, str(scripts[script]), *args])
+            bots.append(
+                start_bot(
+                    hive, enrol, name, "--capabilities", capability, "--exec", command,
+                    "--max-concurrency", "1",
+                )
+            )  # fmt: skip
+
+        bot("flaky-1", "flaky", "flaky", str(tmp_path / "runs"))
+        for n in range(3):
+            bot(f"poison-{n}", "poison", "poison")
+        bot("ticker", "tick", "alternating", str(tmp_path / "ticks"))
+        bot("doomed-1", "doomed", "doomed")
+        wait_for(lambda: _live_bots(admin) >= 6, timeout=60, what="six bots registered")
+
+        flaky = [_submit(admin, "flaky", {"key": f"f{n}"}) for n in range(FLAKY_TASKS)]
+        poison = _submit(admin, "poison", {})
+        doomed = [_submit(admin, "doomed", {"n": n}) for n in range(DOOMED_TASKS)]
+        created = admin.post("/v1/schedules", json=_buffered_schedule())
+        assert created.status_code == 201, created.text
+        schedule_id = created.json()["id"]
+
+        # Flaky tasks succeed on their third attempt; the poison one is dead-lettered.
+        wait_for(
+            lambda: _states(admin, flaky) == {"succeeded"},
+            timeout=60,
+            what="every flaky task to succeed on its third attempt",
+        )
+        dead = wait_for(
+            lambda: _in_state(admin, [poison, *doomed], "dead"),
+            timeout=60,
+            what="the poison task and the doomed ones dead-lettered",
+        )
+        assert {t["dead_reason"] for t in dead} == {
+            "attempts exhausted: 3 of 3",
+            "attempts exhausted: 2 of 2",
+        }
+
+        # Let the schedule run a few seconds, then pause it and let its last run finish.
+        wait_for(
+            lambda: _runs_succeeded(admin, schedule_id) >= 3,
+            timeout=60,
+            what="three runs of the schedule succeeded",
+        )
+        assert admin.post(f"/v1/schedules/{schedule_id}/pause").status_code == 200
+        events = wait_for(
+            lambda: _schedule_settled(hive, schedule_id),
+            timeout=30,
+            what="the schedule's last run finished",
+        )
+        _check_flaky(events, flaky)
+        _check_poison(events, poison)
+        _check_schedule(events, schedule_id)
+
+        # A bulk re-drive, once the doomed bot is gone and a good one is here.
+        bots.pop().stop()
+        bot("fixer", "doomed", "fine")
+        bot("fixer-poison", "poison", "fine")
+        query = {"filter": {"states": ["dead"]}, "limit": 100, "reason": "bots fixed"}
+        dry = admin.post("/v1/tasks/redrive", json={**query, "dry_run": True})
+        assert dry.status_code == 200, dry.text
+        assert dry.json()["count"] == 1 + DOOMED_TASKS
+        done = admin.post("/v1/tasks/redrive", json={**query, "dry_run": False})
+        assert done.status_code == 200, done.text
+        assert sorted(done.json()["task_ids"]) == sorted([poison, *doomed])
+        redriven = wait_for(
+            lambda: _in_state(admin, [poison, *doomed], "succeeded"),
+            timeout=60,
+            what="the re-driven dead letters to complete",
+        )
+        assert {t["series"] for t in redriven} == {2}
+        events = log_events(hive.db_url)
+        for task_id in [poison, *doomed]:
+            mine = [e for e in events if str(e.originator_id) == task_id]
+            kinds = [type(e).__name__ for e in mine]
+            assert kinds.count("DeadLettered") == 1 and kinds.count("Redriven") == 1, kinds
+            [again] = [e for e in mine if isinstance(e, Task.Redriven)]
+            assert (again.reason, again.actor) == ("bots fixed", "admin"), again
+    finally:
+        admin.close()
+        for b in bots:
+            if b.proc.poll() is None:
+                b.stop()
+
+
+def _scripts(tmp_path: Path) -> dict[str, Path]:
+    sources = {
+        "flaky": FLAKY,
+        "poison": POISON,
+        "alternating": ALTERNATING,
+        "doomed": DOOMED,
+        "fine": FINE,
+    }
+    (tmp_path / "runs").mkdir()
+    paths = {}
+    for name, source in sources.items():
+        paths[name] = tmp_path / f"{name}.py"
+        paths[name].write_text(source)
+    return paths
+
+
+def _set_retry_policies(admin: httpx.Client) -> None:
+    current = admin.get("/v1/config")
+    document = current.json()["document"]
+    changes: dict[str, Any] = {
+        "retry": {**document["retry"], "types": RETRY_POLICIES},
+    }
+    if "breaker" in document:  # a flaky bot fails two attempts in three, by design here
+        changes["breaker"] = {**document["breaker"], "enabled": False}
+    answer = admin.patch(
+        "/v1/config",
+        json={"changes": changes, "reason": "retry policies for the scenario"},
+        headers={"If-Match": current.headers["ETag"]},
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def _submit(admin: httpx.Client, task_type: str, payload: dict[str, Any]) -> str:
+    answer = admin.post(
+        "/v1/tasks", json={"type": task_type, "capabilities": [task_type], "payload": payload}
+    )
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["id"])
+
+
+def _buffered_schedule() -> dict[str, Any]:
+    return {
+        "name": "failing-ticks",
+        "every_s": 1,
+        "template": {"type": "tick", "capabilities": ["tick"]},
+        "overlap": "buffer_one",
+    }
+
+
+def _live_bots(admin: httpx.Client) -> int:
+    return len(admin.get("/v1/bots").json()["items"])
+
+
+def _states(admin: httpx.Client, task_ids: list[str]) -> set[str]:
+    return {admin.get(f"/v1/tasks/{t}").json()["state"] for t in task_ids}
+
+
+def _in_state(admin: httpx.Client, task_ids: list[str], state: str) -> list[dict[str, Any]]:
+    tasks = [admin.get(f"/v1/tasks/{t}").json() for t in task_ids]
+    return tasks if all(t["state"] == state for t in tasks) else []
+
+
+def _runs_succeeded(admin: httpx.Client, schedule_id: str) -> int:
+    runs = admin.get("/v1/tasks", params={"schedule_id": schedule_id, "limit": 100})
+    return sum(t["state"] == "succeeded" for t in runs.json()["items"])
+
+
+def _schedule_settled(hive: Hive, schedule_id: str) -> list[Any]:
+    """The log, once every run the schedule fired has finished."""
+    events = log_events(hive.db_url)
+    runs = _runs(events, schedule_id)
+    finals = (Task.Succeeded, Task.Failed, Task.DeadLettered, Task.Cancelled)
+    ended = {e.originator_id for e in events if isinstance(e, finals)}
+    return events if runs and all(r in ended for r in runs) else []
+
+
+def _runs(events: list[Any], schedule_id: str) -> list[Any]:
+    return [
+        e.task_id
+        for e in events
+        if isinstance(e, Schedule.Fired | Schedule.Released) and str(e.originator_id) == schedule_id
+    ]
+
+
+def _check_flaky(events: list[Any], flaky: list[str]) -> None:
+    policy = RetryPolicy(max_attempts=3, initial_backoff_s=0.5, multiplier=2.0, max_backoff_s=5)
+    for task_id in flaky:
+        mine = [e for e in events if str(e.originator_id) == task_id]
+        retries = [e for e in mine if isinstance(e, Task.RetryScheduled)]
+        assert [r.attempt for r in retries] == [1, 2], [type(e).__name__ for e in mine]
+        assert all(r.outcome == "failed" for r in retries)
+        starts = [e.timestamp for e in mine if isinstance(e, Task.Started)]
+        assert len(starts) == 3, "three attempts, each started"
+        for retry, next_start in zip(retries, starts[1:], strict=True):
+            gap = (next_start - retry.timestamp).total_seconds()
+            assert gap >= backoff(policy, retry.attempt), (task_id, retry.attempt, gap)
+            assert next_start >= retry.not_before
+        assert isinstance(mine[-1], Task.Succeeded)
+
+
+def _check_poison(events: list[Any], poison: str) -> None:
+    mine = [e for e in events if str(e.originator_id) == poison]
+    ended = [e for e in mine if isinstance(e, Task.RetryScheduled | Task.DeadLettered)]
+    assert [(type(e).__name__, e.attempt, e.outcome) for e in ended] == [
+        ("RetryScheduled", 1, "lost"),
+        ("RetryScheduled", 2, "lost"),
+        ("DeadLettered", 3, "lost"),
+    ]
+    assert len({e.bot_id for e in ended}) == 3, "each attempt on a bot of its own"
+
+
+def _check_schedule(events: list[Any], schedule_id: str) -> None:
+    mine = [
+        e for e in events if isinstance(e, Schedule.Event) and str(e.originator_id) == schedule_id
+    ]
+    decided: list[datetime] = []
+    for e in mine:
+        if isinstance(e, Schedule.Fired | Schedule.Buffered):
+            decided.append(e.tick)
+        elif isinstance(e, Schedule.Skipped):
+            decided += [e.first + timedelta(seconds=n) for n in range(e.count)]
+    assert decided and decided == sorted(decided), decided
+    assert not tick_faults(decided, 1.0), tick_faults(decided, 1.0)
+    runs = _runs(events, schedule_id)
+    spans = []
+    for run in runs:
+        theirs = [e for e in events if e.originator_id == run]
+        retries = [e for e in theirs if isinstance(e, Task.RetryScheduled)]
+        assert len(retries) == 1 and isinstance(theirs[-1], Task.Succeeded), [
+            type(e).__name__ for e in theirs
+        ]
+        spans.append((theirs[0].timestamp, theirs[-1].timestamp))
+    for (_, ended), (began, _) in itertools.pairwise(sorted(spans)):
+        assert began >= ended, "a run fired while the one before it was still retrying"
