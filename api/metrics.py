@@ -6,7 +6,8 @@ shows the same numbers (those of the shared views). Latencies are the stages vie
 histograms as they are stored (their fixed buckets become ``le`` labels); the log's
 length is a counter, so ``rate(apiary_events_total[1m])`` is the append rate; a view's
 lag is how many log positions it has still to read (a view whose events are idle moves
-its stored position up at most a second late: ``projections/runner.py``).
+its stored position up at most a second late: ``projections/runner.py``). Retries and dead
+letters are counters per type and error kind (``retry_counts``, kept by the tasks view).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class HiveCollector(Collector):
             lag.add_metric([view], max(head - at, 0))
         yield position
         yield lag
+        yield from _retries(counts["retries"])
         yield _histograms(self.stages.histograms())
 
 
@@ -72,11 +74,27 @@ def _gauge(
     return family
 
 
+def _retries(rows: list[tuple[object, ...]]) -> Iterator[CounterMetricFamily]:
+    labels = ["type", "error_kind"]
+    retries = CounterMetricFamily(
+        "apiary_task_retries", "Attempts that ended and were retried.", labels=labels
+    )
+    dead = CounterMetricFamily(
+        "apiary_task_dead_letters", "Tasks dead-lettered (attempts exhausted).", labels=labels
+    )
+    for type_, kind, n_retries, n_dead in rows:
+        retries.add_metric([str(type_), str(kind)], float(n_retries))  # type: ignore[arg-type]
+        dead.add_metric([str(type_), str(kind)], float(n_dead))  # type: ignore[arg-type]
+    yield retries
+    yield dead
+
+
 def _histograms(rows: list[StageHistogram]) -> HistogramMetricFamily:
     family = HistogramMetricFamily(
         "apiary_stage_seconds",
-        "Time tasks spent in a stage (submit_assign, assign_start, start_done, end_to_end).",
-        labels=["type", "stage"],
+        "Time tasks spent in a stage (submit_assign, assign_start, start_done, end_to_end); "
+        "attempt: first, or retry (an attempt after a task's first).",
+        labels=["type", "stage", "attempt"],
     )
     for h in rows:
         cumulative, buckets = 0, []
@@ -84,8 +102,12 @@ def _histograms(rows: list[StageHistogram]) -> HistogramMetricFamily:
             cumulative += n
             buckets.append((floatToGoString(bound), float(cumulative)))
         buckets.append(("+Inf", float(h.count)))
-        family.add_metric([h.type, h.stage], buckets, h.sum_s)
+        family.add_metric([h.type, h.stage, attempt_label(h)], buckets, h.sum_s)
     return family
+
+
+def attempt_label(h: StageHistogram) -> str:
+    return "retry" if h.retried else "first"
 
 
 class Scrape:

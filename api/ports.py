@@ -169,6 +169,10 @@ class History(Protocol):
         """The events at these log positions (records that name an aggregate), likewise."""
         ...
 
+    def events(self, aggregate_id: UUID, up_to_version: int) -> list[Any]:
+        """The aggregate's events up to a version, decoded whole, oldest first."""
+        ...
+
     def made(self, aggregate_ids: list[UUID]) -> dict[UUID, Any]:
         """The event that made each of these aggregates (records an event names), decoded."""
         ...

@@ -16,7 +16,7 @@ TASK_COLUMNS = (
     "task_id, type, priority, capabilities, state, payload, result, error, bot_id, "
     "fencing_token, idempotency_key, submitted_by, submitted_at, assigned_at, started_at, "
     "finished_at, assignment, unroutable, seq, version, position, not_before, schedule_id, "
-    "flagged_at"
+    "flagged_at, attempt, series, error_kind, dead_reason, retry"
 )
 CURSOR_PREFIX = "s"
 
@@ -47,14 +47,17 @@ class TaskReads:
     ) -> tuple[list[TaskRow], str | None]:
         where: list[str] = ["seq > %s"]
         params: list[Any] = [decode_cursor(cursor) if cursor else 0]
-        for column, value in (
-            ("state", flt.state),
-            ("type", flt.type),
-            ("bot_id", flt.bot_id),
-            ("schedule_id", flt.schedule_id),
+        for condition, value in (
+            ("state = %s", flt.state),
+            ("type = %s", flt.type),
+            ("bot_id = %s", flt.bot_id),
+            ("schedule_id = %s", flt.schedule_id),
+            ("error_kind = %s", flt.error_kind),
+            ("finished_at >= %s", flt.finished_since),
+            ("finished_at < %s", flt.finished_until),
         ):
             if value is not None:
-                where.append(f"{column} = %s")
+                where.append(condition)
                 params.append(value)
         query = (
             f"SELECT {TASK_COLUMNS} FROM tasks_view WHERE {' AND '.join(where)} "

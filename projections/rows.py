@@ -34,6 +34,11 @@ class TaskRow:
     not_before: datetime | None = None  # a delayed task is offered to no bot before then
     schedule_id: UUID | None = None  # the schedule that fired it
     flagged_at: list[int] | None = None  # positions of the unroutable records that named it
+    attempt: int = 1  # the current attempt of the current series
+    series: int = 1  # 1 + how many times it was re-driven
+    error_kind: str | None = None  # the last failure's kind
+    dead_reason: str | None = None  # why it was dead-lettered
+    retry: dict[str, Any] | None = None  # the submission's narrowing of its retry policy
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,9 @@ class TaskFilter:
     type: str | None = None
     bot_id: UUID | None = None
     schedule_id: UUID | None = None
+    error_kind: str | None = None
+    finished_since: datetime | None = None  # finished at or after
+    finished_until: datetime | None = None  # finished before
 
 
 BOTS_LIVE = "live"  # registered, not lost or deregistered, and heartbeating (lease current)

@@ -1,4 +1,5 @@
-"""Reading the stages view: per task type and stage, the histogram and its percentiles;
+"""Reading the stages view: per task type, stage and whether the attempts were first ones
+or retried, the histogram and its percentiles;
 per type and minute, what finished.
 
 Percentiles are computed here, at read time, from the bucket counts
@@ -16,13 +17,14 @@ from psycopg_pool import ConnectionPool
 from projections.histogram import BUCKETS, PERCENTILES, quantile
 
 HISTOGRAMS = """
-SELECT t.type, t.stage, t.count, t.sum_ms,
+SELECT t.type, t.stage, t.retried, t.count, t.sum_ms,
        coalesce(array_agg(h.bucket ORDER BY h.bucket) FILTER (WHERE h.bucket IS NOT NULL), '{}'),
        coalesce(array_agg(h.count ORDER BY h.bucket) FILTER (WHERE h.bucket IS NOT NULL), '{}')
 FROM stage_totals t
-LEFT JOIN stage_histograms h ON h.type = t.type AND h.stage = t.stage
-GROUP BY t.type, t.stage, t.count, t.sum_ms
-ORDER BY t.type, t.stage
+LEFT JOIN stage_histograms h
+    ON h.type = t.type AND h.stage = t.stage AND h.retried = t.retried
+GROUP BY t.type, t.stage, t.retried, t.count, t.sum_ms
+ORDER BY t.type, t.stage, t.retried
 """
 MINUTES = """
 SELECT type, minute, succeeded, failed, e2e_sum_ms FROM stage_minutes
@@ -37,6 +39,7 @@ class StageHistogram:
     counts: tuple[int, ...]  # per bucket of ``histogram.BOUNDS``, the overflow last
     count: int
     sum_s: float
+    retried: bool = False  # the attempts after a task's first (a retry, a re-drive)
 
     def percentiles(self) -> dict[float, float | None]:
         """Estimated from the buckets; exact for a single sample (it is the sum)."""
@@ -62,11 +65,11 @@ class StageReads:
         with self.pool.connection() as conn:
             rows = conn.execute(HISTOGRAMS).fetchall()
         out = []
-        for type_, stage, count, sum_ms, buckets, counts in rows:
+        for type_, stage, retried, count, sum_ms, buckets, counts in rows:
             dense = [0] * BUCKETS
             for b, n in zip(buckets, counts, strict=True):
                 dense[b] = n
-            out.append(StageHistogram(type_, stage, tuple(dense), count, sum_ms / 1000))
+            out.append(StageHistogram(type_, stage, tuple(dense), count, sum_ms / 1000, retried))
         return out
 
     def minutes(self, last: int, now: datetime) -> list[MinuteCount]:

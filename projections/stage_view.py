@@ -1,26 +1,36 @@
 """The stages view: how long tasks of each type spend in each stage of their life, as
 histograms, and how many finish each minute.
 
-Stages, all measured between the timestamps of a task's own events:
+Stages, all measured between the timestamps of a task's own events, per attempt:
 
-- ``submit_assign``: from when the task could first be assigned (its submission, or its
-  ``not_before`` when it was delayed past that) to its FIRST assignment. A task that goes
-  back to pending (its bot lost) and is assigned again counts once: the wait of a retry
+- ``submit_assign``: from when the attempt could first be assigned (the submission, or its
+  ``not_before`` when it was delayed past that; after a retry, the retry's ``not_before``;
+  after a re-drive, the re-drive) to its FIRST assignment. A lease lost before the start
+  (``LeaseExpired``) is no attempt: the next assignment is not timed again, since the wait
   is the bot's fault, not the queue's.
 - ``assign_start``: from the assignment that led to the start, to the start.
-- ``start_done``: from the start to success or failure.
-- ``end_to_end``: from the submission to success or failure (a delay included).
+- ``start_done``: from the start to the attempt's end: success, failure, a retry
+  (``RetryScheduled``: the attempt failed) or a dead letter.
+- ``end_to_end``: from the submission (or the re-drive that began the series) to the
+  task's final outcome (success, failure, dead letter), through its retries; never to a
+  retry.
+
+Every stage is counted apart (``retried``) for an attempt after the first, a retry or an
+attempt of a re-driven series, so that first attempts keep their own latencies; an
+``end_to_end`` is ``retried`` when the attempt that ended it was.
 
 A cancelled task ends no stage that it had not already ended. Events do not carry the
 task's type after the submission, so ``stage_open_tasks`` follows each unfinished task
-(type and the times so far) and forgets it when it ends.
+(type and the times so far) and forgets it when it ends; a re-drive carries the type, and
+opens it again.
 
-``stage_minutes`` counts successes, failures and the summed end-to-end milliseconds per
-type and minute. It keeps the 24 h before the newest minute it has counted: a minute
-older than that is dropped, and a completion that lands there is not counted. The newest
-minute only grows with the log, so what is kept does not depend on how the log was paged,
-and a rebuild from zero equals the view kept incrementally. Sums are whole milliseconds
-(integers) for the same reason: float sums would depend on the order of the additions.
+``stage_minutes`` counts successes, failures (a dead letter is one) and the summed
+end-to-end milliseconds per type and minute. It keeps the 24 h before the newest minute it
+has counted: a minute older than that is dropped, and a completion that lands there is not
+counted. The newest minute only grows with the log, so what is kept does not depend on how
+the log was paged, and a rebuild from zero equals the view kept incrementally. Sums are
+whole milliseconds (integers) for the same reason: float sums would depend on the order of
+the additions.
 """
 
 from __future__ import annotations
@@ -35,24 +45,38 @@ from uuid import UUID
 import psycopg
 from eventsourcing.utils import get_topic
 
-from domain.tasks import Task, implied_start
+from domain.tasks import Finish, Task, implied_start
 from projections.histogram import bucket_of
 from projections.recordset import rows_from, tuples
 from projections.runner import Positioned
+from store.migrations import Migration
 
 STAGES = ("submit_assign", "assign_start", "start_done", "end_to_end")
 KEEP_MINUTES = timedelta(hours=24)
 MS = timedelta(milliseconds=1)
-READS = (Task.Submitted, Task.Assigned, Task.Started, Task.Succeeded, Task.Failed, Task.Cancelled)
+READS = (
+    Task.Submitted,
+    Task.Assigned,
+    Task.Started,
+    Task.Succeeded,
+    Task.Failed,
+    Task.Cancelled,
+    Task.RetryScheduled,
+    Task.DeadLettered,
+    Task.Redriven,
+)
+FINAL = (Task.Succeeded, Task.Failed, Task.DeadLettered)
 TOPICS = tuple(get_topic(c) for c in READS)
 
 OPEN_COLUMNS = (
     ("task_id", "uuid"),
     ("type", "text"),
     *((c, "timestamptz") for c in ("submitted_at", "ready_at", "assigned_at", "started_at")),
+    ("retried", "boolean"),
 )
-BUCKET_COLUMNS = (("type", "text"), ("stage", "text"), ("bucket", "smallint"), ("count", "bigint"))
-TOTAL_COLUMNS = (("type", "text"), ("stage", "text"), ("count", "bigint"), ("sum_ms", "bigint"))
+KEY_COLUMNS = (("type", "text"), ("stage", "text"), ("retried", "boolean"))
+BUCKET_COLUMNS = (*KEY_COLUMNS, ("bucket", "smallint"), ("count", "bigint"))
+TOTAL_COLUMNS = (*KEY_COLUMNS, ("count", "bigint"), ("sum_ms", "bigint"))
 MINUTE_COLUMNS = (
     ("type", "text"),
     ("minute", "timestamptz"),
@@ -60,20 +84,22 @@ MINUTE_COLUMNS = (
 )
 UPSERT_OPEN = (
     "INSERT INTO stage_open_tasks (task_id, type, submitted_at, ready_at, assigned_at, "
-    f"started_at) {rows_from(OPEN_COLUMNS)} "
-    "ON CONFLICT (task_id) DO UPDATE SET assigned_at = EXCLUDED.assigned_at, "
-    "started_at = EXCLUDED.started_at"
+    f"started_at, retried) {rows_from(OPEN_COLUMNS)} "
+    "ON CONFLICT (task_id) DO UPDATE SET submitted_at = EXCLUDED.submitted_at, "
+    "ready_at = EXCLUDED.ready_at, assigned_at = EXCLUDED.assigned_at, "
+    "started_at = EXCLUDED.started_at, retried = EXCLUDED.retried"
 )
 ADD_BUCKET = (
-    "INSERT INTO stage_histograms (type, stage, bucket, count) "
+    "INSERT INTO stage_histograms (type, stage, retried, bucket, count) "
     f"{rows_from(BUCKET_COLUMNS)} "
-    "ON CONFLICT (type, stage, bucket) DO UPDATE SET "
+    "ON CONFLICT (type, stage, retried, bucket) DO UPDATE SET "
     "count = stage_histograms.count + EXCLUDED.count"
 )
 ADD_TOTAL = (
-    "INSERT INTO stage_totals (type, stage, count, sum_ms) "
+    "INSERT INTO stage_totals (type, stage, retried, count, sum_ms) "
     f"{rows_from(TOTAL_COLUMNS)} "
-    "ON CONFLICT (type, stage) DO UPDATE SET count = stage_totals.count + EXCLUDED.count, "
+    "ON CONFLICT (type, stage, retried) DO UPDATE SET "
+    "count = stage_totals.count + EXCLUDED.count, "
     "sum_ms = stage_totals.sum_ms + EXCLUDED.sum_ms"
 )
 ADD_MINUTE = (
@@ -86,29 +112,54 @@ ADD_MINUTE = (
 )
 
 
+STAGE_MIGRATIONS = [
+    Migration(
+        211,
+        "views: stages counted apart for an attempt after the first (a retry, a re-drive)",
+        """
+        ALTER TABLE public.stage_open_tasks
+            ADD COLUMN IF NOT EXISTS retried boolean NOT NULL DEFAULT false;
+        ALTER TABLE public.stage_histograms
+            ADD COLUMN IF NOT EXISTS retried boolean NOT NULL DEFAULT false;
+        ALTER TABLE public.stage_histograms DROP CONSTRAINT stage_histograms_pkey;
+        ALTER TABLE public.stage_histograms ADD PRIMARY KEY (type, stage, retried, bucket);
+        ALTER TABLE public.stage_totals
+            ADD COLUMN IF NOT EXISTS retried boolean NOT NULL DEFAULT false;
+        ALTER TABLE public.stage_totals DROP CONSTRAINT stage_totals_pkey;
+        ALTER TABLE public.stage_totals ADD PRIMARY KEY (type, stage, retried);
+        """,
+    ),
+]
+
+
 @dataclass(frozen=True)
 class OpenTask:
     type: str
-    submitted_at: datetime
-    ready_at: datetime  # the submission, or a later not_before
-    assigned_at: datetime | None = None  # the latest assignment (None: never assigned)
+    submitted_at: datetime  # of its series: the submission, or the re-drive
+    ready_at: datetime  # when its attempt could first be assigned
+    assigned_at: datetime | None = None  # the attempt's latest assignment (None: not yet)
     started_at: datetime | None = None
+    retried: bool = False  # its attempt is not the task's first
+
+    def stages_key(self, stage: str) -> tuple[str, str, bool]:
+        return (self.type, stage, self.retried)
 
 
 @dataclass
 class Tally:
     """What one page adds to the tables, folded in memory."""
 
-    buckets: Counter[tuple[str, str, int]]
-    totals: dict[tuple[str, str], tuple[int, int]]
+    buckets: Counter[tuple[str, str, bool, int]]
+    totals: dict[tuple[str, str, bool], tuple[int, int]]
     minutes: dict[tuple[str, datetime], tuple[int, int, int]]
 
-    def observe(self, type_: str, stage: str, took: timedelta) -> int:
-        """Count one duration; returns it in whole milliseconds."""
+    def observe(self, task: OpenTask, stage: str, took: timedelta) -> int:
+        """Count one duration of ``task``'s attempt; returns it in whole milliseconds."""
         ms = took // MS
-        self.buckets[type_, stage, bucket_of(took.total_seconds())] += 1
-        n, total = self.totals.get((type_, stage), (0, 0))
-        self.totals[type_, stage] = (n + 1, total + ms)
+        key = task.stages_key(stage)
+        self.buckets[(*key, bucket_of(took.total_seconds()))] += 1
+        n, total = self.totals.get(key, (0, 0))
+        self.totals[key] = (n + 1, total + ms)
         return ms
 
     def finish(self, type_: str, minute: datetime, succeeded: bool, e2e_ms: int) -> None:
@@ -126,7 +177,8 @@ class StageView:
     )
     topics: tuple[str, ...] = TOPICS
     handles: frozenset[type] = frozenset(READS)
-    # a lost bot's wait is not timed again; a flag is no stage
+    # a lease lost before the start is no attempt (its wait is not timed again); a flag is
+    # no stage
     ignores: frozenset[type] = frozenset({Task.Unroutable, Task.LeaseExpired})
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
@@ -143,25 +195,26 @@ class StageView:
             if isinstance(e, Task.Submitted):
                 ready = max(e.timestamp, e.not_before or e.timestamp)
                 tasks[task_id] = OpenTask(e.type, e.timestamp, ready)
+            elif isinstance(e, Task.Redriven):  # a new series: it carries the type
+                tasks[task_id] = OpenTask(e.type, e.timestamp, e.timestamp, retried=True)
             elif task is None:
                 continue  # never seen submitted (nothing to time it from)
             elif isinstance(e, Task.Assigned):
                 if task.assigned_at is None:
-                    tally.observe(task.type, "submit_assign", e.timestamp - task.ready_at)
+                    tally.observe(task, "submit_assign", e.timestamp - task.ready_at)
                 tasks[task_id] = replace(task, assigned_at=e.timestamp, started_at=None)
             elif isinstance(e, Task.Started):
                 if task.assigned_at is not None:
-                    tally.observe(task.type, "assign_start", e.timestamp - task.assigned_at)
+                    tally.observe(task, "assign_start", e.timestamp - task.assigned_at)
                 tasks[task_id] = replace(task, started_at=e.timestamp)
-            elif isinstance(e, Task.Succeeded | Task.Failed):
-                started = implied_start(e)
-                if task.started_at is None and started is not None:  # it says its start too
-                    if task.assigned_at is not None:
-                        tally.observe(task.type, "assign_start", started - task.assigned_at)
-                    task = replace(task, started_at=started)
-                if task.started_at is not None:
-                    tally.observe(task.type, "start_done", e.timestamp - task.started_at)
-                e2e = tally.observe(task.type, "end_to_end", e.timestamp - task.submitted_at)
+            elif isinstance(e, Task.RetryScheduled):
+                _ended(tally, task, e)
+                tasks[task_id] = replace(
+                    task, ready_at=e.not_before, assigned_at=None, started_at=None, retried=True
+                )
+            elif isinstance(e, FINAL):
+                _ended(tally, task, e)
+                e2e = tally.observe(task, "end_to_end", e.timestamp - task.submitted_at)
                 minute = e.timestamp.replace(second=0, microsecond=0)
                 newest = minute if newest is None else max(newest, minute)
                 if minute >= newest - KEEP_MINUTES:
@@ -180,7 +233,7 @@ class StageView:
         if not older:
             return {}, set()
         cur.execute(
-            "SELECT task_id, type, submitted_at, ready_at, assigned_at, started_at "
+            "SELECT task_id, type, submitted_at, ready_at, assigned_at, started_at, retried "
             "FROM stage_open_tasks WHERE task_id = ANY(%s)",
             (older,),
         )
@@ -200,7 +253,7 @@ class StageView:
         if gone:
             cur.execute("DELETE FROM stage_open_tasks WHERE task_id = ANY(%s)", (gone,))
         kept = [
-            (t, o.type, o.submitted_at, o.ready_at, o.assigned_at, o.started_at)
+            (t, o.type, o.submitted_at, o.ready_at, o.assigned_at, o.started_at, o.retried)
             for t, o in tasks.items()
             if t in changed
         ]
@@ -213,6 +266,17 @@ class StageView:
         if tally.minutes and newest is not None:
             cur.execute(ADD_MINUTE, _keyed(MINUTE_COLUMNS, tally.minutes))
             cur.execute("DELETE FROM stage_minutes WHERE minute < %s", (newest - KEEP_MINUTES,))
+
+
+def _ended(tally: Tally, task: OpenTask, e: Finish) -> None:
+    """The attempt ended: its run (``start_done``) is timed, and its start when only the
+    end says it (``ran_s``)."""
+    started = implied_start(e)
+    if task.started_at is None and started is not None and task.assigned_at is not None:
+        tally.observe(task, "assign_start", started - task.assigned_at)
+    began = task.started_at or started
+    if began is not None:
+        tally.observe(task, "start_done", e.timestamp - began)
 
 
 def _keyed(

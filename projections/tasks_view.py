@@ -3,7 +3,8 @@
 A page of events is folded per task in memory first (a task submitted, assigned, started
 and finished within one page becomes one INSERT), then written with one statement per
 kind of change (``projections/folded.py``): the cost per event falls as the page fills.
-The same page moves the counts per (state, type, priority) in ``task_counts``.
+The same page moves the counts per (state, type, priority) in ``task_counts``, and the
+retries and dead letters per (type, error kind) in ``retry_counts``.
 
 An ``UnroutableTasks`` record flags, at its place in the log, the tasks it names that are
 still pending there: the page is folded and written up to it, the flag is set with one
@@ -35,6 +36,7 @@ from domain.unroutable import UnroutableTasks
 from projections.counts import TASK_KEY
 from projections.folded import RowTable, fold
 from projections.recordset import rows_from, tuples
+from projections.retry_counts import count_retries
 from projections.runner import Positioned
 from store.migrations import Migration
 
@@ -278,7 +280,7 @@ READ_ROUNDS = "SELECT round_id, policy, groups FROM dispatch_rounds WHERE round_
 
 class TasksView:
     name = "tasks"
-    tables: tuple[str, ...] = ("tasks_view", "task_counts", "dispatch_rounds")
+    tables: tuple[str, ...] = ("tasks_view", "task_counts", "dispatch_rounds", "retry_counts")
     topics: tuple[str, ...] = (
         *event_topics(Task),
         *event_topics(UnroutableTasks),
@@ -317,6 +319,7 @@ class TasksView:
 
 def _write(cur: psycopg.Cursor[Any], events: Sequence[Positioned], rounds: Rounds) -> None:
     if events:
+        count_retries(cur, events)  # first: it compares the events with the rows as they were
         changes = partial(_changes, rounds=rounds)
         ROWS.write(cur, *fold(events, "task_id", Task.Submitted, _submitted, changes))
 

@@ -18,6 +18,10 @@ HISTORY = (
     "SELECT notification_id, originator_id, originator_version, topic, state, chain_hash "
     "FROM public.hive_events WHERE originator_id = %s ORDER BY originator_version LIMIT %s"
 )
+EVENTS = (
+    "SELECT originator_id, originator_version, topic, state FROM public.hive_events "
+    "WHERE originator_id = %s AND originator_version <= %s ORDER BY originator_version"
+)
 AT = (
     "SELECT notification_id, originator_id, originator_version, topic, state, chain_hash "
     "FROM public.hive_events WHERE notification_id = ANY(%s) ORDER BY notification_id"
@@ -53,6 +57,15 @@ class History:
         with self.pool.connection() as conn:
             return self._entries(conn.execute(HISTORY, (aggregate_id, limit)).fetchall())
 
+    def events(self, aggregate_id: UUID, up_to_version: int) -> list[Any]:
+        """The aggregate's events up to a version (a view's row of it), decoded whole."""
+        with self.pool.connection() as conn:
+            rows = conn.execute(EVENTS, (aggregate_id, up_to_version)).fetchall()
+        return [
+            self.mapper.to_domain_event(StoredEvent(aggregate_id, version, topic, bytes(state)))
+            for aggregate_id, version, topic, state in rows
+        ]
+
     def at(self, positions: list[int]) -> list[Entry]:
         """The events at these log positions, in log order."""
         if not positions:
@@ -74,29 +87,32 @@ class History:
         }
 
     def _entries(self, rows: list[tuple[Any, ...]]) -> list[Entry]:
-        entries = []
-        for position, aggregate_id, version, topic, state, chain_hash in rows:
-            event: Any = self.mapper.to_domain_event(
-                StoredEvent(aggregate_id, version, topic, bytes(state))
+        return [
+            entry_of(
+                position,
+                self.mapper.to_domain_event(
+                    StoredEvent(aggregate_id, version, topic, bytes(state))
+                ),
+                bytes(chain_hash).hex() if chain_hash is not None else "",
             )
-            fields = {
-                k: _shown(v)
-                for k, v in vars(event).items()
-                if k not in SKIPPED and k != "request_id"
-            }
-            entries.append(
-                Entry(
-                    position=position,
-                    version=version,
-                    kind=type(event).__name__,
-                    at=event.timestamp,
-                    actor=event.actor,
-                    request_id=event.request_id,
-                    chain_hash=bytes(chain_hash).hex() if chain_hash is not None else "",
-                    fields=fields,
-                )
-            )
-        return entries
+            for position, aggregate_id, version, topic, state, chain_hash in rows
+        ]
+
+
+def entry_of(position: int, event: Any, chain_hash: str) -> Entry:
+    """An event at its log position as a timeline shows it."""
+    return Entry(
+        position=position,
+        version=event.originator_version,
+        kind=type(event).__name__,
+        at=event.timestamp,
+        actor=event.actor,
+        request_id=event.request_id,
+        chain_hash=chain_hash,
+        fields={
+            k: _shown(v) for k, v in vars(event).items() if k not in SKIPPED and k != "request_id"
+        },
+    )
 
 
 def _shown(value: Any) -> Any:

@@ -14,12 +14,14 @@ from api.schemas.tasks import (
     CancelRequest,
     TaskBatchCreate,
     TaskCreate,
+    TaskDetail,
     TaskListQuery,
     TaskPublic,
     TasksPublic,
     TasksSubmitted,
     TaskSubmitted,
 )
+from domain.attempts import attempts
 from domain.errors import NotFound
 
 READ_YOUR_WRITES_S = 5.0
@@ -72,13 +74,17 @@ def get_task(
         int | None,
         Query(ge=0, description="wait (up to 5 s) until the views have applied this position"),
     ] = None,
-) -> TaskPublic:
+) -> TaskDetail:
+    """The task as the tasks view has it, with its attempts from its own events up to the
+    same version."""
     if min_position is not None:
         ctx.positions.wait(min_position, READ_YOUR_WRITES_S)  # late: answer with what is known
     row = ctx.tasks.get(task_id)
     if row is None:
         raise NotFound(f"no task {task_id}", id=task_id)
-    return TaskPublic.from_row(row)
+    if ctx.history is None:  # a composition mistake, not a request's fault
+        raise RuntimeError("the log's history is not wired into this container")
+    return TaskDetail.of(row, attempts(ctx.history.events(task_id, row.version)))
 
 
 @router.get("")

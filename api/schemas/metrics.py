@@ -26,7 +26,13 @@ class StagePublic(Model):
 class TypeStagesPublic(Model):
     type: str
     stages: dict[str, StagePublic] = Field(
-        description="submit_assign, assign_start, start_done, end_to_end (those seen so far)"
+        description="first attempts: submit_assign, assign_start, start_done, end_to_end "
+        "(those seen so far)"
+    )
+    retried: dict[str, StagePublic] = Field(
+        default_factory=dict,
+        description="the same stages of the attempts after a task's first (a retry, a "
+        "re-drive); end_to_end: the tasks whose last attempt was one",
     )
 
 
@@ -56,10 +62,14 @@ class StagesPublic(Model):
 
     @classmethod
     def build(cls, histograms: list[StageHistogram], minutes: list[MinuteCount]) -> StagesPublic:
-        by_type: dict[str, dict[str, StagePublic]] = {}
+        by_type: dict[str, tuple[dict[str, StagePublic], dict[str, StagePublic]]] = {}
         for h in histograms:
-            by_type.setdefault(h.type, {})[h.stage] = StagePublic.from_histogram(h)
+            first, retried = by_type.setdefault(h.type, ({}, {}))
+            (retried if h.retried else first)[h.stage] = StagePublic.from_histogram(h)
         return cls(
-            items=[TypeStagesPublic(type=t, stages=s) for t, s in sorted(by_type.items())],
+            items=[
+                TypeStagesPublic(type=t, stages=first, retried=retried)
+                for t, (first, retried) in sorted(by_type.items())
+            ],
             minutes=[MinutePublic.from_count(m) for m in minutes],
         )

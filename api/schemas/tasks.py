@@ -21,6 +21,7 @@ from api.schemas.common import (
     check_batch,
 )
 from api.settings import Settings
+from domain.attempts import Attempt, AttemptOutcome
 from domain.hive import TaskSpec
 from domain.tasks import MAX_PRIORITY, MIN_PRIORITY, Task, TaskState
 from projections.rows import TaskFilter, TaskRow
@@ -83,13 +84,22 @@ class TaskListQuery(Input):
     type: ShortName | None = None
     bot_id: UUID | None = None
     schedule_id: UUID | None = None
+    error_kind: ShortName | None = Field(default=None, description="the last failure's kind")
+    finished_since: Instant | None = Field(default=None, description="finished at or after")
+    finished_until: Instant | None = Field(default=None, description="finished before")
     limit: int = Field(default=100, ge=1, le=500)
     cursor: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
 
     def filter(self) -> TaskFilter:
         state = str(self.state) if self.state is not None else None
         return TaskFilter(
-            state=state, type=self.type, bot_id=self.bot_id, schedule_id=self.schedule_id
+            state=state,
+            type=self.type,
+            bot_id=self.bot_id,
+            schedule_id=self.schedule_id,
+            error_kind=self.error_kind,
+            finished_since=self.finished_since,
+            finished_until=self.finished_until,
         )
 
 
@@ -97,6 +107,37 @@ class Unroutable(Model):
     reason: str
     missing: list[str] = Field(description="required capabilities that no bot has at all")
     at: datetime
+
+
+class RetryLimitsPublic(Model):
+    max_attempts: int | None = None
+    timeout_s: float | None = None
+
+
+class AttemptPublic(Model):
+    series: int = Field(description="1 + the re-drives before it")
+    attempt: int = Field(description="1-based within its series")
+    bot_id: UUID
+    started_at: datetime = Field(
+        description="its start; else the start its end implies (ran_s); else its assignment"
+    )
+    ended_at: datetime | None = Field(description="null while running")
+    outcome: AttemptOutcome
+    error: str | None = None
+    error_kind: str | None = None
+
+    @classmethod
+    def of(cls, a: Attempt) -> AttemptPublic:
+        return cls(
+            series=a.series,
+            attempt=a.attempt,
+            bot_id=a.bot_id,
+            started_at=a.started_at,
+            ended_at=a.ended_at,
+            outcome=a.outcome,
+            error=a.error,
+            error_kind=a.error_kind,
+        )
 
 
 class TaskPublic(Model):
@@ -128,6 +169,16 @@ class TaskPublic(Model):
     )
     not_before: datetime | None = Field(default=None, description="offered to no bot before")
     schedule_id: UUID | None = Field(default=None, description="the schedule that fired it")
+    attempt: int = Field(default=1, description="the current attempt of the current series")
+    series: int = Field(default=1, description="1 + how many times it was re-driven")
+    error_kind: str | None = Field(default=None, description="the last failure's kind")
+    dead_reason: str | None = Field(default=None, description="why it was dead-lettered")
+    retry_at: datetime | None = Field(
+        default=None, description="pending after a failed attempt: offered again from then"
+    )
+    limits: RetryLimitsPublic | None = Field(
+        default=None, description="what its submission narrowed of its retry policy"
+    )
     position: int = Field(
         description="the log position this reflects: pass it as ?min_position= to read your write"
     )
@@ -155,6 +206,12 @@ class TaskPublic(Model):
             unroutable=Unroutable.model_validate(row.unroutable) if row.unroutable else None,
             not_before=row.not_before,
             schedule_id=row.schedule_id,
+            attempt=row.attempt,
+            series=row.series,
+            error_kind=row.error_kind,
+            dead_reason=row.dead_reason,
+            retry_at=row.not_before if row.state == "pending" and row.attempt > 1 else None,
+            limits=None if row.retry is None else RetryLimitsPublic.model_validate(row.retry),
             position=row.position,
         )
 
@@ -180,6 +237,20 @@ class TaskPublic(Model):
             schedule_id=task.schedule_id,
             position=position,
         )
+
+
+class TaskDetail(TaskPublic):
+    """One task as ``GET /v1/tasks/{id}`` shows it: with its attempts, from the log."""
+
+    attempts: list[AttemptPublic] = Field(
+        description="every attempt of every series, oldest first (a lease lost before the "
+        "start is none)"
+    )
+
+    @classmethod
+    def of(cls, row: TaskRow, attempts: list[Attempt]) -> TaskDetail:
+        public = TaskPublic.from_row(row)
+        return cls(**dict(public), attempts=[AttemptPublic.of(a) for a in attempts])
 
 
 class TasksPublic(Model):

@@ -17,6 +17,7 @@ from api.metrics import HiveCollector, Scrape
 from domain.cause import Cause
 from domain.hive import Report, TaskSpec
 from domain.keys import Role
+from domain.policies.retry import RetryLimits
 from projections.histogram import BOUNDS
 from projections.metric_reads import MetricReads
 from projections.stage_reads import StageReads
@@ -33,21 +34,30 @@ def node(start_node: StartNode) -> Node:
 
 
 def run_tasks(node: Node) -> None:
-    """Four code tasks done (three succeed), two waiting at priority 7 for a writer."""
+    """Six code tasks run 2 s: three succeed, one fails for good, one fails and is retried,
+    one fails and is dead-lettered (its submission allows one attempt); two wait at
+    priority 7 for a writer."""
     clock: FakeClock = node.clock  # type: ignore[assignment]
     bot, _, _ = node.hive.fleet.register(
         name="coder", capabilities=["code"], max_concurrency=9, version_label="v1", cause=ALICE
     )
     node.liveness.renew(bot.id, 60)
-    ids = [s.task.id for s in node.hive.tasks.submit([TaskSpec("code")] * 4, ALICE).items]
+    once = TaskSpec("code", retry=RetryLimits(max_attempts=1))
+    specs = [TaskSpec("code")] * 5 + [once]
+    ids = [s.task.id for s in node.hive.tasks.submit(specs, ALICE).items]
     node.hive.tasks.submit([TaskSpec("writing", priority=7)] * 2, ALICE)
     tasks = wait_for(lambda: held(node.hive, ids), what="the code tasks assigned")
     me = Cause(f"bot:{bot.id}", "r")
     clock.advance(0.25)
     node.hive.tasks.start(bot.id, [Report(t.id, t.fencing_token) for t in tasks], me)
     clock.advance(2.0)
-    reports = [Report(t.id, t.fencing_token, "1") for t in tasks[:3]]
-    node.hive.tasks.finish(bot.id, [*reports, Report(tasks[3].id, 1, error="boom")], me)
+    reports = [Report(t, 1, "1") for t in ids[:3]]
+    failures = [
+        Report(ids[3], 1, error="bad", error_kind="bad-input", retryable=False),
+        Report(ids[4], 1, error="flaky", error_kind="io"),
+        Report(ids[5], 1, error="flaky", error_kind="io"),
+    ]
+    node.hive.tasks.finish(bot.id, [*reports, *failures], me)
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -84,17 +94,25 @@ def test_a_scrape_shows_the_views(node: Node) -> None:
         assert got["apiary_events_total", ()] == head
         assert got["apiary_tasks", (("state", "succeeded"), ("type", "code"))] == 3
         assert got["apiary_tasks", (("state", "failed"), ("type", "code"))] == 1
+        assert got["apiary_tasks", (("state", "dead"), ("type", "code"))] == 1
+        assert got["apiary_tasks", (("state", "pending"), ("type", "code"))] == 1  # retried
         assert got["apiary_tasks", (("state", "pending"), ("type", "writing"))] == 2
+        io = (("error_kind", "io"), ("type", "code"))
+        assert got["apiary_task_retries_total", io] == 1
+        assert got["apiary_task_dead_letters_total", io] == 1
+        assert not any(
+            n == "apiary_task_retries_total" and ("error_kind", "bad-input") in k for n, k in got
+        )  # a failure for good is neither
         assert got["apiary_queue_depth", (("priority", "7"), ("type", "writing"))] == 2
         assert got["apiary_bots", (("pool", ""), ("state", "ready"))] == 1
         assert got["apiary_projection_position", (("view", "stages"),)] == head
-        run = (("stage", "start_done"), ("type", "code"))
-        assert got["apiary_stage_seconds_count", run] == 4
-        assert got["apiary_stage_seconds_sum", run] == pytest.approx(8.0)
+        run = (("attempt", "first"), ("stage", "start_done"), ("type", "code"))
+        assert got["apiary_stage_seconds_count", run] == 6
+        assert got["apiary_stage_seconds_sum", run] == pytest.approx(12.0)
         below, at = (("le", "1.47"), *run), (("le", "2.15"), *run)  # 2 s: in (1.47, 2.15]
         assert got["apiary_stage_seconds_bucket", tuple(sorted(below))] == 0
-        assert got["apiary_stage_seconds_bucket", tuple(sorted(at))] == 4
-        assert got["apiary_stage_seconds_bucket", tuple(sorted((("le", "+Inf"), *run)))] == 4
+        assert got["apiary_stage_seconds_bucket", tuple(sorted(at))] == 6
+        assert got["apiary_stage_seconds_bucket", tuple(sorted((("le", "+Inf"), *run)))] == 6
 
         stages_url = "/v1/metrics/stages?minutes=5"
         assert client.get(stages_url).status_code == 401
@@ -105,14 +123,16 @@ def test_a_scrape_shows_the_views(node: Node) -> None:
     assert code["type"] == "code"
     assert set(code["stages"]) == {"submit_assign", "assign_start", "start_done", "end_to_end"}
     start_done = code["stages"]["start_done"]
-    assert start_done["count"] == 4 and start_done["sum_s"] == pytest.approx(8.0)
+    assert start_done["count"] == 6 and start_done["sum_s"] == pytest.approx(12.0)
+    assert code["retried"] == {}  # the retried task waits out its backoff: no second attempt
+    assert code["stages"]["end_to_end"]["count"] == 5  # to each final outcome, not a retry
     assert 1.47 <= start_done["p50_s"] <= start_done["p95_s"] <= start_done["p99_s"] <= 2.15
     assert body["minutes"] == [
         {
             "type": "code",
             "minute": "2030-01-01T09:00:00Z",
             "succeeded": 3,
-            "failed": 1,
+            "failed": 2,  # the dead letter too
             "e2e_mean_s": pytest.approx(2.25),
         }
     ]

@@ -14,6 +14,7 @@ from api.cli import main as apiary
 from api.settings import Settings
 from domain.cause import Cause
 from domain.hive import Report, TaskSpec
+from domain.policies.retry import RetryPolicy
 from domain.policies.routing import Assignment
 from projections.histogram import bucket_of, bucket_range
 from projections.stage_reads import StageHistogram
@@ -31,8 +32,10 @@ def node(start_node: StartNode) -> Node:
     return start_node(bot_lease_ttl_s=60.0)
 
 
-def by_stage(node: Node, type_: str) -> dict[str, StageHistogram]:
-    return {h.stage: h for h in node.stages.histograms() if h.type == type_}
+def by_stage(node: Node, type_: str, retried: bool = False) -> dict[str, StageHistogram]:
+    return {
+        h.stage: h for h in node.stages.histograms() if h.type == type_ and h.retried == retried
+    }
 
 
 def assert_all_in_bucket(h: StageHistogram, seconds: float, n: int) -> None:
@@ -60,7 +63,9 @@ def test_stage_durations_come_out_as_the_clock_made_them(node: Node, clock: Fake
     for k, t in enumerate(tasks, start=1):
         clock.advance(1.0)
         ok = k % 2 == 0
-        outcome = Report(t.id, t.fencing_token, "1" if ok else None, None if ok else "boom")
+        outcome = Report(
+            t.id, t.fencing_token, "1" if ok else None, None if ok else "boom", retryable=ok
+        )  # a failure for good: the task's answer, not retried
         node.hive.tasks.finish(bot.id, [outcome], me)
     clock.advance(30.0)  # now T0 + 42.5 s: the delayed task is 12.5 s past its due time
     late = delayed.items[0].task.id
@@ -160,6 +165,63 @@ def test_minutes_older_than_a_day_before_the_newest_are_dropped(
         kept = stage_rows(db_url)
         monkeypatch.setenv("APIARY_DATABASE_URL", db_url)
         assert apiary(["projections", "rebuild", "--view", "stages"]) == 0
+        assert stage_rows(db_url) == kept
+    finally:
+        hive.close()
+
+
+def test_retried_attempts_are_timed_apart_and_end_to_end_runs_to_the_final_outcome(
+    db_url: str, clock: FakeClock
+) -> None:
+    """Two tasks fail twice (1 s backoff, then 2 s); on the third attempt one succeeds and
+    the other is dead-lettered; re-driven, the dead one's new series is timed from the
+    re-drive. Kept one event a page, the view equals a rebuild."""
+    hive = open_hive(db_url, Settings(), clock=clock)
+    hive.tasks.policies = lambda _type: RetryPolicy(max_attempts=3, jitter=0.0)
+    try:
+        bot, _, _ = hive.fleet.register(
+            name="a", capabilities=["code"], max_concurrency=5, version_label="v1", cause=ALICE
+        )
+        ok, dead = [s.task.id for s in hive.tasks.submit([TaskSpec("code")] * 2, ALICE).items]
+        for attempt in (1, 2, 3):
+            clock.advance(1.0)  # the wait for a bot: 1 s, then the backoff (1 s, 2 s) + 1 s
+            hive.tasks.assign([Assignment(t, bot.id, {}) for t in (ok, dead)], ENGINE)
+            hive.tasks.start(bot.id, [Report(t, attempt) for t in (ok, dead)], ENGINE)
+            clock.advance(2.0)  # each attempt runs 2 s
+            good = attempt == 3
+            hive.tasks.finish(
+                bot.id,
+                [
+                    Report(ok, attempt, "1" if good else None, None if good else "boom"),
+                    Report(dead, attempt, error="boom", error_kind="io"),
+                ],
+                ENGINE,
+            )
+            clock.advance(float(2 ** (attempt - 1)))  # waits out the backoff
+        clock.advance(10.0)
+        hive.tasks.redrive([dead], "fixed", ALICE)
+        clock.advance(1.0)
+        hive.tasks.assign([Assignment(dead, bot.id, {})], ENGINE)
+        clock.advance(1.0)
+        hive.tasks.finish(bot.id, [Report(dead, 4, result="1", ran_s=0.5)], ENGINE)
+        runner(db_url, hive, "stages", page=1).catch_up()
+        with psycopg.connect(db_url) as conn:
+            totals = conn.execute(
+                "SELECT stage, retried, count, sum_ms FROM stage_totals ORDER BY 1, 2"
+            ).fetchall()
+            minutes = conn.execute("SELECT succeeded, failed FROM stage_minutes").fetchall()
+        assert totals == [
+            ("assign_start", False, 2, 0),
+            ("assign_start", True, 5, 500),  # the re-driven one's start is implied
+            ("end_to_end", True, 3, 12_000 + 12_000 + 2_000),  # never to a retry
+            ("start_done", False, 2, 4000),
+            ("start_done", True, 5, 4 * 2000 + 500),
+            ("submit_assign", False, 2, 2000),
+            ("submit_assign", True, 5, 5 * 1000),  # from each retry's time, and the re-drive
+        ]
+        assert minutes == [(2, 1)]
+        kept = stage_rows(db_url)
+        rebuild_views(db_url, Settings(), "stages")
         assert stage_rows(db_url) == kept
     finally:
         hive.close()

@@ -17,6 +17,7 @@ from api.bootstrap import rebuild_views, views
 from api.settings import Settings
 from domain.cause import Cause
 from domain.hive import Hive, Report, TaskSpec
+from domain.policies.retry import RetryPolicy
 from domain.policies.routing import Assignment
 from projections.runner import read_position
 from tests.integration.helpers import runner, snapshot
@@ -55,7 +56,21 @@ def busy_history(hive: Hive, tasks: int) -> None:
     started = ids[: tasks // 3]
     hive.tasks.start(bot.id, [Report(t, 1) for t in started], ENGINE)
     hive.tasks.finish(bot.id, [Report(t, 1, result='{"ok": 1}') for t in started[::2]], ENGINE)
-    hive.tasks.finish(bot.id, [Report(t, 1, error="boom") for t in started[1::2]], ENGINE)
+    failed = started[1::2]
+    for_good, retried = failed[: len(failed) // 2], failed[len(failed) // 2 :]
+    hive.tasks.finish(
+        bot.id, [Report(t, 1, error="bad", retryable=False) for t in for_good], ENGINE
+    )
+    hive.tasks.policies = lambda _type: RetryPolicy(max_attempts=2)
+    hive.tasks.finish(
+        bot.id, [Report(t, 1, error="boom", error_kind="io") for t in retried], ENGINE
+    )
+    hive.tasks.assign([Assignment(t, bot.id, {}) for t in retried], ENGINE)  # attempt 2
+    hive.tasks.start(bot.id, [Report(t, 2) for t in retried], ENGINE)
+    hive.tasks.finish(
+        bot.id, [Report(t, 2, error="boom", error_kind="io") for t in retried], ENGINE
+    )
+    hive.tasks.redrive(retried[:2], "fixed", ALICE)  # dead letters sent round again
     hive.tasks.cancel(ids[-1], "not needed", ALICE)
     hive.fleet.lose(bot.id, ids[tasks // 3 : tasks // 2], "silence", ENGINE)
     hive.fleet.deregister(other.id, ALICE)
@@ -69,9 +84,10 @@ def test_views_show_every_state_and_equal_a_rebuild(db_url: str, hive: Hive) -> 
     with psycopg.connect(db_url) as conn:
         states = dict(conn.execute("SELECT state, count(*) FROM tasks_view GROUP BY 1").fetchall())
         bots = dict(conn.execute("SELECT name, state FROM fleet_view").fetchall())
-    # 60 tasks: 30 assigned, 20 of them started (10 succeed, 10 fail), the other 10 released
-    # when their bot is lost; the last one cancelled while pending.
-    assert states == {"pending": 39, "succeeded": 10, "failed": 10, "cancelled": 1}
+    # 60 tasks: 30 assigned, 20 of them started (10 succeed, 5 fail for good, 5 fail twice
+    # and are dead-lettered, 2 of those re-driven), the other 10 released when their bot is
+    # lost; the last one cancelled while pending.
+    assert states == {"pending": 41, "succeeded": 10, "failed": 5, "dead": 3, "cancelled": 1}
     assert bots == {"b1": "lost", "b2": "deregistered"}
     rebuild_views(db_url, Settings())
     assert snapshot(db_url) == incremental
@@ -95,7 +111,13 @@ def test_task_counts_equal_a_group_by_over_the_view_and_after_a_rebuild(
     tasks.catch_up()
     counts, grouped = counts_and_grouped(db_url)
     assert counts == grouped
-    assert {state for state, *_ in counts} == {"pending", "succeeded", "failed", "cancelled"}
+    assert {state for state, *_ in counts} == {
+        "pending",
+        "succeeded",
+        "failed",
+        "dead",
+        "cancelled",
+    }
     more = hive.tasks.submit([TaskSpec("code", priority=9)] * 5, ALICE).items
     hive.tasks.cancel(more[0].task.id, "changed my mind", ALICE)
     tasks.catch_up()

@@ -50,6 +50,7 @@ from runtime.mailbox import Mailbox
 from runtime.message_claims import MessageBoard
 from runtime.postman import Postman
 from store.health import DatabaseGate
+from store.history import entry_of
 from tests.clock import FakeClock
 from tests.unit.fake_key_reads import LogKeyReads
 from tests.unit.fake_schedule_reads import LogScheduleReads
@@ -357,6 +358,7 @@ def make_container(
         postman=Postman(hive, index, mailbox),
         message_reads=NoConversations(),
         key_reads=LogKeyReads(hive),
+        history=LogHistory(hive),
     )
 
 
@@ -396,6 +398,33 @@ class UnscaledPools:
 
     def launches(self, pool: str, limit: int) -> list[dict[str, Any]]:
         return []
+
+
+class LogHistory:
+    """Aggregates' histories, read from the log as ``store.history.History`` reads them."""
+
+    def __init__(self, hive: Hive) -> None:
+        self.hive = hive
+
+    def events(self, aggregate_id: UUID, up_to_version: int) -> list[Any]:
+        return [
+            e
+            for _, e in log_of(self.hive)
+            if e.originator_id == aggregate_id and e.originator_version <= up_to_version
+        ]
+
+    def of(self, aggregate_id: UUID, limit: int = 1000) -> list[Any]:
+        return [entry_of(p, e, "") for p, e in log_of(self.hive) if e.originator_id == aggregate_id]
+
+    def at(self, positions: list[int]) -> list[Any]:
+        return [entry_of(p, e, "") for p, e in log_of(self.hive) if p in positions]
+
+    def made(self, aggregate_ids: list[UUID]) -> dict[UUID, Any]:
+        return {
+            e.originator_id: e
+            for _, e in log_of(self.hive)
+            if e.originator_id in aggregate_ids and e.originator_version == 1
+        }
 
 
 class NoStages:
