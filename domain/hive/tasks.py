@@ -236,9 +236,11 @@ class TaskCommands:
     def time_out(self, task_ids: Sequence[UUID], cause: Cause) -> Committed[Task]:
         """Fail the attempts of ``task_ids`` that have run past their timeout (the others
         are left alone: they finished, or their deadline moved, meanwhile)."""
-        return self.kernel.change(
-            Task, list(task_ids), lambda t, at: t.time_out(cause, at, self.policies(t.type))
-        )
+
+        def time_out(task: Task, at: datetime) -> None:
+            task.time_out(cause, at, self.policies(task.type))
+
+        return self.kernel.change(Task, list(task_ids), time_out)
 
     def redrive(self, task_ids: Sequence[UUID], reason: str, cause: Cause) -> Committed[Task]:
         """A new series of attempts for each task: all must be failed, dead or cancelled."""

@@ -43,10 +43,11 @@ class RetryPolicy:
         may have been narrowed since the submission)."""
         if limits is None:
             return self
+        attempts = self.max_attempts
+        if limits.max_attempts is not None:
+            attempts = min(attempts, limits.max_attempts)
         return replace(
-            self,
-            max_attempts=_least(self.max_attempts, limits.max_attempts),
-            timeout_s=_least(self.timeout_s, limits.timeout_s),
+            self, max_attempts=attempts, timeout_s=_least(self.timeout_s, limits.timeout_s)
         )
 
 
