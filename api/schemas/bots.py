@@ -237,7 +237,9 @@ class BotPublic(Model):
 
 
 # What ?state= takes: the domain's bot states (a unit test holds them equal), live or all.
-BotListState = Literal["live", "all", "ready", "draining", "quarantined", "lost", "deregistered"]
+BotListState = Literal[
+    "live", "all", "ready", "draining", "quarantined", "probing", "lost", "deregistered"
+]
 
 
 class BotListQuery(Input):
