@@ -19,7 +19,7 @@ from domain.hive import Hive, Report, TaskSpec
 from domain.policies.breaker import BreakerConfig
 from domain.policies.retry import RetryPolicy
 from domain.tasks import Task, TaskState
-from runtime.breaker import Breakers, BreakerLoop
+from runtime.breaker import BreakerLoop, Breakers
 from runtime.dispatcher import Dispatcher
 from runtime.live import LiveIndex
 from runtime.performance import LivePerformance
