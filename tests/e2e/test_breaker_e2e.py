@@ -62,6 +62,7 @@ def test_a_bad_bot_is_quarantined_and_every_good_task_succeeds_elsewhere(hive: H
             )
         )
         bad = wait_for(lambda: registered(admin, "bad"), timeout=60, what="the bad bot")
+        assert bad is not None
         wait_for(lambda: registered(admin, "good"), timeout=60, what="the good bot")
 
         submitted = admin.post(

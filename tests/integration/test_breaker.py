@@ -122,9 +122,8 @@ def test_a_failing_bot_is_quarantined_probed_doubled_and_reinstated(
     wait_for(lambda: node.index.held_by(bad), what="the second probe task")
     assert report(node, bad, ok=True) == 1
     reinstated = wait_for(lambda: state(node, bad, BotState.READY), what="the bot reinstated")
-    assert reinstated.cooldown_s is None
+    assert reinstated is not None and reinstated.cooldown_s is None
     row = fleet_row(node, bad)
     assert (row["state"], row["breaker"]) == ("ready", "closed")
     assert row["breaker_evidence"]["rule"] == "probe"  # the last trip's, kept to be read
     wait_for(lambda: len(node.index.held_by(bad)) == 3, what="all its slots again")
-
