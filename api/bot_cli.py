@@ -15,7 +15,7 @@ from api.http_cli import Columns, add_paging, api_command_maker, call_api, query
 from api.settings import Settings
 
 PROG = "apiary bot"
-LIST_STATES = ("live", "all", "ready", "draining", "quarantined", "lost", "deregistered")
+LIST_STATES = ("live", "all", "ready", "draining", "quarantined", "probing", "lost", "deregistered")
 COLUMNS: Columns = (
     ("ID", "id"),
     ("NAME", "name"),

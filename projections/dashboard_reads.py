@@ -19,7 +19,7 @@ QUEUE = (
 )
 FLEET = (
     "SELECT state, version_label, count(*) AS n FROM fleet_view "
-    "WHERE state IN ('ready', 'draining', 'quarantined') GROUP BY state, version_label "
+    "WHERE state IN ('ready', 'draining', 'quarantined', 'probing') GROUP BY state, version_label "
     "ORDER BY state, version_label"
 )
 FAILURES = (
@@ -36,7 +36,7 @@ SELECT f.bot_id,
        ARRAY(SELECT t.task_id FROM tasks_view t
              WHERE t.bot_id = f.bot_id AND t.state IN ('assigned', 'running')
              ORDER BY t.seq DESC LIMIT %s) AS current_tasks
-FROM fleet_view f WHERE f.state IN ('ready', 'draining', 'quarantined')
+FROM fleet_view f WHERE f.state IN ('ready', 'draining', 'quarantined', 'probing')
 """
 
 

@@ -33,7 +33,7 @@ def live_tasks_and_bots(conn: psycopg.Connection[Any]) -> tuple[int, Rows, Rows]
     ).fetchall()
     bots = conn.execute(
         "SELECT bot_id, capabilities, max_concurrency, version, state, pool, takes_messages "
-        "FROM fleet_view WHERE state IN ('ready', 'draining', 'quarantined')"
+        "FROM fleet_view WHERE state IN ('ready', 'draining', 'quarantined', 'probing')"
     ).fetchall()
     return positions(conn, ("tasks", "fleet")), tasks, bots
 

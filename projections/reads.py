@@ -74,7 +74,8 @@ class TaskReads:
 FLEET_QUERY = """
 SELECT f.bot_id, f.name, f.capabilities, f.max_concurrency, f.version_label, f.state,
        f.registered_at, f.lost_at, f.lost_reason, f.deregistered_at, f.pool, f.launch_id,
-       f.state_reason, f.version, f.position, f.takes_messages,
+       f.state_reason, f.version, f.position, f.takes_messages, f.state_by, f.breaker,
+       f.breaker_evidence, f.breaker_cooldown_s, f.breaker_probe_at,
        COALESCE(h.held, 0) AS held, l.config_version
 FROM fleet_view f
 LEFT JOIN leases l ON l.holder = f.bot_id

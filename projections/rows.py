@@ -61,6 +61,11 @@ class BotRow:
     position: int
     config_version: int | None = None  # what it said it runs by, at its last heartbeat
     takes_messages: bool = True  # a recipient of messages (it claims them)
+    state_by: str | None = None  # who made its last change of state
+    breaker: str = "closed"  # its circuit breaker: closed, open or half-open
+    breaker_evidence: dict[str, Any] | None = None  # why its breaker last tripped
+    breaker_cooldown_s: float | None = None
+    breaker_probe_at: datetime | None = None  # open: when it gets its probe
 
 
 @dataclass(frozen=True)

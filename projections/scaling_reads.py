@@ -13,7 +13,7 @@ FROM pools_view p WHERE p.pool = ANY(%s)
 """
 BOTS = """
 SELECT pool, state, count(*) AS n FROM fleet_view
-WHERE pool = ANY(%s) AND state IN ('ready', 'draining', 'quarantined')
+WHERE pool = ANY(%s) AND state IN ('ready', 'draining', 'quarantined', 'probing')
 GROUP BY pool, state
 """
 LAUNCHES = """

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.policies.aging import Aging
 from domain.policies.routing import RoutingConfig, Weights
+from runtime.breaker_config import BreakerConfig
 from runtime.retry_config import RetryConfig
 from runtime.scaling.pools import PoolConfig
 
@@ -75,6 +76,9 @@ class Knobs(BaseModel):
     # -- retries ------------------------------------------------------------------------
     retry: RetryConfig = Field(
         default=RetryConfig(), description="retry policies: a default, and per task type"
+    )
+    breaker: BreakerConfig = Field(
+        default=BreakerConfig(), description="each bot's circuit breaker"
     )
     # -- routing ------------------------------------------------------------------------
     dispatch_page: int = Field(

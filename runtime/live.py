@@ -78,9 +78,10 @@ class LiveBot:
     capabilities: frozenset[str]
     capacity: int
     version: int
-    state: str = "ready"  # ready, draining or quarantined: only ready bots get new work
+    state: str = "ready"  # ready, draining, quarantined, probing: ready bots get new work
     pool: str | None = None
     takes_messages: bool = True  # it claims messages: a recipient of them
+    probe_open: bool = False  # probing, and its one probe task not assigned yet
 
     @property
     def accepts_work(self) -> bool:
@@ -189,6 +190,7 @@ class LiveIndex(LiveModel):
             Bot.Registered,
             Bot.Draining,
             Bot.Quarantined,
+            Bot.Probing,
             Bot.Reinstated,
             Bot.Lost,
             Bot.Deregistered,
@@ -236,6 +238,8 @@ class LiveIndex(LiveModel):
                         unroutable=unroutable,
                     )
                 )
+            for bot in self.bots.values():  # a probe out already: the task it holds
+                bot.probe_open = bot.state == "probing" and not self.held.get(bot.bot_id)
         return position
 
     # -- applying events --------------------------------------------------------------
@@ -311,6 +315,8 @@ class LiveIndex(LiveModel):
                 task.state, task.bot_id, task.fencing_token = "assigned", e.bot_id, e.fencing_token
                 task.unroutable, task.assigned_seq = False, seq
                 changes.assigned_to.add(e.bot_id)
+                if (bot := self.bots.get(e.bot_id)) is not None:
+                    bot.probe_open = False  # a probing bot's one task
             case Task.Started():
                 task.state = "running"
             case Task.LeaseExpired():
@@ -378,6 +384,9 @@ class LiveIndex(LiveModel):
                 bot.state = "draining"
             case Bot.Quarantined():
                 bot.state = "quarantined"
+            case Bot.Probing():
+                bot.state, bot.probe_open = "probing", True
+                changes.work = changes.fleet = True
             case Bot.Reinstated():
                 bot.state = "ready"
                 changes.work = changes.fleet = True
@@ -492,12 +501,15 @@ class LiveIndex(LiveModel):
         return out
 
     def slots(self) -> list[BotSlots]:
-        """Bots that take new work (ready ones), with their loads."""
+        """Bots that take new work (ready ones), with their loads; a probing bot as one
+        slot, free until its probe task is assigned."""
         with self.lock:
             return [
                 BotSlots(b.bot_id, b.capabilities, b.capacity, len(self.held.get(b.bot_id, ())))
-                for b in self.bots.values()
                 if b.accepts_work
+                else BotSlots(b.bot_id, b.capabilities, 1, 0 if b.probe_open else 1)
+                for b in self.bots.values()
+                if b.accepts_work or b.state == "probing"
             ]
 
     def readers(self) -> list[LiveBot]:

@@ -1,5 +1,6 @@
 """The fleet: bots registering, heartbeating and claiming; the fleet view; the lease reaper;
-`apiary bot` (running one, and the fleet's operator commands)."""
+each bot's circuit breaker (a model and a loop, in engines); `apiary bot` (running one, and
+the fleet's operator commands)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ if TYPE_CHECKING:
     from projections.runner import View
     from runtime.config import Knobs
     from runtime.loops import Loop
+    from runtime.models import LiveModel
+    from store.migrations import Migration
+
+
+def migrations() -> Sequence[Migration]:
+    from projections.fleet_view import BREAKER_MIGRATIONS
+
+    return BREAKER_MIGRATIONS
 
 
 def views(settings: Settings) -> Sequence[View]:
@@ -25,7 +34,18 @@ def views(settings: Settings) -> Sequence[View]:
     return [FleetView()]
 
 
+def models(node: Node) -> Sequence[LiveModel]:
+    """Each bot's circuit breaker: engines only (it hears outcomes from the feed, in order)."""
+    from runtime.breaker import Breakers
+
+    return [Breakers(node.config.knobs.breaker.policy())] if node.serves_engine else []
+
+
 def loops(node: Node) -> Sequence[Loop]:
+    return [_reaper(node), *_breaker(node)]
+
+
+def _reaper(node: Node) -> Loop:
     from runtime.loops import Loop
     from runtime.reaper import LeaseReaper
 
@@ -35,6 +55,26 @@ def loops(node: Node) -> Sequence[Loop]:
 
     def configure(knobs: Knobs) -> None:
         reaper.grace_s, loop.interval = knobs.bot_lease_ttl_s, knobs.reaper_interval_s
+
+    node.config.on_change(configure)
+    return loop
+
+
+def _breaker(node: Node) -> list[Loop]:
+    """The loop that records what each bot's breaker decides (see ``runtime/breaker.py``)."""
+    from runtime.breaker import LOOP, BreakerLoop, Breakers
+    from runtime.loops import Loop
+
+    breakers = next((m for m in node.models if isinstance(m, Breakers)), None)
+    if breakers is None:
+        return []
+    breaker = BreakerLoop(node.hive, breakers, clock=node.clock)
+    interval = node.settings.poll_interval_s
+    loop = Loop(LOOP, breaker.run_once, interval, breaker.wake, breaker.wait_hint)
+
+    def configure(knobs: Knobs) -> None:
+        breakers.config = knobs.breaker.policy()
+        breaker.wake.set()
 
     node.config.on_change(configure)
     return [loop]
@@ -52,4 +92,12 @@ def cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_bot_commands(sub)
 
 
-FEATURE = Feature("fleet", views=views, loops=loops, routes=routes, cli=cli)
+FEATURE = Feature(
+    "fleet",
+    migrations=migrations,
+    views=views,
+    models=models,
+    loops=loops,
+    routes=routes,
+    cli=cli,
+)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import orjson
@@ -190,6 +190,15 @@ class BotDeregistered(Model):
     position: int
 
 
+class BotBreaker(Model):
+    state: str = Field(description="closed (gets work), open (quarantined) or half-open (probing)")
+    evidence: dict[str, Any] | None = Field(
+        default=None, description="why it last tripped: the rule, counts, window, error kinds"
+    )
+    cooldown_s: float | None = Field(default=None, description="its last quarantine's length")
+    probe_at: datetime | None = Field(default=None, description="open: when it gets a probe")
+
+
 class BotPublic(Model):
     id: UUID
     name: str
@@ -212,6 +221,10 @@ class BotPublic(Model):
     takes_messages: bool = Field(
         default=True, description="it claims messages: only such a bot is sent any"
     )
+    state_by: str | None = Field(
+        default=None, description="who made its last change of state (engine:breaker: its breaker)"
+    )
+    breaker: BotBreaker = Field(description="its circuit breaker")
 
     @classmethod
     def from_row(cls, row: BotRow) -> BotPublic:
@@ -233,11 +246,20 @@ class BotPublic(Model):
             position=row.position,
             config_version=row.config_version,
             takes_messages=row.takes_messages,
+            state_by=row.state_by,
+            breaker=BotBreaker(
+                state=row.breaker,
+                evidence=row.breaker_evidence,
+                cooldown_s=row.breaker_cooldown_s,
+                probe_at=row.breaker_probe_at,
+            ),
         )
 
 
 # What ?state= takes: the domain's bot states (a unit test holds them equal), live or all.
-BotListState = Literal["live", "all", "ready", "draining", "quarantined", "lost", "deregistered"]
+BotListState = Literal[
+    "live", "all", "ready", "draining", "quarantined", "probing", "lost", "deregistered"
+]
 
 
 class BotListQuery(Input):

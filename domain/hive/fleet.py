@@ -1,4 +1,5 @@
-"""The fleet room: register (with the bot's own key), drain, quarantine, lose, deregister."""
+"""The fleet room: register (with the bot's own key), drain, quarantine, lose, deregister;
+the circuit breaker's trip, probe and its end."""
 
 from __future__ import annotations
 
@@ -102,6 +103,28 @@ class FleetCommands:
 
     def reinstate(self, bot_id: UUID, cause: Cause) -> Committed[Bot]:
         return self.kernel.change(Bot, [bot_id], lambda b, at: b.reinstate(cause, at))
+
+    # -- the circuit breaker's decisions: each a no-op unless the bot is where it was ----
+
+    def trip(
+        self, bot_id: UUID, evidence: dict[str, Any], cooldown_s: float, cause: Cause
+    ) -> Committed[Bot]:
+        return self.kernel.change(
+            Bot, [bot_id], lambda b, at: b.trip(evidence, cooldown_s, cause, at)
+        )
+
+    def probe(self, bot_id: UUID, cause: Cause, *, again: bool = False) -> Committed[Bot]:
+        return self.kernel.change(Bot, [bot_id], lambda b, at: b.probe(cause, at, again=again))
+
+    def pass_probe(self, bot_id: UUID, cause: Cause) -> Committed[Bot]:
+        return self.kernel.change(Bot, [bot_id], lambda b, at: b.pass_probe(cause, at))
+
+    def fail_probe(
+        self, bot_id: UUID, evidence: dict[str, Any], cooldown_s: float, cause: Cause
+    ) -> Committed[Bot]:
+        return self.kernel.change(
+            Bot, [bot_id], lambda b, at: b.fail_probe(evidence, cooldown_s, cause, at)
+        )
 
     def deregister(self, bot_id: UUID, cause: Cause) -> Committed[Bot]:
         return self.kernel.change(Bot, [bot_id], lambda b, at: b.deregister(cause, at))

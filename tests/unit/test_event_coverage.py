@@ -10,6 +10,7 @@ from eventsourcing.utils import get_topic, resolve_topic
 
 from api.bootstrap import views
 from domain.aggregate import HiveAggregate
+from runtime.breaker import Breakers
 from runtime.key_watch import KeyWatch
 from runtime.live import LiveIndex
 from runtime.live_config import LiveConfig
@@ -25,6 +26,7 @@ MODELS: list[type[LiveModel]] = [
     LivePerformance,
     LiveConfig,
     KeyWatch,
+    Breakers,
 ]
 
 

@@ -1,0 +1,168 @@
+"""A circuit breaker per bot: when a bot that keeps failing stops getting work, and how it
+earns it back.
+
+A pure policy: the bot's recent attempts (when each ended, and whether it succeeded), the
+breaker's config, the bot's breaker state and the time in; one decision (or None) out.
+
+* **Closed** (the bot gets work). It trips when its last ``consecutive_failures`` attempts
+  all failed, or when at least ``min_attempts`` attempts ended within the last
+  ``window_s`` and the share of failures among them is at least ``failure_rate``. The trip
+  quarantines the bot for ``cooldown_s`` and carries the evidence.
+* **Open** until its cooldown ends: then it gets one probe task (half-open).
+* **Half-open** with one probe out: the probe's success reinstates the bot; its failure
+  opens the breaker again for twice the cooldown, at most ``max_cooldown_s``.
+
+What counts as a failure is the caller's to say (``runtime/breaker.py``): an attempt that
+ended with a retryable failure, a lost bot or a timeout. A failure that is not retryable is
+the task's own answer, not the bot's fault, and counts as neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+MAX_KINDS = 5  # the last errors' kinds the evidence names
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    enabled: bool = True
+    consecutive_failures: int = 5
+    failure_rate: float = 0.5  # 0..1
+    window_s: float = 60.0
+    min_attempts: int = 10
+    cooldown_s: float = 30.0
+    max_cooldown_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """How one of the bot's attempts ended."""
+
+    at: datetime
+    succeeded: bool
+    kind: str | None = None  # a failure's kind: its error kind, or its outcome
+
+
+@dataclass(frozen=True)
+class Closed:
+    pass
+
+
+@dataclass(frozen=True)
+class Open:
+    until: datetime
+    cooldown_s: float
+
+
+@dataclass(frozen=True)
+class HalfOpen:
+    """One probe task out; ``probe`` is how it ended (None: not yet)."""
+
+    cooldown_s: float
+    probe: Attempt | None = None
+
+
+BreakerState = Closed | Open | HalfOpen
+
+
+@dataclass(frozen=True)
+class Trip:
+    evidence: dict[str, Any]
+    cooldown_s: float
+
+
+@dataclass(frozen=True)
+class Probe:
+    cooldown_s: float
+
+
+@dataclass(frozen=True)
+class Reinstate:
+    pass
+
+
+@dataclass(frozen=True)
+class Reopen:
+    evidence: dict[str, Any]
+    cooldown_s: float
+
+
+Decision = Trip | Probe | Reinstate | Reopen
+
+
+def decide(
+    history: Sequence[Attempt], config: BreakerConfig, state: BreakerState, now: datetime
+) -> Decision | None:
+    """What to do with the bot now; None: nothing. ``history`` is oldest first."""
+    match state:
+        case Closed():
+            if not config.enabled:
+                return None
+            evidence = trip_evidence(history, config, now)
+            return None if evidence is None else Trip(evidence, config.cooldown_s)
+        case Open(until=until, cooldown_s=cooldown):
+            return Probe(cooldown) if now >= until else None
+        case HalfOpen(probe=None):
+            return None
+        case HalfOpen(cooldown_s=cooldown, probe=probe):
+            assert probe is not None
+            if probe.succeeded:
+                return Reinstate()
+            doubled = next_cooldown(cooldown, config)
+            return Reopen({"rule": "probe", "kinds": [probe.kind], "cooldown_s": doubled}, doubled)
+    return None
+
+
+def next_cooldown(cooldown_s: float, config: BreakerConfig) -> float:
+    """After a failed probe: twice the cooldown, at most ``max_cooldown_s``."""
+    return min(cooldown_s * 2, config.max_cooldown_s)
+
+
+def trip_evidence(
+    history: Sequence[Attempt], config: BreakerConfig, now: datetime
+) -> dict[str, Any] | None:
+    """Why the breaker trips, or None when it does not."""
+    streak = consecutive_failures(history)
+    recent = window(history, config, now)
+    failures = [a for a in recent if not a.succeeded]
+    rate = len(failures) / len(recent) if recent else 0.0
+    evidence = {
+        "consecutive_failures": streak,
+        "attempts": len(recent),
+        "failures": len(failures),
+        "window_s": config.window_s,
+        "failure_rate": round(rate, 4),
+        "kinds": [a.kind for a in history if not a.succeeded][-MAX_KINDS:],
+    }
+    if streak >= config.consecutive_failures:
+        return {"rule": "consecutive", **evidence}
+    if failures and len(recent) >= config.min_attempts and rate >= config.failure_rate:
+        return {"rule": "rate", **evidence}
+    return None
+
+
+def consecutive_failures(history: Sequence[Attempt]) -> int:
+    streak = 0
+    for attempt in reversed(history):
+        if attempt.succeeded:
+            break
+        streak += 1
+    return streak
+
+
+def window(history: Sequence[Attempt], config: BreakerConfig, now: datetime) -> list[Attempt]:
+    since = now - timedelta(seconds=config.window_s)
+    return [a for a in history if a.at > since]
+
+
+def trimmed(history: Sequence[Attempt], config: BreakerConfig, now: datetime) -> list[Attempt]:
+    """What a follower needs to keep of ``history``: the window, and the streak of the
+    last ``consecutive_failures`` attempts (which may be older)."""
+    keep = max(config.consecutive_failures, 1)
+    since = now - timedelta(seconds=config.window_s)
+    cut = len(history) - keep
+    return [a for i, a in enumerate(history) if i >= cut or a.at > since]
