@@ -200,3 +200,13 @@ def test_a_bulk_redrive_passes_over_what_is_no_longer_redrivable(policed: Hive) 
     fail(policed, dead, bot_id, me)
     done = policed.tasks.redrive_found([dead, pending], "bulk", ALICE)
     assert [e.originator_id for _, e in done.recorded] == [dead]
+
+
+def test_a_lost_bot_s_started_tasks_are_decided_by_their_policy(policed: Hive) -> None:
+    """The reaper loses a bot through the fleet: the task's policy decides there too."""
+    bot_id, me = bot(policed)
+    task_id = submit(policed)
+    run(policed, task_id, bot_id, me)
+    policed.fleet.lose(bot_id, [task_id], "lease expired", ENGINE)
+    task = policed.get(Task, task_id)
+    assert (task.state, task.attempt) == (TaskState.PENDING, 2)
