@@ -22,9 +22,16 @@ if TYPE_CHECKING:
 
 def migrations() -> Sequence[Migration]:
     from projections.performance_view import ALPHA_MIGRATIONS
+    from projections.redrive_reads import REDRIVE_MIGRATIONS
     from projections.tasks_view import FLAG_MIGRATIONS, RETRY_MIGRATIONS, ROUND_MIGRATIONS
 
-    return [*ALPHA_MIGRATIONS, *FLAG_MIGRATIONS, *ROUND_MIGRATIONS, *RETRY_MIGRATIONS]
+    return [
+        *ALPHA_MIGRATIONS,
+        *FLAG_MIGRATIONS,
+        *ROUND_MIGRATIONS,
+        *RETRY_MIGRATIONS,
+        *REDRIVE_MIGRATIONS,
+    ]
 
 
 def views(settings: Settings) -> Sequence[View]:
