@@ -44,7 +44,8 @@ class RedriveReads:
         self.pool = pool
 
     def find(self, flt: RedriveFilter, limit: int) -> list[UUID]:
-        where, params = ["state = ANY(%s)"], [list(flt.states)]
+        where: list[str] = ["state = ANY(%s)"]
+        params: list[Any] = [list(flt.states)]
         for condition, value in (
             ("type = %s", flt.type),
             ("error_kind = %s", flt.error_kind),

@@ -114,9 +114,7 @@ DEFAULT_REDRIVE_LIMIT = 100
 
 
 class RedriveFilterIn(Model):
-    states: list[RedrivableState] = Field(
-        default_factory=lambda: ["dead"], min_length=1, max_length=3
-    )
+    states: list[RedrivableState] = Field(default=["dead"], min_length=1, max_length=3)
     type: ShortName | None = None
     error_kind: ShortName | None = None
     finished_since: Instant | None = Field(default=None, description="finished at or after")
