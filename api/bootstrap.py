@@ -40,6 +40,7 @@ from projections.message_reads import MessageReads
 from projections.metric_reads import MetricReads
 from projections.positions import ViewPositions
 from projections.reads import FleetReads, TaskReads
+from projections.redrive_reads import RedriveReads
 from projections.runner import ProjectionRunner, View, reset_view
 from projections.scaling_reads import ScalingReads
 from projections.schedule_reads import ScheduleReads
@@ -447,6 +448,7 @@ class Node:
             postman=self.postman,
             message_reads=MessageReads(self.pool),
             key_reads=KeyReads(self.pool),
+            redrive=RedriveReads(self.pool),
             throttle=throttle,
         )
 

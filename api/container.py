@@ -24,6 +24,7 @@ from api.ports import (
     PositionWaiter,
     ProcessReads,
     Readiness,
+    RedriveFinder,
     ScalingReads,
     ScheduleReads,
     StageReads,
@@ -62,6 +63,7 @@ class Container:
     key_reads: KeyReads
     stages: StageReads
     metrics: Metrics
+    redrive: RedriveFinder  # what a bulk re-drive finds (the tasks view)
     dashboard: DashboardReads | None = None  # None: the dashboard is not served
     history: History | None = None
     sessions: SessionBook | None = None  # the dashboard's sign-ins

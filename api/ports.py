@@ -16,6 +16,7 @@ from domain.hive import Committed, MessageSpec
 from domain.messages import Message
 from projections.key_reads import KeyFilter, KeyRow
 from projections.message_reads import MessageRow
+from projections.redrive_reads import RedriveFilter
 from projections.rows import BotFilter, BotRow, ScheduleRow, TaskFilter, TaskRow
 from projections.stage_reads import MinuteCount, StageHistogram
 from runtime.claims import ClaimedTask
@@ -42,6 +43,12 @@ class FleetReads(Protocol):
         ...
 
     def get(self, bot_id: UUID) -> BotRow | None: ...
+
+
+class RedriveFinder(Protocol):
+    def find(self, flt: RedriveFilter, limit: int) -> list[UUID]:
+        """Finished tasks that ``flt`` names, oldest finish first, at most ``limit``."""
+        ...
 
 
 class ScheduleReads(Protocol):

@@ -1,4 +1,5 @@
-"""``apiary task ...``: submit, list, show and cancel tasks through the HTTP API.
+"""``apiary task ...``: submit, list, show, cancel and retry tasks, list the dead letters and
+re-drive them, through the HTTP API.
 
 Over HTTP with an API key, as ``curl`` would: a task submitted here meets the same checks
 and is recorded under the key's principal. A list is a table (``--json``: the API's page,
@@ -15,7 +16,8 @@ from api.http_cli import Columns, add_paging, api_commands, call_api, query, ref
 from api.settings import Settings
 
 PROG = "apiary task"
-TASK_STATES = ("pending", "assigned", "running", "succeeded", "failed", "cancelled")
+TASK_STATES = ("pending", "assigned", "running", "succeeded", "failed", "cancelled", "dead")
+REDRIVABLE = ("failed", "dead", "cancelled")
 COLUMNS: Columns = (
     ("ID", "id"),
     ("TYPE", "type"),
@@ -24,6 +26,15 @@ COLUMNS: Columns = (
     ("BOT", "bot_id"),
     ("SUBMITTED", "submitted_at"),
     ("BY", "submitted_by"),
+)
+DEAD_COLUMNS: Columns = (
+    ("ID", "id"),
+    ("TYPE", "type"),
+    ("KIND", "error_kind"),
+    ("ATTEMPT", "attempt"),
+    ("FINISHED", "finished_at"),
+    ("REASON", "dead_reason"),
+    ("ERROR", "error"),
 )
 
 
@@ -60,6 +71,31 @@ def add_task_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     cancel = command("cancel", "Cancel a task that has not finished.")
     cancel.add_argument("task_id", metavar="ID", help="the task's id")
     cancel.add_argument("--reason", help="why (kept in the log; default: no reason given)")
+    retry = command("retry", "Run a failed, dead or cancelled task again (a new series).")
+    retry.add_argument("task_id", metavar="ID", help="the task's id")
+    retry.add_argument("--reason", help="why (kept in the log; default: no reason given)")
+    dead = command("dead", "List the dead letters: tasks whose retries ran out, oldest first.")
+    dead.add_argument("--type", help="only tasks of this type")
+    dead.add_argument("--kind", help="only failures of this error kind")
+    add_paging(dead)
+    redrive = command(
+        "redrive", "Re-drive the finished tasks a filter finds (dead ones by default; admin)."
+    )
+    redrive.add_argument(
+        "--state",
+        action="append",
+        choices=REDRIVABLE,
+        help="tasks in this state (repeat for more; default dead)",
+    )
+    redrive.add_argument("--type", help="only tasks of this type")
+    redrive.add_argument("--kind", help="only failures of this error kind")
+    redrive.add_argument("--since", metavar="TIME", help="finished at or after (RFC 3339)")
+    redrive.add_argument("--until", metavar="TIME", help="finished before (RFC 3339)")
+    redrive.add_argument(
+        "--limit", type=int, help="at most this many, oldest first (default 100)", metavar="N"
+    )
+    redrive.add_argument("--dry-run", action="store_true", help="count them, change nothing")
+    redrive.add_argument("--reason", required=True, help="why (kept in the log, on each task)")
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -81,9 +117,20 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             return call("GET", "/v1/tasks", params=found, columns=COLUMNS)
         case "show":
             return call("GET", f"/v1/tasks/{args.task_id}")
-        case _:  # cancel
+        case "dead":
+            found = query(
+                state="dead",
+                type=args.type,
+                error_kind=args.kind,
+                limit=args.limit,
+                cursor=args.cursor,
+            )
+            return call("GET", "/v1/tasks", params=found, columns=DEAD_COLUMNS)
+        case "redrive":
+            return call("POST", "/v1/tasks/redrive", _redrive(args))
+        case _:  # cancel, retry
             reason = None if args.reason is None else {"reason": args.reason}
-            return call("POST", f"/v1/tasks/{args.task_id}/cancel", reason)
+            return call("POST", f"/v1/tasks/{args.task_id}/{args.task}", reason)
 
 
 def _submission(args: argparse.Namespace) -> dict[str, Any]:
@@ -101,6 +148,18 @@ def _submission(args: argparse.Namespace) -> dict[str, Any]:
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     return body
+
+
+def _redrive(args: argparse.Namespace) -> dict[str, Any]:
+    flt = query(
+        states=args.state,
+        type=args.type,
+        error_kind=args.kind,
+        finished_since=args.since,
+        finished_until=args.until,
+    )
+    body = {"filter": flt, "dry_run": args.dry_run, "reason": args.reason}
+    return body | query(limit=args.limit)
 
 
 run = refusing_bad_usage(PROG, _run)

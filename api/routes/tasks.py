@@ -1,4 +1,4 @@
-"""Tasks: submit (one or a batch), read, list, cancel."""
+"""Tasks: submit (one or a batch), read, list, cancel, retry (one), re-drive (by a filter)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Response
 
-from api.deps import Client, Ctx, RequestId
+from api.deps import Admin, Client, Ctx, RequestId
 from api.errors import invalid
 from api.schemas.common import NO_REASON, problem_responses
 from api.schemas.tasks import (
     CancelRequest,
+    Redriven,
+    RedriveRequest,
+    RetryRequest,
     TaskBatchCreate,
     TaskCreate,
     TaskDetail,
@@ -108,3 +111,36 @@ def cancel_task(
     reason = NO_REASON if body is None else body.reason
     committed = ctx.hive.tasks.cancel(task_id, reason, principal.cause(request_id))
     return TaskPublic.from_task(committed.items[0], ctx.position_after(committed))
+
+
+@router.post("/{task_id}/retry", responses=problem_responses(400, 404, 409))
+def retry_task(
+    task_id: UUID,
+    principal: Client,
+    request_id: RequestId,
+    ctx: Ctx,
+    body: RetryRequest | None = None,
+) -> TaskPublic:
+    """A failed, dead or cancelled task runs again: a new series of attempts, its history
+    kept (409 in any other state). The body (a reason) may be left out."""
+    reason = NO_REASON if body is None else body.reason
+    committed = ctx.hive.tasks.redrive([task_id], reason, principal.cause(request_id))
+    return TaskPublic.from_task(committed.items[0], ctx.position_after(committed))
+
+
+@router.post("/redrive", responses=problem_responses(400))
+def redrive_tasks(
+    body: RedriveRequest, principal: Admin, request_id: RequestId, ctx: Ctx
+) -> Redriven:
+    """Re-drive the finished tasks a filter finds (dead ones by default), oldest finish
+    first, at most ``limit``; a dry run only counts them."""
+    found = ctx.redrive.find(body.filter.found(), body.capped(ctx.settings.max_batch))
+    if body.dry_run:
+        return Redriven(dry_run=True, count=len(found), task_ids=None, position=None)
+    if not found:
+        return Redriven(dry_run=False, count=0, task_ids=[], position=None)
+    committed = ctx.hive.tasks.redrive_found(found, body.reason, principal.cause(request_id))
+    ids = [t.id for t in committed.items]
+    return Redriven(
+        dry_run=False, count=len(ids), task_ids=ids, position=ctx.position_after(committed)
+    )

@@ -157,6 +157,16 @@ class FailItem(Model):
     fencing_token: FencingToken
     error: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_ERROR_CHARS)]
     ran_s: float | None = RAN_S
+    error_kind: ShortName | None = Field(
+        default=None,
+        description="what kind of failure (a short name, e.g. `timeout`, `bad-input`): the "
+        "retry policy never retries the kinds it lists as non-retryable",
+    )
+    retryable: bool = Field(
+        default=True,
+        strict=True,
+        description="false: the failure is the task's answer (it fails for good, no retry)",
+    )
 
 
 class FailItems(Input):
@@ -165,7 +175,15 @@ class FailItems(Input):
     def to_reports(self, settings: Settings) -> list[Report]:
         check_batch(len(self.tasks), settings.max_batch, ("body", "tasks"))
         return [
-            Report(t.task_id, t.fencing_token, error=t.error, ran_s=t.ran_s) for t in self.tasks
+            Report(
+                t.task_id,
+                t.fencing_token,
+                error=t.error,
+                ran_s=t.ran_s,
+                error_kind=t.error_kind,
+                retryable=t.retryable,
+            )
+            for t in self.tasks
         ]
 
 

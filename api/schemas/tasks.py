@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import orjson
@@ -23,14 +23,37 @@ from api.schemas.common import (
 from api.settings import Settings
 from domain.attempts import Attempt, AttemptOutcome
 from domain.hive import TaskSpec
+from domain.policies.retry import MAX_ATTEMPTS, MAX_TIMEOUT_S, RetryLimits
 from domain.tasks import MAX_PRIORITY, MIN_PRIORITY, Task, TaskState
+from projections.redrive_reads import RedriveFilter
 from projections.rows import TaskFilter, TaskRow
+from runtime.config import MAX_BATCH_CEILING
 
 Priority = Annotated[
     int,
     Field(strict=True, ge=MIN_PRIORITY, le=MAX_PRIORITY, description="9 is the most urgent"),
 ]
 IdempotencyKey = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200)]
+Reason = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=1000)]
+
+
+class RetryAsk(Model):
+    """What a submission asks of its type's retry policy: fewer attempts, a shorter
+    timeout (a wider ask than the policy in force is refused, 422)."""
+
+    max_attempts: int | None = Field(
+        default=None, strict=True, ge=1, le=MAX_ATTEMPTS, description="attempts in all; 1: none"
+    )
+    timeout_s: float | None = Field(
+        default=None,
+        strict=True,
+        gt=0,
+        le=MAX_TIMEOUT_S,
+        description="an attempt running longer is failed (error kind `timeout`)",
+    )
+
+    def limits(self) -> RetryLimits:
+        return RetryLimits(max_attempts=self.max_attempts, timeout_s=self.timeout_s)
 
 
 class TaskCreate(Input):
@@ -45,6 +68,9 @@ class TaskCreate(Input):
     )
     not_before: Instant | None = Field(
         default=None, description="offered to no bot before this time (at most 366 days ahead)"
+    )
+    retry: RetryAsk | None = Field(
+        default=None, description="narrows its type's retry policy (never widens it)"
     )
 
     def to_spec(
@@ -61,6 +87,7 @@ class TaskCreate(Input):
             payload=payload,
             idempotency_key=self.idempotency_key,
             not_before=self.not_before,
+            retry=None if self.retry is None else self.retry.limits(),
         )
 
 
@@ -76,7 +103,59 @@ class TaskBatchCreate(Input):
 
 
 class CancelRequest(Input):
-    reason: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=1000)]
+    reason: Reason
+
+
+class RetryRequest(Input):
+    reason: Reason
+
+
+RedrivableState = Literal["failed", "dead", "cancelled"]
+DEFAULT_REDRIVE_LIMIT = 100
+
+
+class RedriveFilterIn(Model):
+    states: list[RedrivableState] = Field(default=["dead"], min_length=1, max_length=3)
+    type: ShortName | None = None
+    error_kind: ShortName | None = None
+    finished_since: Instant | None = Field(default=None, description="finished at or after")
+    finished_until: Instant | None = Field(default=None, description="finished before")
+
+    def found(self) -> RedriveFilter:
+        return RedriveFilter(
+            states=tuple(sorted(set(self.states))),
+            type=self.type,
+            error_kind=self.error_kind,
+            finished_since=self.finished_since,
+            finished_until=self.finished_until,
+        )
+
+
+class RedriveRequest(Input):
+    filter: RedriveFilterIn = Field(default_factory=RedriveFilterIn)
+    limit: int | None = Field(
+        default=None,
+        strict=True,
+        ge=1,
+        le=MAX_BATCH_CEILING,
+        description=f"at most this many, oldest first: 1..APIARY_MAX_BATCH (default "
+        f"{DEFAULT_REDRIVE_LIMIT}, or APIARY_MAX_BATCH when lower)",
+    )
+    dry_run: bool = Field(default=False, strict=True, description="count them, change nothing")
+    reason: Reason
+
+    def capped(self, max_batch: int) -> int:
+        if self.limit is None:
+            return min(DEFAULT_REDRIVE_LIMIT, max_batch)
+        check_batch(self.limit, max_batch, ("body", "limit"))
+        return self.limit
+
+
+class Redriven(Model):
+    dry_run: bool
+    count: int = Field(description="tasks re-driven (a dry run: that a run would re-drive)")
+    task_ids: list[UUID] | None = Field(description="those re-driven; null on a dry run")
+    position: int | None = Field(description="the log position of the re-drive; null: dry run")
 
 
 class TaskListQuery(Input):

@@ -30,7 +30,7 @@ from uuid import UUID
 from domain.names import MAX_CAPABILITIES, SHORT_NAME
 from runtime.bot.client import ClaimedTask, HiveClient
 from runtime.bot.exec_handler import DEFAULT_TIMEOUT_S, ExecHandler
-from runtime.bot.handlers import HANDLERS, Handler, HandlerError
+from runtime.bot.handlers import HANDLERS, Handler, TaskError
 from runtime.bot.messenger import Messenger, log_message, relay
 from runtime.bot.parent import hold, parent_of, watch
 from runtime.bot.worker import BotWorker
@@ -224,9 +224,11 @@ def serve(worker: BotWorker) -> int:
 def builtin_handler_for(task: ClaimedTask) -> Handler:
     handler = HANDLERS.get(task.type)
     if handler is None:
-        raise HandlerError(
+        raise TaskError(
             f"no handler for task type {task.type!r}: this bot runs "
-            f"{', '.join(sorted(HANDLERS))} (or start it with --exec)"
+            f"{', '.join(sorted(HANDLERS))} (or start it with --exec)",
+            kind="no-handler",
+            retryable=False,
         )
     return handler
 

@@ -130,6 +130,8 @@ class TaskFailure:
     fencing_token: int
     error: str
     ran_s: float | None = None  # as ``TaskResult``'s
+    error_kind: str | None = None  # a short name, for the hive's retry policy
+    retryable: bool = True  # False: another attempt would fail the same way
 
     def __post_init__(self) -> None:
         if len(self.error) > MAX_ERROR_CHARS:
@@ -383,6 +385,7 @@ class HiveClient:
                     "fencing_token": i.fencing_token,
                     "error": i.error,
                     **_ran(i.ran_s),
+                    **_kind(i),
                 }
                 for i in items
             ]
@@ -622,3 +625,10 @@ def _reason(status: int) -> str:
 def _ran(ran_s: float | None) -> dict[str, float]:
     """A report's ``ran_s``, when it has one (a hive before it refuses the field)."""
     return {} if ran_s is None else {"ran_s": round(ran_s, 6)}
+
+
+def _kind(failure: TaskFailure) -> dict[str, str | bool]:
+    """A failure's kind and retryability, when said (a hive before them refuses the
+    fields: a plain failure is sent as it always was)."""
+    said: dict[str, str | bool] = {} if failure.retryable else {"retryable": False}
+    return said if failure.error_kind is None else {**said, "error_kind": failure.error_kind}

@@ -3,8 +3,10 @@
 The command is split like a shell would (``shlex``) but run without one, in a session
 (and so a process group) of its own. The payload goes to its stdin as JSON; its stdout
 is the result (JSON when it parses, else the text as a JSON string). Exit status 0 is
-success; anything else fails the task with the tail of stderr. When the deadline passes
-or stdout grows past the cap, the whole process group is killed and the task fails.
+success; anything else fails the task with the tail of stderr, and a kind the exit status
+says (``failure_kind``: the sysexits codes for bad input and a temporary failure, a
+signal, or ``exit-N``) for the hive's retry policy. When the deadline passes or stdout
+grows past the cap, the whole process group is killed and the task fails.
 The command inherits the bot's environment, less its keys (``KEPT_FROM_COMMAND``): a task's
 command has no business enrolling bots. The contract for users: docs/bots.md.
 """
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 import orjson
 
 from runtime.bot import JSON
-from runtime.bot.handlers import HandlerError
+from runtime.bot.handlers import BAD_INPUT, TaskError
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,21 @@ _READ_CHUNK = 1 << 16
 _WRITE_CHUNK = 1 << 16
 KEPT_FROM_COMMAND = frozenset({"APIARY_BOT_TOKEN", "APIARY_KEY"})
 """Environment variables that may hold the bot's key: the command does not see them."""
+EX_USAGE, EX_DATAERR, EX_TEMPFAIL = 64, 65, 75  # sysexits.h
+TIMEOUT, OUTPUT_TOO_LARGE, CANNOT_RUN = "timeout", "output-too-large", "cannot-run"
+
+
+def failure_kind(returncode: int) -> tuple[str, bool]:
+    """What a command's non-zero exit status (negative: the signal that killed it) says:
+    the failure's kind, and whether another attempt may go better. The table users read
+    is in docs/bots.md."""
+    if returncode < 0:
+        return "signal", True
+    if returncode in (EX_USAGE, EX_DATAERR):
+        return BAD_INPUT, False
+    if returncode == EX_TEMPFAIL:
+        return "temporary", True
+    return f"exit-{returncode}", True
 
 
 @dataclass(frozen=True)
@@ -70,11 +87,13 @@ class ExecHandler:
             self.argv, orjson.dumps(payload), self.timeout_s, self.max_output_bytes
         )
         if finished.timed_out:
-            raise HandlerError(f"timed out after {self.timeout_s:g} s")
+            raise TaskError(f"timed out after {self.timeout_s:g} s", kind=TIMEOUT)
         if finished.overflowed:
-            raise HandlerError(f"output exceeded {self.max_output_bytes} bytes")
-        if finished.returncode != 0:
-            raise HandlerError(_exit_message(finished))
+            too_much = f"output exceeded {self.max_output_bytes} bytes"
+            raise TaskError(too_much, kind=OUTPUT_TOO_LARGE, retryable=False)
+        if finished.returncode:
+            kind, retryable = failure_kind(finished.returncode)
+            raise TaskError(_exit_message(finished), kind=kind, retryable=retryable)
         try:
             result: JSON = orjson.loads(finished.stdout)
         except orjson.JSONDecodeError:
@@ -111,7 +130,8 @@ def run_command(argv: list[str], stdin: bytes, timeout_s: float, max_output_byte
             env={k: v for k, v in os.environ.items() if k not in KEPT_FROM_COMMAND},
         )
     except OSError as e:
-        raise HandlerError(f"cannot run {argv[0]!r}: {e.strerror or e}") from None
+        cannot = f"cannot run {argv[0]!r}: {e.strerror or e}"
+        raise TaskError(cannot, kind=CANNOT_RUN) from None
     assert process.stdin and process.stdout and process.stderr  # PIPE on all three
     stdout = bytearray()
     stderr = bytearray()

@@ -3,6 +3,10 @@
 Each does real, deterministic work on its input and nothing else (no I/O, no clock, no
 executing what it is given). A payload a handler cannot use raises ``HandlerError``; its
 message becomes the task's error.
+
+Any handler may raise ``TaskError`` to fail its task with a kind (a short name) and say
+whether trying again could help; the bot sends both with the failure, and the hive's
+retry policy for the task's type decides (``domain/policies/retry.py``).
 """
 
 from __future__ import annotations
@@ -20,8 +24,26 @@ from runtime.bot import JSON
 Handler = Callable[[JSON], JSON]
 
 
-class HandlerError(Exception):
-    """The payload cannot be handled; the message says why and becomes the task's error."""
+class TaskError(Exception):
+    """The task failed: the message becomes its error. ``kind`` is a short name (see
+    ``domain.names.SHORT_NAME``) for the retry policy; ``retryable=False`` says another
+    attempt would fail the same way, and the task fails for good."""
+
+    def __init__(self, message: str, *, kind: str | None = None, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retryable = retryable
+
+
+BAD_INPUT = "bad-input"
+
+
+class HandlerError(TaskError):
+    """The payload cannot be handled; the message says why and becomes the task's error.
+    Its kind is ``bad-input``, never retried: the same payload fails the same way."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind=BAD_INPUT, retryable=False)
 
 
 def _string(payload: JSON, key: str, what: str) -> str:

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from runtime.bot.client import (
     BotLost,
@@ -53,7 +53,7 @@ from runtime.bot.client import (
     Terms,
     Unavailable,
 )
-from runtime.bot.handlers import Handler, HandlerError, runs_inline
+from runtime.bot.handlers import Handler, TaskError, runs_inline
 from runtime.bot.messenger import MessagePoller, Messenger, OnMessage
 
 log = logging.getLogger(__name__)
@@ -439,12 +439,12 @@ class BotWorker:
     def _run(self, tasks: list[ClaimedTask], registration: Registration) -> None:
         """Inline handlers (and tasks no handler takes) are done here and now, unstarted:
         each report says how long it ran. The others are started in one call, then pooled."""
-        here: list[tuple[ClaimedTask, Handler | HandlerError]] = []
+        here: list[tuple[ClaimedTask, Handler | TaskError]] = []
         pooled: list[tuple[ClaimedTask, Handler]] = []
         for task in tasks:
             try:
                 handler = self._handler_for(task)
-            except HandlerError as e:
+            except TaskError as e:
                 here.append((task, e))
                 continue
             if self._inline(handler):
@@ -471,7 +471,7 @@ class BotWorker:
 
     def _run_here(
         self,
-        tasks: list[tuple[ClaimedTask, Handler | HandlerError]],
+        tasks: list[tuple[ClaimedTask, Handler | TaskError]],
         registration: Registration,
         *,
         unstarted: bool,
@@ -479,8 +479,8 @@ class BotWorker:
         outcomes: list[_Outcome] = []
         for task, handler in tasks:
             began = time.monotonic()
-            if isinstance(handler, HandlerError):
-                report: Report = TaskFailure(task.id, task.fencing_token, str(handler))
+            if isinstance(handler, TaskError):
+                report: Report = _failure(task, handler)
             else:
                 report = self._execute(task, handler)
             if unstarted:
@@ -501,27 +501,25 @@ class BotWorker:
     def _execute(self, task: ClaimedTask, handler: Handler) -> Report:
         try:
             result = handler(task.payload)
-        except HandlerError as e:
-            return TaskFailure(task.id, task.fencing_token, str(e) or type(e).__name__)
+        except TaskError as e:
+            return _failure(task, e)
         except Exception as e:
             log.error(
                 "handler crashed",
                 extra={"action": "task.crash", "task_id": task.id, "error": type(e).__name__},
             )
             log.debug("handler traceback", exc_info=True, extra={"action": "task.crash"})
-            crash = f"handler crashed: {type(e).__name__}"
-            return TaskFailure(task.id, task.fencing_token, crash)
+            crash = TaskError(f"handler crashed: {type(e).__name__}", kind=CRASH)
+            return _failure(task, crash)
         try:
             report = TaskResult.of(task.id, task.fencing_token, result)
         except TypeError as e:
-            return TaskFailure(task.id, task.fencing_token, f"the result is not JSON: {e}")
+            return _failure(task, TaskError(f"the result is not JSON: {e}", **_BAD_RESULT))
         limit = self._max_body_bytes - _BODY_SLACK_BYTES - _ITEM_OVERHEAD_BYTES
         if len(report.result_json) > limit:
-            return TaskFailure(
-                task.id,
-                task.fencing_token,
-                f"the result is {len(report.result_json)} bytes; the hive takes at most {limit}",
-            )
+            size = len(report.result_json)
+            too_large = f"the result is {size} bytes; the hive takes at most {limit}"
+            return _failure(task, TaskError(too_large, **_BAD_RESULT))
         return report
 
     def _finished(self, outcomes: list[_Outcome]) -> None:
@@ -663,6 +661,20 @@ class BotWorker:
         with self._tally_lock:
             for name, delta in deltas.items():
                 setattr(self.tally, name, getattr(self.tally, name) + delta)
+
+
+CRASH = "crash"  # the handler raised something other than a TaskError: maybe a fluke
+_BAD_RESULT: dict[str, Any] = {"kind": "bad-result", "retryable": False}  # it would again
+
+
+def _failure(task: ClaimedTask, error: TaskError) -> TaskFailure:
+    return TaskFailure(
+        task.id,
+        task.fencing_token,
+        str(error) or type(error).__name__,
+        error_kind=error.kind,
+        retryable=error.retryable,
+    )
 
 
 def _task_id(item: object) -> str:

@@ -43,12 +43,14 @@ from domain.policies.routing import Assignment
 from domain.rounds import DispatchRound
 from domain.tasks import Task, TaskState
 from domain.unroutable import UnroutableTasks
+from projections.redrive_reads import RedriveFilter
 from projections.rows import BOTS_ALL, BOTS_LIVE, BotFilter, BotRow, TaskFilter, TaskRow
 from projections.stage_reads import MinuteCount, StageHistogram
 from runtime.live import LiveIndex
 from runtime.mailbox import Mailbox
 from runtime.message_claims import MessageBoard
 from runtime.postman import Postman
+from runtime.retry_config import RetryConfig
 from store.health import DatabaseGate
 from store.history import entry_of
 from tests.clock import FakeClock
@@ -178,6 +180,27 @@ class LogTaskReads:
         ]
         page = wanted[:limit]
         return page, (f"s{page[-1].seq}" if len(wanted) > limit else None)
+
+
+class LogRedriveFinder:
+    """What a bulk re-drive finds, from the aggregates themselves (a finished task's last
+    event is its finish)."""
+
+    def __init__(self, hive: Hive) -> None:
+        self.hive = hive
+
+    def find(self, flt: RedriveFilter, limit: int) -> list[UUID]:
+        ids = [e.originator_id for _, e in log_of(self.hive) if isinstance(e, Task.Submitted)]
+        found = [
+            t
+            for t in self.hive.load_many(Task, ids).values()
+            if str(t.state) in flt.states
+            and flt.type in (None, t.type)
+            and flt.error_kind in (None, t.error_kind)
+            and (flt.finished_since is None or t.modified_on >= flt.finished_since)
+            and (flt.finished_until is None or t.modified_on < flt.finished_until)
+        ]
+        return [t.id for t in sorted(found, key=lambda t: t.modified_on)][:limit]
 
 
 class LogFleetReads:
@@ -359,6 +382,7 @@ def make_container(
         message_reads=NoConversations(),
         key_reads=LogKeyReads(hive),
         history=LogHistory(hive),
+        redrive=LogRedriveFinder(hive),
     )
 
 
@@ -460,6 +484,7 @@ def world_of(hive: Hive, settings_now: Callable[[], Settings] | None = None) -> 
     force that ``settings_now`` gives, and a key per role."""
     clock = FakeClock()
     keys = KeyRing(hive, ttl_s=5.0, clock=clock.monotonic)
+    hive.tasks.policies = RetryConfig().policies()  # the default config's, as a node's
     container = make_container(hive, make_settings(), keys, settings_now=settings_now)
     container.sessions = SessionBook(hive, clock=clock.monotonic)
     tokens = issue_tokens(hive)
@@ -832,25 +857,78 @@ def test_bot_registers_claims_starts_and_completes(world: World) -> None:
     assert got.json()["started_at"] is not None and got.json()["finished_at"] is not None
 
 
-def test_fail_report_records_the_error(world: World) -> None:
+def started(world: World, bot_id: str, task: dict[str, Any]) -> dict[str, Any]:
+    """``task`` assigned to ``bot_id`` and reported started; its report's reference."""
+    assign(world, task["id"], bot_id)
+    ref = {
+        "task_id": task["id"],
+        "fencing_token": world.hive.get(Task, UUID(task["id"])).fencing_token,
+    }
+    answer = world.client.post(
+        f"/v1/bots/{bot_id}/start", json={"tasks": [ref]}, headers=world.auth("b1")
+    )
+    assert answer.status_code == 200, answer.text
+    return ref
+
+
+def fail(world: World, bot_id: str, *items: dict[str, Any]) -> httpx.Response:
+    return world.client.post(
+        f"/v1/bots/{bot_id}/fail", json={"tasks": list(items)}, headers=world.auth("b1")
+    )
+
+
+def test_a_failure_with_the_default_policy_is_retried_after_its_backoff(world: World) -> None:
     bot_id, _ = register(world)
     task = submit(world, type="code")
-    assign(world, task["id"], bot_id)
-    ref = {"task_id": task["id"], "fencing_token": 1}
-    assert (
-        world.client.post(
-            f"/v1/bots/{bot_id}/start", json={"tasks": [ref]}, headers=world.auth("b1")
-        ).status_code
-        == 200
-    )
-    failed = world.client.post(
-        f"/v1/bots/{bot_id}/fail",
-        json={"tasks": [{**ref, "error": "boom"}]},
-        headers=world.auth("b1"),
+    ref = started(world, bot_id, task)
+    failed = fail(world, bot_id, {**ref, "error": "boom", "error_kind": "flaky"})
+    assert failed.status_code == 200, failed.text
+    stored = world.hive.get(Task, UUID(task["id"]))
+    assert (stored.state, stored.error, stored.error_kind) == (TaskState.PENDING, "boom", "flaky")
+    assert stored.attempt == 2 and stored.not_before is not None
+    [scheduled] = [e for _, e in log_of(world.hive) if isinstance(e, Task.RetryScheduled)]
+    assert (scheduled.attempt, scheduled.outcome, scheduled.bot_id) == (1, "failed", UUID(bot_id))
+    assert scheduled.delay_s >= 1.0  # the default policy's first backoff, jitter only adds
+
+
+def test_a_failure_said_not_retryable_fails_the_task_for_good(world: World) -> None:
+    bot_id, _ = register(world)
+    task = submit(world, type="code")
+    ref = started(world, bot_id, task)
+    failed = fail(
+        world,
+        bot_id,
+        {**ref, "error": "no such file", "error_kind": "bad-input", "retryable": False},
     )
     assert failed.status_code == 200, failed.text
     stored = world.hive.get(Task, UUID(task["id"]))
-    assert (stored.state, stored.error) == (TaskState.FAILED, "boom")
+    assert (stored.state, stored.error, stored.error_kind) == (
+        TaskState.FAILED,
+        "no such file",
+        "bad-input",
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "loc"),
+    [
+        ({"error_kind": "Not A Name"}, ["body", "tasks", 0, "error_kind"]),
+        ({"error_kind": "x" * 65}, ["body", "tasks", 0, "error_kind"]),
+        ({"retryable": "no"}, ["body", "tasks", 0, "retryable"]),
+        ({"retryable": 0}, ["body", "tasks", 0, "retryable"]),
+    ],
+)
+def test_a_bad_error_kind_or_retryable_flag_is_422(
+    world: World, extra: dict[str, Any], loc: list[Any]
+) -> None:
+    bot_id, _ = register(world)
+    ref = started(world, bot_id, submit(world, type="code"))
+    before = world.persisted()
+    body = assert_problem(
+        fail(world, bot_id, {**ref, "error": "x", **extra}), 422, "validation-failed"
+    )
+    assert [e["loc"] for e in body["errors"]] == [loc]
+    assert world.persisted() == before
 
 
 def test_batch_report_with_a_stale_token_is_409_listing_it_and_applies_nothing(
@@ -1436,3 +1514,175 @@ def test_cancel_drain_and_quarantine_take_no_body_too(world: World) -> None:
         f"/v1/bots/{drained}/drain", json={"reason": "again"}, headers=world.auth("admin")
     )
     assert with_reason.status_code == 200, with_reason.text  # a repeat changes nothing
+
+
+# -- retries and re-drives --------------------------------------------------------------
+
+
+def events_of(world: World, task_id: str, kind: type[Any]) -> list[Any]:
+    return [
+        e for _, e in log_of(world.hive) if isinstance(e, kind) and str(e.originator_id) == task_id
+    ]
+
+
+def dead(world: World, bot_id: str, **task: Any) -> dict[str, Any]:
+    """A task dead-lettered: submitted with one attempt, failed on it."""
+    made = submit(world, retry={"max_attempts": 1}, **task)
+    ref = started(world, bot_id, made)
+    kind = task.get("payload", {}).get("kind", "flaky")
+    assert fail(world, bot_id, {**ref, "error": "boom", "error_kind": kind}).status_code == 200
+    assert world.hive.get(Task, UUID(made["id"])).state is TaskState.DEAD
+    return made
+
+
+def test_a_submission_narrows_its_retry_policy_and_may_not_widen_it(world: World) -> None:
+    narrowed = submit(world, type="code", retry={"max_attempts": 2, "timeout_s": 30})
+    assert world.hive.get(Task, UUID(narrowed["id"])).retry == {"max_attempts": 2, "timeout_s": 30}
+    before = world.persisted()
+    wider = world.client.post(
+        "/v1/tasks",
+        json={"type": "code", "retry": {"max_attempts": 4}},  # the default policy: 3
+        headers=world.auth("client"),
+    )
+    assert "at most 3" in assert_problem(wider, 422, "invalid-input")["detail"]
+    batch = world.client.post(
+        "/v1/tasks/batch",
+        json={"tasks": [{"type": "code"}, {"type": "code", "retry": {"max_attempts": 9}}]},
+        headers=world.auth("client"),
+    )
+    assert_problem(batch, 422, "invalid-input")
+    assert world.persisted() == before
+
+
+@pytest.mark.parametrize(
+    "retry",
+    [
+        {"max_attempts": 0},
+        {"max_attempts": "2"},
+        {"max_attempts": 1.5},
+        {"timeout_s": 0},
+        {"timeout_s": "5"},
+        {"backoff_s": 1},
+        [],
+    ],
+)
+def test_a_malformed_retry_ask_is_422(world: World, retry: Any) -> None:
+    response = world.client.post(
+        "/v1/tasks", json={"type": "code", "retry": retry}, headers=world.auth("client")
+    )
+    assert_problem(response, 422, "validation-failed")
+
+
+def test_retry_re_drives_a_cancelled_task_and_refuses_a_live_one(world: World) -> None:
+    task = submit(world, type="code")
+    live = world.client.post(f"/v1/tasks/{task['id']}/retry", headers=world.auth("client"))
+    assert (
+        "only a failed, dead or cancelled"
+        in assert_problem(live, 409, "invalid-transition")["detail"]
+    )
+    world.client.post(f"/v1/tasks/{task['id']}/cancel", headers=world.auth("client"))
+    again = world.client.post(
+        f"/v1/tasks/{task['id']}/retry", json={"reason": "fixed"}, headers=world.auth("admin")
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["state"] == "pending" and again.json()["position"] == world.persisted()
+    [redriven] = events_of(world, task["id"], Task.Redriven)
+    assert (redriven.reason, redriven.series, redriven.actor) == ("fixed", 2, "root")
+    missing = world.client.post(f"/v1/tasks/{uuid4()}/retry", headers=world.auth("client"))
+    assert_problem(missing, 404, "not-found")
+
+
+def test_retry_re_drives_a_dead_task_as_a_new_series(world: World) -> None:
+    bot_id, _ = register(world)
+    task = dead(world, bot_id, type="code")
+    answer = world.client.post(f"/v1/tasks/{task['id']}/retry", headers=world.auth("client"))
+    assert answer.status_code == 200, answer.text
+    stored = world.hive.get(Task, UUID(task["id"]))
+    assert (stored.state, stored.series, stored.attempt) == (TaskState.PENDING, 2, 1)
+    assert events_of(world, task["id"], Task.Redriven)[0].reason == "no reason given"
+
+
+def test_a_task_waiting_out_its_backoff_can_be_cancelled(world: World) -> None:
+    bot_id, _ = register(world)
+    task = submit(world, type="code")
+    ref = started(world, bot_id, task)
+    assert fail(world, bot_id, {**ref, "error": "boom"}).status_code == 200
+    assert world.hive.get(Task, UUID(task["id"])).state is TaskState.PENDING  # backing off
+    cancelled = world.client.post(f"/v1/tasks/{task['id']}/cancel", headers=world.auth("client"))
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+
+
+def test_a_bulk_re_drive_is_for_admins_only(world: World) -> None:
+    body = {"reason": "fixed", "dry_run": True}
+    answer = world.client.post("/v1/tasks/redrive", json=body, headers=world.auth("client"))
+    assert_problem(answer, 403, "forbidden")
+
+
+def test_a_bulk_re_drive_counts_on_a_dry_run_then_re_drives_oldest_first(world: World) -> None:
+    bot_id, _ = register(world)
+    first, second = dead(world, bot_id, type="code"), dead(world, bot_id, type="code")
+    other_kind = dead(world, bot_id, type="code", payload={"kind": "oom"})
+    submit(world, type="code")  # pending: never found
+    before = world.persisted()
+    dry = world.client.post(
+        "/v1/tasks/redrive",
+        json={"filter": {"error_kind": "flaky"}, "dry_run": True, "reason": "fixed"},
+        headers=world.auth("admin"),
+    )
+    assert dry.json() == {"dry_run": True, "count": 2, "task_ids": None, "position": None}
+    assert world.persisted() == before
+    run = world.client.post(
+        "/v1/tasks/redrive",
+        json={"filter": {"states": ["dead"], "type": "code"}, "limit": 2, "reason": "fixed"},
+        headers=world.auth("admin"),
+    )
+    assert run.status_code == 200, run.text
+    done = run.json()
+    assert (done["count"], done["task_ids"]) == (2, [first["id"], second["id"]])
+    assert done["position"] == world.persisted()
+    for task in (first, second):
+        [redriven] = events_of(world, task["id"], Task.Redriven)
+        assert (redriven.actor, redriven.reason) == ("root", "fixed")
+    assert world.hive.get(Task, UUID(other_kind["id"])).state is TaskState.DEAD  # past the limit
+    none = world.client.post(
+        "/v1/tasks/redrive",
+        json={"filter": {"error_kind": "flaky"}, "reason": "again"},
+        headers=world.auth("admin"),
+    )
+    assert none.json() == {"dry_run": False, "count": 0, "task_ids": [], "position": None}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"dry_run": True},  # no reason
+        {"reason": "x", "limit": 4},  # over APIARY_MAX_BATCH (3 here)
+        {"reason": "x", "limit": 0},
+        {"reason": "x", "filter": {"states": ["pending"]}},
+        {"reason": "x", "filter": {"states": []}},
+        {"reason": "x", "filter": {"finished_since": "2030-01-01T00:00:00"}},  # no offset
+        {"reason": "x", "filter": {"bot_id": str(uuid4())}},
+        {"reason": "x", "dry_run": "yes"},
+    ],
+)
+def test_a_bad_bulk_re_drive_is_422(world: World, body: dict[str, Any]) -> None:
+    answer = world.client.post("/v1/tasks/redrive", json=body, headers=world.auth("admin"))
+    assert_problem(answer, 422, "validation-failed")
+
+
+def test_a_bulk_re_drive_takes_a_time_range(world: World) -> None:
+    bot_id, _ = register(world)
+    task = dead(world, bot_id, type="code")
+    finished = world.hive.get(Task, UUID(task["id"])).modified_on
+    window = {
+        "finished_since": finished.isoformat(),
+        "finished_until": (finished + timedelta(seconds=1)).isoformat(),
+    }
+    before = {"finished_until": finished.isoformat()}
+    for flt, count in ((before, 0), (window, 1)):
+        answer = world.client.post(
+            "/v1/tasks/redrive",
+            json={"filter": flt, "dry_run": True, "reason": "x"},
+            headers=world.auth("admin"),
+        )
+        assert answer.json()["count"] == count, (flt, answer.text)

@@ -5,14 +5,17 @@ from __future__ import annotations
 import math
 import statistics
 import textwrap
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from runtime.bot import JSON
 from runtime.bot.handlers import (
     HANDLERS,
     HandlerError,
+    TaskError,
     analysis,
     code,
     noop,
@@ -308,3 +311,25 @@ def test_noop_and_the_registry() -> None:
     assert HANDLERS["noop"] is noop
     assert runs_inline(noop)
     assert not runs_inline(code)
+
+
+# -- failures' kinds ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("handler", "payload"),
+    [(code, {"source": "def ("}), (analysis, {"values": []}), (writing, {"text": "x"})],
+)
+def test_a_payload_a_handler_cannot_use_is_bad_input_never_retried(
+    handler: Callable[[JSON], JSON], payload: JSON
+) -> None:
+    with pytest.raises(TaskError) as refused:
+        handler(payload)
+    assert (refused.value.kind, refused.value.retryable) == ("bad-input", False)
+
+
+def test_a_task_error_says_its_kind_and_is_retryable_unless_told() -> None:
+    error = TaskError("the mirror is down", kind="upstream")
+    assert (str(error), error.kind, error.retryable) == ("the mirror is down", "upstream", True)
+    final = TaskError("never", retryable=False)
+    assert (final.kind, final.retryable) == (None, False)

@@ -47,7 +47,7 @@ from runtime.bot.client import (
 )
 from runtime.bot.client import CONFIG_VERSION_HEADER as CONFIG_HEADER
 from runtime.bot.exec_handler import ExecHandler
-from runtime.bot.handlers import HANDLERS, Handler, HandlerError, code, noop
+from runtime.bot.handlers import HANDLERS, Handler, TaskError, code, noop
 from runtime.bot.transport import Headers, Response, TransportError
 from runtime.bot.worker import BotWorker
 from tests.unit.fake_transport import FakeTransport, Request, answer
@@ -82,6 +82,8 @@ class FakeTask:
     fencing_token: int = 0
     result: JSON = None
     error: str | None = None
+    error_kind: str | None = None
+    retryable: bool | None = None  # as the report said it (None: not said)
 
 
 @dataclass(frozen=True)
@@ -306,6 +308,7 @@ class FakeHive:
                 task.state, task.result = "succeeded", item["result"]
             else:
                 task.state, task.error = "failed", item["error"]
+                task.error_kind, task.retryable = item.get("error_kind"), item.get("retryable")
             if "ran_s" in item:
                 self.ran[task.id] = item["ran_s"]
         if action == "start":
@@ -546,6 +549,61 @@ def test_failures_carry_the_handlers_message(hive: FakeHive, start_worker: Any) 
     assert hive.tasks[good[0]].result["mean"] == 2  # type: ignore[index, call-overload]
     assert hive.tasks[bad[0]].error == '"values" must be a non-empty list of numbers'
     assert "no handler for task type 'translate'" in (hive.tasks[unknown[0]].error or "")
+    kinds = [(hive.tasks[i].error_kind, hive.tasks[i].retryable) for i in bad + unknown]
+    assert kinds == [("bad-input", False), ("no-handler", False)]
+
+
+def test_a_failures_kind_goes_with_it_and_retryable_is_said_only_when_false(
+    hive: FakeHive, start_worker: Any
+) -> None:
+    def handler_for(task: ClaimedTask) -> Handler:
+        def fails(payload: JSON) -> JSON:
+            match payload:
+                case {"how": "upstream"}:
+                    raise TaskError("the mirror is down", kind="upstream")
+                case {"how": "final"}:
+                    raise TaskError("never", retryable=False)
+                case _:
+                    raise RuntimeError("a bug")
+
+        return fails
+
+    ids = hive.submit("code", [{"how": "upstream"}, {"how": "final"}, {"how": "crash"}])
+    running = start_worker(handler_for=handler_for)
+    hive.wait_for("all tasks done", hive.done(ids))
+    assert running.stop() == 0
+    said = [(hive.tasks[i].error, hive.tasks[i].error_kind, hive.tasks[i].retryable) for i in ids]
+    assert said == [
+        ("the mirror is down", "upstream", None),
+        ("never", None, False),
+        ("handler crashed: RuntimeError", "crash", None),
+    ]
+
+
+def test_a_late_failure_report_the_hive_refuses_is_dropped_and_work_goes_on(
+    hive: FakeHive, start_worker: Any
+) -> None:
+    """The hive refuses (409) the report of an attempt it ended meanwhile (timed out, or
+    the task re-driven or cancelled): the bot drops it and carries on."""
+
+    def handler_for(task: ClaimedTask) -> Handler:
+        def fails(payload: JSON) -> JSON:
+            raise TaskError("too late", kind="slow")
+
+        return fails
+
+    ids = hive.submit("code", [{} for _ in range(3)])
+    hive.cancel_when_started.add(ids[1])  # ended by the hive while the bot ran it
+    running = start_worker(handler_for=handler_for, max_concurrency=3)
+    hive.wait_for(
+        "the rest reported",
+        lambda: all(hive.tasks[i].state == "failed" for i in ids if i != ids[1]),
+    )
+    more = hive.submit("code", [{}])
+    hive.wait_for("a later task reported", hive.done(more))
+    assert running.stop() == 0
+    assert hive.states(ids)[1] == "cancelled"
+    assert running.worker.tally.refused == 1 and running.worker.tally.failed == 3
 
 
 def test_a_refused_report_drops_that_task_and_resends_the_rest(
@@ -892,8 +950,9 @@ def test_handlers_are_chosen_by_type_or_by_exec() -> None:
 
     assert builtin_handler_for(task("noop")) is noop
     assert builtin_handler_for(task("code")) is HANDLERS["code"]
-    with pytest.raises(HandlerError, match="no handler for task type 'paint'"):
+    with pytest.raises(TaskError, match="no handler for task type 'paint'") as refused:
         builtin_handler_for(task("paint"))
+    assert (refused.value.kind, refused.value.retryable) == ("no-handler", False)
     command = ExecHandler("cat")
     assert exec_handler_for(command)(task("paint")) is command
 

@@ -110,3 +110,32 @@ def test_a_table_aligns_its_columns_and_cuts_long_cells() -> None:
     assert cell("x" * 100).endswith("…") and len(cell("x" * 100)) == 48
     assert cell({"b": 1, "a": [1]}) == '{"a":[1],"b":1}'
     assert fields({"id": "a", "payload": {"n": 1}}) == 'id       a\npayload  {"n":1}'
+
+
+def test_task_redrive_builds_its_filter_and_needs_a_reason() -> None:
+    from api.task_cli import _redrive
+
+    argv = ["task", "redrive", "--kind", "timeout", "--state", "dead", "--state", "failed"]
+    args = parser().parse_args([*argv, "--since", "2030-01-01T00:00:00Z", "--reason", "fixed"])
+    assert _redrive(args) == {
+        "filter": {
+            "states": ["dead", "failed"],
+            "error_kind": "timeout",
+            "finished_since": "2030-01-01T00:00:00Z",
+        },
+        "dry_run": False,
+        "reason": "fixed",
+    }
+    dry = parser().parse_args(["task", "redrive", "--dry-run", "--limit", "5", "--reason", "x"])
+    assert _redrive(dry) == {"filter": {}, "dry_run": True, "reason": "x", "limit": 5}
+    with pytest.raises(SystemExit):
+        parser().parse_args(["task", "redrive", "--dry-run"])  # no reason
+    with pytest.raises(SystemExit):
+        parser().parse_args(["task", "redrive", "--state", "pending", "--reason", "x"])
+
+
+def test_task_retry_and_dead_parse() -> None:
+    retry = parser().parse_args(["task", "retry", "t-1", "--reason", "fixed"])
+    assert (retry.task, retry.task_id, retry.reason) == ("retry", "t-1", "fixed")
+    dead = parser().parse_args(["task", "dead", "--type", "code", "--kind", "lost"])
+    assert (dead.task, dead.type, dead.kind, dead.limit) == ("dead", "code", "lost", 100)

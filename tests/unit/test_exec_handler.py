@@ -10,8 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from runtime.bot.exec_handler import ExecHandler
-from runtime.bot.handlers import HandlerError
+from runtime.bot.exec_handler import ExecHandler, failure_kind
+from runtime.bot.handlers import TaskError
 
 PY = shlex.quote(sys.executable)
 
@@ -38,29 +38,59 @@ def test_a_large_payload_goes_through_stdin_without_stalling() -> None:
 
 def test_non_zero_exit_fails_with_the_tail_of_stderr() -> None:
     noisy = python("import sys; sys.stderr.write('a' * 5000 + 'the end'); sys.exit(3)")
-    with pytest.raises(HandlerError) as failure:
+    with pytest.raises(TaskError) as failure:
         ExecHandler(noisy)({})
     message = str(failure.value)
     assert message.startswith("exited with status 3: ")
     assert message.endswith("the end")
     assert len(message) == len("exited with status 3: ") + 2000
+    assert (failure.value.kind, failure.value.retryable) == ("exit-3", True)
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "retryable"),
+    [
+        (64, "bad-input", False),  # EX_USAGE
+        (65, "bad-input", False),  # EX_DATAERR
+        (75, "temporary", True),  # EX_TEMPFAIL
+        (1, "exit-1", True),
+        (2, "exit-2", True),
+        (255, "exit-255", True),
+    ],
+)
+def test_the_exit_status_says_the_failures_kind(status: int, kind: str, retryable: bool) -> None:
+    with pytest.raises(TaskError) as failure:
+        ExecHandler(python(f"import sys; sys.exit({status})"))({})
+    assert (failure.value.kind, failure.value.retryable) == (kind, retryable)
+    assert str(failure.value) == f"exited with status {status}"
+
+
+def test_every_exit_status_maps_to_a_short_name() -> None:
+    from domain.names import SHORT_NAME
+
+    for status in [*range(-64, 0), *range(1, 256)]:
+        kind, _ = failure_kind(status)
+        assert SHORT_NAME.match(kind), status
 
 
 def test_a_signal_death_is_named() -> None:
-    with pytest.raises(HandlerError, match="killed by SIGKILL"):
+    with pytest.raises(TaskError, match="killed by SIGKILL") as failure:
         ExecHandler(python("import os, signal; os.kill(os.getpid(), signal.SIGKILL)"))({})
+    assert (failure.value.kind, failure.value.retryable) == ("signal", True)
 
 
 def test_a_missing_command_fails_clearly() -> None:
-    with pytest.raises(HandlerError, match="cannot run '/nonexistent/apiary-tool'"):
+    with pytest.raises(TaskError, match="cannot run '/nonexistent/apiary-tool'") as failure:
         ExecHandler("/nonexistent/apiary-tool --flag")({})
+    assert (failure.value.kind, failure.value.retryable) == ("cannot-run", True)
 
 
 def test_output_over_the_cap_fails_the_task() -> None:
     flood = python("import sys\nwhile True: sys.stdout.write('y' * 65536)")
     started = time.monotonic()
-    with pytest.raises(HandlerError, match="output exceeded 100000 bytes"):
+    with pytest.raises(TaskError, match="output exceeded 100000 bytes") as failure:
         ExecHandler(flood, timeout_s=30, max_output_bytes=100_000)({})
+    assert (failure.value.kind, failure.value.retryable) == ("output-too-large", False)
     assert time.monotonic() - started < 10
 
 
@@ -77,8 +107,9 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     )
     timeout_s = 1.0
     started = time.monotonic()
-    with pytest.raises(HandlerError, match=r"^timed out after 1 s$"):
+    with pytest.raises(TaskError, match=r"^timed out after 1 s$") as failure:
         ExecHandler(forever, timeout_s=timeout_s)({})
+    assert (failure.value.kind, failure.value.retryable) == ("timeout", True)
     elapsed = time.monotonic() - started
     assert timeout_s <= elapsed < timeout_s + 3.0
     command_pid, grandchild_pid = map(int, pids.read_text().split())
