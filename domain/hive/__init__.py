@@ -62,7 +62,7 @@ class Hive:
         self.kernel = Kernel(self.log, clock=clock, new_id=new_id)
         self.tasks = TaskCommands(self.kernel)
         self.keys = KeyCommands(self.kernel, new_secret)
-        self.fleet = FleetCommands(self.kernel, self.keys)
+        self.fleet = FleetCommands(self.kernel, self.keys, self.tasks)
         self.schedules = ScheduleCommands(self.kernel)
         self.messages = MessageCommands(self.kernel)
         self.scaling = ScalingCommands(self.kernel)

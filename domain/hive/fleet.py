@@ -12,6 +12,7 @@ from domain.cause import Cause
 from domain.errors import InvalidInput, NotFound
 from domain.hive.kernel import Committed, Kernel
 from domain.hive.keys import IssuedKey, KeyCommands
+from domain.hive.tasks import TaskCommands
 from domain.keys import Role
 from domain.launches import Launch
 from domain.tasks import Task
@@ -20,9 +21,10 @@ from domain.tasks import Task
 class FleetCommands:
     """A bot's registration issues its key (through the keys room) in the same save."""
 
-    def __init__(self, kernel: Kernel, keys: KeyCommands) -> None:
+    def __init__(self, kernel: Kernel, keys: KeyCommands, tasks: TaskCommands) -> None:
         self.kernel = kernel
         self.keys = keys
+        self.tasks = tasks  # whose retry policies decide for the attempts a lost bot ends
 
     def register(
         self,
@@ -87,7 +89,7 @@ class FleetCommands:
             bot.mark_lost(reason, cause, at)
             tasks = [t for t in found.values() if isinstance(t, Task)]
             for task in tasks:
-                task.expire_lease(bot_id, reason, cause, at)
+                task.expire_lease(bot_id, reason, cause, at, self.tasks.policies(task.type))
             return [bot, *tasks]
 
         c = self.kernel.execute([bot_id, *held], lose, fresh=True)
