@@ -15,6 +15,12 @@ pending queue, so the dispatcher never sees it early; ``release_due`` moves the 
 into their queues (the dispatcher calls it at the start of each round) and ``next_due``
 says when to look again. The clock is injected, so tests move time by hand. A task waits,
 for aging, from its ``not_before`` when that is later than its submission.
+
+A retried task (``RetryScheduled``) is pending again and waits out its backoff in the
+same heap; it remembers the bots whose attempts of its current series failed
+(``failed_by``, which routing avoids while another bot has room) until a re-drive starts
+a new series. An index filled from the views starts without that memory. A dead-lettered
+task leaves the index as a finished one does; a re-driven one comes back.
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ class LiveTask:
     type: str = ""
     unroutable: bool = False  # flagged: no bot could do it when last looked at
     assigned_seq: int = 0  # log position of its latest assignment (0: none followed)
+    failed_by: frozenset[UUID] = frozenset()  # bots whose attempts of its series failed
     since: float = field(init=False)  # waiting since (seconds since the epoch): its age
 
     def __post_init__(self) -> None:
@@ -320,11 +327,13 @@ class LiveIndex(LiveModel):
                 if task.bot_id is not None:
                     changes.finished_by.append(task.bot_id)
                 task.state, task.bot_id = "pending", None
+                task.failed_by = task.failed_by | {e.bot_id}  # routed elsewhere if it can be
                 task.not_before = e.not_before
                 task.since = e.not_before.timestamp()
                 changes.work = True
             case Task.Redriven():  # (as a snapshot had it: finished, yet still here)
                 task.state, task.bot_id, task.not_before = "pending", None, None
+                task.failed_by = frozenset()
                 task.since = e.timestamp.timestamp()
                 changes.work = True
             case _:  # succeeded, failed, cancelled: gone from the index
@@ -471,7 +480,9 @@ class LiveIndex(LiveModel):
             for *_, task_id in itertools.islice(heapq.merge(*streams), max(limit, 0)):
                 t = self.tasks[task_id]
                 out.append(
-                    PendingTask(t.task_id, t.priority, t.seq, t.capabilities, t.type, t.since)
+                    PendingTask(
+                        t.task_id, t.priority, t.seq, t.capabilities, t.type, t.since, t.failed_by
+                    )
                 )
         return out
 
