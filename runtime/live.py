@@ -48,6 +48,7 @@ from domain.tasks import Task
 from domain.unroutable import UnroutableTasks
 from projections.live_reads import live_tasks_and_bots
 from runtime.models import LiveModel
+from runtime.timeouts import Deadlines, TypeTimeout
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class LiveTask:
     unroutable: bool = False  # flagged: no bot could do it when last looked at
     assigned_seq: int = 0  # log position of its latest assignment (0: none followed)
     failed_by: frozenset[UUID] = frozenset()  # bots whose attempts of its series failed
+    began: datetime | None = None  # its attempt's start, or assignment when not reported
+    timeout_s: float | None = None  # its submission's narrowing of its type's timeout
     since: float = field(init=False)  # waiting since (seconds since the epoch): its age
 
     def __post_init__(self) -> None:
@@ -175,6 +178,7 @@ class Changes:
     work: bool = False  # a task became pending, capacity was freed or a bot came
     finished_by: list[UUID] = field(default_factory=list)  # bots that finished a task
     fleet: bool = False  # a bot came, went, or is ready again
+    deadline: bool = False  # an attempt's deadline came that is sooner than all others
 
 
 class LiveIndex(LiveModel):
@@ -213,6 +217,7 @@ class LiveIndex(LiveModel):
         self.queues: dict[frozenset[str], PendingQueue] = {}
         self.delayed: dict[UUID, datetime] = {}  # pending, not yet due: id -> not_before
         self._due_heap: list[tuple[datetime, int, UUID]] = []  # may hold stale entries
+        self.deadlines = Deadlines()  # of the held attempts that have a timeout
         self.listeners: list[Callable[[Changes], None]] = []
 
     # -- snapshot ---------------------------------------------------------------------
@@ -226,23 +231,26 @@ class LiveIndex(LiveModel):
                     bot_id, frozenset(caps), capacity, version, state, pool, reads
                 )
             for task_id, priority, seq, caps, state, bot_id, token, version, *rest in tasks:
-                at, due, task_type, unroutable = rest
-                self._put(
-                    LiveTask(
-                        task_id,
-                        priority,
-                        seq,
-                        frozenset(caps),
-                        state,
-                        bot_id,
-                        token,
-                        version,
-                        submitted_at=at,
-                        not_before=due,
-                        type=task_type,
-                        unroutable=unroutable,
-                    )
+                at, due, task_type, unroutable, began, timeout_s = rest
+                task = LiveTask(
+                    task_id,
+                    priority,
+                    seq,
+                    frozenset(caps),
+                    state,
+                    bot_id,
+                    token,
+                    version,
+                    submitted_at=at,
+                    not_before=due,
+                    type=task_type,
+                    unroutable=unroutable,
+                    began=began,
+                    timeout_s=timeout_s,
                 )
+                self._put(task)
+                if bot_id is not None:
+                    self.deadlines.watch(task)
         return position
 
     # -- applying events --------------------------------------------------------------
@@ -297,6 +305,7 @@ class LiveIndex(LiveModel):
                         e.timestamp,
                         e.not_before,
                         e.type,
+                        timeout_s=(e.retry or {}).get("timeout_s"),
                     )
                 )
                 submitted.append(e.originator_id)
@@ -317,9 +326,10 @@ class LiveIndex(LiveModel):
             case Task.Assigned():
                 task.state, task.bot_id, task.fencing_token = "assigned", e.bot_id, e.fencing_token
                 task.unroutable, task.assigned_seq = False, seq
+                task.began = e.timestamp
                 changes.assigned_to.add(e.bot_id)
             case Task.Started():
-                task.state = "running"
+                task.state, task.began = "running", e.timestamp
             case Task.LeaseExpired():
                 task.state, task.bot_id = "pending", None
                 changes.work = True
@@ -343,6 +353,8 @@ class LiveIndex(LiveModel):
                     changes.finished_by.append(task.bot_id)
                 return
         self._put(task)
+        if task.bot_id is not None and self.deadlines.watch(task):
+            changes.deadline = True
 
     def _redrive(self, seq: int, e: Any) -> None:
         """A finished task sent round again: pending anew, aged from its re-drive."""
@@ -451,6 +463,26 @@ class LiveIndex(LiveModel):
             while heap and self.delayed.get(heap[0][2]) != heap[0][0]:
                 heapq.heappop(heap)
             return heap[0][0] if heap else None
+
+    # -- attempts' deadlines ----------------------------------------------------------
+
+    def renew_deadlines(self, of_type: TypeTimeout | None) -> None:
+        """Each type's timeout in force (None: no policy has one): every held attempt's
+        deadline anew."""
+        with self.lock:
+            held = [self.tasks[t] for ts in self.held.values() for t in ts]
+            self.deadlines.renew(of_type, held)
+
+    def overdue(self, now: datetime) -> list[UUID]:
+        """The held attempts past their deadline at ``now`` (each returned once)."""
+        if not self.deadlines.heap:
+            return []
+        with self.lock:
+            return self.deadlines.overdue(now, self.tasks)
+
+    def next_deadline(self) -> datetime | None:
+        with self.lock:
+            return self.deadlines.soonest(self.tasks)
 
     # -- reading ----------------------------------------------------------------------
 
