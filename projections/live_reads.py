@@ -28,7 +28,8 @@ def live_tasks_and_bots(conn: psycopg.Connection[Any]) -> tuple[int, Rows, Rows]
     """Unfinished tasks (oldest first) and live bots, from the tasks and fleet views."""
     tasks = conn.execute(
         "SELECT task_id, priority, seq, capabilities, state, bot_id, fencing_token, "
-        "version, submitted_at, not_before, type, unroutable IS NOT NULL "
+        "version, submitted_at, not_before, type, unroutable IS NOT NULL, "
+        "COALESCE(started_at, assigned_at), (retry->>'timeout_s')::float8 "
         "FROM tasks_view WHERE state IN ('pending', 'assigned', 'running') ORDER BY seq"
     ).fetchall()
     bots = conn.execute(

@@ -15,6 +15,12 @@ pending queue, so the dispatcher never sees it early; ``release_due`` moves the 
 into their queues (the dispatcher calls it at the start of each round) and ``next_due``
 says when to look again. The clock is injected, so tests move time by hand. A task waits,
 for aging, from its ``not_before`` when that is later than its submission.
+
+A retried task (``RetryScheduled``) is pending again and waits out its backoff in the
+same heap; it remembers the bots whose attempts of its current series failed
+(``failed_by``, which routing avoids while another bot has room) until a re-drive starts
+a new series. An index filled from the views starts without that memory. A dead-lettered
+task leaves the index as a finished one does; a re-driven one comes back.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from domain.tasks import Task
 from domain.unroutable import UnroutableTasks
 from projections.live_reads import live_tasks_and_bots
 from runtime.models import LiveModel
+from runtime.timeouts import Deadlines, TypeTimeout
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +72,9 @@ class LiveTask:
     type: str = ""
     unroutable: bool = False  # flagged: no bot could do it when last looked at
     assigned_seq: int = 0  # log position of its latest assignment (0: none followed)
+    failed_by: frozenset[UUID] = frozenset()  # bots whose attempts of its series failed
+    began: datetime | None = None  # its attempt's start, or assignment when not reported
+    timeout_s: float | None = None  # its submission's narrowing of its type's timeout
     since: float = field(init=False)  # waiting since (seconds since the epoch): its age
 
     def __post_init__(self) -> None:
@@ -169,6 +179,7 @@ class Changes:
     work: bool = False  # a task became pending, capacity was freed or a bot came
     finished_by: list[UUID] = field(default_factory=list)  # bots that finished a task
     fleet: bool = False  # a bot came, went, or is ready again
+    deadline: bool = False  # an attempt's deadline came that is sooner than all others
 
 
 class LiveIndex(LiveModel):
@@ -208,6 +219,7 @@ class LiveIndex(LiveModel):
         self.queues: dict[frozenset[str], PendingQueue] = {}
         self.delayed: dict[UUID, datetime] = {}  # pending, not yet due: id -> not_before
         self._due_heap: list[tuple[datetime, int, UUID]] = []  # may hold stale entries
+        self.deadlines = Deadlines()  # of the held attempts that have a timeout
         self.listeners: list[Callable[[Changes], None]] = []
 
     # -- snapshot ---------------------------------------------------------------------
@@ -221,23 +233,26 @@ class LiveIndex(LiveModel):
                     bot_id, frozenset(caps), capacity, version, state, pool, reads
                 )
             for task_id, priority, seq, caps, state, bot_id, token, version, *rest in tasks:
-                at, due, task_type, unroutable = rest
-                self._put(
-                    LiveTask(
-                        task_id,
-                        priority,
-                        seq,
-                        frozenset(caps),
-                        state,
-                        bot_id,
-                        token,
-                        version,
-                        submitted_at=at,
-                        not_before=due,
-                        type=task_type,
-                        unroutable=unroutable,
-                    )
+                at, due, task_type, unroutable, began, timeout_s = rest
+                task = LiveTask(
+                    task_id,
+                    priority,
+                    seq,
+                    frozenset(caps),
+                    state,
+                    bot_id,
+                    token,
+                    version,
+                    submitted_at=at,
+                    not_before=due,
+                    type=task_type,
+                    unroutable=unroutable,
+                    began=began,
+                    timeout_s=timeout_s,
                 )
+                self._put(task)
+                if bot_id is not None:
+                    self.deadlines.watch(task)
             for bot in self.bots.values():  # a probe out already: the task it holds
                 bot.probe_open = bot.state == "probing" and not self.held.get(bot.bot_id)
         return position
@@ -294,6 +309,7 @@ class LiveIndex(LiveModel):
                         e.timestamp,
                         e.not_before,
                         e.type,
+                        timeout_s=(e.retry or {}).get("timeout_s"),
                     )
                 )
                 submitted.append(e.originator_id)
@@ -314,11 +330,12 @@ class LiveIndex(LiveModel):
             case Task.Assigned():
                 task.state, task.bot_id, task.fencing_token = "assigned", e.bot_id, e.fencing_token
                 task.unroutable, task.assigned_seq = False, seq
+                task.began = e.timestamp
                 changes.assigned_to.add(e.bot_id)
                 if (bot := self.bots.get(e.bot_id)) is not None:
                     bot.probe_open = False  # a probing bot's one task
             case Task.Started():
-                task.state = "running"
+                task.state, task.began = "running", e.timestamp
             case Task.LeaseExpired():
                 task.state, task.bot_id = "pending", None
                 changes.work = True
@@ -326,11 +343,13 @@ class LiveIndex(LiveModel):
                 if task.bot_id is not None:
                     changes.finished_by.append(task.bot_id)
                 task.state, task.bot_id = "pending", None
+                task.failed_by = task.failed_by | {e.bot_id}  # routed elsewhere if it can be
                 task.not_before = e.not_before
                 task.since = e.not_before.timestamp()
                 changes.work = True
             case Task.Redriven():  # (as a snapshot had it: finished, yet still here)
                 task.state, task.bot_id, task.not_before = "pending", None, None
+                task.failed_by = frozenset()
                 task.since = e.timestamp.timestamp()
                 changes.work = True
             case _:  # succeeded, failed, cancelled: gone from the index
@@ -340,6 +359,8 @@ class LiveIndex(LiveModel):
                     changes.finished_by.append(task.bot_id)
                 return
         self._put(task)
+        if task.bot_id is not None and self.deadlines.watch(task):
+            changes.deadline = True
 
     def _redrive(self, seq: int, e: Any) -> None:
         """A finished task sent round again: pending anew, aged from its re-drive."""
@@ -452,6 +473,26 @@ class LiveIndex(LiveModel):
                 heapq.heappop(heap)
             return heap[0][0] if heap else None
 
+    # -- attempts' deadlines ----------------------------------------------------------
+
+    def renew_deadlines(self, of_type: TypeTimeout | None) -> None:
+        """Each type's timeout in force (None: no policy has one): every held attempt's
+        deadline anew."""
+        with self.lock:
+            held = [self.tasks[t] for ts in self.held.values() for t in ts]
+            self.deadlines.renew(of_type, held)
+
+    def overdue(self, now: datetime) -> list[UUID]:
+        """The held attempts past their deadline at ``now`` (each returned once)."""
+        if not self.deadlines.heap:
+            return []
+        with self.lock:
+            return self.deadlines.overdue(now, self.tasks)
+
+    def next_deadline(self) -> datetime | None:
+        with self.lock:
+            return self.deadlines.soonest(self.tasks)
+
     # -- reading ----------------------------------------------------------------------
 
     def pending(
@@ -480,7 +521,9 @@ class LiveIndex(LiveModel):
             for *_, task_id in itertools.islice(heapq.merge(*streams), max(limit, 0)):
                 t = self.tasks[task_id]
                 out.append(
-                    PendingTask(t.task_id, t.priority, t.seq, t.capabilities, t.type, t.since)
+                    PendingTask(
+                        t.task_id, t.priority, t.seq, t.capabilities, t.type, t.since, t.failed_by
+                    )
                 )
         return out
 

@@ -1,5 +1,5 @@
-"""Tasks: the tasks, stages and performance views, the dispatcher that routes work, their
-routes and `apiary task`."""
+"""Tasks: the tasks, stages and performance views, the dispatcher that routes work, the
+loop that ends attempts past their timeout, their routes and `apiary task`."""
 
 from __future__ import annotations
 
@@ -75,8 +75,34 @@ def loops(node: Node) -> Sequence[Loop]:
             node.settings.poll_interval_s,
             dispatcher.wake,
             dispatcher.wait_hint,
-        )
+        ),
+        _timeouts(node),
     ]
+
+
+def _timeouts(node: Node) -> Loop:
+    from runtime.loops import Loop
+    from runtime.retry_config import RetryConfig
+    from runtime.timeouts import AttemptTimeouts
+
+    timeouts = AttemptTimeouts(node.hive, node.index)
+    in_force: list[RetryConfig] = []
+
+    def configure(knobs: Knobs) -> None:
+        if in_force and in_force[0] == knobs.retry:
+            return  # another part of the config changed: the deadlines stand
+        in_force[:] = [knobs.retry]
+        policies = knobs.retry.policies()
+        timeouts.configure((lambda t: policies(t).timeout_s) if policies.timeouts else None)
+
+    node.config.on_change(configure)
+    return Loop(
+        "timeouts",
+        timeouts.run_once,
+        node.settings.poll_interval_s,
+        timeouts.wake,
+        timeouts.wait_hint,
+    )
 
 
 def routes(app: FastAPI) -> None:

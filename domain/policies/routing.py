@@ -26,6 +26,12 @@ highest score wins; ties go to the lower bot id. So:
 * among equally good bots the free-capacity term spreads the load, as a share of each
   bot's capacity; scores only fall as a round fills bots up.
 
+**Retries go elsewhere.** A task tried again names the bots whose attempts of its current
+series failed (``PendingTask.avoid``): such a bot is a candidate only when no other
+capable bot has a free slot, however it scores. A task that never failed costs nothing
+more (its ``avoid`` is empty); one that did walks its group's ranking past the bots it
+avoids, and the bot chosen comes first in its choice as always.
+
 Each decision is explained: the policy, the task's effective priority and wait, what it
 required, and for the chosen bot and up to two runners-up their inputs and scores. What of
 that the round's tasks share is made once per (capabilities, type) group, in the round's
@@ -80,6 +86,7 @@ class PendingTask(NamedTuple):
     capabilities: frozenset[str]
     type: str = ""
     since: float = 0.0  # waiting since (seconds since the epoch): submitted, or due if later
+    avoid: frozenset[UUID] = frozenset()  # bots whose attempts of its series failed
 
 
 @dataclass
@@ -170,7 +177,7 @@ def route(
             group = _Group(len(shared.groups), task, slots, stats, config)
             groups[task.capabilities, task.type] = group
             shared.groups.append(group.shared)
-        ranked = group.ranked()
+        ranked = group.avoiding(task.avoid) if task.avoid else group.ranked()
         if not ranked:
             continue
         waited = now - task.since if now > task.since else 0.0
@@ -235,11 +242,11 @@ class _Group:
         free = bot.capacity - bot.load
         return (-score_of(self.base[i], self.w_free, free, bot.capacity), bot.bot_id.int, i, free)
 
-    def ranked(self) -> list[Entry]:
-        """The best few entries, each scored at its bot's current load."""
+    def ranked(self, depth: int = SHOWN) -> list[Entry]:
+        """The best ``depth`` entries, each scored at its bot's current load."""
         entries, bots = self.entries, self.bots
         n = 0
-        while n < SHOWN and n < len(entries):
+        while n < depth and n < len(entries):
             i, scored_free = entries[n][2], entries[n][3]
             bot = bots[i]
             if bot.free == scored_free:
@@ -249,6 +256,19 @@ class _Group:
             if bot.load < bot.capacity:
                 bisect.insort(entries, self._entry(i))
         return entries[:n]
+
+    def avoiding(self, avoid: frozenset[UUID]) -> list[Entry]:
+        """As ``ranked``, but the best entry whose bot is not in ``avoid`` comes first
+        (when there is one): the ranking is walked further only when the best few are
+        all avoided."""
+        ranked = self.ranked()
+        better = next((e for e in ranked if self.bots[e[2]].bot_id not in avoid), None)
+        if better is None:
+            deeper = self.ranked(len(self.entries))
+            better = next((e for e in deeper if self.bots[e[2]].bot_id not in avoid), None)
+        if better is None or better is ranked[0]:
+            return ranked
+        return [better, *(e for e in ranked if e is not better)][:SHOWN]
 
 
 def _inputs(bot: BotSlots, record: Performance | None) -> dict[str, Any]:

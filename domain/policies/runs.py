@@ -10,6 +10,12 @@ too, ``ran_s`` before that finish) and ends with
 * ``LeaseExpired`` after the start: a failure. The bot began the task and did not finish
   it, which is what the requester sees. (Lost and deregistered bots never come back under
   the same id, so this counts mostly for the record.)
+* ``RetryScheduled`` and ``DeadLettered``: an attempt that ended without success (its bot
+  reported a failure, was lost after the start, or ran past the timeout), untimed as a
+  ``Failed``, charged to the bot the event names. After a ``RetryScheduled`` the task
+  waits for its next attempt, whoever takes it; a ``DeadLettered`` ends it.
+* ``Redriven``: says nothing of any bot; the task is followed again (its type is on the
+  event), for the attempts of its new series.
 
 A lease that expires before the start, and a cancellation, say nothing of the bot: the run
 is dropped without an outcome. Times come from the events, so a rebuild learns the same.
@@ -34,6 +40,9 @@ RUN_EVENTS = (
     Task.Failed,
     Task.Cancelled,
     Task.LeaseExpired,
+    Task.RetryScheduled,
+    Task.DeadLettered,
+    Task.Redriven,
 )
 TOPICS = tuple(get_topic(cls) for cls in RUN_EVENTS)
 
@@ -58,7 +67,7 @@ class Outcome:
 
 def follow(run: Run | None, event: Any) -> tuple[Run | None, Outcome | None]:
     """The task's run after ``event``, and the outcome the event ends it with, if any."""
-    if isinstance(event, Task.Submitted):
+    if isinstance(event, Task.Submitted | Task.Redriven):
         return Run(event.type), None
     if run is None:
         return None, None
@@ -73,6 +82,10 @@ def follow(run: Run | None, event: Any) -> tuple[Run | None, Outcome | None]:
             return None, _ended(_started_with(run, event), event, succeeded=False)
         case Task.LeaseExpired():
             return Run(run.type), _ended(run, event, succeeded=False)
+        case Task.RetryScheduled():
+            return Run(run.type), _attempt_failed(run, event)
+        case Task.DeadLettered():
+            return None, _attempt_failed(run, event)
         case Task.Cancelled():
             return None, None
     return run, None
@@ -84,6 +97,12 @@ def _started_with(run: Run, event: Any) -> Run:
     return (
         run if started is None or run.started_at is not None else replace(run, started_at=started)
     )
+
+
+def _attempt_failed(run: Run, event: Task.RetryScheduled | Task.DeadLettered) -> Outcome:
+    """Every way an attempt ends without success is the failure of the bot that had it
+    (a timeout may come before its start was reported: the bot held it all that time)."""
+    return Outcome(event.bot_id, run.type, False, None, event.timestamp)
 
 
 def _ended(run: Run, event: Any, *, succeeded: bool) -> Outcome | None:

@@ -6,7 +6,9 @@ import asyncio
 from uuid import UUID
 
 import pytest
+from fastapi.testclient import TestClient
 
+from api.app import create_app
 from api.bootstrap import Node
 from domain.bots import Bot, BotState
 from domain.cause import Cause
@@ -14,7 +16,7 @@ from domain.errors import NotYourTask
 from domain.hive import Report, TaskSpec
 from domain.tasks import Task, TaskState
 from projections.rows import BotFilter
-from tests.integration.helpers import StartNode
+from tests.integration.helpers import StartNode, change_config
 from tests.waiting import wait_for
 
 ALICE = Cause("alice", "req")
@@ -156,3 +158,36 @@ def test_an_idle_leader_assigns_a_new_task_in_its_own_submission(node: Node) -> 
     assert assignment.timestamp == submission.timestamp
     assert assignment.actor == "engine:dispatcher"
     assert claim(node, coder, wait=1.0) == [task.id]
+
+
+def test_an_attempt_past_its_timeout_is_retried_and_its_late_report_refused(
+    node: Node,
+) -> None:
+    retry = {"default": {"timeout_s": 1.0, "initial_backoff_s": 30.0, "jitter": 0.0}}
+    change_config(node, ALICE, retry=retry)
+    task_id = node.hive.tasks.submit([TaskSpec("code")], ALICE).items[0].task.id
+    bot, issued, _ = node.hive.fleet.register(
+        name="slow", capabilities=["code"], max_concurrency=1, version_label="v1", cause=ALICE
+    )
+    node.liveness.renew(bot.id, 60)
+    assert wait_for(lambda: claim(node, bot.id, wait=0.5), what="the assignment") == [task_id]
+    node.hive.tasks.start(bot.id, [Report(task_id, 1)], Cause(f"bot:{bot.id}", "r"))
+    started = node.hive.get(Task, task_id).started_at
+    timed_out = wait_for(
+        lambda: (t := node.hive.get(Task, task_id)).attempt == 2 and t,
+        timeout=15,
+        what="the engine to end the attempt past its timeout",
+    )
+    assert (timed_out.state, timed_out.error_kind) == (TaskState.PENDING, "timeout")
+    [ended] = [e for e in node.hive.history(task_id) if isinstance(e, Task.RetryScheduled)]
+    assert ended.outcome == "timed-out" and ended.actor == "engine:timeouts"
+    assert started is not None and (ended.timestamp - started).total_seconds() >= 1.0
+    late = {"tasks": [{"task_id": str(task_id), "fencing_token": 1, "result": 1}]}
+    with TestClient(create_app(node.container())) as api:
+        response = api.post(
+            f"/v1/bots/{bot.id}/complete",
+            json=late,
+            headers={"Authorization": f"Bearer {issued.token}"},
+        )
+    assert response.status_code == 409, response.text
+    assert node.hive.get(Task, task_id).state is TaskState.PENDING

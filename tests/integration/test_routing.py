@@ -61,7 +61,8 @@ def work_rounds(
     node: Node, clock: FakeClock, good: UUID, poor: UUID, rounds: int
 ) -> list[Counter[UUID]]:
     """Two code tasks a round while both bots have room; the good bot succeeds in 2 s, the
-    poor one fails in 0.5 s. Returns who got what, per round."""
+    poor one fails in 0.5 s, for good (not retryable: no retry comes back to compete with
+    the next round's tasks). Returns who got what, per round."""
     shares = []
     for _ in range(rounds):
         ids = [s.task.id for s in node.hive.tasks.submit([TaskSpec("code")] * 2, ALICE).items]
@@ -77,6 +78,8 @@ def work_rounds(
             clock.advance(took)
             outcome = [
                 Report(r.task_id, r.fencing_token, "1" if ok else None, None if ok else "boom")
+                if ok
+                else Report(r.task_id, r.fencing_token, error="boom", retryable=False)
                 for r in mine
             ]
             node.hive.tasks.finish(bot_id, outcome, who)
@@ -108,7 +111,15 @@ def test_the_performance_view_equals_the_engine_copy_and_a_rebuild_from_zero(
     assert task.bot_id == good
     node.hive.tasks.start(good, [Report(running, task.fencing_token)], ALICE)
     node.hive.fleet.lose(good, [running], "silence", Cause.engine("test", "r"))  # a lost run
-    wait_for(lambda: assigned(node, [running]), what="the task assigned again (to the poor bot)")
+    for attempt in (2, 3):  # the poor bot fails the retries: the last is dead-lettered
+        clock.advance(120.0)  # past the backoff
+        task = wait_for(lambda: assigned(node, [running]), what="the retry assigned")[running]
+        assert (task.bot_id, task.attempt) == (poor, attempt)
+        fail = Report(running, task.fencing_token, error="boom", ran_s=0.0)
+        node.hive.tasks.finish(poor, [fail], ALICE)
+    assert node.hive.load_many(Task, [running])[running].state is TaskState.DEAD
+    node.hive.tasks.redrive([running], "once more", ALICE)  # says nothing of any bot
+    wait_for(lambda: assigned(node, [running]), what="the re-driven task assigned")
     view_caught_up(node, "performance")
     end = head(node)
     wait_for(lambda: node.performance.position >= end, what="learning caught up")
@@ -116,7 +127,9 @@ def test_the_performance_view_equals_the_engine_copy_and_a_rebuild_from_zero(
     assert {(b, t): (s, d, n) for b, t, s, d, n, *_ in kept["bot_performance_view"]} == {
         key: (r.success, r.duration_s, r.samples) for key, r in node.performance.snapshot().items()
     }
-    assert node.performance.snapshot()[good, "code"].samples == done + 1  # and one lost run
+    learned = node.performance.snapshot()
+    assert learned[good, "code"].samples == done + 1  # and one lost run
+    assert learned[poor, "code"].samples == 4 * 2 - done + 2  # and two failed retries
     assert kept["bot_performance_runs"] == [(running, "code", poor, None)]
     monkeypatch.setenv("APIARY_DATABASE_URL", db_url)
     assert apiary(["projections", "rebuild", "--view", "performance"]) == 0

@@ -18,9 +18,11 @@ import pytest
 from api.bootstrap import Node, rebuild_views
 from api.settings import Settings
 from domain.cause import Cause
-from domain.hive import Hive
+from domain.hive import Hive, Report
+from domain.policies.retry import RetryPolicy
+from domain.policies.routing import Assignment
 from domain.schedules import Schedule, ScheduleSpec, TaskTemplate
-from domain.tasks import Task
+from domain.tasks import Task, TaskState
 from projections.schedule_reads import ScheduleReads
 from runtime.live import LiveIndex
 from runtime.scheduler import Scheduler
@@ -279,3 +281,65 @@ def test_the_schedules_view_agrees_with_the_aggregates_and_equals_a_rebuild(
     incremental = snapshot(db_url)
     rebuild_views(db_url, Settings(), "schedules")
     assert snapshot(db_url) == incremental
+
+
+def test_a_retrying_run_is_unfinished_for_overlap_and_retries_never_make_ticks(
+    db_url: str, clock: FakeClock
+) -> None:
+    engine = Engine(db_url, clock)
+    try:
+        hive = engine.hive
+        hive.tasks.policies = lambda _: RetryPolicy(2, initial_backoff_s=10.0, jitter=0.0)
+        bot, _, _ = hive.fleet.register(
+            name="b", capabilities=["code"], max_concurrency=9, version_label="v1", cause=ALICE
+        )
+        made = {
+            policy: hive.schedules.create(
+                every(60, name=policy.replace("_", "-"), overlap=policy), ALICE
+            )
+            .items[0]
+            .id
+            for policy in ("buffer_one", "skip")
+        }
+        engine.step()
+        runs = {p: scheduled_tasks(hive, s) for p, s in made.items()}
+        assert all(len(r) == 1 for r in runs.values())
+
+        def attempt_fails() -> None:
+            ids = [r[0] for r in runs.values()]
+            hive.tasks.assign([Assignment(t, bot.id, {}) for t in ids], ALICE)
+            tasks = hive.load_many(Task, ids)
+            who = Cause(f"bot:{bot.id}", "r")
+            started = [Report(t, tasks[t].fencing_token) for t in ids]
+            hive.tasks.start(bot.id, started, who)
+            failed = [Report(r.task_id, r.fencing_token, error="boom") for r in started]
+            hive.tasks.finish(bot.id, failed, who)
+
+        clock.advance(60.0)  # the first runs are open: a tick buffered, a tick skipped
+        engine.step()
+        assert hive.get(Schedule, made["buffer_one"]).buffered == T0 + timedelta(seconds=60)
+        engine.scheduler.wake.clear()
+        attempt_fails()  # retrying: pending again, still unfinished
+        assert all(hive.get(Task, r[0]).state is TaskState.PENDING for r in runs.values())
+        assert not engine.scheduler.wake.is_set(), "a retry looked like the run's end"
+        assert engine.step() == 0
+        assert hive.get(Schedule, made["buffer_one"]).buffered is not None
+
+        clock.advance(10.0)  # the backoff: the second and last attempt fails
+        attempt_fails()
+        assert all(hive.get(Task, r[0]).state is TaskState.DEAD for r in runs.values())
+        assert engine.scheduler.wake.is_set(), "the dead letter did not wake the scheduler"
+        assert engine.step() > 0  # the buffered tick fires now, before the next tick
+        buffered = made["buffer_one"]
+        assert fired_ticks(hive, buffered) == [T0, T0 + timedelta(seconds=60)]
+
+        clock.advance(50.0)  # the next tick: nothing lost, nothing doubled
+        engine.step()  # (the buffered tick's run is open: this one waits in the buffer)
+        assert fired_ticks(hive, buffered) == [T0, T0 + timedelta(seconds=60)]
+        assert hive.get(Schedule, buffered).buffered == T0 + timedelta(seconds=120)
+        assert len(scheduled_tasks(hive, buffered)) == 2  # retries submit nothing
+        skipping = hive.get(Schedule, made["skip"])
+        assert fired_ticks(hive, made["skip"]) == [T0, T0 + timedelta(seconds=120)]
+        assert (skipping.fired, skipping.skipped) == (2, 1)
+    finally:
+        engine.close()

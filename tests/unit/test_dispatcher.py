@@ -18,6 +18,8 @@ from domain.bots import Bot
 from domain.cause import Cause
 from domain.hive import Hive, Report, TaskSpec
 from domain.policies.aging import Aging
+from domain.policies.performance import Performance
+from domain.policies.retry import RetryPolicy
 from domain.policies.routing import Assignment, RoutingConfig
 from domain.rounds import DispatchRound
 from domain.tasks import Task, TaskState
@@ -468,3 +470,60 @@ def test_a_batch_handed_off_shares_one_round_record_saved_ahead_of_it(engine: En
     assert [a.originator_id for a in assigned] == ids
     assert {a.round_id for a in assigned} == {record.originator_id}
     assert all(a.bot_id == bot and a.actor == "engine:dispatcher" for a in assigned)
+
+
+def test_a_retry_goes_to_a_bot_that_has_not_failed_it_until_a_redrive_forgets(
+    engine: Engine,
+) -> None:
+    engine.hive.tasks.policies = lambda _: RetryPolicy(max_attempts=3, jitter=0.0)
+    failing, other = engine.bot(["code"], 4), engine.bot(["code"], 1)
+    engine.performance.records[other, "code"] = Performance(0.3, 1.0, 30)  # a poor record
+    task_id = engine.submit(TaskSpec("code"))[0]
+    engine.dispatcher.run_once()
+    assert engine.task(task_id).bot_id == failing  # it scores best, and keeps doing so
+    fail(engine, failing, task_id)
+    engine.clock.advance(1.0)  # the backoff
+    engine.dispatcher.run_once()
+    assert engine.task(task_id).bot_id == other, "the retry went back to the bot that failed it"
+    assert _why(engine, task_id)["bots"][0]["bot"] == str(other)
+    assert engine.index.tasks[task_id].failed_by == {failing}
+    fail(engine, other, task_id)
+    engine.clock.advance(2.0)
+    engine.dispatcher.run_once()
+    assert engine.task(task_id).bot_id == failing  # both failed it: the best score decides
+    fail(engine, failing, task_id)
+    assert engine.task(task_id).state is TaskState.DEAD
+    assert task_id not in engine.index.tasks
+    engine.hive.tasks.redrive([task_id], "fixed", ALICE)
+    assert engine.index.tasks[task_id].failed_by == frozenset()  # a new series
+
+
+def test_a_retry_goes_back_to_the_bot_that_failed_it_when_no_other_has_room(
+    engine: Engine,
+) -> None:
+    engine.hive.tasks.policies = lambda _: RetryPolicy(max_attempts=3, jitter=0.0)
+    failing, other = engine.bot(["code"], 1), engine.bot(["code"], 1)
+    task_id = engine.submit(TaskSpec("code"))[0]
+    engine.dispatcher.run_once()
+    holder = engine.task(task_id).bot_id
+    assert holder is not None
+    engine.hive.tasks.assign(
+        [
+            Assignment(
+                engine.submit(TaskSpec("code"))[0], other if holder == failing else failing, {}
+            )
+        ],
+        ENGINE,
+    )
+    fail(engine, holder, task_id)
+    engine.clock.advance(1.0)
+    engine.dispatcher.run_once()
+    assert engine.task(task_id).bot_id == holder
+
+
+def fail(e: Engine, bot_id: UUID, task_id: UUID) -> None:
+    """The bot starts the task it holds and reports a (retryable) failure."""
+    token = e.task(task_id).fencing_token
+    who = Cause(f"bot:{bot_id}", "r")
+    e.hive.tasks.start(bot_id, [Report(task_id, token)], who)
+    e.hive.tasks.finish(bot_id, [Report(task_id, token, error="boom")], who)

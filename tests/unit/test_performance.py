@@ -117,6 +117,7 @@ def submitted() -> object:
         idempotency_key=None,
         not_before=None,
         schedule_id=None,
+        retry=None,
     )
 
 
@@ -174,3 +175,55 @@ def test_a_failure_is_untimed_and_a_clock_that_went_back_counts_as_no_time() -> 
     back = T0 - timedelta(seconds=1)
     _, done = run_through(*ran, event(Task.Succeeded, 4, back, fencing_token=1, result="1"))
     assert [(o.succeeded, o.duration_s) for o in failed + done] == [(False, None), (True, 0.0)]
+
+
+def ended(kind: type, version: int, at: datetime, outcome: str, **fields: object) -> object:
+    """An attempt of ``BOT`` (token 1) that ended without success, as the log records it."""
+    common = {"bot_id": BOT, "fencing_token": 1, "outcome": outcome, "error": "boom"}
+    return event(kind, version, at, **common, error_kind=None, ran_s=None, attempt=1, **fields)
+
+
+@pytest.mark.parametrize("outcome", ["failed", "lost", "timed-out"])
+def test_an_attempt_that_ends_in_a_retry_or_a_dead_letter_is_an_untimed_failure_of_its_bot(
+    outcome: str,
+) -> None:
+    assigned = event(Task.Assigned, 2, T0, bot_id=BOT, fencing_token=1, why={})
+    at = T0 + timedelta(seconds=4)
+    retry = ended(
+        Task.RetryScheduled, 3, at, outcome, delay_s=1.0, not_before=at + timedelta(seconds=1)
+    )
+    run, seen = run_through(submitted(), assigned, retry)
+    assert run == Run("code")  # waits for its next attempt, whoever takes it
+    assert seen == [Outcome(BOT, "code", False, None, at)]
+    dead = ended(Task.DeadLettered, 3, at, outcome, reason="attempts exhausted")
+    run, seen = run_through(submitted(), assigned, dead)
+    assert run is None
+    assert seen == [Outcome(BOT, "code", False, None, at)]
+
+
+def test_a_redrive_says_nothing_and_the_new_series_is_learned_from() -> None:
+    other = UUID(int=8)
+    at = T0 + timedelta(seconds=10)
+    run, seen = run_through(
+        submitted(),
+        event(Task.Assigned, 2, T0, bot_id=BOT, fencing_token=1, why={}),
+        ended(Task.DeadLettered, 3, T0, "lost", reason="attempts exhausted"),
+        event(
+            Task.Redriven,
+            4,
+            T0,
+            reason="fixed",
+            series=2,
+            type="code",
+            priority=5,
+            capabilities=["code"],
+        ),
+        event(Task.Assigned, 5, at, bot_id=other, fencing_token=2, why={}),
+        event(Task.Started, 6, at, fencing_token=2),
+        event(Task.Succeeded, 7, at + timedelta(seconds=2), fencing_token=2, result="1"),
+    )
+    assert run is None
+    assert seen == [
+        Outcome(BOT, "code", False, None, T0),
+        Outcome(other, "code", True, 2.0, at + timedelta(seconds=2)),
+    ]

@@ -286,3 +286,64 @@ def test_trial_samples_decide_when_a_record_counts_fully() -> None:
     assert route(task, bots, stats, NOW)[0].bot_id == UUID(int=2)  # untried beats poor
     proven = {(UUID(int=1), "a"): Performance(1.0, 1.0, TRIAL_SAMPLES)}
     assert route(task, bots, proven, NOW)[0].bot_id == UUID(int=1)  # a tie: the lower id
+
+
+# -- retries go elsewhere -------------------------------------------------------------------
+
+
+@st.composite
+def retried_hives(draw: st.DrawFn) -> tuple[list[PendingTask], list[BotSlots], Stats]:
+    """As ``hives``, and some tasks avoid some bots (their failed attempts' bots)."""
+    tasks, bots, stats = draw(hives())
+    ids = [b.bot_id for b in bots]
+    avoided = [frozenset(draw(st.sets(st.sampled_from(ids)))) for _ in tasks]
+    return [t._replace(avoid=a) for t, a in zip(tasks, avoided, strict=True)], bots, stats
+
+
+@given(retried_hives())
+def test_an_avoided_bot_gets_a_task_only_when_no_other_capable_bot_has_a_free_slot(
+    hive: tuple[list[PendingTask], list[BotSlots], Stats],
+) -> None:
+    tasks, bots, stats = hive
+    by_id = {t.task_id: t for t in tasks}
+    free = {b.bot_id: b.free for b in bots}
+    assignments = route(tasks, bots, stats, NOW)
+    for a in assignments:  # in the order decided: the loads as each decision saw them
+        task = by_id[a.task_id]
+        if a.bot_id in task.avoid:
+            others = [
+                b
+                for b in bots
+                if b.bot_id not in task.avoid and task.capabilities <= b.capabilities
+            ]
+            assert all(free[b.bot_id] <= 0 for b in others), "an avoided bot, with others free"
+        assert a.why["bots"][0]["bot"] == str(a.bot_id)  # the chosen bot comes first
+        free[a.bot_id] -= 1
+    taken = by_bot(assignments)
+    assigned = {a.task_id for a in assignments}
+    for t in tasks:  # capacity is still the constraint: none left while a slot is free
+        if t.task_id not in assigned:
+            assert all(
+                b.free - taken[b.bot_id] <= 0 for b in bots if t.capabilities <= b.capabilities
+            )
+
+
+def test_a_retry_goes_past_the_best_bots_that_failed_it_to_one_that_did_not() -> None:
+    bots = [BotSlots(UUID(int=i + 1), frozenset({"a"}), 4, 0) for i in range(SHOWN + 2)]
+    stats = {  # the better the bot, the lower its id's rank: the last is the worst
+        (b.bot_id, "a"): Performance(1.0 - 0.1 * i, 1.0, 30) for i, b in enumerate(bots)
+    }
+    failed = frozenset(b.bot_id for b in bots[: SHOWN + 1])  # past the bots a choice shows
+    retry = PendingTask(UUID(int=100), 5, 1, frozenset({"a"}), "a", NOW, failed)
+    fresh = PendingTask(UUID(int=101), 5, 2, frozenset({"a"}), "a", NOW)
+    got = {a.task_id: a for a in route([retry, fresh], bots, stats, NOW)}
+    assert got[retry.task_id].bot_id == bots[-1].bot_id
+    assert len(got[retry.task_id].why["bots"]) == SHOWN
+    assert got[fresh.task_id].bot_id == bots[0].bot_id  # the others are as they were
+
+
+def test_a_retry_goes_back_to_a_bot_that_failed_it_when_no_other_has_room() -> None:
+    failed, busy = UUID(int=1), UUID(int=2)
+    bots = [BotSlots(failed, frozenset({"a"}), 2, 0), BotSlots(busy, frozenset({"a"}), 1, 1)]
+    retry = PendingTask(UUID(int=100), 5, 1, frozenset({"a"}), "a", NOW, frozenset({failed}))
+    assert [a.bot_id for a in route([retry], bots, {}, NOW)] == [failed]
