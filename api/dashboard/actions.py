@@ -1,9 +1,10 @@
 """Operators' actions from the dashboard: retry (re-drive) or cancel a task, re-drive the
 dead letters a filter finds, drain, quarantine or reinstate a bot.
 
-Admin sessions only (``AdminViewer``: 403 for a client's), as the API keeps these to
-admin keys; each request comes from the dashboard's own pages (its Origin) and carries the
-session's CSRF token (``api.dashboard.session``: 403 otherwise). Each calls the same hive
+Admin sessions only (``AdminViewer``: 403 for a client's; these are an operator's
+tools, though the API lets a client key cancel a task); each request comes from the
+dashboard's own pages (its Origin) and carries the session's CSRF token
+(``api.dashboard.session``: 403 otherwise). Each calls the same hive
 command as the API, stamped with the signed-in key's principal, so the log says who did
 it from where (the request id). The page asks for confirmation first; a bulk re-drive's
 confirmation shows how many tasks it takes (a dry run of the same filter).

@@ -130,8 +130,27 @@ def overview_page(viewer: Viewer, request: Request) -> HTMLResponse:
     return HTMLResponse(_page(request, viewer, "overview", "Overview"))
 
 
+class Shown(Input):
+    """What a page's address may carry for its script: its filter and cursor, passed on as
+    they are (the page's data route checks them)."""
+
+    cursor: str | None = Field(default=None, max_length=200)
+
+
+class TasksShown(Shown):
+    state: str | None = Field(default=None, max_length=200)
+    type: str | None = Field(default=None, max_length=200)
+
+
+class DeadLettersShown(Shown):
+    type: str | None = Field(default=None, max_length=200)
+    error_kind: str | None = Field(default=None, max_length=200)
+    since: str | None = Field(default=None, max_length=200)
+    until: str | None = Field(default=None, max_length=200)
+
+
 @router.get("/tasks")
-def tasks_page(viewer: Viewer, request: Request) -> HTMLResponse:
+def tasks_page(viewer: Viewer, request: Request, _: Annotated[TasksShown, Query()]) -> HTMLResponse:
     return HTMLResponse(_page(request, viewer, "tasks", "Tasks"))
 
 
@@ -141,7 +160,9 @@ def task_page(task_id: UUID, viewer: Viewer, request: Request) -> HTMLResponse:
 
 
 @router.get("/dead-letters")
-def dead_letters_page(viewer: Viewer, request: Request) -> HTMLResponse:
+def dead_letters_page(
+    viewer: Viewer, request: Request, _: Annotated[DeadLettersShown, Query()]
+) -> HTMLResponse:
     return HTMLResponse(_page(request, viewer, "dead-letters", "Dead letters"))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, cast
@@ -25,7 +26,13 @@ from api.dashboard.session import COOKIE
 from api.dashboard.stream import ViewBroadcast
 from domain.policies.retry import RetryPolicy
 from domain.tasks import Task, TaskState
-from projections.dashboard_reads import DeadLetters, before_dead, before_seq, dead_cursor
+from projections.dashboard_reads import (
+    DeadLetters,
+    ListedTasks,
+    before_dead,
+    before_seq,
+    dead_cursor,
+)
 from projections.positions import ViewPositions
 from projections.rows import BotFilter, BotRow
 from runtime.config import Knobs
@@ -200,10 +207,28 @@ class OneProcess:
 
 
 class NoDashboardReads:
-    def overview(self) -> dict[str, Any]:
+    def overview(self, failures: int = 10) -> dict[str, Any]:
         return {"tasks_by_state": {}, "queue": [], "fleet": [], "recent_failures": []}
 
-    def bot_details(self) -> dict[Any, dict[str, Any]]:
+    def bot_details(self, tasks: int = 5) -> dict[Any, dict[str, Any]]:
+        return {}
+
+    def tasks(
+        self, flt: ListedTasks, *, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        return [], None
+
+    def dead_letters(
+        self, flt: DeadLetters, *, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        return [], None
+
+    def dead_letter_ids(self, flt: DeadLetters, limit: int) -> list[UUID]:
+        return []
+
+    def latest_runs(
+        self, schedule_ids: Sequence[UUID], last: int
+    ) -> dict[UUID, list[dict[str, Any]]]:
         return {}
 
 

@@ -348,6 +348,11 @@ function versionRow(v) {
     <ul class="changes">${changes}</ul></td></tr>`;
 }
 
+function given(search) {
+  // The address's parameters that say something (a filter form sends its empty fields too).
+  return new URLSearchParams([...new URLSearchParams(search)].filter(([, v]) => v !== ""));
+}
+
 function deadLetterFilter() {
   // The page's filter, as the data and the re-drive take it: a time picked is UTC.
   const q = new URLSearchParams(location.search), f = {};
@@ -361,7 +366,7 @@ function deadLetterFilter() {
 function dataUrl() {
   const page = body.dataset.page;
   if (page === "task") return `/dashboard/data/tasks/${encodeURIComponent(body.dataset.subject)}`;
-  if (page === "tasks") return `/dashboard/data/tasks${location.search}`;
+  if (page === "tasks") return `/dashboard/data/tasks?${given(location.search)}`;
   if (page === "dead-letters") {
     const q = new URLSearchParams(deadLetterFilter());
     const cursor = new URLSearchParams(location.search).get("cursor");
