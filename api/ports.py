@@ -14,6 +14,7 @@ from uuid import UUID
 from domain.cause import Cause
 from domain.hive import Committed, MessageSpec
 from domain.messages import Message
+from projections.dashboard_reads import DeadLetters, ListedTasks
 from projections.key_reads import KeyFilter, KeyRow
 from projections.message_reads import MessageRow
 from projections.redrive_reads import RedriveFilter
@@ -164,6 +165,28 @@ class DashboardReads(Protocol):
 
     def bot_details(self, tasks: int = 5) -> dict[Any, dict[str, Any]]:
         """Per live bot: its learned success rate and the tasks it holds now."""
+        ...
+
+    def tasks(
+        self, flt: ListedTasks, *, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of tasks, newest first; ValueError on a bad cursor."""
+        ...
+
+    def dead_letters(
+        self, flt: DeadLetters, *, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of dead tasks, the newest dead first; ValueError on a bad cursor."""
+        ...
+
+    def dead_letter_ids(self, flt: DeadLetters, limit: int) -> list[UUID]:
+        """The dead tasks ``flt`` finds, at most ``limit``, newest dead first."""
+        ...
+
+    def latest_runs(
+        self, schedule_ids: Sequence[UUID], last: int
+    ) -> dict[UUID, list[dict[str, Any]]]:
+        """Per schedule, its ``last`` runs, newest first, with their state and attempt."""
         ...
 
 

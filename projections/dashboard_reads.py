@@ -1,17 +1,28 @@
-"""What the dashboard's overview shows, read from the views (never from the events table).
+"""What the dashboard shows, read from the views (never from the events table).
 
-Tasks by state and the pending queue by type and priority come from ``task_counts`` (a
-few rows the tasks view keeps with each page: no scan of ``tasks_view``); the fleet by
-state and version label from ``fleet_view``; the most recent failures from the newest
-entries of the ``(state, seq)`` index for ``failed``.
+The overview: tasks by state and the pending queue by type and priority come from
+``task_counts`` (a few rows the tasks view keeps with each page: no scan of
+``tasks_view``); the fleet by state and version label from ``fleet_view``; the most recent
+failures from the newest entries of the ``(state, seq)`` index for ``failed``.
+
+The task list, newest first (keyset pages down the ``seq`` indexes); the dead letters,
+newest dead first (keyset pages down ``tasks_view_dead``, a partial index of the dead
+tasks by when they died), with the ids a bulk re-drive of a filter takes; each schedule's
+latest runs with their attempts (down ``tasks_view_schedule_seq``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
+
+from store.migrations import Migration
 
 BY_STATE = "SELECT state, sum(n)::bigint AS n FROM task_counts GROUP BY state"
 QUEUE = (
@@ -40,6 +51,97 @@ FROM fleet_view f WHERE f.state IN ('ready', 'draining', 'quarantined', 'probing
 """
 
 
+LISTED = (
+    "task_id, type, priority, state, bot_id, submitted_at, finished_at, error, error_kind, "
+    "attempt, series, seq"
+)
+DEAD = f"{LISTED}, dead_reason"
+LATEST_RUNS = """
+SELECT s.id AS schedule_id, r.task_id, r.state, r.attempt, r.series, r.submitted_at
+FROM unnest(%s::uuid[]) AS s(id),
+LATERAL (SELECT task_id, state, attempt, series, submitted_at, seq FROM tasks_view
+         WHERE schedule_id = s.id ORDER BY seq DESC LIMIT %s) r
+ORDER BY s.id, r.seq DESC
+"""
+MIGRATIONS = [
+    Migration(
+        219,
+        "views: the dead tasks by when they died (the dashboard's dead letters, newest first)",
+        """
+        CREATE INDEX IF NOT EXISTS tasks_view_dead ON public.tasks_view (finished_at, seq)
+            WHERE state = 'dead';
+        """,
+    ),
+]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class ListedTasks:
+    """Which tasks the task list shows."""
+
+    state: str | None = None
+    type: str | None = None
+
+
+@dataclass(frozen=True)
+class DeadLetters:
+    """Which dead letters: of a type, of an error kind, dead within [since, until)."""
+
+    type: str | None = None
+    error_kind: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def where(self) -> tuple[list[str], list[Any]]:
+        where: list[str] = ["state = 'dead'"]
+        params: list[Any] = []
+        for clause, value in (
+            ("type = %s", self.type),
+            ("error_kind = %s", self.error_kind),
+            ("finished_at >= %s", self.since),
+            ("finished_at < %s", self.until),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        return where, params
+
+
+def newer_cursor(seq: int) -> str:
+    return f"n{seq}"
+
+
+def before_seq(cursor: str) -> int:
+    digits = cursor[1:]
+    if not cursor.startswith("n") or not digits.isdigit() or len(digits) > 19:
+        raise ValueError("cursor is not one this server gave out")
+    return int(digits)
+
+
+def dead_cursor(finished_at: datetime, seq: int) -> str:
+    """The place of a dead letter in newest-dead-first order: (finished_at, seq)."""
+    return f"d{(finished_at - EPOCH) // MICROSECOND}.{seq}"
+
+
+def before_dead(cursor: str) -> tuple[datetime, int]:
+    micros, dot, seq = cursor[1:].partition(".")
+    if not (
+        cursor.startswith("d")
+        and dot
+        and micros.isdigit()
+        and len(micros) <= 18
+        and seq.isdigit()
+        and len(seq) <= 19
+    ):
+        raise ValueError("cursor is not one this server gave out")
+    try:
+        return EPOCH + int(micros) * MICROSECOND, int(seq)
+    except OverflowError:
+        raise ValueError("cursor is not one this server gave out") from None
+
+
 class DashboardReads:
     def __init__(self, pool: ConnectionPool[Any]) -> None:
         self.pool = pool
@@ -64,3 +166,68 @@ class DashboardReads:
         with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(BOT_DETAILS, (tasks,)).fetchall()
         return {r.pop("bot_id"): r for r in rows}
+
+    def tasks(
+        self, flt: ListedTasks, *, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of tasks, newest first; ValueError on a cursor this server did not give."""
+        where: list[str] = ["true"]
+        params: list[Any] = []
+        if cursor:
+            where.append("seq < %s")
+            params.append(before_seq(cursor))
+        for column, value in (("state", flt.state), ("type", flt.type)):
+            if value is not None:
+                where.append(f"{column} = %s")
+                params.append(value)
+        query = (
+            f"SELECT {LISTED} FROM tasks_view WHERE {' AND '.join(where)} "
+            "ORDER BY seq DESC LIMIT %s"
+        )
+        rows = self._page(query, [*params, limit + 1])
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, newer_cursor(rows[-1]["seq"]) if more else None
+
+    def dead_letters(
+        self, flt: DeadLetters, *, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of dead tasks, the newest dead first; ValueError on a bad cursor."""
+        where, params = flt.where()
+        if cursor:
+            where.append("(finished_at, seq) < (%s, %s)")
+            params.extend(before_dead(cursor))
+        query = (
+            f"SELECT {DEAD} FROM tasks_view WHERE {' AND '.join(where)} "
+            "ORDER BY finished_at DESC, seq DESC LIMIT %s"
+        )
+        rows = self._page(query, [*params, limit + 1])
+        more = len(rows) > limit
+        rows = rows[:limit]
+        last = rows[-1] if rows else None
+        return rows, dead_cursor(last["finished_at"], last["seq"]) if more and last else None
+
+    def dead_letter_ids(self, flt: DeadLetters, limit: int) -> list[UUID]:
+        """The dead tasks a bulk re-drive of ``flt`` takes: at most ``limit``, newest dead
+        first (a caller asks for one more to learn whether the filter finds more)."""
+        where, params = flt.where()
+        query = (
+            f"SELECT task_id FROM tasks_view WHERE {' AND '.join(where)} "
+            "ORDER BY finished_at DESC, seq DESC LIMIT %s"
+        )
+        with self.pool.connection() as conn:
+            return [r[0] for r in conn.execute(query, [*params, limit]).fetchall()]
+
+    def latest_runs(
+        self, schedule_ids: Sequence[UUID], last: int
+    ) -> dict[UUID, list[dict[str, Any]]]:
+        """Per schedule, its ``last`` runs (tasks), newest first, each with its state and
+        its attempt and series."""
+        runs: dict[UUID, list[dict[str, Any]]] = {}
+        for row in self._page(LATEST_RUNS, [list(schedule_ids), last]):
+            runs.setdefault(row.pop("schedule_id"), []).append(row)
+        return runs
+
+    def _page(self, query: str, params: list[Any]) -> list[dict[str, Any]]:
+        with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(query, params).fetchall()

@@ -23,7 +23,7 @@ import hashlib
 import hmac
 from urllib.parse import urlsplit
 
-from fastapi import Request
+from fastapi import APIRouter, Depends, Request
 
 from api.errors import Forbidden
 
@@ -52,6 +52,14 @@ def same_origin(request: Request) -> None:
             "comes from another origin (behind a proxy that terminates TLS, set "
             "APIARY_FORWARDED_ALLOW_IPS to the proxy's address)"
         )
+
+
+def guarded_router() -> APIRouter:
+    """A router of the dashboard's: every state-changing request it takes must come from
+    this server's own pages (403 otherwise), and it is no part of the OpenAPI document."""
+    return APIRouter(
+        prefix="/dashboard", include_in_schema=False, dependencies=[Depends(same_origin)]
+    )
 
 
 def origin_of(url: str) -> str | None:

@@ -7,6 +7,7 @@ from html import escape
 NAV = (
     ("overview", "Overview", ""),
     ("tasks", "Tasks", "/tasks"),
+    ("dead-letters", "Dead letters", "/dead-letters"),
     ("bots", "Bots", "/bots"),
     ("schedules", "Schedules", "/schedules"),
     ("messages", "Messages", "/messages"),
@@ -14,10 +15,14 @@ NAV = (
 )
 
 
-def page(name: str, title: str, *, csrf: str, subject: str = "", refused: str = "") -> str:
+def page(
+    name: str, title: str, *, csrf: str, admin: bool, subject: str = "", refused: str = ""
+) -> str:
     """``refused``: why this viewer may not see the page (said instead of its data, which
     the script then does not fetch). ``csrf``: the session's CSRF token, which the script
-    sends with every request that changes something (signing out)."""
+    sends with every request that changes something (signing out, an action). ``admin``:
+    the page shows an admin's actions (the server refuses them to anyone else all the
+    same); each asks for confirmation in ``#confirm`` first."""
     links = "".join(
         f'<a href="/dashboard{href}"{" class=on" if name == key else ""}>{label}</a>'
         for key, label, href in NAV
@@ -27,7 +32,7 @@ def page(name: str, title: str, *, csrf: str, subject: str = "", refused: str = 
         if refused
         else '<p class="muted">Loading…</p>'
     )
-    flag = " data-refused" if refused else ""
+    flag = (" data-refused" if refused else "") + (" data-admin" if admin else "")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -41,6 +46,12 @@ def page(name: str, title: str, *, csrf: str, subject: str = "", refused: str = 
 <span id="live" class="live off" title="live updates">live</span>
 <button id="signout" type="button">sign out</button></header>
 <main id="main">{content}</main>
+<div id="confirm" hidden><p id="confirm-text"></p>
+<label>reason <input id="confirm-reason" maxlength="1000"
+ placeholder="why (kept in the log)"></label>
+<button id="confirm-yes" type="button">confirm</button>
+<button id="confirm-no" type="button">cancel</button>
+<p id="confirm-error" class="bad"></p></div>
 <script src="/dashboard/static/dashboard.js"></script>
 </body></html>"""
 

@@ -5,25 +5,29 @@ and renders it, and re-fetches whenever the ``/dashboard/stream`` event source s
 views moved. Every route needs a signed-in viewer (a session opened with a client or
 an admin key, ``api.dashboard.session``); pages redirect to the sign-in form without one,
 data and the stream answer 401. The config, admin-only in the API, is for admin keys here
-too: its page tells any other viewer so (403), its data answers 403. Every state-changing
-request must come from the dashboard's own pages (``api.dashboard.csrf``: 403 otherwise).
+too: its page tells any other viewer so (403), its data answers 403; so are the operators'
+actions (``api.dashboard.actions``), whose buttons only an admin's pages show. Every
+state-changing request must come from the dashboard's own pages (``api.dashboard.csrf``:
+403 otherwise).
 """
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi import FastAPI, Query, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import Field
 
-from api.auth import principal_for
+from api.auth import Principal, principal_for
 from api.container import Container, container_of
-from api.dashboard.csrf import same_origin, token_for
+from api.dashboard import actions, dead_letters
+from api.dashboard.attempts import attempts
+from api.dashboard.csrf import guarded_router, token_for
 from api.dashboard.mode import checks_of, mode_of
 from api.dashboard.pages import page, sign_in_page
 from api.dashboard.session import (
@@ -40,8 +44,9 @@ from api.dashboard.session import (
     sessions_of,
 )
 from api.dashboard.timeline import task_timeline
+from api.dashboard.wiring import dashboard_reads, history
 from api.deps import Ctx, RequestId
-from api.errors import Forbidden, problem, request_id_of
+from api.errors import Forbidden, invalid, problem, request_id_of
 from api.schemas.common import Input, Model, StorableText, problem_responses
 from api.schemas.config import ConfigPublic, history_of
 from api.schemas.messages import MessagePublic
@@ -51,18 +56,19 @@ from api.schemas.schedules import SchedulePublic
 from api.throttle import limit_sign_in
 from domain.errors import NotFound
 from domain.tasks import TaskState
+from projections.dashboard_reads import ListedTasks
 from store.processes import health_of
 
-T = TypeVar("T")
 STATIC = Path(__file__).parent / "static"
 SCHEDULES_SHOWN = 200
 BOTS_SHOWN = 500
 DEAD_LETTERS_SHOWN = 20
 RUNS_COUNTED = 100  # a schedule's latest runs, counted by state
+RUNS_SHOWN = 5  # a schedule's latest runs, each with its attempt
 CONFIG_VERSIONS_SHOWN = 50
 
 # Every request: a state-changing one must come from this server's own pages (403).
-router = APIRouter(prefix=PATH, include_in_schema=False, dependencies=[Depends(same_origin)])
+router = guarded_router()
 
 
 class SignIn(Input):
@@ -112,47 +118,75 @@ def sign_out(viewer: Viewer, request: Request, response: Response, rid: RequestI
     return SignedOut(signed_out="yes")
 
 
-def _page(request: Request, name: str, title: str, **shown: str) -> str:
-    """A page's shell, with the session's CSRF token for the page's script to send."""
-    return page(name, title, csrf=token_for(request.cookies[COOKIE]), **shown)
+def _page(request: Request, viewer: Principal, name: str, title: str, **shown: str) -> str:
+    """A page's shell, with the session's CSRF token for the page's script to send, and
+    whether it shows an admin's actions."""
+    csrf = token_for(request.cookies[COOKIE])
+    return page(name, title, csrf=csrf, admin=is_admin(viewer), **shown)
 
 
 @router.get("")
-def overview_page(_: Viewer, request: Request) -> HTMLResponse:
-    return HTMLResponse(_page(request, "overview", "Overview"))
+def overview_page(viewer: Viewer, request: Request) -> HTMLResponse:
+    return HTMLResponse(_page(request, viewer, "overview", "Overview"))
+
+
+class Shown(Input):
+    """What a page's address may carry for its script: its filter and cursor, passed on as
+    they are (the page's data route checks them)."""
+
+    cursor: str | None = Field(default=None, max_length=200)
+
+
+class TasksShown(Shown):
+    state: str | None = Field(default=None, max_length=200)
+    type: str | None = Field(default=None, max_length=200)
+
+
+class DeadLettersShown(Shown):
+    type: str | None = Field(default=None, max_length=200)
+    error_kind: str | None = Field(default=None, max_length=200)
+    since: str | None = Field(default=None, max_length=200)
+    until: str | None = Field(default=None, max_length=200)
 
 
 @router.get("/tasks")
-def tasks_page(_: Viewer, request: Request) -> HTMLResponse:
-    return HTMLResponse(_page(request, "tasks", "Tasks"))
+def tasks_page(viewer: Viewer, request: Request, _: Annotated[TasksShown, Query()]) -> HTMLResponse:
+    return HTMLResponse(_page(request, viewer, "tasks", "Tasks"))
 
 
 @router.get("/tasks/{task_id}")
-def task_page(task_id: UUID, _: Viewer, request: Request) -> HTMLResponse:
-    return HTMLResponse(_page(request, "task", "Task", subject=str(task_id)))
+def task_page(task_id: UUID, viewer: Viewer, request: Request) -> HTMLResponse:
+    return HTMLResponse(_page(request, viewer, "task", "Task", subject=str(task_id)))
+
+
+@router.get("/dead-letters")
+def dead_letters_page(
+    viewer: Viewer, request: Request, _: Annotated[DeadLettersShown, Query()]
+) -> HTMLResponse:
+    return HTMLResponse(_page(request, viewer, "dead-letters", "Dead letters"))
 
 
 @router.get("/bots")
-def bots_page(_: Viewer, request: Request) -> HTMLResponse:
-    return HTMLResponse(_page(request, "bots", "Bots"))
+def bots_page(viewer: Viewer, request: Request) -> HTMLResponse:
+    return HTMLResponse(_page(request, viewer, "bots", "Bots"))
 
 
 @router.get("/schedules")
-def schedules_page(_: Viewer, request: Request) -> HTMLResponse:
-    return HTMLResponse(_page(request, "schedules", "Schedules"))
+def schedules_page(viewer: Viewer, request: Request) -> HTMLResponse:
+    return HTMLResponse(_page(request, viewer, "schedules", "Schedules"))
 
 
 @router.get("/messages")
-def messages_page(_: Viewer, request: Request) -> HTMLResponse:
-    return HTMLResponse(_page(request, "messages", "Messages"))
+def messages_page(viewer: Viewer, request: Request) -> HTMLResponse:
+    return HTMLResponse(_page(request, viewer, "messages", "Messages"))
 
 
 @router.get("/config")
 def config_page(viewer: Viewer, request: Request) -> HTMLResponse:
     if not is_admin(viewer):
-        refused = _page(request, "config", "Config", refused=admin_only(viewer))
+        refused = _page(request, viewer, "config", "Config", refused=admin_only(viewer))
         return HTMLResponse(refused, status_code=403)
-    return HTMLResponse(_page(request, "config", "Config"))
+    return HTMLResponse(_page(request, viewer, "config", "Config"))
 
 
 # -- data -----------------------------------------------------------------------------
@@ -160,7 +194,7 @@ def config_page(viewer: Viewer, request: Request) -> HTMLResponse:
 
 @router.get("/data/overview")
 def overview_data(_: Viewer, ctx: Ctx) -> dict[str, Any]:
-    data = _wired(ctx.dashboard).overview()
+    data = dashboard_reads(ctx).overview()
     data["checks"] = checks_of(ctx.readiness, ctx.gate)
     data["mode"] = mode_of(data["checks"])  # also pushed on the stream as it changes
     stages = StagesPublic.build(ctx.stages.histograms(), ctx.stages.minutes(15, ctx.hive.clock()))
@@ -180,24 +214,27 @@ def tasks_data(
     cursor: Annotated[StorableText | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
-    from projections.rows import TaskFilter
-
-    flt = TaskFilter(state=None if state is None else str(state), type=type)
+    """The tasks, newest first, each with its state, attempt and latest error."""
+    flt = ListedTasks(state=None if state is None else str(state), type=type)
     try:
-        rows, next_cursor = ctx.tasks.list(flt, limit=limit, cursor=cursor)
+        rows, next_cursor = dashboard_reads(ctx).tasks(flt, limit=limit, cursor=cursor)
     except ValueError as e:
-        return JSONResponse({"detail": str(e)}, status_code=422)  # type: ignore[return-value]
-    return {"items": [_task(r) for r in rows], "next_cursor": next_cursor}
+        raise invalid(("query", "cursor"), "value_error", str(e)) from None
+    return {"items": [_listed(r) for r in rows], "next_cursor": next_cursor}
 
 
 @router.get("/data/tasks/{task_id}")
 def task_data(task_id: UUID, _: Viewer, ctx: Ctx) -> dict[str, Any]:
+    """The task as the view has it (with its payload and result), its attempts and its
+    timeline, both from the log."""
     row = ctx.tasks.get(task_id)
-    timeline = task_timeline(_wired(ctx.history), task_id, None if row is None else row.flagged_at)
+    timeline = task_timeline(history(ctx), task_id, None if row is None else row.flagged_at)
     if row is None and not timeline:
         raise NotFound(f"no task {task_id}", id=task_id)
+    shown = None if row is None else _task(row) | {"payload": row.payload, "result": row.result}
     return {
-        "task": None if row is None else _task(row),
+        "task": shown,
+        "attempts": [_attempt(a) for a in attempts(timeline)],
         "timeline": [
             {
                 "position": e.position,
@@ -219,7 +256,7 @@ def bots_data(_: Viewer, ctx: Ctx) -> dict[str, Any]:
     """The live bots (the first ``BOTS_SHOWN``), as ``GET /v1/bots`` lists them."""
     from projections.rows import BotFilter
 
-    details = _wired(ctx.dashboard).bot_details()
+    details = dashboard_reads(ctx).bot_details()
     bots, more = ctx.fleet.list(BotFilter(), limit=BOTS_SHOWN, cursor=None)
     return {
         "items": [
@@ -246,13 +283,19 @@ def bots_data(_: Viewer, ctx: Ctx) -> dict[str, Any]:
 
 @router.get("/data/schedules")
 def schedules_data(_: Viewer, ctx: Ctx) -> dict[str, Any]:
-    """The schedules (the first ``SCHEDULES_SHOWN``), each with its latest runs by state."""
+    """The schedules (the first ``SCHEDULES_SHOWN``), each with its latest runs by state
+    and its very latest runs with their attempts."""
     rows, more = ctx.schedules.list(None, limit=SCHEDULES_SHOWN, cursor=None)
-    runs = ctx.schedules.runs_by_state([r.schedule_id for r in rows], RUNS_COUNTED)
+    ids = [r.schedule_id for r in rows]
+    runs = ctx.schedules.runs_by_state(ids, RUNS_COUNTED)
+    latest = dashboard_reads(ctx).latest_runs(ids, RUNS_SHOWN)
     return {
         "items": [
             SchedulePublic.from_row(r).model_dump(mode="json")
-            | {"runs": runs.get(r.schedule_id, {})}
+            | {
+                "runs": runs.get(r.schedule_id, {}),
+                "latest_runs": [_run(run) for run in latest.get(r.schedule_id, [])],
+            }
             for r in rows
             if r.state != "deleted"
         ],
@@ -306,12 +349,6 @@ async def stream(_: Viewer, request: Request) -> StreamingResponse:
     )
 
 
-def _wired(port: T | None) -> T:
-    if port is None:  # a composition mistake, not a request's fault
-        raise RuntimeError("the dashboard's reads are not wired into this container")
-    return port
-
-
 def _processes(ctx: Container) -> dict[str, Any]:
     """The hive's processes (as ``GET /v1/processes``) and the checks drawn from them."""
     rows = ctx.processes.live()
@@ -347,9 +384,49 @@ def _task(row: Any) -> dict[str, Any]:
     }
 
 
+def _listed(row: dict[str, Any]) -> dict[str, Any]:
+    """A task in the list: what it is, where it stands, its latest error."""
+    return {
+        "id": str(row["task_id"]),
+        "type": row["type"],
+        "priority": row["priority"],
+        "state": row["state"],
+        "bot_id": None if row["bot_id"] is None else str(row["bot_id"]),
+        "attempt": row["attempt"],
+        "series": row["series"],
+        "error": row["error"],
+        "error_kind": row["error_kind"],
+        "submitted_at": _at(row["submitted_at"]),
+        "finished_at": _at(row["finished_at"]),
+    }
+
+
+def _attempt(found: dict[str, Any]) -> dict[str, Any]:
+    return found | {
+        "bot_id": None if found["bot_id"] is None else str(found["bot_id"]),
+        **{k: _at(found[k]) for k in ("assigned_at", "started_at", "ended_at")},
+    }
+
+
+def _run(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["task_id"]),
+        "state": row["state"],
+        "attempt": row["attempt"],
+        "series": row["series"],
+        "submitted_at": _at(row["submitted_at"]),
+    }
+
+
+def _at(t: Any) -> str | None:
+    return None if t is None else t.isoformat()
+
+
 def install(app: FastAPI) -> None:
     """The dashboard's routes, its static files, and sign-in handling."""
     app.include_router(router)
+    app.include_router(dead_letters.router)
+    app.include_router(actions.router)
     app.mount(f"{PATH}/static", StaticFiles(directory=STATIC), name="dashboard-static")
 
     async def signed_out(request: Request, exc: Exception) -> Response:

@@ -1,31 +1,50 @@
 """The dashboard's data, through ``create_app`` with a real Hive (in memory): the config
 page's (admin keys only: 403 for any other, and its page says so), the processes on the
-overview, each bot's config version; and a config change reaching the pages' stream."""
+overview, each bot's config version; a config change reaching the pages' stream; a task's
+attempts (from its own events) with its payload and result; the dead letters' cursor; and
+the operators' actions (admins only, with the page's CSRF token; each event stamped with
+the admin's principal)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any, cast
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import orjson
 import pytest
 from psycopg_pool import ConnectionPool
 
+from api.dashboard.attempts import attempts
+from api.dashboard.csrf import TOKEN_HEADER, token_for
 from api.dashboard.routes import CONFIG_VERSIONS_SHOWN
 from api.dashboard.session import COOKIE
 from api.dashboard.stream import ViewBroadcast
+from domain.policies.retry import RetryPolicy
+from domain.tasks import Task, TaskState
+from projections.dashboard_reads import (
+    DeadLetters,
+    ListedTasks,
+    before_dead,
+    before_seq,
+    dead_cursor,
+)
 from projections.positions import ViewPositions
 from projections.rows import BotFilter, BotRow
 from runtime.config import Knobs
+from store.history import SKIPPED, Entry
 from store.processes import ProcessRow
 from tests.unit.test_api_contract import (
     ROOT,
     World,
     assert_problem,
+    assign,
     register,
+    submit,
 )
 
 STARTED = datetime(2030, 1, 1, tzinfo=UTC)
@@ -188,10 +207,28 @@ class OneProcess:
 
 
 class NoDashboardReads:
-    def overview(self) -> dict[str, Any]:
+    def overview(self, failures: int = 10) -> dict[str, Any]:
         return {"tasks_by_state": {}, "queue": [], "fleet": [], "recent_failures": []}
 
-    def bot_details(self) -> dict[Any, dict[str, Any]]:
+    def bot_details(self, tasks: int = 5) -> dict[Any, dict[str, Any]]:
+        return {}
+
+    def tasks(
+        self, flt: ListedTasks, *, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        return [], None
+
+    def dead_letters(
+        self, flt: DeadLetters, *, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        return [], None
+
+    def dead_letter_ids(self, flt: DeadLetters, limit: int) -> list[UUID]:
+        return []
+
+    def latest_runs(
+        self, schedule_ids: Sequence[UUID], last: int
+    ) -> dict[UUID, list[dict[str, Any]]]:
         return {}
 
 
@@ -273,3 +310,293 @@ def test_a_config_view_notification_reaches_the_pages_stream() -> None:
     kind, data = heard.decode().strip().split("\n")
     assert kind == "event: views"
     assert orjson.loads(data.removeprefix("data: ")) == {"config": 42}
+
+
+# -- a task's attempts ----------------------------------------------------------------
+
+T0 = datetime(2030, 1, 1, 12, tzinfo=UTC)
+BOT_A, BOT_B = uuid4(), uuid4()
+
+
+def entry(kind: str, second: int, **fields: Any) -> Any:
+    return SimpleNamespace(kind=kind, at=T0 + timedelta(seconds=second), fields=fields)
+
+
+def failed_attempt(kind: str, second: int, attempt: int, **more: Any) -> Any:
+    ended = {"outcome": "failed", "error": f"boom {attempt}", "error_kind": "crash"}
+    return entry(kind, second, attempt=attempt, ran_s=None, **ended, **more)
+
+
+def test_each_attempt_is_read_from_the_tasks_events_across_series() -> None:
+    found = attempts(
+        [
+            entry("Submitted", 0),
+            entry("Assigned", 1, bot_id=BOT_A),
+            entry("LeaseExpired", 2, bot_id=BOT_A, reason="lost"),  # before its start: none
+            entry("Assigned", 3, bot_id=BOT_A),
+            entry("Started", 4),
+            failed_attempt("RetryScheduled", 5, 1, delay_s=1.0),
+            entry("Assigned", 7, bot_id=BOT_B),
+            entry("Started", 8),
+            failed_attempt("DeadLettered", 9, 2, reason="attempts exhausted: 2 of 2"),
+            entry("Redriven", 20, reason="fixed", series=2),
+            entry("Assigned", 21, bot_id=BOT_B),
+            entry("Succeeded", 23, result="42", ran_s=1.5),  # its start never reported
+        ]
+    )
+    shown = [(a["series"], a["attempt"], a["bot_id"], a["outcome"]) for a in found]
+    assert shown == [(1, 1, BOT_A, "failed"), (1, 2, BOT_B, "failed"), (2, 1, BOT_B, "succeeded")]
+    first, dead, again = found
+    assert (first["started_at"], first["ended_at"]) == (
+        T0 + timedelta(seconds=4),
+        T0 + timedelta(seconds=5),
+    )
+    assert (first["error_kind"], first["error"], first["dead_reason"]) == ("crash", "boom 1", None)
+    assert dead["dead_reason"] == "attempts exhausted: 2 of 2"
+    assert again["started_at"] == T0 + timedelta(seconds=21.5)  # implied by ran_s
+    assert again["error"] is None
+
+
+def test_an_attempt_in_progress_and_a_cancel_while_held() -> None:
+    running = attempts([entry("Assigned", 1, bot_id=BOT_A), entry("Started", 2)])
+    assert [(a["outcome"], a["ended_at"]) for a in running] == [(None, None)]
+    cancelled = attempts(
+        [entry("Assigned", 1, bot_id=BOT_A), entry("Cancelled", 2, reason="not needed")]
+    )
+    assert [(a["outcome"], a["error"]) for a in cancelled] == [("cancelled", "not needed")]
+    assert attempts([entry("Submitted", 0), entry("Cancelled", 1, reason="x")]) == []
+
+
+# -- the task page, from a real (in-memory) log -----------------------------------------
+
+
+class LogHistory:
+    """The ``History`` port over the in-memory log: each event of an aggregate as an entry
+    (positions are the log's on PostgreSQL; here the versions stand in for them)."""
+
+    def __init__(self, world: World) -> None:
+        self.hive = world.hive
+
+    def of(self, aggregate_id: UUID, limit: int = 1000) -> list[Entry]:
+        return [
+            Entry(
+                e.originator_version,
+                e.originator_version,
+                type(e).__name__,
+                e.timestamp,
+                e.actor,
+                e.request_id,
+                "",
+                {k: v for k, v in vars(e).items() if k not in SKIPPED and k != "request_id"},
+            )
+            for e in self.hive.history(aggregate_id)
+        ]
+
+    def at(self, positions: list[int]) -> list[Entry]:
+        return []
+
+    def made(self, aggregate_ids: list[UUID]) -> dict[UUID, Any]:
+        return {}
+
+
+def run_and_fail(world: World, task_id: str, bot_id: str, token: int) -> None:
+    assign(world, task_id, bot_id)
+    ref = {"task_id": task_id, "fencing_token": token}
+    for path, report in (("start", ref), ("fail", {**ref, "error": f"boom {token}"})):
+        r = world.client.post(
+            f"/v1/bots/{bot_id}/{path}", json={"tasks": [report]}, headers=world.auth("b1")
+        )
+        assert r.status_code == 200, r.text
+
+
+def dead_task(world: World) -> str:
+    """A task that failed twice and was dead-lettered (two attempts, no backoff)."""
+    policy = RetryPolicy(max_attempts=2, initial_backoff_s=0, max_backoff_s=0, jitter=0)
+    world.hive.tasks.policies = lambda _: policy
+    bot_id, _ = register(world)
+    task = submit(world, type="code", payload={"text": "<b>hello</b>", "n": 1})
+    run_and_fail(world, task["id"], bot_id, 1)
+    run_and_fail(world, task["id"], bot_id, 2)
+    assert world.hive.get(Task, UUID(task["id"])).state is TaskState.DEAD
+    return str(task["id"])
+
+
+def test_the_task_page_has_its_attempts_and_its_payload_as_data(world: World) -> None:
+    world.container.history = LogHistory(world)
+    task_id = dead_task(world)
+    sign_in(world, "client")
+
+    r = world.client.get(f"/dashboard/data/tasks/{task_id}")
+    assert r.status_code == 200, r.text
+    data = r.json()
+    rows = [(a["series"], a["attempt"], a["outcome"], a["error"]) for a in data["attempts"]]
+    assert rows == [(1, 1, "failed", "boom 1"), (1, 2, "failed", "boom 2")]
+    assert data["attempts"][-1]["dead_reason"] == "attempts exhausted: 2 of 2"
+    assert all(a["started_at"] and a["ended_at"] for a in data["attempts"])
+    assert data["task"]["payload"] == {"text": "<b>hello</b>", "n": 1}  # JSON, not text
+    kinds = [e["kind"] for e in data["timeline"]]
+    assert kinds.count("RetryScheduled") == 1 and kinds[-1] == "DeadLettered"
+
+
+# -- paging the dead letters ----------------------------------------------------------
+
+
+def test_a_dead_letter_cursor_reads_back_and_a_made_up_one_is_refused() -> None:
+    at = datetime(2030, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    assert before_dead(dead_cursor(at, 42)) == (at, 42)
+    assert before_seq("n17") == 17
+    for junk in ("d", "d1", "d1.", "dx.1", "n42", "d1.2.3", "d" + "9" * 19 + ".1"):
+        with pytest.raises(ValueError):
+            before_dead(junk)
+    for junk in ("n", "nx", "d1.1", "s5"):
+        with pytest.raises(ValueError):
+            before_seq(junk)
+
+
+def test_a_dead_letter_filter_says_what_it_takes() -> None:
+    since = datetime(2030, 1, 1, tzinfo=UTC)
+    where, params = DeadLetters(type="code", error_kind="oom", since=since).where()
+    assert where == ["state = 'dead'", "type = %s", "error_kind = %s", "finished_at >= %s"]
+    assert params == ["code", "oom", since]
+
+
+def test_the_dead_letters_data_refuses_a_bad_filter(world: World) -> None:
+    sign_in(world, "client")
+    for query in ("since=yesterday", "type=Bad Type", "since=2030-01-01T00:00:00", "limit=0"):
+        r = world.client.get(f"/dashboard/data/dead-letters?{query}")
+        assert_problem(r, 422, "validation-failed")
+
+
+# -- operators' actions ---------------------------------------------------------------
+
+
+def acting(world: World) -> dict[str, str]:
+    """What the page's script sends with an action: its origin and the CSRF token."""
+    return {**SAME_SITE, TOKEN_HEADER: token_for(world.client.cookies[COOKIE])}
+
+
+def test_an_admin_retries_a_dead_task_and_the_log_says_who(world: World) -> None:
+    task_id = dead_task(world)
+    sign_in(world, "admin")
+
+    r = world.client.post(
+        f"/dashboard/actions/tasks/{task_id}/retry",
+        json={"reason": "the handler is fixed"},
+        headers={**acting(world), "X-Request-ID": "dash-1"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "pending"
+    redriven = world.hive.history(UUID(task_id))[-1]
+    assert isinstance(redriven, Task.Redriven)
+    assert (redriven.actor, redriven.request_id) == ("root", "dash-1")  # the admin key's
+    assert (redriven.reason, redriven.series) == ("the handler is fixed", 2)
+    again = world.client.post(f"/dashboard/actions/tasks/{task_id}/retry", headers=acting(world))
+    assert_problem(again, 409, "invalid-transition")  # pending now: nothing to retry
+
+
+def test_a_client_session_is_refused_every_action(world: World) -> None:
+    task = submit(world, type="code")
+    bot_id, _ = register(world)
+    sign_in(world, "client")
+    for path in (
+        f"/dashboard/actions/tasks/{task['id']}/retry",
+        f"/dashboard/actions/tasks/{task['id']}/cancel",
+        "/dashboard/actions/dead-letters/redrive",
+        f"/dashboard/actions/bots/{bot_id}/drain",
+        f"/dashboard/actions/bots/{bot_id}/quarantine",
+        f"/dashboard/actions/bots/{bot_id}/reinstate",
+    ):
+        body = assert_problem(
+            world.client.post(path, json={}, headers=acting(world)), 403, "forbidden"
+        )
+        assert "Only an admin key" in body["detail"]
+    assert world.hive.get(Task, UUID(task["id"])).state is TaskState.PENDING
+    assert "data-admin" not in world.client.get("/dashboard/tasks").text  # no buttons
+
+
+def test_an_action_without_the_pages_token_or_origin_is_refused(world: World) -> None:
+    task = submit(world, type="code")
+    sign_in(world, "admin")
+    path = f"/dashboard/actions/tasks/{task['id']}/cancel"
+    token = acting(world)[TOKEN_HEADER]
+    for headers in (
+        SAME_SITE,  # no CSRF token: a forged form post
+        {**SAME_SITE, TOKEN_HEADER: "0" * 64},
+        {"Origin": "https://evil.example", TOKEN_HEADER: token},
+        {TOKEN_HEADER: token},  # no origin at all
+    ):
+        assert_problem(world.client.post(path, json={}, headers=headers), 403, "forbidden")
+    assert world.hive.get(Task, UUID(task["id"])).state is TaskState.PENDING
+    assert "data-admin" in world.client.get("/dashboard/tasks").text
+    done = world.client.post(path, json={}, headers=acting(world))
+    assert done.status_code == 200 and done.json()["state"] == "cancelled", done.text
+
+
+def test_an_admin_quarantines_reinstates_and_drains_a_bot(world: World) -> None:
+    bot_id, _ = register(world)
+    sign_in(world, "admin")
+    for action, state in (
+        ("quarantine", "quarantined"),
+        ("reinstate", "ready"),
+        ("drain", "draining"),
+    ):
+        r = world.client.post(
+            f"/dashboard/actions/bots/{bot_id}/{action}",
+            json={"reason": "from the dashboard"} if action != "reinstate" else None,
+            headers=acting(world),
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["state"] == state
+    events = world.hive.history(UUID(bot_id))[-3:]
+    assert {e.actor for e in events} == {"root"}
+    unknown = world.client.post(f"/dashboard/actions/bots/{uuid4()}/drain", headers=acting(world))
+    assert_problem(unknown, 404, "not-found")
+
+
+class Found:
+    """The dead letters a filter finds (what the views would say), and the filters asked."""
+
+    def __init__(self, ids: list[UUID]) -> None:
+        self.ids, self.asked = ids, cast(list[tuple[DeadLetters, int]], [])
+
+    def dead_letter_ids(self, flt: DeadLetters, limit: int) -> list[UUID]:
+        self.asked.append((flt, limit))
+        return self.ids[:limit]
+
+
+def test_a_bulk_redrive_counts_first_then_redrives_what_the_filter_finds(world: World) -> None:
+    ids = [UUID(dead_task(world))]
+    for _ in range(2):
+        task = submit(world, type="code")
+        world.hive.tasks.cancel(UUID(task["id"]), "stale", ROOT)
+        ids.append(UUID(task["id"]))
+    found = Found(ids)
+    world.container.dashboard = cast(Any, found)
+    sign_in(world, "admin")
+    path = "/dashboard/actions/dead-letters/redrive"
+    since = "2030-01-01T00:00:00Z"
+
+    dry = world.client.post(
+        path,
+        json={"type": "code", "since": since, "limit": 2, "dry_run": True},
+        headers=acting(world),
+    )
+    assert dry.status_code == 200, dry.text
+    assert dry.json() == {"count": 2, "more": True}
+    flt, limit = found.asked[-1]
+    assert (flt.type, flt.error_kind, flt.since, limit) == (
+        "code",
+        None,
+        datetime(2030, 1, 1, tzinfo=UTC),
+        3,
+    )
+    assert all(world.hive.get(Task, i).state is not TaskState.PENDING for i in ids)  # nothing done
+
+    world.hive.tasks.redrive([ids[1]], "meanwhile", ROOT)  # no longer dead: passed over
+    done = world.client.post(path, json={"type": "code", "reason": "bulk"}, headers=acting(world))
+    assert done.status_code == 200, done.text
+    assert done.json()["redriven"] == 2
+    for task_id in (ids[0], ids[2]):
+        last = world.hive.history(task_id)[-1]
+        assert isinstance(last, Task.Redriven) and (last.actor, last.reason) == ("root", "bulk")
+    assert world.hive.history(ids[1])[-1].reason == "meanwhile"  # one re-drive, not two

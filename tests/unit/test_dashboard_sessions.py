@@ -40,7 +40,7 @@ def changing(session: str) -> dict[str, str]:
 def sees_data(world: World, session: str) -> int:
     world.client.cookies.clear()
     world.client.cookies.set(COOKIE, session)
-    return world.client.get("/dashboard/data/tasks").status_code
+    return world.client.get("/dashboard/data/messages").status_code
 
 
 def test_the_cookie_holds_a_session_token_never_the_key(world: World) -> None:
@@ -132,7 +132,7 @@ def test_a_made_up_or_forged_session_token_is_refused(world: World) -> None:
 
 def test_the_old_cookie_holding_a_raw_key_is_refused_and_dropped(world: World) -> None:
     world.client.cookies.set(LEGACY_COOKIE, world.tokens["admin"])
-    r = world.client.get("/dashboard/data/tasks")
+    r = world.client.get("/dashboard/data/messages")
     assert_problem(r, 401, "unauthorized")
     assert f'{LEGACY_COOKIE}=""' in r.headers["set-cookie"]
 

@@ -62,14 +62,14 @@ def test_a_refusal_before_any_route_carries_them(world: World) -> None:
 
 def test_the_dashboards_pages_data_and_sign_in_carry_them(world: World) -> None:
     assert_secured(world.client.get("/dashboard/login"))
-    refused = world.client.get("/dashboard/data/tasks")
+    refused = world.client.get("/dashboard/data/messages")
     assert refused.status_code == 401
     assert_secured(refused)
     sign_in(world, world.tokens["client"])
     page = world.client.get("/dashboard/tasks")
     assert page.status_code == 200
     assert_secured(page)
-    data = world.client.get("/dashboard/data/tasks")
+    data = world.client.get("/dashboard/data/messages")
     assert data.status_code == 200
     assert_secured(data)
 

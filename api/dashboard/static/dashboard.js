@@ -4,6 +4,9 @@
 // hive's mode comes with the overview's data and, as it changes, on the stream itself (the
 // overview then re-fetches: its processes explain the mode). A page this viewer may not
 // see (<body data-refused>, or data answering 403) says so and fetches nothing more.
+// An admin's page (<body data-admin>) shows the operators' actions: each asks first in
+// #confirm (outside #main, so a refresh does not wipe it), then POSTs with the page's CSRF
+// token. Every date and time is shown one way: 2026-12-07 18:03:11 UTC.
 
 const body = document.body;
 const main = document.getElementById("main");
@@ -13,9 +16,12 @@ const modeBadge = document.getElementById("mode");
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => (
   {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 const state = (s) => `<span class="state ${esc(s)}" data-state="${esc(s)}">${esc(s)}</span>`;
-const time = (t) => (t ? esc(new Date(t).toLocaleTimeString()) : "");
+const when = (t) => (t ? esc(new Date(t).toISOString().slice(0, 19).replace("T", " ") + " UTC") : "");
 const short = (id) => esc(String(id ?? "").slice(0, 8));
-const when = (t) => (t ? esc(new Date(t).toLocaleString()) : "");
+const admin = "admin" in body.dataset;
+const pretty = (v) => `<pre class="block">${esc(typeof v === "string" ? v : JSON.stringify(v, null, 2))}</pre>`;
+const action = (name, attrs, label) => (admin
+  ? `<button type="button" class="act" data-action="${esc(name)}" ${attrs}>${esc(label)}</button>` : "");
 const ok = (v) => (v === "ok" ? state("ready").replace(">ready<", ">ok<") : esc(v));
 const json = (v) => JSON.stringify(v ?? null);
 const clipped = (text, n = 160) => (text.length > n
@@ -108,7 +114,7 @@ function processesCard(p) {
       <td data-config="${esc(x.config_version)}">v${esc(x.config_version)}${behind(x.config_version, p.config_version)}</td>
       <td>${esc(x.leads.join(", ")) || `<span class="muted">none</span>`}${standby.length
         ? ` <span class="muted">(standby: ${esc(standby.join(", "))})</span>` : ""}</td>
-      <td>${time(x.started_at)}</td></tr>`;
+      <td>${when(x.started_at)}</td></tr>`;
   }).join("");
   const checks = Object.entries(p.checks).map(([k, v]) =>
     `<tr data-check="${esc(k)}"><td>${esc(k)}</td><td>${ok(v)}</td></tr>`).join("");
@@ -118,7 +124,9 @@ function processesCard(p) {
     <h2>Hive checks</h2><table id="hive-checks">${checks}</table></div>`;
 }
 
-const ORDER = ["pending", "assigned", "running", "succeeded", "failed", "cancelled"];
+const ORDER = ["pending", "assigned", "running", "succeeded", "failed", "dead", "cancelled"];
+const REDRIVABLE = ["failed", "dead", "cancelled"];
+const FINAL = ["succeeded", ...REDRIVABLE];
 
 const render = {
   async overview(d) {
@@ -131,7 +139,7 @@ const render = {
       `<tr><td>${state(f.state)}</td><td>${esc(f.version_label)}</td><td>${esc(f.n)}</td></tr>`).join("");
     const failures = d.recent_failures.map((f) =>
       `<tr><td><a href="/dashboard/tasks/${esc(f.task_id)}">${short(f.task_id)}</a></td>
-       <td>${esc(f.type)}</td><td>${esc(f.error)}</td><td>${time(f.finished_at)}</td></tr>`).join("");
+       <td>${esc(f.type)}</td><td>${esc(f.error)}</td><td>${when(f.finished_at)}</td></tr>`).join("");
     showMode(d.mode);
     return `<div class="cards">
       ${modeCard(d.mode)}
@@ -154,35 +162,70 @@ const render = {
   },
   async tasks(d) {
     const q = new URLSearchParams(location.search);
-    const rows = d.items.map((t) => `<tr><td><a href="/dashboard/tasks/${esc(t.id)}">${short(t.id)}</a></td>
+    const rows = d.items.map((t) => `<tr data-task="${esc(t.id)}"><td><a href="/dashboard/tasks/${esc(t.id)}">${short(t.id)}</a></td>
       <td>${esc(t.type)}</td><td>${esc(t.priority)}</td><td>${state(t.state)}</td>
-      <td class="mono">${short(t.bot_id)}</td><td>${time(t.submitted_at)}</td></tr>`).join("");
+      <td>${attemptOf(t)}</td><td class="err">${errorOf(t)}</td>
+      <td class="mono">${short(t.bot_id)}</td><td>${when(t.submitted_at)}</td><td>${when(t.finished_at)}</td></tr>`).join("");
     const next = d.next_cursor ? (() => { const n = new URLSearchParams(q); n.set("cursor", d.next_cursor);
       return `<a id="next" href="?${esc(n)}">next page →</a>`; })() : "";
     return `<form class="filters" method="get">
       <select name="state"><option value="">any state</option>${ORDER.map((s) =>
         `<option${q.get("state") === s ? " selected" : ""}>${s}</option>`).join("")}</select>
       <input name="type" placeholder="type" value="${esc(q.get("type") || "")}"><button>filter</button></form>
-      <table id="tasks"><tr><th>task</th><th>type</th><th>priority</th><th>state</th><th>bot</th><th>submitted</th></tr>
-      ${rows || `<tr><td colspan=6 class=muted>no tasks</td></tr>`}</table><p>${next}</p>`;
+      <p class="muted">newest first</p>
+      <table id="tasks"><tr><th>task</th><th>type</th><th>priority</th><th>state</th><th>attempt</th><th>error</th>
+      <th>bot</th><th>submitted</th><th>finished</th></tr>
+      ${rows || `<tr><td colspan=9 class=muted>no tasks</td></tr>`}</table><p>${next}</p>`;
   },
   async task(d) {
     const t = d.task;
-    const head = t ? `<h1>Task <code>${esc(t.id)}</code> ${state(t.state)}</h1>
+    const dead = d.attempts.filter((a) => a.dead_reason).at(-1);
+    const kind = d.attempts.at(-1)?.error_kind;
+    const actions = t ? [
+      REDRIVABLE.includes(t.state) ? action("retry", `data-task="${esc(t.id)}"`, "retry") : "",
+      FINAL.includes(t.state) ? "" : action("cancel", `data-task="${esc(t.id)}"`, "cancel"),
+    ].join(" ") : "";
+    const head = t ? `<h1>Task <code>${esc(t.id)}</code> ${state(t.state)} <span id="actions">${actions}</span></h1>
       <p>type <b>${esc(t.type)}</b> · priority ${esc(t.priority)} · bot <code>${short(t.bot_id)}</code>
-      · fencing token ${esc(t.fencing_token)}</p>
+      · fencing token ${esc(t.fencing_token)} · submitted ${when(t.submitted_at)}
+      ${t.finished_at ? ` · finished ${when(t.finished_at)}` : ""}</p>
+      ${t.state === "dead" && dead ? `<p class="bad" id="dead-reason">dead-lettered: ${esc(dead.dead_reason)}</p>` : ""}
       ${t.unroutable ? `<p class="bad">unroutable: ${esc(t.unroutable.reason)}</p>` : ""}
-      ${t.assignment ? `<h2>Why this bot</h2><pre class="mono">${esc(JSON.stringify(t.assignment, null, 2))}</pre>` : ""}`
+      <div class="cards"><div class="card"><h2>Payload</h2><div id="payload">${pretty(t.payload)}</div></div>
+      ${t.result != null ? `<div class="card"><h2>Result</h2><div id="result">${pretty(t.result)}</div></div>` : ""}
+      ${t.error != null ? `<div class="card"><h2>Error${kind ? ` (${esc(kind)})` : ""}</h2>
+        <div id="error">${pretty(t.error)}</div></div>` : ""}</div>
+      ${t.assignment ? whyThisBot(t.assignment) : ""}`
       : `<h1>Task ${short(body.dataset.subject)}</h1><p class="muted">not in the view yet</p>`;
     const rows = d.timeline.map((e) => `<tr data-kind="${esc(e.kind)}"><td>${esc(e.version)}</td>
-      <td><b>${esc(e.kind)}</b></td><td>${time(e.at)}</td><td>${esc(e.actor)}</td>
+      <td><b>${esc(e.kind)}</b></td><td>${when(e.at)}</td><td>${esc(e.actor)}</td>
       <td class="mono" title="${esc(e.chain_hash)}">${esc(e.chain_hash.slice(0, 16))}…</td>
-      <td class="mono">${esc(JSON.stringify(e.fields).slice(0, 160))}</td></tr>`).join("");
-    return `${head}<h2>Timeline (from the log)</h2><table id="timeline">
+      <td class="mono">${clipped(json(shownFields(e.fields)))}</td></tr>`).join("");
+    return `${head}${attemptsTable(d.attempts)}<h2>Timeline (from the log)</h2><table id="timeline">
       <tr><th>v</th><th>event</th><th>at</th><th>actor</th><th>chain hash</th><th>fields</th></tr>${rows}</table>`;
   },
+  async "dead-letters"(d) {
+    const q = new URLSearchParams(location.search);
+    const field = (name, label, type = "text") => `<label>${esc(label)} <input name="${name}" type="${type}"
+      value="${esc(q.get(name) || "")}"${type === "text" ? ` placeholder="${esc(label)}"` : ""}></label>`;
+    const rows = d.items.map((t) => `<tr data-task="${esc(t.id)}"><td><a href="/dashboard/tasks/${esc(t.id)}">${short(t.id)}</a></td>
+      <td>${esc(t.type)}</td><td class="reason">${esc(t.dead_reason)}</td><td>${attemptOf(t)}</td>
+      <td>${esc(t.error_kind ?? "")}</td><td class="err">${clipped(t.error ?? "")}</td>
+      <td>${when(t.finished_at)}</td><td>${when(t.submitted_at)}</td>
+      <td>${action("retry", `data-task="${esc(t.id)}"`, "retry")}</td></tr>`).join("");
+    const next = d.next_cursor ? (() => { const n = new URLSearchParams(q); n.set("cursor", d.next_cursor);
+      return `<a id="next" href="?${esc(n)}">older →</a>`; })() : "";
+    return `<h1>Dead letters</h1><form class="filters" method="get">${field("type", "type")}
+      ${field("error_kind", "error kind")}${field("since", "dead since (UTC)", "datetime-local")}
+      ${field("until", "until (UTC)", "datetime-local")}<button>filter</button>
+      ${action("redrive", "id=\"redrive\"", "re-drive all that match…")}</form>
+      <p class="muted">newest dead first</p>
+      <table id="dead-tasks"><tr><th>task</th><th>type</th><th>why</th><th>attempts</th><th>error kind</th>
+      <th>last error</th><th>dead at</th><th>submitted</th><th></th></tr>
+      ${rows || `<tr><td colspan=9 class=muted>no dead letters</td></tr>`}</table><p>${next}</p>`;
+  },
   async bots(d) {
-    const rows = d.items.map((b) => `<tr><td>${esc(b.name)}</td><td>${state(b.state)}</td>
+    const rows = d.items.map((b) => `<tr data-bot="${esc(b.id)}"><td>${esc(b.name)}</td><td>${state(b.state)}</td>
       <td>${esc(b.pool ?? "")}</td><td>${esc(b.held)} / ${esc(b.capacity)}</td>
       <td data-success="${esc(b.success_rate ?? "")}">${b.success_rate == null ? "<span class=muted>untried</span>"
         : esc(Math.round(b.success_rate * 100)) + "%"}</td>
@@ -190,26 +233,29 @@ const render = {
       <td>${esc(b.capabilities.join(", "))}</td><td>${esc(b.version)}</td>
       <td data-config="${esc(b.config_version ?? "")}">${b.config_version == null ? "<span class=muted>not said</span>"
         : `v${esc(b.config_version)}${behind(b.config_version, d.config_version)}`}</td>
-      <td class="muted">${esc(b.state_reason ?? "")}</td></tr>`).join("");
+      <td class="muted">${esc(b.state_reason ?? "")}</td><td>${botActions(b)}</td></tr>`).join("");
     return `<table id="bots"><tr><th>bot</th><th>state</th><th>pool</th><th>load</th>
-      <th>success</th><th>current tasks</th><th>capabilities</th><th>version</th><th>config</th><th>why</th></tr>${rows ||
-      `<tr><td colspan=10 class=muted>no live bots</td></tr>`}</table>`;
+      <th>success</th><th>current tasks</th><th>capabilities</th><th>version</th><th>config</th><th>why</th><th></th></tr>${rows ||
+      `<tr><td colspan=11 class=muted>no live bots</td></tr>`}</table>`;
   },
   async schedules(d) {
     const runs = (r) => ORDER.filter((s) => r[s]).map((s) => `${state(s)} ${esc(r[s])}`).join(" ");
     const rows = d.items.map((s) => `<tr data-schedule="${esc(s.id)}"><td>${esc(s.name)}</td>
       <td>${state(s.state)}</td><td class="mono">${esc(s.cron ? `${s.cron} ${s.timezone}` : `every ${s.every_s} s`)}</td>
       <td>${esc(s.template.type)}</td><td data-fired="${esc(s.fired)}">${esc(s.fired)}</td><td>${esc(s.skipped)}</td>
-      <td>${time(s.last_tick)}</td><td>${time(s.next_tick)}</td><td>${runs(s.runs)}</td></tr>`).join("");
+      <td>${when(s.last_tick)}</td><td>${when(s.next_tick)}</td><td>${runs(s.runs)}</td>
+      <td class="runs">${s.latest_runs.map((r) => `<a href="/dashboard/tasks/${esc(r.id)}" data-run="${esc(r.id)}"
+        data-attempt="${esc(r.attempt)}" title="submitted ${when(r.submitted_at)}">${state(r.state)} ${attemptOf(r)}</a>`).join("<br>")}</td></tr>`).join("");
     return `<table id="schedules"><tr><th>schedule</th><th>state</th><th>when</th><th>type</th>
-      <th>fired</th><th>skipped</th><th>last tick</th><th>next tick</th><th>latest ${esc(d.runs_counted)} runs</th></tr>${rows ||
-      `<tr><td colspan=9 class=muted>no schedules</td></tr>`}</table>${d.more ? "<p class=muted>more not shown</p>" : ""}`;
+      <th>fired</th><th>skipped</th><th>last tick</th><th>next tick</th><th>latest ${esc(d.runs_counted)} runs</th>
+      <th>newest runs (attempt)</th></tr>${rows ||
+      `<tr><td colspan=10 class=muted>no schedules</td></tr>`}</table>${d.more ? "<p class=muted>more not shown</p>" : ""}`;
   },
   async messages(d) {
     const order = ["waiting", "routed", "delivered", "acknowledged", "dead"];
     const dead = d.dead_letters.map((m) => `<tr><td class="mono">${short(m.id)}</td>
       <td>${esc(m.to_capability ?? m.to_pool ?? short(m.to_bot))}</td><td>${esc(m.sender)}</td>
-      <td>${esc(m.conversation ?? "")}</td><td>${esc(m.dead_reason)}</td><td>${time(m.sent_at)}</td></tr>`).join("");
+      <td>${esc(m.conversation ?? "")}</td><td>${esc(m.dead_reason)}</td><td>${when(m.sent_at)}</td></tr>`).join("");
     return `<div class="cards">${bars("Messages by state", order.map((s) => [s, d.by_state[s] || 0]), "#7a4fb5")}
       <div class="card"><h2>Dead letters (newest)</h2><table id="dead-letters">
       <tr><th>message</th><th>to</th><th>from</th><th>conversation</th><th>why</th><th>sent</th></tr>${dead ||
@@ -228,6 +274,52 @@ const render = {
         d.history.map(versionRow).join("")}</table>`;
   },
 };
+
+function attemptOf(t) {
+  // "attempt 2" of the first series; "attempt 1, series 2" once re-driven.
+  return `<span data-attempt="${esc(t.attempt)}">attempt ${esc(t.attempt)}${t.series > 1 ? `, series ${esc(t.series)}` : ""}</span>`;
+}
+
+const errorOf = (t) => (t.error == null ? "" : `${t.error_kind ? `<b>${esc(t.error_kind)}</b>: ` : ""}${clipped(t.error, 80)}`);
+
+function shownFields(fields) {
+  // The timeline's fields without what the page shows as blocks and tables above it.
+  return Object.fromEntries(Object.entries(fields).filter(([k]) => !["payload", "result", "why"].includes(k)));
+}
+
+function attemptsTable(rows) {
+  const tr = rows.map((a) => `<tr data-series="${esc(a.series)}" data-attempt="${esc(a.attempt)}"
+    data-outcome="${esc(a.outcome ?? "")}"><td>${esc(a.series)}</td><td>${esc(a.attempt)}</td>
+    <td class="mono">${short(a.bot_id)}</td><td>${when(a.started_at)}</td><td>${when(a.ended_at)}</td>
+    <td>${a.outcome ? state(a.outcome) : `<span class="muted">in progress</span>`}</td>
+    <td>${esc(a.error_kind ?? "")}</td><td class="err">${clipped(a.error ?? "")}</td></tr>`).join("");
+  return `<h2>Attempts</h2><table id="attempts"><tr><th>series</th><th>attempt</th><th>bot</th><th>started</th>
+    <th>ended</th><th>outcome</th><th>error kind</th><th>error</th></tr>${tr ||
+    `<tr><td colspan=8 class=muted>no attempt yet</td></tr>`}</table>`;
+}
+
+function whyThisBot(a) {
+  // The assignment's explanation: the policy and each candidate bot's inputs, chosen first.
+  const pct = (v) => (v == null ? "" : `${esc(Math.round(v * 100))}%`);
+  const rows = (a.bots || []).map((b, i) => `<tr${i === 0 ? ` class="chosen"` : ""}><td class="mono">${short(b.bot)}</td>
+    <td>${esc(b.score)}</td><td>${esc(b.free)} / ${esc(b.capacity)}</td><td>${esc(b.samples)}</td>
+    <td>${pct(b.success)}</td><td>${b.duration_s == null ? "" : esc(b.duration_s.toFixed(3)) + " s"}</td></tr>`).join("");
+  return `<h2>Why this bot</h2><p>policy <b>${esc(a.policy)}</b> · effective priority ${esc(a.effective_priority)}
+    · waited ${esc(a.waited_s)} s · required ${esc((a.required || []).join(", "))}</p>
+    <table id="why"><tr><th>bot</th><th>score</th><th>free / capacity</th><th>samples</th><th>success</th>
+    <th>duration</th></tr>${rows}</table>`;
+}
+
+function botActions(b) {
+  const id = `data-bot="${esc(b.id)}"`;
+  return [
+    // As the fleet's rules allow: a draining bot stops on its own; only a quarantined one
+    // is reinstated.
+    b.state === "ready" ? action("drain", id, "drain") : "",
+    b.state === "ready" ? action("quarantine", id, "quarantine") : "",
+    b.state === "quarantined" ? action("reinstate", id, "reinstate") : "",
+  ].join(" ");
+}
 
 function knobsTable(doc) {
   // Every knob but the pools, by name, with its value as JSON.
@@ -256,12 +348,97 @@ function versionRow(v) {
     <ul class="changes">${changes}</ul></td></tr>`;
 }
 
+function given(search) {
+  // The address's parameters that say something (a filter form sends its empty fields too).
+  return new URLSearchParams([...new URLSearchParams(search)].filter(([, v]) => v !== ""));
+}
+
+function deadLetterFilter() {
+  // The page's filter, as the data and the re-drive take it: a time picked is UTC.
+  const q = new URLSearchParams(location.search), f = {};
+  for (const k of ["type", "error_kind", "since", "until"]) {
+    const v = q.get(k);
+    if (v) f[k] = k === "since" || k === "until" ? (v.length === 16 ? `${v}:00Z` : `${v}Z`) : v;
+  }
+  return f;
+}
+
 function dataUrl() {
   const page = body.dataset.page;
   if (page === "task") return `/dashboard/data/tasks/${encodeURIComponent(body.dataset.subject)}`;
-  if (page === "tasks") return `/dashboard/data/tasks${location.search}`;
+  if (page === "tasks") return `/dashboard/data/tasks?${given(location.search)}`;
+  if (page === "dead-letters") {
+    const q = new URLSearchParams(deadLetterFilter());
+    const cursor = new URLSearchParams(location.search).get("cursor");
+    if (cursor) q.set("cursor", cursor);
+    return `/dashboard/data/dead-letters?${q}`;
+  }
   return `/dashboard/data/${page}`;
 }
+
+// -- actions (admin pages only; the server refuses them to anyone else) -----------------
+
+const csrf = () => document.querySelector("meta[name='csrf-token']").content;
+async function post(path, payload) {
+  // A problem's detail, thrown; else the answer.
+  const r = await fetch(path, {method: "POST", body: JSON.stringify(payload),
+    headers: {"content-type": "application/json", "X-CSRF-Token": csrf()}});
+  if (r.status === 401) { toSignIn(); throw new Error("signed out"); }
+  const answer = await r.json();
+  if (!r.ok) throw new Error(answer.detail || `refused (${r.status})`);
+  return answer;
+}
+
+const confirmBox = document.getElementById("confirm");
+let confirmed = null;
+function ask(text, run) {
+  // The confirmation step: nothing is sent until "confirm"; the reason goes in the log.
+  document.getElementById("confirm-text").textContent = text;
+  document.getElementById("confirm-error").textContent = "";
+  document.getElementById("confirm-reason").value = "";
+  confirmed = run;
+  confirmBox.hidden = false;
+}
+document.getElementById("confirm-no").addEventListener("click", () => { confirmBox.hidden = true; confirmed = null; });
+document.getElementById("confirm-yes").addEventListener("click", async () => {
+  if (!confirmed) return;
+  const reason = document.getElementById("confirm-reason").value.trim();
+  try {
+    await confirmed(reason ? {reason} : {});
+    confirmBox.hidden = true;
+    confirmed = null;
+    body.dataset.acted = String(Number(body.dataset.acted || 0) + 1);
+    refresh();
+  } catch (e) {
+    document.getElementById("confirm-error").textContent = e.message;
+  }
+});
+
+const ACTIONS = {
+  retry: (b) => ask(`Retry task ${b.dataset.task.slice(0, 8)}: a new series of attempts?`,
+    (r) => post(`/dashboard/actions/tasks/${b.dataset.task}/retry`, r)),
+  cancel: (b) => ask(`Cancel task ${b.dataset.task.slice(0, 8)}?`,
+    (r) => post(`/dashboard/actions/tasks/${b.dataset.task}/cancel`, r)),
+  drain: (b) => ask("Drain this bot: no new work, it finishes what it holds?",
+    (r) => post(`/dashboard/actions/bots/${b.dataset.bot}/drain`, r)),
+  quarantine: (b) => ask("Quarantine this bot: no new work until it is reinstated?",
+    (r) => post(`/dashboard/actions/bots/${b.dataset.bot}/quarantine`, r)),
+  reinstate: (b) => ask("Reinstate this bot: it takes work again?",
+    () => post(`/dashboard/actions/bots/${b.dataset.bot}/reinstate`, {})),
+  async redrive() {
+    // The dry run first: the confirmation says how many the filter takes now.
+    const filter = deadLetterFilter();
+    const found = await post("/dashboard/actions/dead-letters/redrive", {...filter, dry_run: true});
+    const named = Object.entries(filter).map(([k, v]) => `${k} ${v}`).join(", ") || "no filter";
+    ask(`Re-drive ${found.count}${found.more ? " (the newest; more match)" : ""} dead letters matching ${named}?`,
+      (r) => post("/dashboard/actions/dead-letters/redrive", {...filter, ...r}));
+    document.getElementById("confirm").dataset.count = String(found.count);
+  },
+};
+main.addEventListener("click", (e) => {
+  const b = e.target.closest("button[data-action]");
+  if (b && admin) ACTIONS[b.dataset.action](b);
+});
 
 let inFlight = false, again = false, refused = "refused" in body.dataset;
 async function refresh() {
@@ -299,8 +476,7 @@ document.getElementById("signout").addEventListener("click", async () => {
   if (leaving) return;
   leaving = true;
   source.close();
-  const csrf = document.querySelector("meta[name='csrf-token']").content;
-  await fetch("/dashboard/logout", {method: "POST", headers: {"X-CSRF-Token": csrf}});
+  await fetch("/dashboard/logout", {method: "POST", headers: {"X-CSRF-Token": csrf()}});
   location.href = "/dashboard/login";
 });
 
