@@ -14,7 +14,7 @@ from uuid import UUID
 from domain.cause import Cause
 from domain.hive import Committed, MessageSpec
 from domain.messages import Message
-from projections.dashboard_reads import DeadLetters, ListedTasks
+from projections.dashboard_reads import ListedTasks
 from projections.key_reads import KeyFilter, KeyRow
 from projections.message_reads import MessageRow
 from projections.redrive_reads import RedriveFilter
@@ -174,13 +174,9 @@ class DashboardReads(Protocol):
         ...
 
     def dead_letters(
-        self, flt: DeadLetters, *, limit: int, cursor: str | None
+        self, flt: RedriveFilter, *, limit: int, cursor: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of dead tasks, the newest dead first; ValueError on a bad cursor."""
-        ...
-
-    def dead_letter_ids(self, flt: DeadLetters, limit: int) -> list[UUID]:
-        """The dead tasks ``flt`` finds, at most ``limit``, newest dead first."""
         ...
 
     def latest_runs(

@@ -22,7 +22,7 @@ from uuid import UUID
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from store.migrations import Migration
+from projections.redrive_reads import RedriveFilter
 
 BY_STATE = "SELECT state, sum(n)::bigint AS n FROM task_counts GROUP BY state"
 QUEUE = (
@@ -63,16 +63,6 @@ LATERAL (SELECT task_id, state, attempt, series, submitted_at, seq FROM tasks_vi
          WHERE schedule_id = s.id ORDER BY seq DESC LIMIT %s) r
 ORDER BY s.id, r.seq DESC
 """
-MIGRATIONS = [
-    Migration(
-        219,
-        "views: the dead tasks by when they died (the dashboard's dead letters, newest first)",
-        """
-        CREATE INDEX IF NOT EXISTS tasks_view_dead ON public.tasks_view (finished_at, seq)
-            WHERE state = 'dead';
-        """,
-    ),
-]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 
@@ -83,30 +73,6 @@ class ListedTasks:
 
     state: str | None = None
     type: str | None = None
-
-
-@dataclass(frozen=True)
-class DeadLetters:
-    """Which dead letters: of a type, of an error kind, dead within [since, until)."""
-
-    type: str | None = None
-    error_kind: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-    def where(self) -> tuple[list[str], list[Any]]:
-        where: list[str] = ["state = 'dead'"]
-        params: list[Any] = []
-        for clause, value in (
-            ("type = %s", self.type),
-            ("error_kind = %s", self.error_kind),
-            ("finished_at >= %s", self.since),
-            ("finished_at < %s", self.until),
-        ):
-            if value is not None:
-                where.append(clause)
-                params.append(value)
-        return where, params
 
 
 def newer_cursor(seq: int) -> str:
@@ -190,7 +156,7 @@ class DashboardReads:
         return rows, newer_cursor(rows[-1]["seq"]) if more else None
 
     def dead_letters(
-        self, flt: DeadLetters, *, limit: int, cursor: str | None
+        self, flt: RedriveFilter, *, limit: int, cursor: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of dead tasks, the newest dead first; ValueError on a bad cursor."""
         where, params = flt.where()
@@ -206,17 +172,6 @@ class DashboardReads:
         rows = rows[:limit]
         last = rows[-1] if rows else None
         return rows, dead_cursor(last["finished_at"], last["seq"]) if more and last else None
-
-    def dead_letter_ids(self, flt: DeadLetters, limit: int) -> list[UUID]:
-        """The dead tasks a bulk re-drive of ``flt`` takes: at most ``limit``, newest dead
-        first (a caller asks for one more to learn whether the filter finds more)."""
-        where, params = flt.where()
-        query = (
-            f"SELECT task_id FROM tasks_view WHERE {' AND '.join(where)} "
-            "ORDER BY finished_at DESC, seq DESC LIMIT %s"
-        )
-        with self.pool.connection() as conn:
-            return [r[0] for r in conn.execute(query, [*params, limit]).fetchall()]
 
     def latest_runs(
         self, schedule_ids: Sequence[UUID], last: int

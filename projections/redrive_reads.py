@@ -38,23 +38,28 @@ class RedriveFilter:
     finished_since: datetime | None = None  # at or after
     finished_until: datetime | None = None  # before
 
+    def where(self) -> tuple[list[str], list[Any]]:
+        """Its conditions on ``tasks_view`` and their parameters."""
+        where: list[str] = ["state = ANY(%s)"]
+        params: list[Any] = [list(self.states)]
+        for condition, value in (
+            ("type = %s", self.type),
+            ("error_kind = %s", self.error_kind),
+            ("finished_at >= %s", self.finished_since),
+            ("finished_at < %s", self.finished_until),
+        ):
+            if value is not None:
+                where.append(condition)
+                params.append(value)
+        return where, params
+
 
 class RedriveReads:
     def __init__(self, pool: ConnectionPool[Any]) -> None:
         self.pool = pool
 
     def find(self, flt: RedriveFilter, limit: int) -> list[UUID]:
-        where: list[str] = ["state = ANY(%s)"]
-        params: list[Any] = [list(flt.states)]
-        for condition, value in (
-            ("type = %s", flt.type),
-            ("error_kind = %s", flt.error_kind),
-            ("finished_at >= %s", flt.finished_since),
-            ("finished_at < %s", flt.finished_until),
-        ):
-            if value is not None:
-                where.append(condition)
-                params.append(value)
+        where, params = flt.where()
         query = (
             f"SELECT task_id FROM tasks_view WHERE {' AND '.join(where)} "
             "ORDER BY finished_at, seq LIMIT %s"

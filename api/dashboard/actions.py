@@ -20,7 +20,6 @@ from pydantic import Field, StringConstraints
 from api.dashboard.csrf import guarded_router
 from api.dashboard.dead_letters import DeadLetterFilter
 from api.dashboard.session import AdminViewer
-from api.dashboard.wiring import dashboard_reads
 from api.deps import Ctx, RequestId
 from api.schemas.common import NO_REASON, Input, problem_responses
 from domain.bots import BotState
@@ -65,10 +64,11 @@ def cancel_task(
 def redrive_dead_letters(
     body: Redrive, admin: AdminViewer, rid: RequestId, ctx: Ctx
 ) -> dict[str, Any]:
-    """The dead letters ``body``'s filter finds, newest dead first, at most ``limit``: with
-    ``dry_run``, how many (and whether more match); else re-driven, one event each (those
-    re-driven meanwhile are passed over)."""
-    found = dashboard_reads(ctx).dead_letter_ids(body.filter(), body.limit + 1)
+    """The dead letters ``body``'s filter finds, as ``POST /v1/tasks/redrive`` finds them
+    (the oldest dead first), at most ``limit``: with ``dry_run``, how many (and whether
+    more match); else re-driven, one event each (those re-driven meanwhile are passed
+    over)."""
+    found = ctx.redrive.find(body.filter(), body.limit + 1)
     taken = found[: body.limit]
     if body.dry_run:
         return {"count": len(taken), "more": len(found) > body.limit}

@@ -16,7 +16,7 @@ from api.dashboard.wiring import dashboard_reads
 from api.deps import Ctx
 from api.errors import invalid
 from api.schemas.common import Input, ShortName, StorableText
-from projections.dashboard_reads import DeadLetters
+from projections.redrive_reads import RedriveFilter
 
 router = guarded_router()
 
@@ -27,8 +27,8 @@ class DeadLetterFilter(Input):
     since: AwareDatetime | None = Field(default=None, description="dead at or after")
     until: AwareDatetime | None = Field(default=None, description="dead before")
 
-    def filter(self) -> DeadLetters:
-        return DeadLetters(self.type, self.error_kind, self.since, self.until)
+    def filter(self) -> RedriveFilter:
+        return RedriveFilter(("dead",), self.type, self.error_kind, self.since, self.until)
 
 
 class DeadLetterPage(DeadLetterFilter):

@@ -26,7 +26,6 @@ from pydantic import Field
 from api.auth import Principal, principal_for
 from api.container import Container, container_of
 from api.dashboard import actions, dead_letters
-from api.dashboard.attempts import attempts
 from api.dashboard.csrf import guarded_router, token_for
 from api.dashboard.mode import checks_of, mode_of
 from api.dashboard.pages import page, sign_in_page
@@ -54,6 +53,7 @@ from api.schemas.metrics import StagesPublic
 from api.schemas.processes import ProcessPublic
 from api.schemas.schedules import SchedulePublic
 from api.throttle import limit_sign_in
+from domain.attempts import Attempt, AttemptOutcome, attempts
 from domain.errors import NotFound
 from domain.tasks import TaskState
 from projections.dashboard_reads import ListedTasks
@@ -232,9 +232,10 @@ def task_data(task_id: UUID, _: Viewer, ctx: Ctx) -> dict[str, Any]:
     if row is None and not timeline:
         raise NotFound(f"no task {task_id}", id=task_id)
     shown = None if row is None else _task(row) | {"payload": row.payload, "result": row.result}
+    upto = row.version if row is not None else max((e.version for e in timeline), default=0)
     return {
         "task": shown,
-        "attempts": [_attempt(a) for a in attempts(timeline)],
+        "attempts": [_attempt(a) for a in attempts(history(ctx).events(task_id, upto))],
         "timeline": [
             {
                 "position": e.position,
@@ -379,6 +380,10 @@ def _task(row: Any) -> dict[str, Any]:
         "submitted_at": row.submitted_at.isoformat(),
         "finished_at": None if row.finished_at is None else row.finished_at.isoformat(),
         "error": row.error,
+        "error_kind": row.error_kind,
+        "dead_reason": row.dead_reason,
+        "attempt": row.attempt,
+        "series": row.series,
         "assignment": row.assignment,
         "unroutable": row.unroutable,
     }
@@ -401,10 +406,16 @@ def _listed(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _attempt(found: dict[str, Any]) -> dict[str, Any]:
-    return found | {
-        "bot_id": None if found["bot_id"] is None else str(found["bot_id"]),
-        **{k: _at(found[k]) for k in ("assigned_at", "started_at", "ended_at")},
+def _attempt(found: Attempt) -> dict[str, Any]:
+    return {
+        "series": found.series,
+        "attempt": found.attempt,
+        "bot_id": str(found.bot_id),
+        "started_at": _at(found.started_at),
+        "ended_at": _at(found.ended_at),
+        "outcome": None if found.outcome is AttemptOutcome.RUNNING else str(found.outcome),
+        "error_kind": found.error_kind,
+        "error": found.error,
     }
 
 

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from api.features import Feature
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-
-    from store.migrations import Migration
-
-
-def migrations() -> Sequence[Migration]:
-    from projections.dashboard_reads import MIGRATIONS
-
-    return MIGRATIONS
 
 
 def routes(app: FastAPI) -> None:
@@ -25,4 +16,4 @@ def routes(app: FastAPI) -> None:
     routes.install(app)
 
 
-FEATURE = Feature("dashboard", migrations=migrations, routes=routes)
+FEATURE = Feature("dashboard", routes=routes)

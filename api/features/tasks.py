@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 
 def migrations() -> Sequence[Migration]:
     from projections.performance_view import ALPHA_MIGRATIONS
+    from projections.redrive_reads import REDRIVE_MIGRATIONS
     from projections.retry_counts import RETRY_COUNT_MIGRATIONS
     from projections.stage_view import STAGE_MIGRATIONS
-    from projections.redrive_reads import REDRIVE_MIGRATIONS
     from projections.tasks_view import FLAG_MIGRATIONS, RETRY_MIGRATIONS, ROUND_MIGRATIONS
 
     return [

@@ -153,6 +153,11 @@ class LogTaskReads:
                 not_before=t.not_before,
                 schedule_id=t.schedule_id,
                 flagged_at=times[i].get("flagged_at", []),
+                attempt=t.attempt,
+                series=t.series,
+                error_kind=t.error_kind,
+                dead_reason=t.dead_reason,
+                retry=t.retry,
             )
             for i, t in tasks.items()
         }

@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
+from datetime import UTC, datetime
 from typing import Any, cast
 from uuid import UUID, uuid4
 
@@ -19,7 +18,6 @@ import orjson
 import pytest
 from psycopg_pool import ConnectionPool
 
-from api.dashboard.attempts import attempts
 from api.dashboard.csrf import TOKEN_HEADER, token_for
 from api.dashboard.routes import CONFIG_VERSIONS_SHOWN
 from api.dashboard.session import COOKIE
@@ -27,16 +25,15 @@ from api.dashboard.stream import ViewBroadcast
 from domain.policies.retry import RetryPolicy
 from domain.tasks import Task, TaskState
 from projections.dashboard_reads import (
-    DeadLetters,
     ListedTasks,
     before_dead,
     before_seq,
     dead_cursor,
 )
 from projections.positions import ViewPositions
+from projections.redrive_reads import RedriveFilter
 from projections.rows import BotFilter, BotRow
 from runtime.config import Knobs
-from store.history import SKIPPED, Entry
 from store.processes import ProcessRow
 from tests.unit.test_api_contract import (
     ROOT,
@@ -219,12 +216,9 @@ class NoDashboardReads:
         return [], None
 
     def dead_letters(
-        self, flt: DeadLetters, *, limit: int, cursor: str | None
+        self, flt: RedriveFilter, *, limit: int, cursor: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
         return [], None
-
-    def dead_letter_ids(self, flt: DeadLetters, limit: int) -> list[UUID]:
-        return []
 
     def latest_runs(
         self, schedule_ids: Sequence[UUID], last: int
@@ -312,91 +306,7 @@ def test_a_config_view_notification_reaches_the_pages_stream() -> None:
     assert orjson.loads(data.removeprefix("data: ")) == {"config": 42}
 
 
-# -- a task's attempts ----------------------------------------------------------------
-
-T0 = datetime(2030, 1, 1, 12, tzinfo=UTC)
-BOT_A, BOT_B = uuid4(), uuid4()
-
-
-def entry(kind: str, second: int, **fields: Any) -> Any:
-    return SimpleNamespace(kind=kind, at=T0 + timedelta(seconds=second), fields=fields)
-
-
-def failed_attempt(kind: str, second: int, attempt: int, **more: Any) -> Any:
-    ended = {"outcome": "failed", "error": f"boom {attempt}", "error_kind": "crash"}
-    return entry(kind, second, attempt=attempt, ran_s=None, **ended, **more)
-
-
-def test_each_attempt_is_read_from_the_tasks_events_across_series() -> None:
-    found = attempts(
-        [
-            entry("Submitted", 0),
-            entry("Assigned", 1, bot_id=BOT_A),
-            entry("LeaseExpired", 2, bot_id=BOT_A, reason="lost"),  # before its start: none
-            entry("Assigned", 3, bot_id=BOT_A),
-            entry("Started", 4),
-            failed_attempt("RetryScheduled", 5, 1, delay_s=1.0),
-            entry("Assigned", 7, bot_id=BOT_B),
-            entry("Started", 8),
-            failed_attempt("DeadLettered", 9, 2, reason="attempts exhausted: 2 of 2"),
-            entry("Redriven", 20, reason="fixed", series=2),
-            entry("Assigned", 21, bot_id=BOT_B),
-            entry("Succeeded", 23, result="42", ran_s=1.5),  # its start never reported
-        ]
-    )
-    shown = [(a["series"], a["attempt"], a["bot_id"], a["outcome"]) for a in found]
-    assert shown == [(1, 1, BOT_A, "failed"), (1, 2, BOT_B, "failed"), (2, 1, BOT_B, "succeeded")]
-    first, dead, again = found
-    assert (first["started_at"], first["ended_at"]) == (
-        T0 + timedelta(seconds=4),
-        T0 + timedelta(seconds=5),
-    )
-    assert (first["error_kind"], first["error"], first["dead_reason"]) == ("crash", "boom 1", None)
-    assert dead["dead_reason"] == "attempts exhausted: 2 of 2"
-    assert again["started_at"] == T0 + timedelta(seconds=21.5)  # implied by ran_s
-    assert again["error"] is None
-
-
-def test_an_attempt_in_progress_and_a_cancel_while_held() -> None:
-    running = attempts([entry("Assigned", 1, bot_id=BOT_A), entry("Started", 2)])
-    assert [(a["outcome"], a["ended_at"]) for a in running] == [(None, None)]
-    cancelled = attempts(
-        [entry("Assigned", 1, bot_id=BOT_A), entry("Cancelled", 2, reason="not needed")]
-    )
-    assert [(a["outcome"], a["error"]) for a in cancelled] == [("cancelled", "not needed")]
-    assert attempts([entry("Submitted", 0), entry("Cancelled", 1, reason="x")]) == []
-
-
 # -- the task page, from a real (in-memory) log -----------------------------------------
-
-
-class LogHistory:
-    """The ``History`` port over the in-memory log: each event of an aggregate as an entry
-    (positions are the log's on PostgreSQL; here the versions stand in for them)."""
-
-    def __init__(self, world: World) -> None:
-        self.hive = world.hive
-
-    def of(self, aggregate_id: UUID, limit: int = 1000) -> list[Entry]:
-        return [
-            Entry(
-                e.originator_version,
-                e.originator_version,
-                type(e).__name__,
-                e.timestamp,
-                e.actor,
-                e.request_id,
-                "",
-                {k: v for k, v in vars(e).items() if k not in SKIPPED and k != "request_id"},
-            )
-            for e in self.hive.history(aggregate_id)
-        ]
-
-    def at(self, positions: list[int]) -> list[Entry]:
-        return []
-
-    def made(self, aggregate_ids: list[UUID]) -> dict[UUID, Any]:
-        return {}
 
 
 def run_and_fail(world: World, task_id: str, bot_id: str, token: int) -> None:
@@ -422,7 +332,6 @@ def dead_task(world: World) -> str:
 
 
 def test_the_task_page_has_its_attempts_and_its_payload_as_data(world: World) -> None:
-    world.container.history = LogHistory(world)
     task_id = dead_task(world)
     sign_in(world, "client")
 
@@ -431,7 +340,7 @@ def test_the_task_page_has_its_attempts_and_its_payload_as_data(world: World) ->
     data = r.json()
     rows = [(a["series"], a["attempt"], a["outcome"], a["error"]) for a in data["attempts"]]
     assert rows == [(1, 1, "failed", "boom 1"), (1, 2, "failed", "boom 2")]
-    assert data["attempts"][-1]["dead_reason"] == "attempts exhausted: 2 of 2"
+    assert data["task"]["dead_reason"] == "attempts exhausted: 2 of 2"
     assert all(a["started_at"] and a["ended_at"] for a in data["attempts"])
     assert data["task"]["payload"] == {"text": "<b>hello</b>", "n": 1}  # JSON, not text
     kinds = [e["kind"] for e in data["timeline"]]
@@ -455,9 +364,9 @@ def test_a_dead_letter_cursor_reads_back_and_a_made_up_one_is_refused() -> None:
 
 def test_a_dead_letter_filter_says_what_it_takes() -> None:
     since = datetime(2030, 1, 1, tzinfo=UTC)
-    where, params = DeadLetters(type="code", error_kind="oom", since=since).where()
-    assert where == ["state = 'dead'", "type = %s", "error_kind = %s", "finished_at >= %s"]
-    assert params == ["code", "oom", since]
+    where, params = RedriveFilter(("dead",), "code", "oom", since).where()
+    assert where == ["state = ANY(%s)", "type = %s", "error_kind = %s", "finished_at >= %s"]
+    assert params == [["dead"], "code", "oom", since]
 
 
 def test_the_dead_letters_data_refuses_a_bad_filter(world: World) -> None:
@@ -557,9 +466,9 @@ class Found:
     """The dead letters a filter finds (what the views would say), and the filters asked."""
 
     def __init__(self, ids: list[UUID]) -> None:
-        self.ids, self.asked = ids, cast(list[tuple[DeadLetters, int]], [])
+        self.ids, self.asked = ids, cast(list[tuple[RedriveFilter, int]], [])
 
-    def dead_letter_ids(self, flt: DeadLetters, limit: int) -> list[UUID]:
+    def find(self, flt: RedriveFilter, limit: int) -> list[UUID]:
         self.asked.append((flt, limit))
         return self.ids[:limit]
 
@@ -571,7 +480,7 @@ def test_a_bulk_redrive_counts_first_then_redrives_what_the_filter_finds(world: 
         world.hive.tasks.cancel(UUID(task["id"]), "stale", ROOT)
         ids.append(UUID(task["id"]))
     found = Found(ids)
-    world.container.dashboard = cast(Any, found)
+    world.container.redrive = cast(Any, found)
     sign_in(world, "admin")
     path = "/dashboard/actions/dead-letters/redrive"
     since = "2030-01-01T00:00:00Z"
@@ -584,7 +493,8 @@ def test_a_bulk_redrive_counts_first_then_redrives_what_the_filter_finds(world: 
     assert dry.status_code == 200, dry.text
     assert dry.json() == {"count": 2, "more": True}
     flt, limit = found.asked[-1]
-    assert (flt.type, flt.error_kind, flt.since, limit) == (
+    assert (flt.states, flt.type, flt.error_kind, flt.finished_since, limit) == (
+        ("dead",),
         "code",
         None,
         datetime(2030, 1, 1, tzinfo=UTC),

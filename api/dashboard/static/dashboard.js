@@ -179,8 +179,7 @@ const render = {
   },
   async task(d) {
     const t = d.task;
-    const dead = d.attempts.filter((a) => a.dead_reason).at(-1);
-    const kind = d.attempts.at(-1)?.error_kind;
+    const kind = t?.error_kind;
     const actions = t ? [
       REDRIVABLE.includes(t.state) ? action("retry", `data-task="${esc(t.id)}"`, "retry") : "",
       FINAL.includes(t.state) ? "" : action("cancel", `data-task="${esc(t.id)}"`, "cancel"),
@@ -189,7 +188,7 @@ const render = {
       <p>type <b>${esc(t.type)}</b> · priority ${esc(t.priority)} · bot <code>${short(t.bot_id)}</code>
       · fencing token ${esc(t.fencing_token)} · submitted ${when(t.submitted_at)}
       ${t.finished_at ? ` · finished ${when(t.finished_at)}` : ""}</p>
-      ${t.state === "dead" && dead ? `<p class="bad" id="dead-reason">dead-lettered: ${esc(dead.dead_reason)}</p>` : ""}
+      ${t.state === "dead" ? `<p class="bad" id="dead-reason">dead-lettered: ${esc(t.dead_reason)}</p>` : ""}
       ${t.unroutable ? `<p class="bad">unroutable: ${esc(t.unroutable.reason)}</p>` : ""}
       <div class="cards"><div class="card"><h2>Payload</h2><div id="payload">${pretty(t.payload)}</div></div>
       ${t.result != null ? `<div class="card"><h2>Result</h2><div id="result">${pretty(t.result)}</div></div>` : ""}
