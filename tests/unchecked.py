@@ -24,4 +24,5 @@ def unchecked_task(at: datetime, *, payload: str, idempotency_key: str) -> Task:
         idempotency_key=idempotency_key,
         not_before=None,
         schedule_id=None,
+        retry=None,
     )
