@@ -148,7 +148,9 @@ def run_one(node: Node, clock: FakeClock, bot: UUID, ok: bool, took: float) -> N
     clock.advance(1.0)
     node.hive.tasks.start(bot, [Report(task_id, task.fencing_token)], who)
     clock.advance(took)
-    outcome = Report(task_id, task.fencing_token, "1" if ok else None, None if ok else "boom")
+    outcome = Report(  # a failure for good: a retry would take the slot the next one needs
+        task_id, task.fencing_token, "1" if ok else None, None if ok else "boom", retryable=False
+    )
     node.hive.tasks.finish(bot, [outcome], who)
 
 
