@@ -36,12 +36,12 @@ FLAKY = (
     "    sys.exit(75)\n"
     "print(json.dumps({'ok': True}))\n"
 )
-# Runs until its bot is gone (it is then an orphan: its parent is no longer the bot).
+# Runs until its bot is gone (it is then init's child) or for a minute at most.
 ENDLESS = (
     "import os, sys, time\n"
     "sys.stdin.read()\n"
-    "bot = os.getppid()\n"
-    "while os.getppid() == bot:\n"
+    "end = time.monotonic() + 60\n"
+    "while os.getppid() != 1 and time.monotonic() < end:\n"
     "    time.sleep(0.2)\n"
 )
 ECHO = "import sys; print(sys.stdin.read())"
