@@ -34,9 +34,11 @@ from tests.bench.big_log import big_log_section, measure_big_log
 from tests.bench.config_propagation import config_propagation
 from tests.bench.dashboard import bench_dashboard
 from tests.bench.dashboard_stream import push_latency
+from tests.bench.drain import drain
 from tests.bench.messaging import message_latency
 from tests.bench.peers import section
 from tests.bench.pg import pgbench_insert_tps
+from tests.bench.retry_drain import retry_drain_section, retry_drains
 from tests.bench.scaling import bench_scaling
 from tests.bench.soak import soak
 from tests.bench.stats import summary_ms
@@ -57,73 +59,6 @@ def append_rate(url: str, per_save: int, events: int) -> float:
         return events / (time.perf_counter() - started)
     finally:
         hive.close()
-
-
-def drain(
-    hive: Hive, client: httpx.Client, enrol: str, tasks: int, bots: int, concurrency: int
-) -> dict[str, Any]:
-    for start in range(0, tasks, 1000):
-        batch = [
-            {"type": "noop", "payload": {"n": i}} for i in range(start, min(tasks, start + 1000))
-        ]
-        client.post("/v1/tasks/batch", json={"tasks": batch}).raise_for_status()
-    with psycopg.connect(hive.db_url, autocommit=True) as conn:
-        launched_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
-    launched = time.perf_counter()
-    fleet = [
-        start_bot(
-            hive,
-            enrol,
-            f"drain-{i}",
-            "--capabilities",
-            "noop",
-            "--max-concurrency",
-            str(concurrency),
-        )
-        for i in range(bots)
-    ]
-    with psycopg.connect(hive.db_url) as conn:
-
-        def done() -> bool:
-            row = conn.execute(
-                "SELECT count(*) FROM tasks_view WHERE type = 'noop' AND state = 'succeeded'"
-            ).fetchone()
-            return bool(row and row[0] >= tasks)
-
-        wait_for(done, timeout=600, what="the drain", interval=0.05)
-        wall = time.perf_counter() - launched
-        span, startup = conn.execute(
-            "SELECT extract(epoch FROM max(finished_at) - min(assigned_at)), "
-            "extract(epoch FROM min(assigned_at) - %s) FROM tasks_view WHERE type = 'noop'",
-            (launched_at,),
-        ).fetchone()  # type: ignore[misc]
-        # The views the drain's events go to (a view with nothing to apply moves its stored
-        # position up to a second late, by design: projections/runner.py's IDLE_FLUSH_S).
-        last = conn.execute(
-            "SELECT max(notification_id) FROM hive_events WHERE topic LIKE 'domain.tasks:%%'"
-        ).fetchone()[0]  # type: ignore[index]
-
-        def views_caught_up() -> bool:
-            row = conn.execute(
-                "SELECT min(position) FROM projection_positions "
-                "WHERE view IN ('tasks', 'stages', 'performance')"
-            ).fetchone()
-            return bool(row and row[0] >= last)
-
-        wait_for(views_caught_up, timeout=120, what="the views caught up", interval=0.01)
-        lag = conn.execute(
-            "SELECT extract(epoch FROM clock_timestamp() - max(finished_at)) FROM tasks_view"
-        ).fetchone()[0]  # type: ignore[index]
-    return {
-        "fleet": fleet,
-        "tasks": tasks,
-        "wall_s": wall,
-        "span_s": float(span),
-        "per_s_span": tasks / float(span),
-        "per_s_wall": tasks / wall,
-        "startup_s": float(startup),  # launching the bots -> the first assignment
-        "views_lag_s": float(lag),  # the last finish -> the task views have applied it
-    }
 
 
 def idle_latency(hive: Hive, client: httpx.Client, count: int) -> dict[str, Any]:
@@ -235,6 +170,9 @@ def main() -> int:
     ap.add_argument("--tasks", type=int, default=20_000)
     ap.add_argument("--bots", type=int, default=4)
     ap.add_argument("--concurrency", type=int, default=256, help="max concurrency per bot")
+    ap.add_argument(
+        "--retry-drain-tasks", type=int, default=20_000, help="tasks of each drain, plain and retry"
+    )
     ap.add_argument("--latency-samples", type=int, default=500)
     ap.add_argument("--scaling-trials", type=int, default=5)
     ap.add_argument("--dashboard-tasks", type=int, default=1_000_000)
@@ -283,6 +221,11 @@ def main() -> int:
                 rerun = rerun_after_kill(hive, client, enrol)
             finally:
                 hive.stop()
+            print("retry drain beside a plain one ...", flush=True)
+            rd = retry_drains(
+                server, home / "retry", args.retry_drain_tasks, args.bots, args.concurrency
+            )
+            print(rd, flush=True)
             print("scaling ...", flush=True)
             with migrated_database(server, "scaling") as scaling_url:
                 sc = bench_scaling(scaling_url, home / "scaling", args.scaling_trials)
@@ -323,6 +266,7 @@ def main() -> int:
         lat,
         msg,
         rerun,
+        rd,
         sc,
         dash,
         push,
@@ -351,6 +295,7 @@ def render(
     lat: dict[str, Any],
     msg: dict[str, Any],
     rerun: float,
+    rd: dict[str, Any],
     sc: dict[str, Any],
     dash: dict[str, Any],
     push: dict[str, Any],
@@ -367,7 +312,8 @@ def render(
     return f"""# Benchmarks
 
 Produced by `make bench` (`python -m tests.bench --tasks {args.tasks} --bots {args.bots}
---concurrency {args.concurrency} --latency-samples {args.latency_samples}
+--concurrency {args.concurrency} --retry-drain-tasks {args.retry_drain_tasks}
+--latency-samples {args.latency_samples}
 --scaling-trials {args.scaling_trials} --dashboard-tasks {args.dashboard_tasks}
 --push-samples {args.push_samples} --config-changes {args.config_changes}
 --soak-tasks {args.soak_tasks} --soak-rate {args.soak_rate:g}
@@ -400,6 +346,7 @@ Shared, noisy machines: compare ratios within one run, not absolute numbers acro
 
 Latencies are differences of event timestamps recorded by the server (one clock).
 
+{retry_drain_section(rd)}
 ## Auto-scaling
 
 A pool `{pool["name"]}` (capabilities {pool["capabilities"]}, {pool["min_bots"]}..{pool["max_bots"]} bots of {pool["max_concurrency"]} slots, up cooldown {pool["up_cooldown_s"]} s, down cooldown {pool["down_cooldown_s"]} s, scaler pace 0.2 s), {sc["trials"]} trials: a burst of 50 tasks into the empty pool, then idle.
