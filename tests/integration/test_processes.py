@@ -14,7 +14,7 @@ from tests.integration.helpers import StartNode
 from tests.waiting import wait_for
 
 ADMIN = Cause("tester", "r1")
-LOOPS = {"dispatcher", "timeouts", "reaper", "scheduler", "postman"}
+LOOPS = {"dispatcher", "timeouts", "reaper", "breaker", "scheduler", "postman"}
 
 
 def failing(node: Node) -> dict[str, str]:
