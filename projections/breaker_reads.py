@@ -18,7 +18,8 @@ def breakers_and_holders(conn: psycopg.Connection[Any]) -> tuple[int, int, Rows,
     newest assignment first."""
     bots = conn.execute(
         "SELECT bot_id, version, state, "
-        "CASE WHEN breaker = 'closed' THEN NULL ELSE breaker_cooldown_s END, breaker_probe_at "
+        "CASE WHEN breaker = 'closed' THEN NULL ELSE breaker_cooldown_s END, breaker_probe_at, "
+        "max_concurrency "
         "FROM fleet_view WHERE state IN ('ready', 'draining', 'quarantined', 'probing')"
     ).fetchall()
     held = conn.execute(

@@ -54,6 +54,7 @@ from domain.policies.breaker import (
     Reopen,
     Trip,
     decide,
+    streak_needed,
     trimmed,
 )
 from domain.tasks import Task
@@ -72,6 +73,7 @@ class BotBreaker:
     version: int
     state: BreakerState | None  # None: not the breaker's (quarantined by hand, draining)
     history: list[Attempt] = field(default_factory=list)
+    slots: int = 1  # its max_concurrency: how many of its attempts run side by side
     probe_task: UUID | None = None
     reprobe: bool = False  # its probe proved nothing: probe again
     news: bool = False  # an outcome since the policy last looked
@@ -128,8 +130,9 @@ class Breakers(LiveModel):
         with self.lock:
             self.tasks_position = tasks
             self.holders = {task_id: bot_id for task_id, bot_id in held}
-            for bot_id, version, state, cooldown_s, probe_at in bots:
-                self.bots[bot_id] = BotBreaker(version, state_of(state, cooldown_s, probe_at))
+            for bot_id, version, state, cooldown_s, probe_at, slots in bots:
+                breaker = state_of(state, cooldown_s, probe_at)
+                self.bots[bot_id] = BotBreaker(version, breaker, slots=slots)
             for task_id, bot_id in reversed(held):  # a probe out: the latest held task
                 b = self.bots.get(bot_id)
                 if b is not None and isinstance(b.state, HalfOpen):
@@ -150,7 +153,9 @@ class Breakers(LiveModel):
     def _bot_event(self, e: Any) -> None:
         bot_id = e.originator_id
         if isinstance(e, Bot.Registered):
-            self.bots.setdefault(bot_id, BotBreaker(e.originator_version, Closed()))
+            self.bots.setdefault(
+                bot_id, BotBreaker(e.originator_version, Closed(), slots=e.max_concurrency)
+            )
             return
         b = self.bots.get(bot_id)
         if b is None or e.originator_version <= b.version:
@@ -201,8 +206,8 @@ class Breakers(LiveModel):
     def _ended(self, b: BotBreaker, task_id: UUID, attempt: Attempt) -> None:
         if isinstance(b.state, Closed):
             b.history.append(attempt)
-            if len(b.history) > 2 * max(self.config.min_attempts, self.config.consecutive_failures):
-                b.history = trimmed(b.history, self.config, attempt.at)
+            if len(b.history) > 2 * max(self.config.min_attempts, streak_needed(self.config, b.slots)):
+                b.history = trimmed(b.history, self.config, attempt.at, b.slots)
             b.news = True
         elif isinstance(b.state, HalfOpen) and b.probe_task == task_id and b.state.probe is None:
             b.state = HalfOpen(b.state.cooldown_s, attempt)
@@ -229,7 +234,7 @@ class Breakers(LiveModel):
                 if isinstance(b.state, Closed) and not b.news:
                     continue
                 b.news = False
-                decision = decide(b.history, self.config, b.state, now)
+                decision = decide(b.history, self.config, b.state, now, b.slots)
                 if decision is not None:
                     out.append((bot_id, decision, b.version))
         return out

@@ -5,7 +5,9 @@ A pure policy: the bot's recent attempts (when each ended, and whether it succee
 breaker's config, the bot's breaker state and the time in; one decision (or None) out.
 
 * **Closed** (the bot gets work). It trips when its last ``consecutive_failures`` attempts
-  all failed, or when at least ``min_attempts`` attempts ended within the last
+  all failed (or its last ``slots``, for a bot of more slots than that: a bot reports
+  the outcomes of its slots in batches, so the failures of attempts that ran side by side
+  may come one after the other in the log, with its successes before them), or when at least ``min_attempts`` attempts ended within the last
   ``window_s`` and the share of failures among them is at least ``failure_rate``. The trip
   quarantines the bot for ``cooldown_s`` and carries the evidence.
 * **Open** until its cooldown ends: then it gets one probe task (half-open).
@@ -95,14 +97,19 @@ Decision = Trip | Probe | Reinstate | Reopen
 
 
 def decide(
-    history: Sequence[Attempt], config: BreakerConfig, state: BreakerState, now: datetime
+    history: Sequence[Attempt],
+    config: BreakerConfig,
+    state: BreakerState,
+    now: datetime,
+    slots: int = 1,
 ) -> Decision | None:
-    """What to do with the bot now; None: nothing. ``history`` is oldest first."""
+    """What to do with the bot now; None: nothing. ``history`` is oldest first; ``slots``:
+    how many tasks the bot runs at once."""
     match state:
         case Closed():
             if not config.enabled:
                 return None
-            evidence = trip_evidence(history, config, now)
+            evidence = trip_evidence(history, config, now, slots)
             return None if evidence is None else Trip(evidence, config.cooldown_s)
         case Open(until=until, cooldown_s=cooldown):
             return Probe(cooldown) if now >= until else None
@@ -123,7 +130,7 @@ def next_cooldown(cooldown_s: float, config: BreakerConfig) -> float:
 
 
 def trip_evidence(
-    history: Sequence[Attempt], config: BreakerConfig, now: datetime
+    history: Sequence[Attempt], config: BreakerConfig, now: datetime, slots: int = 1
 ) -> dict[str, Any] | None:
     """Why the breaker trips, or None when it does not."""
     streak = consecutive_failures(history)
@@ -138,11 +145,16 @@ def trip_evidence(
         "failure_rate": round(rate, 4),
         "kinds": [a.kind for a in history if not a.succeeded][-MAX_KINDS:],
     }
-    if streak >= config.consecutive_failures:
+    if streak >= streak_needed(config, slots):
         return {"rule": "consecutive", **evidence}
     if failures and len(recent) >= config.min_attempts and rate >= config.failure_rate:
         return {"rule": "rate", **evidence}
     return None
+
+
+def streak_needed(config: BreakerConfig, slots: int) -> int:
+    """The failures in a row that trip a bot of ``slots`` slots."""
+    return max(config.consecutive_failures, slots)
 
 
 def consecutive_failures(history: Sequence[Attempt]) -> int:
@@ -159,10 +171,12 @@ def window(history: Sequence[Attempt], config: BreakerConfig, now: datetime) -> 
     return [a for a in history if a.at > since]
 
 
-def trimmed(history: Sequence[Attempt], config: BreakerConfig, now: datetime) -> list[Attempt]:
-    """What a follower needs to keep of ``history``: the window, and the streak of the
-    last ``consecutive_failures`` attempts (which may be older)."""
-    keep = max(config.consecutive_failures, 1)
+def trimmed(
+    history: Sequence[Attempt], config: BreakerConfig, now: datetime, slots: int = 1
+) -> list[Attempt]:
+    """What a follower needs to keep of ``history``: the window, and the streak that
+    trips it (its attempts may be older)."""
+    keep = streak_needed(config, slots)
     since = now - timedelta(seconds=config.window_s)
     cut = len(history) - keep
     return [a for i, a in enumerate(history) if i >= cut or a.at > since]

@@ -88,6 +88,19 @@ def test_one_failure_short_of_the_streak_does_not_trip(n: int) -> None:
     assert isinstance(decide(failures(n), config, Closed(), NOW), Trip)
 
 
+@given(st.integers(1, 20), st.integers(1, 300))
+def test_a_bot_of_many_slots_trips_on_a_streak_only_as_long_as_its_slots(
+    n: int, slots: int
+) -> None:
+    """A bot reports its slots' outcomes in batches: failures of attempts that ran side by
+    side may follow each other in the log. A streak shorter than its slots proves nothing."""
+    config = BreakerConfig(consecutive_failures=n, min_attempts=10_000)
+    needed = max(n, slots)
+    assert decide(failures(needed - 1), config, Closed(), NOW, slots) is None
+    tripped = decide(failures(needed), config, Closed(), NOW, slots)
+    assert isinstance(tripped, Trip) and tripped.evidence["rule"] == "consecutive"
+
+
 @given(st.integers(2, 30), st.floats(0.05, 1.0))
 def test_it_trips_at_the_failure_rate_over_the_window(n: int, rate: float) -> None:
     config = BreakerConfig(consecutive_failures=10_000, failure_rate=rate, min_attempts=n)
