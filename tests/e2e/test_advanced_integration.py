@@ -394,7 +394,7 @@ RETRY_POLICIES = {
     "flaky": {"max_attempts": 3, "initial_backoff_s": 0.5, "multiplier": 2.0,
               "max_backoff_s": 5.0, "jitter": 0.1},
     "poison": {"max_attempts": 3, "initial_backoff_s": 0.2, "max_backoff_s": 1.0},
-    "tick": {"max_attempts": 3, "initial_backoff_s": 0.6, "max_backoff_s": 1.0},
+    "tick": {"max_attempts": 3, "initial_backoff_s": 1.5, "max_backoff_s": 2.0},
     "doomed": {"max_attempts": 2, "initial_backoff_s": 0.1, "max_backoff_s": 1.0},
 }  # fmt: skip
 
@@ -593,6 +593,7 @@ def _runs(events: list[Any], schedule_id: str) -> list[Any]:
 
 def _check_flaky(events: list[Any], flaky: list[str]) -> None:
     policy = RetryPolicy(max_attempts=3, initial_backoff_s=0.5, multiplier=2.0, max_backoff_s=5)
+    gaps: list[float] = []
     for task_id in flaky:
         mine = [e for e in events if str(e.originator_id) == task_id]
         retries = [e for e in mine if isinstance(e, Task.RetryScheduled)]
@@ -604,7 +605,12 @@ def _check_flaky(events: list[Any], flaky: list[str]) -> None:
             gap = (next_start - retry.timestamp).total_seconds()
             assert gap >= backoff(policy, retry.attempt), (task_id, retry.attempt, gap)
             assert next_start >= retry.not_before
+            gaps.append(gap / backoff(policy, retry.attempt))
         assert isinstance(mine[-1], Task.Succeeded)
+    print(
+        f"flaky: {len(flaky)} tasks x 3 attempts; failure -> next start / backoff: "
+        f"min {min(gaps):.2f}, max {max(gaps):.2f}"
+    )
 
 
 def _check_poison(events: list[Any], poison: str) -> None:
@@ -616,6 +622,8 @@ def _check_poison(events: list[Any], poison: str) -> None:
         ("DeadLettered", 3, "lost"),
     ]
     assert len({e.bot_id for e in ended}) == 3, "each attempt on a bot of its own"
+    took = (ended[-1].timestamp - mine[0].timestamp).total_seconds()
+    print(f"poison: dead-lettered after 3 lost attempts, {took:.1f} s after its submission")
 
 
 def _check_schedule(events: list[Any], schedule_id: str) -> None:
@@ -641,3 +649,10 @@ def _check_schedule(events: list[Any], schedule_id: str) -> None:
         spans.append((theirs[0].timestamp, theirs[-1].timestamp))
     for (_, ended), (began, _) in itertools.pairwise(sorted(spans)):
         assert began >= ended, "a run fired while the one before it was still retrying"
+    buffered = sum(isinstance(e, Schedule.Buffered) for e in mine)
+    skipped = sum(e.count for e in mine if isinstance(e, Schedule.Skipped))
+    assert buffered, "a run's retry outlasts a tick (1.5 s backoff, 1 s ticks): one is buffered"
+    print(
+        f"schedule: {len(decided)} ticks decided once each ({buffered} buffered while a run "
+        f"retried, {skipped} skipped), {len(runs)} runs of 2 attempts, none overlapping"
+    )
