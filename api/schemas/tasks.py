@@ -314,6 +314,12 @@ class TaskPublic(Model):
             submitted_at=task.created_on,
             not_before=task.not_before,
             schedule_id=task.schedule_id,
+            attempt=task.attempt,
+            series=task.series,
+            error_kind=task.error_kind,
+            dead_reason=task.dead_reason,
+            retry_at=task.not_before if task.state == "pending" and task.attempt > 1 else None,
+            limits=None if task.retry is None else RetryLimitsPublic.model_validate(task.retry),
             position=position,
         )
 

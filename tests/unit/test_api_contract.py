@@ -1543,6 +1543,7 @@ def dead(world: World, bot_id: str, **task: Any) -> dict[str, Any]:
 def test_a_submission_narrows_its_retry_policy_and_may_not_widen_it(world: World) -> None:
     narrowed = submit(world, type="code", retry={"max_attempts": 2, "timeout_s": 30})
     assert world.hive.get(Task, UUID(narrowed["id"])).retry == {"max_attempts": 2, "timeout_s": 30}
+    assert narrowed["limits"] == {"max_attempts": 2, "timeout_s": 30}  # the answer says so
     before = world.persisted()
     wider = world.client.post(
         "/v1/tasks",
@@ -1591,6 +1592,7 @@ def test_retry_re_drives_a_cancelled_task_and_refuses_a_live_one(world: World) -
     )
     assert again.status_code == 200, again.text
     assert again.json()["state"] == "pending" and again.json()["position"] == world.persisted()
+    assert (again.json()["series"], again.json()["attempt"]) == (2, 1)
     [redriven] = events_of(world, task["id"], Task.Redriven)
     assert (redriven.reason, redriven.series, redriven.actor) == ("fixed", 2, "root")
     missing = world.client.post(f"/v1/tasks/{uuid4()}/retry", headers=world.auth("client"))
