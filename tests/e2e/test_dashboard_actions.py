@@ -7,6 +7,8 @@ their Content Security Policy with no violation."""
 
 from __future__ import annotations
 
+import shlex
+import sys
 from typing import Any
 
 import httpx
@@ -15,13 +17,16 @@ import pytest
 from tests.e2e.harness import Hive, start_bot, task
 from tests.e2e.test_dashboard import ARTIFACTS, browser, sign_in  # noqa: F401  (fixture)
 from tests.e2e.test_dashboard_sessions import csp_reports
-from tests.e2e.test_exec_worker import WORKER
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
 # Two attempts, a short backoff: a task whose every attempt fails is dead in a second.
 RETRY = {"default": {"max_attempts": 2, "initial_backoff_s": 0.2, "max_backoff_s": 0.2}}
+
+
+# A command that fails every attempt, retryably (exit 75, EX_TEMPFAIL: kind "temporary").
+FAILING = shlex.join([sys.executable, "-c", "import sys; sys.exit(75)"])
 
 
 def retrying_twice(client: httpx.Client) -> None:
@@ -50,7 +55,7 @@ def test_a_dead_letter_is_shown_and_an_admin_retries_it_from_its_page(
     admin_key = hive.key("admin")
     admin = hive.client(admin_key)
     retrying_twice(admin)
-    bot = start_bot(hive, hive.key("bot"), "failing", "--capabilities", "words", "--exec", WORKER)
+    bot = start_bot(hive, hive.key("bot"), "failing", "--capabilities", "words", "--exec", FAILING)
     try:
         body = {"type": "reverse", "capabilities": ["words"], "payload": {"no": "text"}}
         created = admin.post("/v1/tasks", json=body)
@@ -76,7 +81,7 @@ def test_a_dead_letter_is_shown_and_an_admin_retries_it_from_its_page(
         assert outcomes == ["failed", "failed"]
         assert "attempts exhausted" in page.inner_text("#dead-reason")
         assert '"no": "text"' in page.inner_text("#payload pre")  # pretty JSON, as a block
-        assert "exited with status 2" in page.inner_text("#error pre")
+        assert "exited with status 75" in page.inner_text("#error pre")
         assert page.query_selector("#why tr.chosen") is not None  # why this bot: a table
 
         page.click("#actions button[data-action='retry']")  # asks first: nothing sent yet
@@ -93,7 +98,7 @@ def test_a_dead_letter_is_shown_and_an_admin_retries_it_from_its_page(
 
         page.goto(f"{hive.url}/dashboard/tasks")
         page.wait_for_selector(f"#tasks tr[data-task='{task_id}'] [data-state='dead']")
-        assert "exited with status 2" in page.inner_text(f"#tasks tr[data-task='{task_id}'] .err")
+        assert "exited with status 75" in page.inner_text(f"#tasks tr[data-task='{task_id}'] .err")
         assert blocked == []
     finally:
         assert bot.stop() == 0
