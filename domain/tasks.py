@@ -233,6 +233,7 @@ class Task(HiveAggregate):
         type: str
         priority: int
         capabilities: list[str]
+        retry: dict[str, Any] | None  # the submission's narrowing, as ``Submitted`` had it
 
         def apply(self, task: Task) -> None:
             task.state = TaskState.PENDING
@@ -448,6 +449,7 @@ class Task(HiveAggregate):
             type=self.type,
             priority=self.priority,
             capabilities=list(self.capabilities),
+            retry=self.retry,
         )
 
     def cancel(self, reason: str, cause: Cause, at: datetime) -> None:

@@ -206,7 +206,8 @@ class Breakers(LiveModel):
     def _ended(self, b: BotBreaker, task_id: UUID, attempt: Attempt) -> None:
         if isinstance(b.state, Closed):
             b.history.append(attempt)
-            if len(b.history) > 2 * max(self.config.min_attempts, streak_needed(self.config, b.slots)):
+            keep = max(self.config.min_attempts, streak_needed(self.config, b.slots))
+            if len(b.history) > 2 * keep:
                 b.history = trimmed(b.history, self.config, attempt.at, b.slots)
             b.news = True
         elif isinstance(b.state, HalfOpen) and b.probe_task == task_id and b.state.probe is None:

@@ -296,26 +296,11 @@ class LiveIndex(LiveModel):
         task = self.tasks.get(e.originator_id)
         if isinstance(e, Task.Submitted):
             if task is None and e.originator_version == 1:
-                self._put(
-                    LiveTask(
-                        e.originator_id,
-                        e.priority,
-                        seq,
-                        frozenset(e.capabilities),
-                        "pending",
-                        None,
-                        0,
-                        1,
-                        e.timestamp,
-                        e.not_before,
-                        e.type,
-                        timeout_s=(e.retry or {}).get("timeout_s"),
-                    )
-                )
+                self._queue(seq, e, e.not_before)
                 submitted.append(e.originator_id)
             return
-        if isinstance(e, Task.Redriven) and task is None:
-            self._redrive(seq, e)
+        if isinstance(e, Task.Redriven) and task is None:  # it was finished: queued anew
+            self._queue(seq, e, None)
             changes.work = True
             return
         if task is None or e.originator_version != task.version + 1:
@@ -362,8 +347,9 @@ class LiveIndex(LiveModel):
         if task.bot_id is not None and self.deadlines.watch(task):
             changes.deadline = True
 
-    def _redrive(self, seq: int, e: Any) -> None:
-        """A finished task sent round again: pending anew, aged from its re-drive."""
+    def _queue(self, seq: int, e: Task.Submitted | Task.Redriven, due: datetime | None) -> None:
+        """A task pending from ``e`` (its submission, or a re-drive of it once finished),
+        aged from then."""
         self._put(
             LiveTask(
                 e.originator_id,
@@ -375,8 +361,9 @@ class LiveIndex(LiveModel):
                 0,
                 e.originator_version,
                 e.timestamp,
-                None,
+                due,
                 e.type,
+                timeout_s=(e.retry or {}).get("timeout_s"),
             )
         )
 

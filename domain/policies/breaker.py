@@ -7,9 +7,10 @@ breaker's config, the bot's breaker state and the time in; one decision (or None
 * **Closed** (the bot gets work). It trips when its last ``consecutive_failures`` attempts
   all failed (or its last ``slots``, for a bot of more slots than that: a bot reports
   the outcomes of its slots in batches, so the failures of attempts that ran side by side
-  may come one after the other in the log, with its successes before them), or when at least ``min_attempts`` attempts ended within the last
-  ``window_s`` and the share of failures among them is at least ``failure_rate``. The trip
-  quarantines the bot for ``cooldown_s`` and carries the evidence.
+  may come one after the other in the log, with its successes before them), or when at
+  least ``min_attempts`` attempts ended within the last ``window_s`` and the share of
+  failures among them is at least ``failure_rate``. The trip quarantines the bot for
+  ``cooldown_s`` and carries the evidence.
 * **Open** until its cooldown ends: then it gets one probe task (half-open).
 * **Half-open** with one probe out: the probe's success reinstates the bot; its failure
   opens the breaker again for twice the cooldown, at most ``max_cooldown_s``.

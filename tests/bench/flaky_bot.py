@@ -12,8 +12,6 @@ arguments of ``apiary bot``); ``start_flaky_bot`` launches it as ``start_bot`` d
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from collections.abc import Callable
 
@@ -22,7 +20,7 @@ from runtime.bot import JSON
 from runtime.bot import cli as bot_cli
 from runtime.bot.client import ClaimedTask
 from runtime.bot.handlers import Handler, TaskError
-from tests.e2e.harness import Bot, Hive
+from tests.e2e.harness import Bot, Hive, start_bot
 
 FAIL_EVERY = 10
 
@@ -47,17 +45,7 @@ def handler_for(
 
 
 def start_flaky_bot(hive: Hive, token: str, name: str, *args: str) -> Bot:
-    log_path = hive.home / f"bot-{name}.log"
-    env = {**os.environ, "APIARY_BOT_TOKEN": token, "APIARY_HIVE_URL": hive.url}
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.bench.flaky_bot", "bot", "--name", name, *args],
-            env=env,
-            cwd=hive.cwd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return Bot(proc, log_path)
+    return start_bot(hive, token, name, *args, main="tests.bench.flaky_bot")
 
 
 if __name__ == "__main__":

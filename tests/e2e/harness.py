@@ -160,12 +160,13 @@ class Bot:
         return self.proc.wait(timeout=30)
 
 
-def start_bot(hive: Hive, token: str, name: str, *args: str) -> Bot:
+def start_bot(hive: Hive, token: str, name: str, *args: str, main: str = "api.cli") -> Bot:
+    """An ``apiary bot`` process (``main``: the module that runs its command line)."""
     log_path = hive.home / f"bot-{name}.log"
     env = {**os.environ, "APIARY_BOT_TOKEN": token, "APIARY_HIVE_URL": hive.url}
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "bot", "--name", name, *args],
+            [sys.executable, "-m", main, "bot", "--name", name, *args],
             env=env,
             cwd=hive.cwd,
             stdout=log,

@@ -43,7 +43,9 @@ def test_an_assigned_task_finishes_in_one_event_with_how_long_it_ran(
 
 def test_ran_s_is_never_more_than_the_task_was_assigned(hive: Hive, clock: FakeClock) -> None:
     task_id, bot_id, me = assigned(hive, clock)  # assigned 2 s ago
-    done = hive.tasks.finish(bot_id, [Report(task_id, 1, error="boom", ran_s=60.0, retryable=False)], me)
+    done = hive.tasks.finish(
+        bot_id, [Report(task_id, 1, error="boom", ran_s=60.0, retryable=False)], me
+    )
     [(_, event)] = done.recorded
     assert isinstance(event, Task.Failed) and event.ran_s == 2.0
 

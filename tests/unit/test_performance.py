@@ -217,6 +217,7 @@ def test_a_redrive_says_nothing_and_the_new_series_is_learned_from() -> None:
             type="code",
             priority=5,
             capabilities=["code"],
+            retry=None,
         ),
         event(Task.Assigned, 5, at, bot_id=other, fencing_token=2, why={}),
         event(Task.Started, 6, at, fencing_token=2),
