@@ -52,10 +52,9 @@ from domain.policies.breaker import (
     Probe,
     Reinstate,
     Reopen,
+    RollingTally,
     Trip,
     decide,
-    streak_needed,
-    trimmed,
 )
 from domain.tasks import Task
 from projections.breaker_reads import breakers_and_holders
@@ -72,7 +71,7 @@ UNFINISHED = (Task.Cancelled, Task.LeaseExpired)  # no attempt ended: nothing of
 class BotBreaker:
     version: int
     state: BreakerState | None  # None: not the breaker's (quarantined by hand, draining)
-    history: list[Attempt] = field(default_factory=list)
+    recent: RollingTally = field(default_factory=RollingTally)
     slots: int = 1  # its max_concurrency: how many of its attempts run side by side
     probe_task: UUID | None = None
     reprobe: bool = False  # its probe proved nothing: probe again
@@ -205,10 +204,7 @@ class Breakers(LiveModel):
 
     def _ended(self, b: BotBreaker, task_id: UUID, attempt: Attempt) -> None:
         if isinstance(b.state, Closed):
-            b.history.append(attempt)
-            keep = max(self.config.min_attempts, streak_needed(self.config, b.slots))
-            if len(b.history) > 2 * keep:
-                b.history = trimmed(b.history, self.config, attempt.at, b.slots)
+            b.recent.add(attempt)
             b.news = True
         elif isinstance(b.state, HalfOpen) and b.probe_task == task_id and b.state.probe is None:
             b.state = HalfOpen(b.state.cooldown_s, attempt)
@@ -218,7 +214,7 @@ class Breakers(LiveModel):
     @staticmethod
     def _set(b: BotBreaker, version: int, state: BreakerState | None) -> None:
         b.version, b.state = version, state
-        b.history, b.probe_task, b.reprobe, b.news = [], None, False, False
+        b.recent, b.probe_task, b.reprobe, b.news = RollingTally(), None, False, False
 
     # -- the loop's side -----------------------------------------------------------------
 
@@ -235,7 +231,8 @@ class Breakers(LiveModel):
                 if isinstance(b.state, Closed) and not b.news:
                     continue
                 b.news = False
-                decision = decide(b.history, self.config, b.state, now, b.slots)
+                recent = b.recent.at(self.config, now)
+                decision = decide(recent, self.config, b.state, now, b.slots)
                 if decision is not None:
                     out.append((bot_id, decision, b.version))
         return out

@@ -22,6 +22,7 @@ the task's own answer, not the bot's fault, and counts as neither.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -97,20 +98,70 @@ class Reopen:
 Decision = Trip | Probe | Reinstate | Reopen
 
 
+@dataclass(frozen=True)
+class Tally:
+    """What the policy reads of a bot's recent attempts."""
+
+    streak: int  # failures since its last success
+    attempts: int  # attempts that ended within the window
+    failures: int  # of those, the failures
+    kinds: tuple[str | None, ...] = ()  # the last failures' kinds, at most ``MAX_KINDS``
+
+
+def tally(history: Sequence[Attempt], config: BreakerConfig, now: datetime) -> Tally:
+    """The tally of a whole history (oldest first): what ``RollingTally`` keeps as it goes."""
+    since = now - timedelta(seconds=config.window_s)
+    recent = [a for a in history if a.at > since]
+    streak = 0
+    for attempt in reversed(history):
+        if attempt.succeeded:
+            break
+        streak += 1
+    kinds = tuple(a.kind for a in history if not a.succeeded)[-MAX_KINDS:]
+    return Tally(streak, len(recent), sum(not a.succeeded for a in recent), kinds)
+
+
+class RollingTally:
+    """A bot's tally kept as its attempts end, in their order: each costs O(1) (amortized),
+    however many the window holds (a drain ends thousands a second on one bot)."""
+
+    def __init__(self) -> None:
+        self.recent: deque[Attempt] = deque()
+        self.failures = 0
+        self.streak = 0
+        self.kinds: deque[str | None] = deque(maxlen=MAX_KINDS)
+
+    def add(self, attempt: Attempt) -> None:
+        self.recent.append(attempt)
+        if attempt.succeeded:
+            self.streak = 0
+        else:
+            self.streak += 1
+            self.failures += 1
+            self.kinds.append(attempt.kind)
+
+    def at(self, config: BreakerConfig, now: datetime) -> Tally:
+        since = now - timedelta(seconds=config.window_s)
+        while self.recent and self.recent[0].at <= since:
+            if not self.recent.popleft().succeeded:
+                self.failures -= 1
+        return Tally(self.streak, len(self.recent), self.failures, tuple(self.kinds))
+
+
 def decide(
-    history: Sequence[Attempt],
+    recent: Tally,
     config: BreakerConfig,
     state: BreakerState,
     now: datetime,
     slots: int = 1,
 ) -> Decision | None:
-    """What to do with the bot now; None: nothing. ``history`` is oldest first; ``slots``:
-    how many tasks the bot runs at once."""
+    """What to do with the bot now; None: nothing. ``slots``: how many tasks the bot runs
+    at once."""
     match state:
         case Closed():
             if not config.enabled:
                 return None
-            evidence = trip_evidence(history, config, now, slots)
+            evidence = trip_evidence(recent, config, slots)
             return None if evidence is None else Trip(evidence, config.cooldown_s)
         case Open(until=until, cooldown_s=cooldown):
             return Probe(cooldown) if now >= until else None
@@ -130,25 +181,20 @@ def next_cooldown(cooldown_s: float, config: BreakerConfig) -> float:
     return min(cooldown_s * 2, config.max_cooldown_s)
 
 
-def trip_evidence(
-    history: Sequence[Attempt], config: BreakerConfig, now: datetime, slots: int = 1
-) -> dict[str, Any] | None:
+def trip_evidence(recent: Tally, config: BreakerConfig, slots: int = 1) -> dict[str, Any] | None:
     """Why the breaker trips, or None when it does not."""
-    streak = consecutive_failures(history)
-    recent = window(history, config, now)
-    failures = [a for a in recent if not a.succeeded]
-    rate = len(failures) / len(recent) if recent else 0.0
+    rate = recent.failures / recent.attempts if recent.attempts else 0.0
     evidence = {
-        "consecutive_failures": streak,
-        "attempts": len(recent),
-        "failures": len(failures),
+        "consecutive_failures": recent.streak,
+        "attempts": recent.attempts,
+        "failures": recent.failures,
         "window_s": config.window_s,
         "failure_rate": round(rate, 4),
-        "kinds": [a.kind for a in history if not a.succeeded][-MAX_KINDS:],
+        "kinds": list(recent.kinds),
     }
-    if streak >= streak_needed(config, slots):
+    if recent.streak >= streak_needed(config, slots):
         return {"rule": "consecutive", **evidence}
-    if failures and len(recent) >= config.min_attempts and rate >= config.failure_rate:
+    if recent.failures and recent.attempts >= config.min_attempts and rate >= config.failure_rate:
         return {"rule": "rate", **evidence}
     return None
 
@@ -156,28 +202,3 @@ def trip_evidence(
 def streak_needed(config: BreakerConfig, slots: int) -> int:
     """The failures in a row that trip a bot of ``slots`` slots."""
     return max(config.consecutive_failures, slots)
-
-
-def consecutive_failures(history: Sequence[Attempt]) -> int:
-    streak = 0
-    for attempt in reversed(history):
-        if attempt.succeeded:
-            break
-        streak += 1
-    return streak
-
-
-def window(history: Sequence[Attempt], config: BreakerConfig, now: datetime) -> list[Attempt]:
-    since = now - timedelta(seconds=config.window_s)
-    return [a for a in history if a.at > since]
-
-
-def trimmed(
-    history: Sequence[Attempt], config: BreakerConfig, now: datetime, slots: int = 1
-) -> list[Attempt]:
-    """What a follower needs to keep of ``history``: the window, and the streak that
-    trips it (its attempts may be older)."""
-    keep = streak_needed(config, slots)
-    since = now - timedelta(seconds=config.window_s)
-    cut = len(history) - keep
-    return [a for i, a in enumerate(history) if i >= cut or a.at > since]

@@ -11,21 +11,34 @@ from hypothesis import strategies as st
 from domain.policies.breaker import (
     Attempt,
     BreakerConfig,
+    BreakerState,
     Closed,
+    Decision,
     HalfOpen,
     Open,
     Probe,
     Reinstate,
     Reopen,
+    RollingTally,
     Trip,
-    consecutive_failures,
     decide,
     next_cooldown,
-    trimmed,
-    window,
+    tally,
 )
 
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
+
+
+def decided(
+    history: list[Attempt],
+    config: BreakerConfig,
+    state: BreakerState,
+    now: datetime = NOW,
+    slots: int = 1,
+) -> Decision | None:
+    """The policy's decision over a whole history, as its tally."""
+    return decide(tally(history, config, now), config, state, now, slots)
+
 
 configs = st.builds(
     BreakerConfig,
@@ -59,15 +72,17 @@ def failures(n: int, *, every_s: float = 1.0) -> list[Attempt]:
 def test_it_never_trips_below_both_thresholds(
     config: BreakerConfig, history: list[Attempt]
 ) -> None:
-    recent = window(history, config, NOW)
+    since = NOW - timedelta(seconds=config.window_s)
+    recent = [a for a in history if a.at > since]
     failed = sum(not a.succeeded for a in recent)
     below_rate = (
         len(recent) < config.min_attempts
         or failed == 0
         or failed / len(recent) < config.failure_rate
     )
-    if consecutive_failures(history) < config.consecutive_failures and below_rate:
-        assert decide(history, config, Closed(), NOW) is None
+    streak = len(history) - max((i + 1 for i, a in enumerate(history) if a.succeeded), default=0)
+    if streak < config.consecutive_failures and below_rate:
+        assert decided(history, config, Closed(), NOW) is None
 
 
 @given(configs, histories(max_size=20))
@@ -75,7 +90,7 @@ def test_it_trips_at_the_consecutive_threshold_whatever_came_before(
     config: BreakerConfig, before: list[Attempt]
 ) -> None:
     history = [*before, *failures(config.consecutive_failures)]
-    decision = decide(history, config, Closed(), NOW)
+    decision = decided(history, config, Closed(), NOW)
     assert isinstance(decision, Trip)
     assert decision.cooldown_s == config.cooldown_s
     assert decision.evidence["consecutive_failures"] >= config.consecutive_failures
@@ -84,8 +99,8 @@ def test_it_trips_at_the_consecutive_threshold_whatever_came_before(
 @given(st.integers(1, 20))
 def test_one_failure_short_of_the_streak_does_not_trip(n: int) -> None:
     config = BreakerConfig(consecutive_failures=n, min_attempts=10_000)
-    assert decide(failures(n - 1), config, Closed(), NOW) is None
-    assert isinstance(decide(failures(n), config, Closed(), NOW), Trip)
+    assert decided(failures(n - 1), config, Closed(), NOW) is None
+    assert isinstance(decided(failures(n), config, Closed(), NOW), Trip)
 
 
 @given(st.integers(1, 20), st.integers(1, 300))
@@ -96,8 +111,8 @@ def test_a_bot_of_many_slots_trips_on_a_streak_only_as_long_as_its_slots(
     side may follow each other in the log. A streak shorter than its slots proves nothing."""
     config = BreakerConfig(consecutive_failures=n, min_attempts=10_000)
     needed = max(n, slots)
-    assert decide(failures(needed - 1), config, Closed(), NOW, slots) is None
-    tripped = decide(failures(needed), config, Closed(), NOW, slots)
+    assert decided(failures(needed - 1), config, Closed(), NOW, slots) is None
+    tripped = decided(failures(needed), config, Closed(), NOW, slots)
     assert isinstance(tripped, Trip) and tripped.evidence["rule"] == "consecutive"
 
 
@@ -106,28 +121,28 @@ def test_it_trips_at_the_failure_rate_over_the_window(n: int, rate: float) -> No
     config = BreakerConfig(consecutive_failures=10_000, failure_rate=rate, min_attempts=n)
     failed = next(f for f in range(1, n + 1) if f / n >= rate)  # the fewest that reach it
     history = [Attempt(NOW - timedelta(seconds=n - i), i >= failed, "crash") for i in range(n)]
-    decision = decide(history, config, Closed(), NOW)
+    decision = decided(history, config, Closed(), NOW)
     assert isinstance(decision, Trip)
     assert decision.evidence["rule"] == "rate"
     assert (decision.evidence["failures"], decision.evidence["attempts"]) == (failed, n)
-    assert decide(history[:-1], config, Closed(), NOW) is None  # too few attempts yet
+    assert decided(history[:-1], config, Closed(), NOW) is None  # too few attempts yet
     if failed > 1:  # one failure fewer is below the rate
         fewer = [Attempt(a.at, a.succeeded or i == 0, a.kind) for i, a in enumerate(history)]
-        assert decide(fewer, config, Closed(), NOW) is None
+        assert decided(fewer, config, Closed(), NOW) is None
 
 
 def test_attempts_outside_the_window_do_not_count_for_the_rate() -> None:
     config = BreakerConfig(consecutive_failures=100, failure_rate=0.5, window_s=60, min_attempts=4)
     old = [Attempt(NOW - timedelta(seconds=120 + i), False, "crash") for i in range(10)]
     recent = [Attempt(NOW - timedelta(seconds=10 - i), i % 2 == 0, "crash") for i in range(3)]
-    assert decide([*old, *recent], config, Closed(), NOW) is None
-    tripped = decide([*old, *recent, Attempt(NOW, False, "crash")], config, Closed(), NOW)
+    assert decided([*old, *recent], config, Closed(), NOW) is None
+    tripped = decided([*old, *recent, Attempt(NOW, False, "crash")], config, Closed(), NOW)
     assert isinstance(tripped, Trip) and tripped.evidence["attempts"] == 4
 
 
 def test_the_evidence_names_the_counts_the_window_and_the_last_kinds() -> None:
     history = [Attempt(NOW - timedelta(seconds=7 - i), False, f"k{i}") for i in range(7)]
-    decision = decide(history, BreakerConfig(consecutive_failures=7), Closed(), NOW)
+    decision = decided(history, BreakerConfig(consecutive_failures=7), Closed(), NOW)
     assert isinstance(decision, Trip)
     assert decision.evidence == {
         "rule": "consecutive",
@@ -143,7 +158,7 @@ def test_the_evidence_names_the_counts_the_window_and_the_last_kinds() -> None:
 @given(configs, histories())
 def test_a_disabled_breaker_never_trips(config: BreakerConfig, history: list[Attempt]) -> None:
     off = BreakerConfig(**{**vars(config), "enabled": False})
-    assert decide([*history, *failures(50)], off, Closed(), NOW) is None
+    assert decided([*history, *failures(50)], off, Closed(), NOW) is None
 
 
 @given(configs, st.floats(0.0, 1000.0))
@@ -151,9 +166,9 @@ def test_an_open_breaker_probes_once_its_cooldown_has_passed(
     config: BreakerConfig, cooldown: float
 ) -> None:
     until = NOW + timedelta(seconds=cooldown)
-    assert decide([], config, Open(until, cooldown), until) == Probe(cooldown)
+    assert decided([], config, Open(until, cooldown), until) == Probe(cooldown)
     early = until - timedelta(microseconds=1)
-    assert decide(failures(99), config, Open(until, cooldown), early) is None
+    assert decided(failures(99), config, Open(until, cooldown), early) is None
 
 
 @given(configs, st.floats(0.5, 3600.0), histories())
@@ -161,7 +176,7 @@ def test_a_success_in_half_open_reinstates(
     config: BreakerConfig, cooldown: float, history: list[Attempt]
 ) -> None:
     probe = Attempt(NOW, True)
-    assert decide(history, config, HalfOpen(cooldown, probe), NOW) == Reinstate()
+    assert decided(history, config, HalfOpen(cooldown, probe), NOW) == Reinstate()
 
 
 @given(configs, st.floats(0.5, 3600.0))
@@ -169,7 +184,7 @@ def test_a_failed_probe_doubles_the_cooldown_up_to_the_cap(
     config: BreakerConfig, cooldown: float
 ) -> None:
     cooldown = min(cooldown, config.max_cooldown_s)
-    decision = decide([], config, HalfOpen(cooldown, Attempt(NOW, False, "crash")), NOW)
+    decision = decided([], config, HalfOpen(cooldown, Attempt(NOW, False, "crash")), NOW)
     assert isinstance(decision, Reopen)
     assert decision.cooldown_s == min(2 * cooldown, config.max_cooldown_s)
     assert cooldown <= decision.cooldown_s <= config.max_cooldown_s
@@ -186,14 +201,18 @@ def test_repeated_failed_probes_reach_the_cap_and_stay_there(config: BreakerConf
 
 
 def test_a_probe_still_out_decides_nothing() -> None:
-    assert decide(failures(10), BreakerConfig(), HalfOpen(30.0), NOW) is None
+    assert decided(failures(10), BreakerConfig(), HalfOpen(30.0), NOW) is None
 
 
-@given(configs, histories(max_size=80))
-def test_trimming_keeps_every_decision(config: BreakerConfig, history: list[Attempt]) -> None:
-    """What a follower keeps of a bot's attempts trips it exactly when all of them do."""
-    whole = decide(history, config, Closed(), NOW)
-    kept = decide(trimmed(history, config, NOW), config, Closed(), NOW)
-    assert (whole is None) == (kept is None)
-    if isinstance(whole, Trip) and isinstance(kept, Trip):
-        assert whole.evidence["rule"] == kept.evidence["rule"]
+@given(configs, histories(max_size=80), st.integers(0, 80))
+def test_the_rolling_tally_equals_the_tally_of_the_whole_history(
+    config: BreakerConfig, history: list[Attempt], looked: int
+) -> None:
+    """What the engine keeps as attempts end (looking in between, which drops the old ones)
+    equals the tally of every attempt: the decisions are the same."""
+    rolling = RollingTally()
+    for i, attempt in enumerate(history):
+        rolling.add(attempt)
+        if i == looked:
+            rolling.at(config, attempt.at)
+    assert rolling.at(config, NOW) == tally(history, config, NOW)
