@@ -141,13 +141,20 @@ class Breakers(LiveModel):
     # -- the log -----------------------------------------------------------------------
 
     def apply(self, events: Iterable[tuple[int, Any]]) -> None:
+        """Wakes the loop only for what may change a decision: a bot's own events, a
+        failure, a probe's end, or a success of a bot with failures in its window (a
+        success can still bring a bot to ``min_attempts``). A drain of successes wakes
+        nothing."""
+        stirred = False
         with self.lock:
             for position, event in events:
                 if isinstance(event, Bot.Event):
                     self._bot_event(event)
+                    stirred = True
                 elif isinstance(event, Task.Event) and position > self.tasks_position:
-                    self._task_event(event)
-        self.wake.set()
+                    stirred = self._task_event(event) or stirred
+        if stirred:
+            self.wake.set()
 
     def _bot_event(self, e: Any) -> None:
         bot_id = e.originator_id
@@ -175,41 +182,47 @@ class Breakers(LiveModel):
             case Bot.Reinstated():
                 self._set(b, e.originator_version, Closed())
 
-    def _task_event(self, e: Any) -> None:
+    def _task_event(self, e: Any) -> bool:
+        """Returns whether the event may change a decision."""
         task_id = e.originator_id
         if isinstance(e, Task.Assigned):
             self.holders[task_id] = e.bot_id
             b = self.bots.get(e.bot_id)
             if b is not None and isinstance(b.state, HalfOpen) and b.probe_task is None:
                 b.probe_task = task_id
-            return
+            return False
         bot_id = self.holders.pop(task_id, None)
         if isinstance(e, Task.RetryScheduled | Task.DeadLettered):
             bot_id = e.bot_id
         b = None if bot_id is None else self.bots.get(bot_id)
         if b is None:
-            return
+            return False
         at = e.timestamp
         match e:
             case Task.Succeeded():
-                self._ended(b, task_id, Attempt(at, True))
+                return self._ended(b, task_id, Attempt(at, True))
             case Task.RetryScheduled() | Task.DeadLettered():
-                self._ended(b, task_id, Attempt(at, False, e.error_kind or e.outcome))
+                return self._ended(b, task_id, Attempt(at, False, e.error_kind or e.outcome))
             case Task.Failed():  # the task's own answer: its bot did its work
                 if b.probe_task == task_id:
-                    self._ended(b, task_id, Attempt(at, True))
+                    return self._ended(b, task_id, Attempt(at, True))
             case _:  # cancelled, or taken back before it started: no attempt ended
                 if b.probe_task == task_id:
                     b.probe_task, b.reprobe = None, True
+                    return True
+        return False
 
-    def _ended(self, b: BotBreaker, task_id: UUID, attempt: Attempt) -> None:
+    def _ended(self, b: BotBreaker, task_id: UUID, attempt: Attempt) -> bool:
+        """Counts the attempt; returns whether the bot's breaker has news for the policy."""
         if isinstance(b.state, Closed):
             b.recent.add(attempt)
-            b.news = True
+            if not attempt.succeeded or b.recent.failures:  # else it cannot trip: no news
+                b.news = True
         elif isinstance(b.state, HalfOpen) and b.probe_task == task_id and b.state.probe is None:
             b.state = HalfOpen(b.state.cooldown_s, attempt)
             b.news = True
         # open (a task it held when it tripped ended) or not the breaker's: not counted
+        return b.news
 
     @staticmethod
     def _set(b: BotBreaker, version: int, state: BreakerState | None) -> None:
