@@ -7,19 +7,29 @@ or from the wrong bot, cancellations, lost and deregistered bots; and with messa
 (``tests/unit/message_model.py``): sent to a bot, a capability or a pool (fanned out), in
 conversations or not, handed out by claims, acknowledged (the latest attempt, mostly; a
 stale one or by the wrong bot, sometimes), re-routed when their bot is gone and
-dead-lettered past their TTL, while a fake clock moves (visibility deadlines run out). A
-small model predicts every outcome: the new state of each task, bot and message, or the
-exact domain error (and then nothing may have been persisted). After every step:
+dead-lettered past their TTL, while a fake clock moves (visibility deadlines run out).
+Tasks retry (issue 12): the hive has a retry policy per type (``POLICIES``), submissions
+narrow it; failures come with a kind and retryability, bots are lost before and after a
+start, the engine times attempts out, operators re-drive tasks (by hand, or in bulk) and
+cancel retries waiting out their backoff. A small model predicts every outcome: the new
+state of each task (its attempt, series, retry time, error kind and dead reason too), bot
+and message, or the exact domain error (and then nothing may have been persisted). After
+every step:
 
 * the log (its events decoded and applied with ``mutate``) holds exactly the model's
   tasks, bots, messages and conversations, and exactly as many events as the accepted
   commands recorded;
 * no message was handed out while the one before it in its conversation was unfinished;
+* each task's attempts, as ``domain/attempts.py`` tells them from its events, are the
+  model's; in each series they are numbered 1, 2, ... once each and capped by the policy
+  (a bot lost before the start made none), and a dead letter used them all;
 * fencing tokens never decrease and a task is held by at most one bot;
 * what the Hive loads equals that replay of the log, and so does what it has cached;
 * a ``LiveIndex`` fed the way a node feeds it (its own process's writes at once, through a
   Hive listener; everything through the follower's pages, which sometimes lag, while other
-  nodes write) agrees with the model: open tasks, holders, pending order, orphans.
+  nodes write) agrees with the model: open tasks, holders, pending order, orphans, the
+  retries held back until their time; and the timeouts loop finds, from its deadlines,
+  exactly the attempts the model says ran past their timeout.
 
 ``tests/integration/test_replay_after_crash.py`` runs the same machine on PostgreSQL, with
 crashes. Run with ``--hypothesis-show-statistics`` to see how often each outcome happens.
