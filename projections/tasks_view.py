@@ -156,7 +156,8 @@ def _changes(event: Any, rounds: Rounds) -> dict[str, Any]:
                 "error": None,
                 "error_kind": None,
                 "dead_reason": None,
-                "not_before": None,
+                "unroutable": None,
+                "not_before": at,  # offered from its re-drive, and aged from it
                 "attempt": 1,
                 "series": event.series,
             }

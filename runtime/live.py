@@ -71,7 +71,7 @@ class LiveTask:
     not_before: datetime | None = None
     type: str = ""
     unroutable: bool = False  # flagged: no bot could do it when last looked at
-    assigned_seq: int = 0  # log position of its latest assignment (0: none followed)
+    moved_seq: int = 0  # log position of its latest event followed: older flags are stale
     failed_by: frozenset[UUID] = frozenset()  # bots whose attempts of its series failed
     began: datetime | None = None  # its attempt's start, or assignment when not reported
     timeout_s: float | None = None  # its submission's narrowing of its type's timeout
@@ -282,10 +282,11 @@ class LiveIndex(LiveModel):
     def _flag(self, task_id: UUID, seq: int) -> None:
         """No bot could do it: it stays where it is in its queue, not offered for a flag
         again until an assignment clears this one. A record flags what is pending where it
-        stands in the log: not a task assigned since (a record this process wrote, that the
-        feed brings again later, changes nothing)."""
+        stands in the log: not a task assigned since, nor one pending again since (its bot
+        lost, its attempt retried, re-driven): a record this process wrote, that the feed
+        brings again later, changes nothing."""
         task = self.tasks.get(task_id)
-        if task is None or task.state != "pending" or seq < task.assigned_seq:
+        if task is None or task.state != "pending" or seq < task.moved_seq:
             return
         task.unroutable = True
         queue = self.queues.get(task.capabilities)
@@ -310,11 +311,11 @@ class LiveIndex(LiveModel):
             self._flag(task.task_id, seq)
             return
         self._take_out(task)
-        task.version = e.originator_version
+        task.version, task.moved_seq = e.originator_version, seq
         match e:
             case Task.Assigned():
                 task.state, task.bot_id, task.fencing_token = "assigned", e.bot_id, e.fencing_token
-                task.unroutable, task.assigned_seq = False, seq
+                task.unroutable = False
                 task.began = e.timestamp
                 changes.assigned_to.add(e.bot_id)
                 if (bot := self.bots.get(e.bot_id)) is not None:
@@ -334,6 +335,7 @@ class LiveIndex(LiveModel):
                 changes.work = True
             case Task.Redriven():  # (as a snapshot had it: finished, yet still here)
                 task.state, task.bot_id, task.not_before = "pending", None, None
+                task.unroutable = False
                 task.failed_by = frozenset()
                 task.since = e.timestamp.timestamp()
                 changes.work = True
@@ -364,6 +366,7 @@ class LiveIndex(LiveModel):
                 due,
                 e.type,
                 timeout_s=(e.retry or {}).get("timeout_s"),
+                moved_seq=seq,
             )
         )
 

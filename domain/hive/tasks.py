@@ -243,20 +243,24 @@ class TaskCommands:
         return self.kernel.change(Task, list(task_ids), time_out)
 
     def redrive(self, task_ids: Sequence[UUID], reason: str, cause: Cause) -> Committed[Task]:
-        """A new series of attempts for each task: all must be failed, dead or cancelled."""
-        return self.kernel.change(Task, list(task_ids), lambda t, at: t.redrive(reason, cause, at))
+        """A new series of attempts for each task: all must be failed, dead or cancelled.
+        A task named twice is re-driven once."""
+        ids = list(dict.fromkeys(task_ids))
+        return self.kernel.change(Task, ids, lambda t, at: t.redrive(reason, cause, at))
 
     def redrive_found(self, task_ids: Sequence[UUID], reason: str, cause: Cause) -> Committed[Task]:
         """A bulk re-drive of what a filter found: the tasks no longer failed, dead or
-        cancelled where the log stands (re-driven meanwhile, say) are passed over."""
+        cancelled where the log stands (re-driven meanwhile, say) are passed over. A task
+        named twice is re-driven once."""
+        ids = list(dict.fromkeys(task_ids))
 
         def redrive(found: dict[UUID, Any], at: datetime) -> list[Aggregate]:
-            tasks = [t for t in every(Task, list(task_ids), found) if t.state in REDRIVABLE]
+            tasks = [t for t in every(Task, ids, found) if t.state in REDRIVABLE]
             for task in tasks:
                 task.redrive(reason, cause, at)
             return list(tasks)
 
-        committed = self.kernel.execute(list(task_ids), redrive)
+        committed = self.kernel.execute(ids, redrive)
         return Committed.of([t for t in committed.items if isinstance(t, Task)], committed.recorded)
 
     def _limits(self, spec: TaskSpec) -> RetryLimits | None:

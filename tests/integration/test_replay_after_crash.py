@@ -37,7 +37,6 @@ from domain.hive import Hive
 from domain.messages import Message
 from domain.tasks import Task
 from projections.runner import Positioned, ProjectionRunner, View, read_position
-from runtime.live import LiveIndex
 from runtime.mailbox import TOPICS as MAIL_TOPICS
 from runtime.mailbox import Mailbox
 from store.audit import verify_chain
@@ -183,7 +182,7 @@ class CrashMachine(HiveMachine):
         """A node starts: its index and its mailbox are loaded from the views, wherever
         they are, the mailbox brought up to where the index's feed will start (as
         ``bootstrap.Node`` does)."""
-        self.index = LiveIndex()
+        self.index = self.new_index()
         self.mailbox = Mailbox()
         with psycopg.connect(self.url) as conn:
             position = self.index.load(conn)

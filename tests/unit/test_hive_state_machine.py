@@ -7,19 +7,29 @@ or from the wrong bot, cancellations, lost and deregistered bots; and with messa
 (``tests/unit/message_model.py``): sent to a bot, a capability or a pool (fanned out), in
 conversations or not, handed out by claims, acknowledged (the latest attempt, mostly; a
 stale one or by the wrong bot, sometimes), re-routed when their bot is gone and
-dead-lettered past their TTL, while a fake clock moves (visibility deadlines run out). A
-small model predicts every outcome: the new state of each task, bot and message, or the
-exact domain error (and then nothing may have been persisted). After every step:
+dead-lettered past their TTL, while a fake clock moves (visibility deadlines run out).
+Tasks retry (issue 12): the hive has a retry policy per type (``POLICIES``), submissions
+narrow it; failures come with a kind and retryability, bots are lost before and after a
+start, the engine times attempts out, operators re-drive tasks (by hand, or in bulk) and
+cancel retries waiting out their backoff. A small model predicts every outcome: the new
+state of each task (its attempt, series, retry time, error kind and dead reason too), bot
+and message, or the exact domain error (and then nothing may have been persisted). After
+every step:
 
 * the log (its events decoded and applied with ``mutate``) holds exactly the model's
   tasks, bots, messages and conversations, and exactly as many events as the accepted
   commands recorded;
 * no message was handed out while the one before it in its conversation was unfinished;
+* each task's attempts, as ``domain/attempts.py`` tells them from its events, are the
+  model's; in each series they are numbered 1, 2, ... once each and capped by the policy
+  (a bot lost before the start made none), and a dead letter used them all;
 * fencing tokens never decrease and a task is held by at most one bot;
 * what the Hive loads equals that replay of the log, and so does what it has cached;
 * a ``LiveIndex`` fed the way a node feeds it (its own process's writes at once, through a
   Hive listener; everything through the follower's pages, which sometimes lag, while other
-  nodes write) agrees with the model: open tasks, holders, pending order, orphans.
+  nodes write) agrees with the model: open tasks, holders, pending order, orphans, the
+  retries held back until their time; and the timeouts loop finds, from its deadlines,
+  exactly the attempts the model says ran past their timeout.
 
 ``tests/integration/test_replay_after_crash.py`` runs the same machine on PostgreSQL, with
 crashes. Run with ``--hypothesis-show-statistics`` to see how often each outcome happens.
@@ -31,6 +41,7 @@ import itertools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
@@ -46,6 +57,7 @@ from hypothesis.stateful import (
 )
 
 from domain.aggregate import HiveAggregate
+from domain.attempts import attempts
 from domain.bots import Bot, BotState
 from domain.cause import Cause
 from domain.errors import (
@@ -61,9 +73,17 @@ from domain.hive import Committed, Hive, MessageSpec, Report, TaskSpec
 from domain.messages import MAX_TTL_S, Conversation, Message, MessageState, conversation_id
 from domain.policies.aging import CEILING, Aging
 from domain.policies.explanation import RoundInputs, explain
+from domain.policies.retry import (
+    MAX_ATTEMPTS,
+    Retry,
+    RetryLimits,
+    RetryPolicy,
+    decide_retry,
+    jitter_fraction,
+)
 from domain.policies.routing import POLICY, Assignment
 from domain.rounds import DispatchRound
-from domain.tasks import Task, TaskState
+from domain.tasks import NO_RETRY, REDRIVABLE, Task, TaskState
 from runtime.live import TOPICS as LIVE_TOPICS
 from runtime.live import LiveIndex
 from runtime.mailbox import TOPICS as MAIL_TOPICS
@@ -87,14 +107,53 @@ ALICE, BOB = Cause("alice", "req-a"), Cause("bob", "req-b")
 DISPATCHER = Cause.engine("dispatcher", "round")
 REAPER = Cause.engine("reaper", "round")
 POSTMAN = Cause.engine("postman", "round")
+TIMEOUTS = Cause.engine("timeouts", "round")
 FEED_TOPICS = (*LIVE_TOPICS, *MAIL_TOPICS)  # of what a node's follower reads, what is here
 TYPES = ("code", "writing", "math")
 KEYS = ("k1", "k2", "k3")
 GHOST = UUID(int=0xDEAD_BEEF)  # an id nothing in the hive has: tasks and bots alike
 EVERYTHING = 10**9  # a page size that reads the whole log
+NOT_RETRIED = "bad-input"  # an error kind no policy here retries
+
+# The retry policy in force per type (``hive.tasks.policies``): backoffs of about a second
+# to a minute (``time_passes`` moves past them, or not yet), timeouts that run out.
+POLICIES = {
+    "code": RetryPolicy(
+        max_attempts=3,
+        initial_backoff_s=1.0,
+        max_backoff_s=3.0,
+        jitter=0.5,
+        non_retryable=frozenset({NOT_RETRIED}),
+    ),
+    "writing": RetryPolicy(
+        max_attempts=2,
+        initial_backoff_s=5.0,
+        jitter=0.1,
+        non_retryable=frozenset({NOT_RETRIED, "timeout"}),  # a timeout fails it for good
+        timeout_s=30.0,
+    ),
+    "math": RetryPolicy(
+        max_attempts=4,
+        initial_backoff_s=0.5,
+        multiplier=3.0,
+        max_backoff_s=10.0,
+        jitter=0.2,
+        non_retryable=frozenset({NOT_RETRIED}),
+        timeout_s=10.0,
+    ),
+}
+
+
+def policy_of(task_type: str) -> RetryPolicy:
+    return POLICIES.get(task_type, NO_RETRY)
+
+
+def timeout_of(task_type: str) -> float | None:
+    return policy_of(task_type).timeout_s
+
 
 HELD = frozenset({TaskState.ASSIGNED, TaskState.RUNNING})
-FINAL = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED})
+FINAL = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.DEAD})
 TASK_FIELDS = (
     "type",
     "priority",
@@ -102,36 +161,90 @@ TASK_FIELDS = (
     "payload",
     "idempotency_key",
     "submitted_by",
+    "retry",
     "state",
     "bot_id",
     "fencing_token",
+    "assigned_at",
+    "started_at",
     "result",
     "error",
+    "error_kind",
+    "dead_reason",
+    "not_before",
+    "attempt",
+    "series",
 )  # and ``unroutable``: an UnroutableTasks record's, checked through the live index
 
 
 # -- the reference model ----------------------------------------------------------------
 
+# An attempt as ``domain/attempts.py`` tells it: (series, attempt, bot, outcome, error kind).
+Tried = tuple[int, int, UUID, str, str | None]
+
 
 @dataclass(frozen=True)
 class ModelTask:
+    id: UUID
     type: str
     priority: int
     capabilities: list[str]
     payload: str
     idempotency_key: str | None
     submitted_by: str
-    seq: int  # log position of the submission
-    submitted: float = 0.0  # its time, seconds since the epoch
+    seq: int  # log position of its submission, or of its latest re-drive: its place in line
+    since: float = 0.0  # waiting since (seconds since the epoch): its age, for aging
+    retry: dict[str, Any] | None = None  # the submission's narrowing of its type's policy
     state: TaskState = TaskState.PENDING
     bot_id: UUID | None = None
     fencing_token: int = 0
+    assigned_at: datetime | None = None
+    started_at: datetime | None = None  # the current attempt's start, when reported
     result: str | None = None
     error: str | None = None
+    error_kind: str | None = None
+    dead_reason: str | None = None
+    not_before: datetime | None = None  # not offered to a bot before then (a retry's time)
+    attempt: int = 1
+    series: int = 1
+    reported: tuple[UUID, int] | None = None  # a failure its bot may report again: a no-op
+    tried: tuple[Tried, ...] = ()  # the attempts that ended
     unroutable: str | None = None
 
     def fields(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in TASK_FIELDS}
+
+    @property
+    def policy(self) -> RetryPolicy:
+        """Its type's policy, as its submission narrowed it (fewer attempts, a shorter
+        timeout: never more)."""
+        policy, asked = policy_of(self.type), self.retry or {}
+        timeouts = [t for t in (policy.timeout_s, asked.get("timeout_s")) if t is not None]
+        return replace(
+            policy,
+            max_attempts=min(policy.max_attempts, asked.get("max_attempts", MAX_ATTEMPTS)),
+            timeout_s=min(timeouts) if timeouts else None,
+        )
+
+    def deadline(self) -> datetime | None:
+        """When its attempt under way times out (from its start, else its assignment)."""
+        began = self.started_at or self.assigned_at
+        timeout = self.policy.timeout_s
+        if self.state not in HELD or began is None or timeout is None:
+            return None
+        return began + timedelta(seconds=timeout)
+
+    def due(self, now: datetime) -> bool:
+        """Pending and offered to bots now (not waiting out a backoff)."""
+        return self.state is TaskState.PENDING and (
+            self.not_before is None or self.not_before <= now
+        )
+
+    def attempts(self) -> list[Tried]:
+        """Its attempts, the one under way included (``running``)."""
+        if self.state not in HELD or self.bot_id is None:
+            return list(self.tried)
+        return [*self.tried, (self.series, self.attempt, self.bot_id, "running", None)]
 
 
 def task_fields(task: Task) -> dict[str, Any]:
@@ -153,7 +266,7 @@ Outcome = ModelTask | type[HiveError]
 Rule = Callable[[ModelTask], Outcome]
 
 
-def start(bot_id: UUID, token: int) -> Rule:
+def start(bot_id: UUID, token: int, now: datetime) -> Rule:
     def decide(t: ModelTask) -> Outcome:
         if t.bot_id != bot_id:
             return NotYourTask
@@ -163,31 +276,93 @@ def start(bot_id: UUID, token: int) -> Rule:
             return t  # the same start reported again changes nothing
         if t.state is not TaskState.ASSIGNED:
             return InvalidTransition
-        return replace(t, state=TaskState.RUNNING)
+        return replace(t, state=TaskState.RUNNING, started_at=now)
 
     return decide
 
 
-def finish(
-    bot_id: UUID, token: int, result: str | None, error: str | None, ran_s: float | None = None
-) -> Rule:
+def finish(bot_id: UUID, report: Report, now: datetime) -> Rule:
+    """A bot's success or failure. A failure ends the attempt and the task's policy decides
+    (``attempt_ended``); the same failure reported again by the same holder changes
+    nothing, even once the task was retried or handed to another bot."""
+    token, error = report.fencing_token, report.error
+
     def decide(t: ModelTask) -> Outcome:
+        if error is not None and t.reported == (bot_id, token):
+            return t
         if t.bot_id != bot_id:
             return NotYourTask
         if token != t.fencing_token:
             return StaleFencingToken
-        done = TaskState.FAILED if error is not None else TaskState.SUCCEEDED
-        if t.state is done:
+        if error is None and t.state is TaskState.SUCCEEDED:
             return t  # the same outcome reported again changes nothing
-        unstarted = t.state is TaskState.ASSIGNED and ran_s is not None  # it says its start
+        unstarted = t.state is TaskState.ASSIGNED and report.ran_s is not None  # says its start
         if t.state is not TaskState.RUNNING and not unstarted:
             return InvalidTransition
         if error is not None:
-            return replace(t, state=done, error=error) if text_ok(error) else InvalidInput
-        text = result or "null"
-        return replace(t, state=done, result=text) if json_ok(text) else InvalidInput
+            kind = report.error_kind
+            if not text_ok(error) or (kind is not None and not short_name_ok(kind)):
+                return InvalidInput
+            return attempt_ended(t, "failed", error, kind, report.retryable, now)
+        text = report.result or "null"
+        if not json_ok(text):
+            return InvalidInput
+        done = (t.series, t.attempt, bot_id, "succeeded", None)
+        return replace(t, state=TaskState.SUCCEEDED, result=text, tried=(*t.tried, done))
 
     return decide
+
+
+def attempt_ended(
+    t: ModelTask, how: str, error: str, kind: str | None, retryable: bool, now: datetime
+) -> ModelTask:
+    """The attempt under way ended without success (``how``: failed, lost, timed-out): tried
+    again after its backoff, dead-lettered after its last attempt, or failed for good when
+    the failure is not retryable. The decision is ``decide_retry``'s (its own properties
+    prove it); the model gives it the task's narrowed policy, attempt and series."""
+    bot_id = t.bot_id
+    assert bot_id is not None
+    decision = decide_retry(
+        t.policy,
+        attempt=t.attempt,
+        error_kind=kind,
+        retryable=retryable,
+        now=now,
+        draw=jitter_fraction(t.id, t.series, t.attempt),
+    )
+    t = replace(t, error=error, error_kind=kind)
+    reported = (bot_id, t.fencing_token)
+    if isinstance(decision, Retry):
+        event(f"attempt {how}: retried")
+        assert decision.at > now
+        return replace(
+            t,
+            state=TaskState.PENDING,
+            bot_id=None,
+            started_at=None,
+            not_before=decision.at,
+            since=decision.at.timestamp(),
+            attempt=t.attempt + 1,
+            reported=reported if how == "failed" else None,
+            tried=(*t.tried, (t.series, t.attempt, bot_id, how, kind)),
+        )
+    if decision.dead:
+        event(f"attempt {how}: dead-lettered")
+        assert t.attempt == t.policy.max_attempts
+        return replace(
+            t,
+            state=TaskState.DEAD,
+            dead_reason=decision.reason,
+            reported=reported if how == "failed" else None,
+            tried=(*t.tried, (t.series, t.attempt, bot_id, how, kind)),
+        )
+    event(f"attempt {how}: failed for good")
+    return replace(
+        t,
+        state=TaskState.FAILED,
+        reported=reported,
+        tried=(*t.tried, (t.series, t.attempt, bot_id, "failed", kind)),  # (no outcome kept)
+    )
 
 
 def cancel(reason: str) -> Rule:
@@ -196,7 +371,55 @@ def cancel(reason: str) -> Rule:
             return InvalidTransition
         if not text_ok(reason):
             return InvalidInput
-        return replace(t, state=TaskState.CANCELLED, error=reason)
+        if t.not_before is not None and t.state is TaskState.PENDING:
+            event("cancel: a task waiting out its backoff")
+        tried = t.tried
+        if t.state in HELD and t.bot_id is not None:
+            tried = (*tried, (t.series, t.attempt, t.bot_id, "cancelled", None))
+        return replace(t, state=TaskState.CANCELLED, error=reason, tried=tried)
+
+    return decide
+
+
+def redrive(reason: str, now: datetime, *, strict: bool) -> Rule:
+    """An operator sends a failed, dead or cancelled task round again: a new series of
+    attempts, pending at once. ``strict``: one named by hand must be re-drivable; a bulk
+    re-drive (``redrive_found``) passes over the others."""
+
+    def decide(t: ModelTask) -> Outcome:
+        if t.state not in REDRIVABLE:
+            return InvalidTransition if strict else t
+        if not text_ok(reason):
+            return InvalidInput
+        event(f"re-drive a {t.state} task")
+        return replace(
+            t,
+            state=TaskState.PENDING,
+            bot_id=None,
+            started_at=None,
+            not_before=None,
+            result=None,
+            error=None,
+            error_kind=None,
+            dead_reason=None,
+            attempt=1,
+            series=t.series + 1,
+            since=now.timestamp(),
+            unroutable=None,  # a new entry in its queue: not flagged
+        )
+
+    return decide
+
+
+def time_out(now: datetime) -> Rule:
+    """The engine ends an attempt past its deadline; any other task is left alone."""
+
+    def decide(t: ModelTask) -> Outcome:
+        deadline = t.deadline()
+        if deadline is None or now < deadline:
+            return t
+        error = f"ran past its timeout of {t.policy.timeout_s:g} s"
+        return attempt_ended(t, "timed-out", error, "timeout", True, now)
 
     return decide
 
@@ -224,15 +447,18 @@ def routing_round(pairs: list[tuple[UUID, UUID]]) -> list[Assignment]:
     return chosen
 
 
-def assign(bot_id: UUID) -> Rule:
+def assign(bot_id: UUID, now: datetime) -> Rule:
     def decide(t: ModelTask) -> Outcome:
         if t.state is not TaskState.PENDING:
             return t  # a stale choice: left alone
+        if t.attempt > 1 and t.not_before is not None:
+            event("assign: a retry")
         return replace(
             t,
             state=TaskState.ASSIGNED,
             bot_id=bot_id,
             fencing_token=t.fencing_token + 1,
+            assigned_at=now,
             unroutable=None,
         )
 
@@ -248,11 +474,16 @@ def flag(reason: str) -> Rule:
     return decide
 
 
-def expire(bot_id: UUID) -> Rule:
+def expire(bot_id: UUID, reason: str, now: datetime) -> Rule:
+    """A bot is gone: before its start was reported the task is pending again as it was
+    (no attempt, as far as the hive knows); after, the attempt ended (``lost``)."""
+
     def decide(t: ModelTask) -> Outcome:
         if t.state not in HELD or t.bot_id != bot_id:
             return t  # that bot does not hold it (any more): nothing to take back
-        return replace(t, state=TaskState.PENDING, bot_id=None)
+        if t.state is TaskState.ASSIGNED:
+            return replace(t, state=TaskState.PENDING, bot_id=None)
+        return attempt_ended(t, "lost", reason, "lost", True, now)
 
     return decide
 
@@ -292,6 +523,17 @@ def spec_ok(spec: TaskSpec) -> bool:
         and json_ok(spec.payload)
         and 1 <= len(capabilities) <= 32
         and all(short_name_ok(c) for c in capabilities)
+        and limits_ok(spec.retry, policy_of(spec.type))
+    )
+
+
+def limits_ok(limits: RetryLimits | None, policy: RetryPolicy) -> bool:
+    """A submission may narrow its type's policy, never widen it."""
+    if limits is None:
+        return True
+    attempts, timeout = limits.max_attempts, limits.timeout_s
+    return (attempts is None or 1 <= attempts <= policy.max_attempts) and (
+        timeout is None or 0 < timeout <= (policy.timeout_s or 7 * 24 * 3600)
     )
 
 
@@ -307,8 +549,8 @@ def message_spec_ok(spec: MessageSpec) -> bool:
 
 def urgency(t: ModelTask, aging: Aging, now: float) -> tuple[float, float, int]:
     """Most urgent first: effective priority (capped), then the oldest (aging.py)."""
-    effective = min(t.priority + max(now - t.submitted, 0.0) / aging.step_s, CEILING)
-    return (-effective, t.submitted, t.seq)
+    effective = min(t.priority + max(now - t.since, 0.0) / aging.step_s, CEILING)
+    return (-effective, t.since, t.seq)
 
 
 # -- strategies -------------------------------------------------------------------------
@@ -327,6 +569,13 @@ json_values = st.one_of(
 )
 json_texts = json_values.map(lambda v: json.dumps(v, sort_keys=True, separators=(",", ":")))
 
+# A submission's narrowing of its type's retry policy: mostly within it, rarely wider.
+limits = st.builds(
+    RetryLimits,
+    max_attempts=st.none() | rarely(st.integers(1, 2), st.just(4)),
+    timeout_s=st.none() | rarely(st.sampled_from([5.0, 8.0]), st.just(60.0)),
+)
+
 specs = st.builds(
     TaskSpec,
     type=st.sampled_from(TYPES),
@@ -334,6 +583,7 @@ specs = st.builds(
     capabilities=st.none() | st.lists(st.sampled_from(TYPES), min_size=1, max_size=2),
     payload=json_texts,
     idempotency_key=st.none() | st.sampled_from(KEYS),
+    retry=st.integers(0, 3).flatmap(lambda n: limits if n == 0 else st.none()),
 )
 
 # One way each of breaking a submission's rules, with or without an idempotency key.
@@ -344,6 +594,17 @@ bad_specs = st.builds(
         st.builds(TaskSpec, type=st.just("code"), priority=st.sampled_from([-1, 10])),
         st.builds(TaskSpec, type=st.just("code"), capabilities=st.just(["GPU"])),
         st.builds(TaskSpec, type=st.just("code"), payload=st.just('{"nul":"\\u0000"}')),
+        st.builds(
+            TaskSpec,
+            type=st.just("writing"),
+            retry=st.sampled_from(
+                [
+                    RetryLimits(max_attempts=0),
+                    RetryLimits(max_attempts=3),
+                    RetryLimits(timeout_s=0.0),
+                ]
+            ),
+        ),
     ),
     idempotency_key=st.none() | st.sampled_from(KEYS),
 )
@@ -351,6 +612,7 @@ bad_specs = st.builds(
 reasons = rarely(st.text(max_size=12), st.sampled_from(["has a \x00 in it", "x" * 4097]))
 errors = rarely(st.text(min_size=1, max_size=12), st.sampled_from(["\x00", "x" * 4097]))
 results = rarely(st.none() | json_texts, st.just('"\\u0000"'))
+error_kinds = rarely(st.sampled_from([None, "flaky", NOT_RETRIED]), st.just("Not A Kind"))
 token_offsets = st.sampled_from([0] * 14 + [-1, 1])  # mostly right, sometimes stale
 conversations = rarely(st.sampled_from([None, "c1", "c1", "c2"]), st.just("Not A Name"))
 ttls = rarely(st.sampled_from([5, 60, 3600]), st.sampled_from([0, MAX_TTL_S + 1]))
@@ -378,13 +640,14 @@ class HiveMachine(RuleBasedStateMachine):
         self.keyed: dict[tuple[str, str], UUID] = {}  # (actor, idempotency key) -> task
         self.events = 0  # how many events the log must hold
         self.tokens: dict[UUID, int] = {}  # the highest fencing token seen, per task
-        self.index = LiveIndex()
+        self.index = self.new_index()
         self.mailbox = Mailbox()  # fed like the index: the Hive's listener, the follower
         self.sent: dict[UUID, int] = {}  # message -> log position of its sending
         self.lagging = False  # the index's follower is behind: compare once it caught up
         self.elsewhere = False  # commands come from another process: not applied at once
         self.hive.listeners.append(self.written_here)
         self.replayed: dict[UUID, Any] = {}
+        self.histories: dict[UUID, list[Any]] = {}  # each task's events, as the log has them
         self.replayed_to = 0
         self.replayed_events = 0
 
@@ -394,13 +657,23 @@ class HiveMachine(RuleBasedStateMachine):
         return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
 
     def open_hive(self) -> Hive:
-        """Deterministic ids and secrets, so that hypothesis can replay an example."""
-        return Hive(
+        """Deterministic ids and secrets, so that hypothesis can replay an example; the
+        retry policies in force, as a node's configuration sets them."""
+        hive = Hive(
             env=self.hive_env(),
             clock=self.clock,
             new_id=lambda: UUID(int=next(self.ids)),
             new_secret=lambda: f"secret-{next(self.secrets)}",
         )
+        hive.tasks.policies = policy_of
+        return hive
+
+    def new_index(self) -> LiveIndex:
+        """A node's live index: on the hive's clock, keeping the deadlines of the attempts
+        that have a timeout (the timeouts loop's ``configure``)."""
+        index = LiveIndex(clock=self.clock)
+        index.renew_deadlines(timeout_of)
+        return index
 
     def teardown(self) -> None:
         self.hive.close()
@@ -558,6 +831,7 @@ class HiveMachine(RuleBasedStateMachine):
                 assert task_id in submitted, "a new task is reported but was not recorded"
                 new.add(task_id)
                 self.tasks[task_id] = ModelTask(
+                    id=task_id,
                     type=spec.type,
                     priority=spec.priority,
                     capabilities=sorted(set(spec.capabilities or [spec.type])),
@@ -565,7 +839,8 @@ class HiveMachine(RuleBasedStateMachine):
                     idempotency_key=spec.idempotency_key,
                     submitted_by=actor.actor,
                     seq=submitted[task_id],
-                    submitted=times[task_id],
+                    since=times[task_id],
+                    retry=None if spec.retry is None else spec.retry.as_dict() or None,
                 )
                 if key is not None:
                     self.keyed[key] = task_id
@@ -614,22 +889,30 @@ class HiveMachine(RuleBasedStateMachine):
             self.finish(data, n)
 
     def assign(self, data: st.DataObject, n: int) -> None:
-        """A round of dispatch: mostly pending tasks and live bots, sometimes stale choices."""
+        """A round of dispatch: mostly tasks it is offered (pending, not waiting out a
+        backoff) and live bots; sometimes stale choices."""
+        now = self.clock()
+        due = [i for i, t in self.tasks.items() if t.due(now)]
         pairs = [
             (
-                self.pick(data, self.having(TaskState.PENDING), self.tasks, "task"),
+                self.pick(data, due, self.tasks, "task"),
                 self.pick(data, self.live_bots(), self.bots, "bot"),
             )
             for _ in range(n)
         ]
+        self.assign_pairs(data, pairs)
+
+    def assign_pairs(self, data: st.DataObject, pairs: list[tuple[UUID, UUID]]) -> None:
+        """Assign each task to its bot: in one routing round, or one by one."""
         if data.draw(st.booleans(), label="one routing round"):
             chosen = routing_round(pairs)
         else:
             chosen = [
                 Assignment(t, b, {"policy": "test", "n": i}) for i, (t, b) in enumerate(pairs)
             ]
+        now = self.clock()
         self.change_tasks(
-            "assign", [(t, assign(b)) for t, b in pairs], lambda: self.assigned(chosen)
+            "assign", [(t, assign(b, now)) for t, b in pairs], lambda: self.assigned(chosen)
         )
 
     def assigned(self, chosen: list[Assignment]) -> Committed[Task]:
@@ -666,10 +949,14 @@ class HiveMachine(RuleBasedStateMachine):
             mine = self.mine(data, bot_id, TaskState.ASSIGNED)
             task_id = self.pick(data, mine, self.tasks, "task")
             reports.append(Report(task_id, self.token(data, task_id)))
+        self.report_start(bot_id, reports)
+
+    def report_start(self, bot_id: UUID, reports: list[Report]) -> None:
         cause = Cause(f"bot:{bot_id}", "start")
+        now = self.clock()
         self.change_tasks(
             "start",
-            [(r.task_id, start(bot_id, r.fencing_token)) for r in reports],
+            [(r.task_id, start(bot_id, r.fencing_token, now)) for r in reports],
             lambda: self.writer.tasks.start(bot_id, reports, cause),
         )
 
@@ -685,21 +972,67 @@ class HiveMachine(RuleBasedStateMachine):
             mine = self.mine(data, bot_id, state)
             task_id = self.pick(data, mine, self.tasks, "task")
             token = self.token(data, task_id)
-            if data.draw(st.booleans(), label="failed"):
-                error = data.draw(errors, label="error")
-                reports.append(Report(task_id, token, error=error, ran_s=ran_s))
-            else:
-                result = data.draw(results, label="result")
-                reports.append(Report(task_id, token, result=result, ran_s=ran_s))
+            failed = data.draw(st.booleans(), label="failed")
+            reports.append(self.outcome(data, task_id, token, ran_s, failed=failed))
+        self.report_finish(bot_id, reports)
+
+    def outcome(
+        self, data: st.DataObject, task_id: UUID, token: int, ran_s: float | None, *, failed: bool
+    ) -> Report:
+        """A bot's report of how a task ended: a failure (of a kind, rarely not retryable:
+        the task's answer), or a result."""
+        if not failed:
+            result = data.draw(results, label="result")
+            return Report(task_id, token, result=result, ran_s=ran_s)
+        return Report(
+            task_id,
+            token,
+            error=data.draw(errors, label="error"),
+            ran_s=ran_s,
+            error_kind=data.draw(error_kinds, label="error kind"),
+            retryable=data.draw(rarely(st.just(True), st.just(False)), label="retryable"),
+        )
+
+    def report_finish(self, bot_id: UUID, reports: list[Report]) -> None:
         cause = Cause(f"bot:{bot_id}", "finish")
+        now = self.clock()
         self.change_tasks(
             "finish",
-            [
-                (r.task_id, finish(bot_id, r.fencing_token, r.result, r.error, r.ran_s))
-                for r in reports
-            ],
+            [(r.task_id, finish(bot_id, r, now)) for r in reports],
             lambda: self.writer.tasks.finish(bot_id, reports, cause),
         )
+
+    @precondition(lambda self: self.tasks and self.live_bots())
+    @rule(data=st.data())
+    def an_attempt(self, data: st.DataObject) -> None:
+        """One attempt from end to end, as a dispatcher and a bot make it: a task that is
+        due goes to a live bot, which starts it (or says in its finish how long it ran) and
+        fails it, mostly, or succeeds, or is lost (the reaper takes the task back); so that
+        within one example tasks are retried, run out of attempts, are dead-lettered and
+        re-driven."""
+        self.where(data)
+        due = [i for i, t in self.tasks.items() if t.due(self.clock())]
+        if not due:
+            event("an attempt: none due")
+            return
+        task_id = data.draw(st.sampled_from(due), label="task")
+        bot_id = data.draw(st.sampled_from(self.live_bots()), label="bot")
+        self.assign_pairs(data, [(task_id, bot_id)])
+        token = self.tasks[task_id].fencing_token
+        unstarted = data.draw(st.booleans(), label="start in the finish")
+        if not unstarted:
+            self.report_start(bot_id, [Report(task_id, token)])
+        end = data.draw(st.sampled_from(["failed"] * 3 + ["succeeded", "bot lost"]), label="end")
+        if end == "bot lost":  # after its start an attempt that ended; before, none
+            self.change_tasks(
+                "release",
+                [(task_id, expire(bot_id, "bot is gone", self.clock()))],
+                lambda: self.writer.tasks.release(bot_id, [task_id], "bot is gone", REAPER),
+            )
+            return
+        ran_s = 0.001 if unstarted else None
+        report = self.outcome(data, task_id, token, ran_s, failed=end == "failed")
+        self.report_finish(bot_id, [report])
 
     def mine(self, data: st.DataObject, bot_id: UUID, state: TaskState) -> list[UUID]:
         """The bot's tasks in ``state``; rarely all it ever held (repeats, reports too late)."""
@@ -756,7 +1089,12 @@ class HiveMachine(RuleBasedStateMachine):
             self.tasks[i] = outcome
 
     def cancel(self, data: st.DataObject) -> None:
-        task_id = self.pick(data, self.tasks, self.tasks, "task")
+        """Any task; often one waiting out its backoff (its retry must never fire then)."""
+        waiting = [
+            i for i, t in self.tasks.items() if t.state is TaskState.PENDING and t.attempt > 1
+        ]
+        preferred = waiting if data.draw(st.booleans(), label="a retry waiting") else self.tasks
+        task_id = self.pick(data, preferred, self.tasks, "task")
         reason = data.draw(reasons, label="reason")
         self.change_tasks(
             "cancel",
@@ -796,7 +1134,8 @@ class HiveMachine(RuleBasedStateMachine):
         if before is None:
             self.refused("lose bot", NotFound, lose)
             return
-        after = {i: expire(bot_id)(self.tasks[i]) for i in held if i in self.tasks}
+        now = self.clock()
+        after = {i: expire(bot_id, "silence", now)(self.tasks[i]) for i in held if i in self.tasks}
         tasks = {i: t for i, t in after.items() if isinstance(t, ModelTask)}
         changed = [i for i, t in tasks.items() if t != self.tasks[i]]
         marked = before.state is BotState.READY
@@ -825,11 +1164,77 @@ class HiveMachine(RuleBasedStateMachine):
                 self.pick(data, self.having(*HELD, bot_id=bot_id), self.tasks, "task")
                 for _ in range(n)
             ]
+        now = self.clock()
         self.change_tasks(
             "release",
-            [(i, expire(bot_id)) for i in task_ids],
+            [(i, expire(bot_id, "bot is gone", now)) for i in task_ids],
             lambda: self.writer.tasks.release(bot_id, task_ids, "bot is gone", REAPER),
         )
+
+    # -- retries ------------------------------------------------------------------------
+
+    @precondition(lambda self: self.tasks)
+    @rule(data=st.data())
+    def retry_manager(self, data: st.DataObject) -> None:
+        """What ends attempts and sends tasks round again besides the bots: the engine's
+        timeouts, an operator's re-drive (by hand, or in bulk from what a filter found)."""
+        self.where(data)
+        move = data.draw(st.sampled_from(["time out", "re-drive", "re-drive found"]), label="retry")
+        if move == "time out":
+            self.time_out(data)
+        else:
+            self.redrive(data, strict=move == "re-drive")
+
+    def time_out(self, data: st.DataObject) -> None:
+        """The timeouts loop ends the attempts its index says are overdue; or another node's
+        loop, or a late one, names held tasks whatever their deadline (left alone)."""
+        now = self.clock()
+        overdue = {i for i, t in self.tasks.items() if (d := t.deadline()) and d <= now}
+        if not self.elsewhere and data.draw(st.booleans(), label="from the index"):
+            task_ids = self.index.overdue(now)
+            if not self.lagging:  # caught up: it knows every deadline, and each one once
+                off = set(task_ids) ^ overdue
+                assert not off, f"the index's deadlines are off: {[self.tasks[i] for i in off]}"
+        else:
+            n = data.draw(st.integers(1, 3), label="tasks to time out")
+            task_ids = [
+                self.pick(data, overdue or self.having(*HELD), self.tasks, "task") for _ in range(n)
+            ]
+        event(f"time out: {len(overdue)} overdue")
+        self.change_tasks(
+            "time out",
+            [(i, time_out(now)) for i in task_ids],
+            lambda: self.writer.tasks.time_out(task_ids, TIMEOUTS),
+        )
+
+    def redrive(self, data: st.DataObject, *, strict: bool) -> None:
+        """An operator re-drives failed, dead or cancelled tasks: by hand, all must be (else
+        nothing is); in bulk, the others are passed over. Each is pending at once, aged
+        and queued from its re-drive."""
+        n = data.draw(st.integers(1, 3), label="tasks to re-drive")
+        redrivable = [i for i, t in self.tasks.items() if t.state in REDRIVABLE]
+        task_ids = [self.pick(data, redrivable, self.tasks, "task") for _ in range(n)]
+        reason = data.draw(reasons, label="reason")
+        now = self.clock()
+        operator = Cause("carol", "req-c")
+        redriven: list[tuple[int, Any]] = []
+
+        def command() -> Committed[Task]:
+            tasks = self.writer.tasks
+            committed = (tasks.redrive if strict else tasks.redrive_found)(
+                task_ids, reason, operator
+            )
+            redriven.extend(committed.recorded)
+            return committed
+
+        self.change_tasks(
+            "re-drive" if strict else "re-drive found",
+            [(i, redrive(reason, now, strict=strict)) for i in task_ids],
+            command,
+        )
+        for position, e in redriven:  # its place in line: the re-drive's (live.py)
+            assert isinstance(e, Task.Redriven)
+            self.tasks[e.originator_id] = replace(self.tasks[e.originator_id], seq=position)
 
     # -- messages -------------------------------------------------------------------------
 
@@ -854,7 +1259,8 @@ class HiveMachine(RuleBasedStateMachine):
 
     @rule(seconds=st.sampled_from([0.25, 2, 11, 31, 61, 3601]))
     def time_passes(self, seconds: float) -> None:
-        """Visibility deadlines (1-30 s) and TTLs (5 s-1 h) run out."""
+        """Visibility deadlines (1-30 s), TTLs (5 s-1 h), retries' backoffs (0.5-60 s) and
+        attempts' timeouts (5-30 s) run out."""
         self.clock.advance(seconds)
 
     def send_message(self, data: st.DataObject) -> None:
@@ -1065,6 +1471,8 @@ class HiveMachine(RuleBasedStateMachine):
             event: Any = self.hive.mapper.to_domain_event(note)
             key = cast(UUID, note.originator_id)
             self.replayed[key] = event.mutate(self.replayed.get(key))
+            if isinstance(event, Task.Event):
+                self.histories.setdefault(key, []).append(event)
             self.replayed_to = note.id
             self.replayed_events += 1
         return self.replayed
@@ -1089,6 +1497,10 @@ class HiveMachine(RuleBasedStateMachine):
             assert (log[round_id].policy, log[round_id].groups) == (made.policy, made.groups)
         for task_id, model in self.tasks.items():
             assert task_fields(log[task_id]) == model.fields(), task_id
+            told = attempts(self.histories[task_id])
+            assert [
+                (a.series, a.attempt, a.bot_id, str(a.outcome), a.error_kind) for a in told
+            ] == (model.attempts()), task_id
         for bot_id, bot in self.bots.items():
             b = log[bot_id]
             assert (b.name, b.capabilities, b.max_concurrency, b.state) == (
@@ -1133,6 +1545,22 @@ class HiveMachine(RuleBasedStateMachine):
                 assert holder.setdefault(task_id, bot_id) == bot_id, "two bots hold one task"
 
     @invariant()
+    def every_attempt_counts_once_and_they_are_capped(self) -> None:
+        """Over the log: in each series the attempts are numbered 1, 2, ... each once (a bot
+        lost before its start made none, one lost after it made one), never more than its
+        policy allows; a dead letter has used them all."""
+        log = self.log()
+        for task_id, model in self.tasks.items():
+            task, cap = log[task_id], model.policy.max_attempts
+            assert 1 <= task.attempt <= cap
+            told = attempts(self.histories[task_id])
+            for series in range(1, task.series + 1):
+                numbers = [a.attempt for a in told if a.series == series]
+                assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) <= cap
+            if task.state is TaskState.DEAD:
+                assert told[-1].attempt == cap
+
+    @invariant()
     def the_hive_loads_what_the_log_says(self) -> None:
         """What the Hive loads is what replaying the log gives; so is what it keeps in its
         cache, once its node's follower has told it what other nodes wrote. Conversations
@@ -1155,7 +1583,7 @@ class HiveMachine(RuleBasedStateMachine):
     def moments(self, pending: list[tuple[UUID, ModelTask]]) -> list[tuple[Aging, float]]:
         """Points in time to order the pending tasks at: before aging counts (priority, then
         age), long after (all at the ceiling: age alone), and in between (a mix)."""
-        times = [t.submitted for _, t in pending] or [0.0]
+        times = [t.since for _, t in pending] or [0.0]
         first, last = min(times), max(times)
         spread = max(last - first, 1e-3)
         return [
@@ -1172,10 +1600,23 @@ class HiveMachine(RuleBasedStateMachine):
         self.follow(page=3)
         assert self.index.position == self.head()
         open_tasks = {i: t for i, t in self.tasks.items() if t.state not in FINAL}
-        assert {i: (t.state, t.bot_id, t.fencing_token) for i, t in self.index.tasks.items()} == {
-            i: (str(t.state), t.bot_id, t.fencing_token) for i, t in open_tasks.items()
+        # A pending task's token is no concern of the index's (a re-driven one comes back
+        # with none: its event does not carry it); a held one's is what the bot must show.
+        assert {
+            i: (t.state, t.bot_id, t.fencing_token if t.bot_id else None)
+            for i, t in self.index.tasks.items()
+        } == {
+            i: (str(t.state), t.bot_id, t.fencing_token if t.bot_id else None)
+            for i, t in open_tasks.items()
         }
-        pending = [(i, t) for i, t in open_tasks.items() if t.state is TaskState.PENDING]
+        self.index.release_due()  # as the dispatcher does first in each round
+        at = self.clock()
+        assert self.index.delayed == {
+            i: t.not_before
+            for i, t in open_tasks.items()
+            if t.state is TaskState.PENDING and not t.due(at)
+        }, "a retry is offered before its time, or not once it is due"
+        pending = [(i, t) for i, t in open_tasks.items() if t.due(at)]
         for aging, now in self.moments(pending):
             by_urgency = sorted(pending, key=lambda p: urgency(p[1], aging, now))
             for caps in [None, *(self.bots[b].capabilities for b in self.live_bots()[:1])]:
