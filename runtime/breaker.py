@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 LOOP = "breaker"
 ENDED = (Task.Succeeded, Task.RetryScheduled, Task.DeadLettered, Task.Failed)
 UNFINISHED = (Task.Cancelled, Task.LeaseExpired)  # no attempt ended: nothing of the bot
+FOLLOWED = (Task.Assigned, *ENDED, *UNFINISHED)  # who holds a task, and how it ended
 
 
 @dataclass
@@ -184,6 +185,8 @@ class Breakers(LiveModel):
 
     def _task_event(self, e: Any) -> bool:
         """Returns whether the event may change a decision."""
+        if not isinstance(e, FOLLOWED):
+            return False  # a start, a submission, a flag, a re-drive: its holder stays
         task_id = e.originator_id
         if isinstance(e, Task.Assigned):
             self.holders[task_id] = e.bot_id

@@ -53,15 +53,22 @@ class Engine:
         specs = [TaskSpec("code")] * n
         return [s.task.id for s in self.hive.tasks.submit(specs, ALICE).items]
 
-    def work_off(self, bot_id: UUID, *, ok: bool, retryable: bool = True) -> int:
-        """The bot reports everything it holds: done, or failed."""
+    def work_off(
+        self, bot_id: UUID, *, ok: bool, retryable: bool = True, started: bool = False
+    ) -> int:
+        """The bot reports everything it holds: done, or failed (``started``: it reports
+        the start first, as a bot running its tasks on a pool does; else the finish says
+        how long each ran)."""
         held = self.index.held_by(bot_id)
         tasks = self.hive.load_many(Task, held)
         who = Cause(f"bot:{bot_id}", "r")
+        ran = None if started else 0.1
+        if started and held:
+            self.hive.tasks.start(bot_id, [Report(t, tasks[t].fencing_token) for t in held], who)
         reports = [
-            Report(t, tasks[t].fencing_token, "1", ran_s=0.1)
+            Report(t, tasks[t].fencing_token, "1", ran_s=ran)
             if ok
-            else Report(t, tasks[t].fencing_token, error="boom", ran_s=0.1, retryable=retryable)
+            else Report(t, tasks[t].fencing_token, error="boom", ran_s=ran, retryable=retryable)
             for t in held
         ]
         if reports:
@@ -105,6 +112,22 @@ def test_a_bot_failing_in_a_row_is_quarantined_with_the_evidence(engine: Engine)
     engine.dispatcher.run_once()
     assert engine.index.held_by(bad) == []  # a quarantined bot gets nothing
     assert engine.loop.run_once() == 0  # deciding again records nothing
+
+
+def test_a_success_after_a_reported_start_ends_the_streak(engine: Engine) -> None:
+    """Two failures, a success of a task whose start was reported, two failures: no three
+    in a row, so the bot keeps its work."""
+    bot = engine.bot()
+    engine.submit(5)
+    for ok in (False, False, True, False, False):
+        engine.dispatcher.run_once()
+        assert engine.work_off(bot, ok=ok, started=True) == 1
+        engine.loop.run_once()
+    assert engine.state(bot) is BotState.READY
+    engine.dispatcher.run_once()
+    engine.work_off(bot, ok=False, started=True)  # the third in a row
+    engine.loop.run_once()
+    assert engine.state(bot) is BotState.QUARANTINED
 
 
 def test_a_failure_the_bot_says_is_not_retryable_is_not_the_bots_fault(engine: Engine) -> None:
