@@ -10,6 +10,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from domain.bots import LIVE_STATES
+from projections.recordset import given
 from projections.rows import BOTS_ALL, BOTS_LIVE, BotFilter, BotRow, TaskFilter, TaskRow
 
 TASK_COLUMNS = (
@@ -47,18 +48,19 @@ class TaskReads:
     ) -> tuple[list[TaskRow], str | None]:
         where: list[str] = ["seq > %s"]
         params: list[Any] = [decode_cursor(cursor) if cursor else 0]
-        for condition, value in (
-            ("state = %s", flt.state),
-            ("type = %s", flt.type),
-            ("bot_id = %s", flt.bot_id),
-            ("schedule_id = %s", flt.schedule_id),
-            ("error_kind = %s", flt.error_kind),
-            ("finished_at >= %s", flt.finished_since),
-            ("finished_at < %s", flt.finished_until),
-        ):
-            if value is not None:
-                where.append(condition)
-                params.append(value)
+        given(
+            where,
+            params,
+            (
+                ("state = %s", flt.state),
+                ("type = %s", flt.type),
+                ("bot_id = %s", flt.bot_id),
+                ("schedule_id = %s", flt.schedule_id),
+                ("error_kind = %s", flt.error_kind),
+                ("finished_at >= %s", flt.finished_since),
+                ("finished_at < %s", flt.finished_until),
+            ),
+        )
         query = (
             f"SELECT {TASK_COLUMNS} FROM tasks_view WHERE {' AND '.join(where)} "
             "ORDER BY seq LIMIT %s"
@@ -131,14 +133,15 @@ class FleetReads:
         elif flt.state != BOTS_ALL:
             where.append("f.state = %s")
             params.append(flt.state)
-        for condition, value in (
-            ("%s = ANY(f.capabilities)", flt.capability),
-            ("f.pool = %s", flt.pool),
-            ("f.name = %s", flt.name),
-        ):
-            if value is not None:
-                where.append(condition)
-                params.append(value)
+        given(
+            where,
+            params,
+            (
+                ("%s = ANY(f.capabilities)", flt.capability),
+                ("f.pool = %s", flt.pool),
+                ("f.name = %s", flt.name),
+            ),
+        )
         query = FLEET_QUERY + (f" WHERE {' AND '.join(where)}" if where else "")
         with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             cur.execute(f"{query} ORDER BY {BOT_ORDER} LIMIT %s", [*params, limit + 1])

@@ -39,3 +39,12 @@ def tuples(columns: Sequence[tuple[str, str]], rows: Iterable[Sequence[Any]]) ->
     """Rows of values in ``columns``' order as the parameter of ``rows_from``."""
     names = [c for c, _ in columns]
     return document(dict(zip(names, row, strict=True)) for row in rows)
+
+
+def given(where: list[str], params: list[Any], conditions: Iterable[tuple[str, Any]]) -> None:
+    """Add to a query's ``where`` and ``params`` each condition whose value is given (not
+    None): a filter's optional fields, each one placeholder."""
+    for condition, value in conditions:
+        if value is not None:
+            where.append(condition)
+            params.append(value)

@@ -15,6 +15,7 @@ from uuid import UUID
 
 from psycopg_pool import ConnectionPool
 
+from projections.recordset import given
 from store.migrations import Migration
 
 REDRIVE_MIGRATIONS = [
@@ -42,15 +43,16 @@ class RedriveFilter:
         """Its conditions on ``tasks_view`` and their parameters."""
         where: list[str] = ["state = ANY(%s)"]
         params: list[Any] = [list(self.states)]
-        for condition, value in (
-            ("type = %s", self.type),
-            ("error_kind = %s", self.error_kind),
-            ("finished_at >= %s", self.finished_since),
-            ("finished_at < %s", self.finished_until),
-        ):
-            if value is not None:
-                where.append(condition)
-                params.append(value)
+        given(
+            where,
+            params,
+            (
+                ("type = %s", self.type),
+                ("error_kind = %s", self.error_kind),
+                ("finished_at >= %s", self.finished_since),
+                ("finished_at < %s", self.finished_until),
+            ),
+        )
         return where, params
 
 
