@@ -16,7 +16,7 @@ from domain.errors import NotYourTask
 from domain.hive import Report, TaskSpec
 from domain.tasks import Task, TaskState
 from projections.rows import BotFilter
-from tests.integration.helpers import StartNode, change_config
+from tests.integration.helpers import StartNode, change_config, view_caught_up
 from tests.waiting import wait_for
 
 ALICE = Cause("alice", "req")
@@ -131,6 +131,7 @@ def test_draining_and_quarantined_bots_get_no_new_work_but_finish_what_they_hold
     )
     owners = {node.hive.get(Task, s.task.id).bot_id for s in again}
     assert flaky in owners and old not in owners
+    view_caught_up(node, "fleet")  # the reinstatement too (the rows below were settled before)
     rows = {r.bot_id: r for r in wait_for(lambda: _settled_fleet(node), what="fleet view")}
     assert (rows[old].state, rows[old].state_reason) == ("draining", "scale down")
     assert (rows[flaky].state, rows[flaky].state_reason) == ("ready", None)
