@@ -35,6 +35,7 @@ from domain.policies.retry import (
     Retry,
     RetryLimits,
     RetryPolicy,
+    deadline,
     decide_retry,
     jitter_fraction,
 )
@@ -427,11 +428,10 @@ class Task(HiveAggregate):
 
     def deadline(self, policy: RetryPolicy) -> datetime | None:
         """When the current attempt times out; None when it has no timeout or is not held."""
-        timeout = policy.narrowed(self.limits).timeout_s
-        began = self.started_at or self.assigned_at
-        if timeout is None or not self.state.is_held or began is None:
+        if not self.state.is_held:
             return None
-        return began + timedelta(seconds=timeout)
+        asked = None if self.limits is None else self.limits.timeout_s
+        return deadline(self.started_at or self.assigned_at, policy.timeout_s, asked)
 
     def redrive(self, reason: str, cause: Cause, at: datetime) -> None:
         """A new series of attempts for a task that failed, was dead-lettered or cancelled."""

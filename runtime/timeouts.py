@@ -20,11 +20,12 @@ import itertools
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
 from domain.cause import Cause
+from domain.policies.retry import deadline
 
 if TYPE_CHECKING:
     from domain.hive import Hive
@@ -66,11 +67,12 @@ class Deadlines:
         """Keep the attempt's deadline, if it has one; True when it is now the soonest."""
         if task.began is None or (task.timeout_s is None and self.of_type is None):
             return False
-        timeout = _least(self.of_type(task.type) if self.of_type else None, task.timeout_s)
-        if timeout is None:
+        due = deadline(
+            task.began, self.of_type(task.type) if self.of_type else None, task.timeout_s
+        )
+        if due is None:
             return False
-        deadline = task.began + timedelta(seconds=timeout)
-        entry = (deadline, next(self._order), task.task_id, task.fencing_token, task.began)
+        entry = (due, next(self._order), task.task_id, task.fencing_token, task.began)
         heapq.heappush(self.heap, (*entry, self.generation))
         return self.heap[0][1] == entry[1]
 
@@ -106,10 +108,6 @@ class Deadlines:
             and task.fencing_token == token
             and task.began == began
         )
-
-
-def _least(a: float | None, b: float | None) -> float | None:
-    return b if a is None else a if b is None else min(a, b)
 
 
 class AttemptTimeouts:

@@ -111,6 +111,15 @@ def decide_retry(
 N = TypeVar("N", int, float)
 
 
+def deadline(
+    began: datetime | None, policy_timeout_s: float | None, asked_timeout_s: float | None
+) -> datetime | None:
+    """When an attempt begun at ``began`` times out: after its policy's timeout, narrowed by
+    what its submission asked; None when it has neither, or has not begun."""
+    timeout = _least(policy_timeout_s, asked_timeout_s)
+    return None if began is None or timeout is None else began + timedelta(seconds=timeout)
+
+
 def _least(configured: N | None, asked: N | None) -> N | None:
     if asked is None:
         return configured

@@ -36,12 +36,13 @@ FLAKY = (
     "    sys.exit(75)\n"
     "print(json.dumps({'ok': True}))\n"
 )
-# Runs until its bot is gone (it is then init's child) or for a minute at most.
+# A task that runs until its bot is gone (whoever adopts it then) or for a minute at most:
+# the work itself, looking at its parent five times a second (pacing, not a test's wait).
 ENDLESS = (
     "import os, sys, time\n"
     "sys.stdin.read()\n"
-    "end = time.monotonic() + 60\n"
-    "while os.getppid() != 1 and time.monotonic() < end:\n"
+    "bot, end = os.getppid(), time.monotonic() + 60\n"
+    "while os.getppid() == bot and time.monotonic() < end:\n"
     "    time.sleep(0.2)\n"
 )
 ECHO = "import sys; print(sys.stdin.read())"
