@@ -86,12 +86,13 @@ def _timeouts(node: Node) -> Loop:
     from runtime.timeouts import AttemptTimeouts
 
     timeouts = AttemptTimeouts(node.hive, node.index)
-    in_force: list[RetryConfig] = []
+    in_force: RetryConfig | None = None
 
     def configure(knobs: Knobs) -> None:
-        if in_force and in_force[0] == knobs.retry:
+        nonlocal in_force
+        if knobs.retry == in_force:
             return  # another part of the config changed: the deadlines stand
-        in_force[:] = [knobs.retry]
+        in_force = knobs.retry
         policies = knobs.retry.policies()
         timeouts.configure((lambda t: policies(t).timeout_s) if policies.timeouts else None)
 
