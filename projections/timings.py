@@ -26,7 +26,7 @@ from typing import Any
 
 from projections.histogram import BUCKETS, bucket_of, quantile
 
-KEEP_MINUTES = 60
+KEEP_MINUTES = 61  # the current minute and the hour before it: the longest window
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 
 

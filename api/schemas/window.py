@@ -15,7 +15,7 @@ from pydantic import BeforeValidator
 MIN_WINDOW_S = 10
 MAX_WINDOW_S = 3600
 DEFAULT_WINDOW_S = 300  # 5m
-_WINDOW = re.compile(r"(\d{1,7})([smh]?)")
+_WINDOW = re.compile(r"([0-9]{1,7})([smh]?)")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600}
 
 
@@ -36,6 +36,6 @@ WindowQuery = Annotated[
     Query(
         description="how far back: a duration from 10s to 1h, e.g. 30s, 5m, 1h",
         examples=["5m"],
-        json_schema_extra={"type": "string", "pattern": r"^\d{1,7}[smh]?$"},
+        json_schema_extra={"type": "string", "pattern": r"^[0-9]{1,7}[smh]?$"},
     ),
 ]
