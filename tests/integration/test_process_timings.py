@@ -71,6 +71,7 @@ def test_two_processes_report_their_timings_and_resources(nodes: tuple[Node, Nod
     with TestClient(create_app(api.container())) as client:
         traffic(api, engine, client, auth)
         window = wait_for(lambda: window_of(api, engine), what="both processes' minutes")
+        assert window is not None
         by_role: dict[str, ProcessWindow] = {p.role: p for p in window.processes}
         served = by_role["api"].timings
         assert served["http:GET /v1/tasks:2xx"].count == 3
@@ -146,7 +147,9 @@ def test_each_process_metrics_show_its_own_timings(nodes: tuple[Node, Node]) -> 
         assert "apiary_loop_round_seconds" in served  # the family, empty in an api process
         assert not served["apiary_loop_round_seconds"].samples
 
-        ran = families(wait_for(lambda: _with_view(at_engine, auth), what="a view page"))
+        scraped = wait_for(lambda: _with_view(at_engine, auth), what="a view page")
+        assert scraped is not None
+        ran = families(scraped)
         loops = {
             s.labels["loop"]
             for s in ran["apiary_loop_round_seconds"].samples
