@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from projections.histogram import BUCKETS, bucket_of, quantile
+from projections.histogram import BOUNDS, BUCKETS, quantile
 
 KEEP_MINUTES = 61  # the current minute and the hour before it: the longest window
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
@@ -121,7 +122,8 @@ class _Tally:
         self.sum_s = self.cpu_s = 0.0
 
     def add(self, seconds: float, cpu_s: float, items: int) -> None:
-        self.counts[bucket_of(seconds)] += 1
+        # ``histogram.bucket_of``, inlined: this runs on every request
+        self.counts[bisect_left(BOUNDS, seconds) if seconds > 0 else 0] += 1
         self.count += 1
         self.sum_s += seconds
         self.cpu_s += cpu_s
@@ -156,8 +158,8 @@ class ProcessTimings:
         self.keep_minutes = keep_minutes
         self._lock = threading.Lock()
         self._minutes: dict[int, Minute] = {}
-        self._minute = -1
         self._current: Minute = {}
+        self._starts = self._ends = 0.0  # the current minute, in the clock's seconds
         self._retired: Minute = {}  # the minutes that left the ring, added up
         self._http: dict[tuple[str, str, int], str] = {}  # names made once, not per request
 
@@ -184,10 +186,10 @@ class ProcessTimings:
         self.add(f"view:{view}", seconds, 0.0, events)
 
     def add(self, name: str, seconds: float, cpu_s: float = 0.0, items: int = 0) -> None:
-        minute = int(self.clock() // 60)
+        now = self.clock()
         with self._lock:
-            if minute != self._minute:
-                self._roll(minute)
+            if not self._starts <= now < self._ends:
+                self._roll(int(now // 60))
             tally = self._current.get(name)
             if tally is None:
                 tally = self._current[name] = _Tally()
@@ -201,7 +203,7 @@ class ProcessTimings:
         return name
 
     def _roll(self, minute: int) -> None:
-        self._minute = minute
+        self._starts, self._ends = minute * 60.0, minute * 60.0 + 60.0
         self._current = self._minutes.setdefault(minute, {})
         oldest = minute - self.keep_minutes
         for old in [m for m in self._minutes if m <= oldest]:
