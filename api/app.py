@@ -36,7 +36,7 @@ def create_app(container: Container, features: list[Feature] = FEATURES) -> Fast
         openapi_url="/openapi.json",
         dependencies=[Depends(refuse_unknown_query)],
         middleware=[
-            Middleware(RequestContext),
+            Middleware(RequestContext, timings=container.timings),
             Middleware(
                 BodyLimit,
                 max_body_bytes=lambda: container.settings.max_payload_bytes * BODY_LIMIT_FACTOR,

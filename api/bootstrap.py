@@ -39,12 +39,14 @@ from projections.key_reads import KeyReads
 from projections.message_reads import MessageReads
 from projections.metric_reads import MetricReads
 from projections.positions import ViewPositions
+from projections.process_stats import ProcessStats
 from projections.reads import FleetReads, TaskReads
 from projections.redrive_reads import RedriveReads
 from projections.runner import ProjectionRunner, View, reset_view
 from projections.scaling_reads import ScalingReads
 from projections.schedule_reads import ScheduleReads
 from projections.stage_reads import StageReads
+from projections.timings import ProcessTimings
 from runtime.claims import ClaimBoard
 from runtime.config import Knobs
 from runtime.live import LiveIndex
@@ -55,6 +57,7 @@ from runtime.message_claims import MessageBoard
 from runtime.models import LiveFeed, LiveModel, topics_of
 from runtime.performance import LivePerformance
 from runtime.postman import Postman
+from runtime.resources import ResourceMeter
 from runtime.scaling.book import LaunchBook
 from runtime.scaling.launcher import Launcher
 from runtime.scaling.scaler import Autoscaler
@@ -68,7 +71,7 @@ from store.leadership import Leadership
 from store.liveness import Liveness
 from store.migrations import Migration
 from store.migrations import migrate as apply_migrations
-from store.processes import BEAT_S, Beat, Processes, health_of
+from store.processes import BEAT_S, Beat, Processes, Resources, health_of
 from store.recorder import HiveRecorder
 from store.shared_log import SharedLog
 
@@ -78,6 +81,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROLES = ("all", "api", "engine")
+MINUTES_EVERY_S = 5.0  # how often the beat writes this process's current minute of timings
 MB = 1024 * 1024
 MIGRATIONS: list[Migration] = sorted(
     (m for f in FEATURES for m in f.migrations()), key=lambda m: m.version
@@ -165,6 +169,12 @@ class Node:
         self.processes = Processes(self.pool)
         self.leaderships: dict[str, Leadership] = {}
         self._beat_now = threading.Event()
+        # -- what the process measures of itself: timings per minute, its resources ----
+        self.timings = ProcessTimings()
+        self.recorder.on_append = self.timings.saved
+        self.process_stats = ProcessStats(self.pool)
+        self.meter = ResourceMeter({"reads": self.pool, "log": self.recorder.datastore.pool})
+        self.resources: Resources | None = None  # as sampled at the last beat
         # -- the live models: from their views, then the log ---------------------------
         self.config = LiveConfig(Knobs.of(settings))  # the knobs in force, for every part
         self._settings_now: tuple[int, Settings] = (-1, settings)
@@ -232,10 +242,13 @@ class Node:
                     page_size=s.projection_page,
                     poll_interval=s.poll_interval_s,
                     shared=self.log,
+                    timings=self.timings,
                 )
                 for group in view_groups(s, features)
             ]
             self.loops = [loop for f in features for loop in f.loops(self)]
+            for loop in self.loops:
+                loop.timings = self.timings
         self.config.on_change(self._configure)
         self._plan_lifecycle()
 
@@ -263,7 +276,7 @@ class Node:
         for loop in self.loops:
             lead = self.leaderships[loop.name] = Leadership(self.url, loop.name)
             life.thread(f"loop-{loop.name}", partial(loop.run, lead), wake=loop.wake_up)
-        life.add("process-row", self.beat, partial(self.processes.forget, self.process_id))
+        life.add("process-row", self.beat, self._leave)
         life.thread("process-beat", self._beating, wake=self._beat_now.set)
         if self.serves_api:
             life.add("positions", self.positions.start, self.positions.stop)
@@ -287,7 +300,9 @@ class Node:
         return self
 
     def beat(self) -> None:
-        """Tell the hive this process is alive, what it runs, leads and has applied."""
+        """Tell the hive this process is alive, what it runs, leads and has applied, and
+        what it uses."""
+        self.resources = self.meter.sample()
         self.processes.beat(
             Beat(
                 self.process_id,
@@ -297,10 +312,23 @@ class Node:
                 self.config.version,
                 sorted(self.leaderships),
                 sorted(name for name, lead in self.leaderships.items() if lead.leading),
+                self.resources,
             )
         )
 
+    def record_minutes(self) -> None:
+        """Write this process's current and just-ended minute of timings (for any
+        process's ``ProcessStats.window``); older minutes of every process go."""
+        self.process_stats.write(
+            self.process_id,
+            self.role,
+            socket.gethostname(),
+            os.getpid(),
+            self.timings.recent(),
+        )
+
     def _beating(self, stop: threading.Event) -> None:
+        recorded = time.monotonic()
         while not stop.is_set():
             self._beat_now.wait(BEAT_S)
             self._beat_now.clear()
@@ -308,11 +336,25 @@ class Node:
                 return
             try:
                 self.beat()
+                if time.monotonic() - recorded >= MINUTES_EVERY_S:
+                    recorded = time.monotonic()
+                    self.record_minutes()
             except (psycopg.Error, DatabaseUnavailable) as e:  # away: readiness says so
                 log.warning(
                     "process beat failed",
                     extra={"action": "beat_failed", "error": type(e).__name__},
                 )
+
+    def _leave(self) -> None:
+        """A clean stop: the last of its timings written, its row taken away."""
+        try:
+            self.record_minutes()
+        except (psycopg.Error, DatabaseUnavailable) as e:  # lost: an hour's soft state
+            log.warning(
+                "last timings not written",
+                extra={"action": "beat_failed", "error": type(e).__name__},
+            )
+        self.processes.forget(self.process_id)
 
     def _open_pool(self) -> None:
         self.pool.open(wait=True, timeout=self.ready_within_s)
@@ -369,6 +411,7 @@ class Node:
         knobs = self.config.knobs
         self.scaler = Autoscaler(self.hive, self.index, self.book, knobs.pools, launcher)
         loop = Loop("scaler", self.scaler.run_once, knobs.scaler_interval_s, self.scaler.wake)
+        loop.timings = self.timings
         self.config.on_change(lambda k: setattr(loop, "interval", k.scaler_interval_s))
         lead = self.leaderships[loop.name] = Leadership(self.url, loop.name)
         self.lifecycle.thread(
@@ -412,6 +455,7 @@ class Node:
         from api.container import Container
         from api.dashboard.session_book import SessionBook
         from api.metrics import HiveCollector, Scrape
+        from api.process_metrics import ProcessCollector
         from api.throttle import Throttle
 
         throttle = Throttle()  # the API's rate limits, as the config in force says
@@ -442,7 +486,8 @@ class Node:
             metrics=Scrape(
                 HiveCollector(
                     MetricReads(self.pool), self.stages, self.recorder.max_notification_id
-                )
+                ),
+                ProcessCollector(self.timings, lambda: self.resources),
             ),
             messages=self.messages,
             postman=self.postman,
@@ -450,6 +495,8 @@ class Node:
             key_reads=KeyReads(self.pool),
             redrive=RedriveReads(self.pool),
             throttle=throttle,
+            process_stats=self.process_stats,
+            timings=self.timings,
         )
 
 

@@ -23,6 +23,7 @@ from api.ports import (
     Metrics,
     PositionWaiter,
     ProcessReads,
+    ProcessTimingReads,
     Readiness,
     RedriveFinder,
     ScalingReads,
@@ -33,6 +34,7 @@ from api.ports import (
 from api.settings import Settings
 from api.throttle import Throttle
 from domain.hive import Committed, Hive
+from projections.timings import ProcessTimings
 from store.health import DatabaseGate
 
 if TYPE_CHECKING:  # api.auth reads the container from the request: no import cycle
@@ -64,12 +66,14 @@ class Container:
     stages: StageReads
     metrics: Metrics
     redrive: RedriveFinder  # what a bulk re-drive finds (the tasks view)
+    process_stats: ProcessTimingReads  # every process's timings over a window
     dashboard: DashboardReads | None = None  # None: the dashboard is not served
     history: History | None = None
     sessions: SessionBook | None = None  # the dashboard's sign-ins
     broadcast: ViewBroadcast = field(default_factory=ViewBroadcast)
     throttle: Throttle = field(default_factory=Throttle)  # rate limits (the config's)
     config_version: Callable[[], int] = lambda: 0  # the config version this process applied
+    timings: ProcessTimings = field(default_factory=ProcessTimings)  # this process's own
 
     @property
     def settings(self) -> Settings:

@@ -1,8 +1,11 @@
 """The ``/metrics`` exposition: the views read at scrape time, in Prometheus' text format.
 
-One custom collector reads the views when Prometheus scrapes; nothing is counted on the
-hot path and no metric object is kept between scrapes, so every process serving the API
-shows the same numbers (those of the shared views). Latencies are the stages view's
+``/metrics`` is per process: Prometheus scrapes each one. Two kinds of family share it.
+The hive's: one custom collector reads the views when Prometheus scrapes; nothing is
+counted on the hot path for them and no metric object is kept between scrapes, so every
+process serving the API shows the same numbers (those of the shared views). The
+process's own (``api/process_metrics.py``): its HTTP routes, loop rounds, saves, view
+pages and resources, which differ from process to process. Latencies are the stages view's
 histograms as they are stored (their fixed buckets become ``le`` labels); the log's
 length is a counter, so ``rate(apiary_events_total[1m])`` is the append rate; a view's
 lag is how many log positions it has still to read (a view whose events are idle moves
@@ -111,13 +114,14 @@ def attempt_label(h: StageHistogram) -> str:
 
 
 class Scrape:
-    """A registry holding only the hive's collector; ``render`` is one scrape."""
+    """A registry holding only the hive's collectors; ``render`` is one scrape."""
 
     content_type = CONTENT_TYPE
 
-    def __init__(self, collector: HiveCollector) -> None:
+    def __init__(self, *collectors: Collector) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(collector)
+        for collector in collectors:
+            self.registry.register(collector)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

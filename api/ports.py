@@ -17,6 +17,7 @@ from domain.messages import Message
 from projections.dashboard_reads import ListedTasks
 from projections.key_reads import KeyFilter, KeyRow
 from projections.message_reads import MessageRow
+from projections.process_stats import TimingsWindow
 from projections.redrive_reads import RedriveFilter
 from projections.rows import BotFilter, BotRow, ScheduleRow, TaskFilter, TaskRow
 from projections.stage_reads import MinuteCount, StageHistogram
@@ -138,6 +139,12 @@ class BotPresence(Protocol):
 class ProcessReads(Protocol):
     def live(self) -> list[ProcessRow]:
         """The hive's processes heard from lately, oldest first."""
+        ...
+
+
+class ProcessTimingReads(Protocol):
+    def window(self, seconds: float) -> TimingsWindow:
+        """Every process's timings over the minutes overlapping the last ``seconds``."""
         ...
 
 

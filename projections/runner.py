@@ -32,6 +32,7 @@ from eventsourcing.persistence import Notification
 
 from projections.bulk import defer_indexes
 from projections.storable import storable_event
+from projections.timings import ProcessTimings
 from store.follower import LogFollower, NotificationSource, Page, Pages
 from store.shared_log import SharedLog
 
@@ -109,10 +110,11 @@ class ProjectionRunner:
         poll_interval: float = 1.0,
         retry_interval: float = 0.5,
         shared: SharedLog | None = None,
+        timings: ProcessTimings | None = None,
     ) -> None:
         """``views``: one view, or a group kept together. ``shared``: the process's one
         reader of the log, when it has one; without it the runner listens and reads for
-        itself."""
+        itself. ``timings``: where each view's apply of a page is counted."""
         self.views: tuple[View, ...] = tuple(views) if isinstance(views, Sequence) else (views,)
         if not self.views:
             raise ValueError("a runner keeps at least one view")
@@ -130,6 +132,7 @@ class ProjectionRunner:
         self.cursor = 0  # how far the runner has read (>= the lowest position)
         self.apply_s: dict[str, float] = dict.fromkeys(self.names, 0.0)  # time in each view
         self.applied_events: dict[str, int] = dict.fromkeys(self.names, 0)
+        self.timings = timings
         self.healthy = threading.Event()
         self.applied = threading.Condition()
         # A shared log learns the views' topics now, before anyone reads for them.
@@ -295,8 +298,11 @@ class ProjectionRunner:
                 if mine:
                     started = time.perf_counter()
                     view.apply(cur, mine)
-                    self.apply_s[view.name] += time.perf_counter() - started
+                    took = time.perf_counter() - started
+                    self.apply_s[view.name] += took
                     self.applied_events[view.name] += len(mine)
+                    if self.timings is not None:
+                        self.timings.page(view.name, took, len(mine))
             cur.execute(_MOVE, (end, self.names))
             cur.execute(_NOTIFY, (VIEWS_CHANNEL, str(end), self.names))
         self.positions = {name: max(at, end) for name, at in self.positions.items()}

@@ -10,11 +10,12 @@ leader. Times are the database's ``now()``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from store.migrations import Migration
@@ -42,7 +43,54 @@ PROCESS_MIGRATIONS = [
         ALTER TABLE public.leases ADD COLUMN IF NOT EXISTS config_version integer;
         """,
     ),
+    Migration(
+        231,
+        "soft state: what each process uses (CPU, memory, threads, pools), on its beat",
+        "ALTER TABLE public.processes ADD COLUMN IF NOT EXISTS resources jsonb;",
+    ),
 ]
+
+
+@dataclass(frozen=True)
+class PoolUse:
+    """One connection pool of a process, as psycopg_pool counts it: connections open
+    (``size``) and idle (``available``), its ceiling, clients waiting now; and since it
+    opened, requests served, those that had to wait, and their total wait."""
+
+    name: str
+    size: int
+    available: int
+    max_size: int
+    waiting: int
+    requests: int
+    queued: int
+    wait_ms: int
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What a process uses, sampled at its beat: CPU seconds since it started and its
+    share of one core since the last beat (1.0: a core's worth), resident memory, Python
+    threads, and each of its connection pools."""
+
+    cpu_s: float
+    cpu_share: float
+    rss_bytes: int
+    threads: int
+    pools: tuple[PoolUse, ...]
+
+    @property
+    def connections(self) -> int:
+        """Connections its pools hold open."""
+        return sum(p.size for p in self.pools)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Resources:
+        pools = tuple(PoolUse(**p) for p in doc["pools"])
+        return cls(doc["cpu_s"], doc["cpu_share"], doc["rss_bytes"], doc["threads"], pools)
 
 
 @dataclass(frozen=True)
@@ -56,6 +104,7 @@ class ProcessRow:
     config_version: int
     runs: list[str]
     leads: list[str]
+    resources: Resources | None = None  # None: a process that has not sampled them yet
 
 
 @dataclass(frozen=True)
@@ -69,6 +118,7 @@ class Beat:
     config_version: int
     runs: list[str]
     leads: list[str]
+    resources: Resources | None = None
 
 
 class Processes:
@@ -79,11 +129,20 @@ class Processes:
         with self.pool.connection() as conn:
             conn.execute(
                 "INSERT INTO processes "
-                "(process_id, role, host, pid, config_version, runs, leads) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (process_id) DO UPDATE SET "
+                "(process_id, role, host, pid, config_version, runs, leads, resources) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (process_id) DO UPDATE SET "
                 "seen_at = now(), config_version = EXCLUDED.config_version, "
-                "runs = EXCLUDED.runs, leads = EXCLUDED.leads",
-                (b.process_id, b.role, b.host, b.pid, b.config_version, b.runs, b.leads),
+                "runs = EXCLUDED.runs, leads = EXCLUDED.leads, resources = EXCLUDED.resources",
+                (
+                    b.process_id,
+                    b.role,
+                    b.host,
+                    b.pid,
+                    b.config_version,
+                    b.runs,
+                    b.leads,
+                    None if b.resources is None else Jsonb(b.resources.to_json()),
+                ),
             )
 
     def forget(self, process_id: UUID) -> None:
@@ -100,11 +159,18 @@ class Processes:
             )
             rows = conn.execute(
                 "SELECT process_id, role, host, pid, started_at, seen_at, config_version, "
-                "runs, leads FROM processes "
+                "runs, leads, resources FROM processes "
                 "WHERE seen_at >= now() - make_interval(secs => %s) ORDER BY started_at",
                 (within_s,),
             ).fetchall()
-        return [ProcessRow(*r) for r in rows]
+        return [
+            ProcessRow(id_, role, host, pid, started, seen, version, runs, leads, resources_of(r))
+            for id_, role, host, pid, started, seen, version, runs, leads, r in rows
+        ]
+
+
+def resources_of(doc: dict[str, Any] | None) -> Resources | None:
+    return None if doc is None else Resources.from_json(doc)
 
 
 def health_of(processes: list[ProcessRow]) -> dict[str, str]:

@@ -13,6 +13,7 @@ from api.features import (
     scaling,
     schedules,
     tasks,
+    timings,
 )
 
 FEATURES: list[Feature] = [
@@ -25,4 +26,5 @@ FEATURES: list[Feature] = [
     dashboard.FEATURE,
     config.FEATURE,
     keys.FEATURE,
+    timings.FEATURE,
 ]

@@ -172,6 +172,11 @@ def test_the_config_page_shows_a_change_and_its_rollback_live_admins_only(
     # The overview's processes: this one, running everything and leading every loop.
     page.wait_for_selector("#processes tr[data-role='all']", timeout=10_000)
     assert "dispatcher" in page.inner_text("#processes tr[data-role='all']")
+    # and what it uses, as its beat said: memory, and its two pools' connections
+    rss = page.get_attribute("#processes tr[data-role='all'] td[data-rss]", "data-rss")
+    assert rss is not None and int(rss) > 10 * 2**20
+    pools = page.inner_text("#processes tr[data-role='all'] td.pools")
+    assert "reads" in pools and "log" in pools
     assert page.inner_text("#hive-checks tr[data-check='engine'] td:last-child") == "ok"
 
     page.click("nav a[href='/dashboard/config']")

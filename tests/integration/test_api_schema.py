@@ -89,7 +89,7 @@ def cases() -> list[tuple[str, str, GenerationMode]]:
     """Every operation of the document as (METHOD, path, mode): read from the app's own
     document (``create_app`` builds it without connecting to anything). Inputs that do not
     fit the document (the negative mode) only for an operation that takes any."""
-    app = create_app(SimpleNamespace(settings=Settings()))  # type: ignore[arg-type]
+    app = create_app(SimpleNamespace(settings=Settings(), timings=None))  # type: ignore[arg-type]
     return [
         (method.upper(), path, mode)
         for path, operations in app.openapi()["paths"].items()

@@ -142,7 +142,7 @@ def documented_operations() -> list[str]:
 
     from api.settings import Settings
 
-    app = create_app(SimpleNamespace(settings=Settings()))  # type: ignore[arg-type]
+    app = create_app(SimpleNamespace(settings=Settings(), timings=None))  # type: ignore[arg-type]
     return sorted(
         f"{method.upper()} {path}"
         for path, operations in app.openapi()["paths"].items()

@@ -43,6 +43,7 @@ from domain.policies.routing import Assignment
 from domain.rounds import DispatchRound
 from domain.tasks import Task, TaskState
 from domain.unroutable import UnroutableTasks
+from projections.process_stats import TimingsWindow
 from projections.redrive_reads import RedriveFilter
 from projections.rows import BOTS_ALL, BOTS_LIVE, BotFilter, BotRow, TaskFilter, TaskRow
 from projections.stage_reads import MinuteCount, StageHistogram
@@ -388,6 +389,7 @@ def make_container(
         key_reads=LogKeyReads(hive),
         history=LogHistory(hive),
         redrive=LogRedriveFinder(hive),
+        process_stats=NoTimings(),
     )
 
 
@@ -396,6 +398,13 @@ class NoProcesses:
 
     def live(self) -> list[Any]:
         return []
+
+
+class NoTimings:
+    """The processes' minutes are read in the integration tests; here none has any."""
+
+    def window(self, seconds: float) -> TimingsWindow:
+        return TimingsWindow(seconds, [], {}, {})
 
 
 class NoConversations:

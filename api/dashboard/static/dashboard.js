@@ -105,6 +105,17 @@ const modeCard = (m) => `<div class="card" id="mode-card"><h2>Mode</h2>
     Object.entries(m.failing).map(([k, v]) => `<tr data-check="${esc(k)}"><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join("")}</table>`
     : `<p class="muted">every check holds</p>`}</div>`;
 
+function resourcesCells(r) {
+  // What a process uses, as its last beat said: CPU (share of one core), memory, threads,
+  // and per pool the connections open, and the clients waiting for one (if any).
+  if (!r) return `<td colspan=4 class=muted>not reported yet</td>`;
+  const pools = r.pools.map((p) => `${esc(p.name)} ${esc(p.size)}/${esc(p.max_size)}${
+    p.waiting ? ` <b>${esc(p.waiting)} waiting</b>` : ""}`).join(", ");
+  return `<td data-cpu="${esc(r.cpu_share)}">${esc(Math.round(r.cpu_share * 100))}%</td>
+    <td data-rss="${esc(r.rss_bytes)}">${esc(Math.round(r.rss_bytes / 1048576))} MiB</td>
+    <td>${esc(r.threads)}</td><td class="pools">${pools}</td>`;
+}
+
 function processesCard(p) {
   // Each live api/engine process, and the hive's checks drawn from them.
   const rows = p.items.map((x) => {
@@ -114,13 +125,14 @@ function processesCard(p) {
       <td data-config="${esc(x.config_version)}">v${esc(x.config_version)}${behind(x.config_version, p.config_version)}</td>
       <td>${esc(x.leads.join(", ")) || `<span class="muted">none</span>`}${standby.length
         ? ` <span class="muted">(standby: ${esc(standby.join(", "))})</span>` : ""}</td>
-      <td>${when(x.started_at)}</td></tr>`;
+      <td>${when(x.started_at)}</td>${resourcesCells(x.resources)}</tr>`;
   }).join("");
   const checks = Object.entries(p.checks).map(([k, v]) =>
     `<tr data-check="${esc(k)}"><td>${esc(k)}</td><td>${ok(v)}</td></tr>`).join("");
   return `<div class="card wide"><h2>Processes</h2><table id="processes">
-    <tr><th>role</th><th>host</th><th>pid</th><th>config</th><th>leads</th><th>started</th></tr>${rows ||
-      `<tr><td colspan=6 class=muted>no process reports itself</td></tr>`}</table>
+    <tr><th>role</th><th>host</th><th>pid</th><th>config</th><th>leads</th><th>started</th>
+      <th>cpu</th><th>memory</th><th>threads</th><th>connections</th></tr>${rows ||
+      `<tr><td colspan=10 class=muted>no process reports itself</td></tr>`}</table>
     <h2>Hive checks</h2><table id="hive-checks">${checks}</table></div>`;
 }
 
