@@ -17,7 +17,7 @@ def add_mode_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     command = api_commands(sub, "mode", "The hive's mode (over the HTTP API).", run)
     command("show", "The mode this server acts on, and the mode as recorded (who, why).")
     setter = command("set", "An operator's mode: it holds until cleared.")
-    setter.add_argument("mode_name", metavar="MODE", choices=MODES)
+    setter.add_argument("mode_name", metavar="MODE", choices=MODES, help=", ".join(MODES))
     setter.add_argument("--reason", required=True, help="why (recorded with the mode)")
     clear = command("clear", "End the operator's mode: normal, and the policy's again.")
     clear.add_argument("--reason", required=True, help="why (recorded)")
