@@ -69,17 +69,16 @@ class ModeRow:
     @classmethod
     def after(cls, e: Any) -> ModeRow:
         """The mode as event ``e`` of ``HiveMode`` leaves it."""
+        incidents: Cited = []
         if isinstance(e, HiveMode.Set):
-            mode, set_by, incidents = e.mode, OPERATOR, []
+            mode, set_by = e.mode, OPERATOR
         elif isinstance(e, HiveMode.Cleared):
-            mode, set_by, incidents = NORMAL, POLICY, []
+            mode, set_by = NORMAL, POLICY
         else:  # Opened, Entered
             mode, set_by = e.mode, getattr(e, "set_by", POLICY)
             incidents = e.incidents
         cited: Cited = incidents
-        return cls(
-            e.originator_version, mode, set_by, e.actor, e.reason, e.timestamp, tuple(cited)
-        )
+        return cls(e.originator_version, mode, set_by, e.actor, e.reason, e.timestamp, tuple(cited))
 
 
 class ModeView:
@@ -114,5 +113,8 @@ def mode_recorded(conn: psycopg.Connection[Any]) -> tuple[int, ModeRow]:
     row = conn.execute(
         "SELECT version, mode, set_by, actor, reason, since, incidents FROM mode_view"
     ).fetchone()
-    found = ModeRow() if row is None else ModeRow(*row[:6], tuple(row[6]))
+    found = ModeRow()
+    if row is not None:
+        version, mode, set_by, actor, reason, since, incidents = row
+        found = ModeRow(version, mode, set_by, actor, reason, since, tuple(incidents))
     return positions(conn, ("mode",)), found

@@ -27,8 +27,8 @@ from api.auth import Principal, principal_for
 from api.container import Container, container_of
 from api.dashboard import actions, dead_letters
 from api.dashboard.csrf import guarded_router, token_for
-from api.dashboard.readiness import badge_of, checks_of, readiness_of
 from api.dashboard.pages import page, sign_in_page
+from api.dashboard.readiness import badge_of, checks_of, readiness_of
 from api.dashboard.session import (
     COOKIE,
     PATH,
@@ -46,11 +46,11 @@ from api.dashboard.timeline import task_timeline
 from api.dashboard.wiring import dashboard_reads, history
 from api.deps import Ctx, RequestId
 from api.errors import Forbidden, invalid, problem, request_id_of
-from api.schemas.modes import ModePublic
 from api.schemas.common import Input, Model, StorableText, problem_responses
 from api.schemas.config import ConfigPublic, history_of
 from api.schemas.messages import MessagePublic
 from api.schemas.metrics import StagesPublic
+from api.schemas.modes import ModePublic
 from api.schemas.processes import ProcessPublic
 from api.schemas.schedules import SchedulePublic
 from api.throttle import limit_sign_in

@@ -79,6 +79,4 @@ def cli(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_mode_commands(sub)
 
 
-FEATURE = Feature(
-    "modes", migrations=migrations, views=views, loops=loops, routes=routes, cli=cli
-)
+FEATURE = Feature("modes", migrations=migrations, views=views, loops=loops, routes=routes, cli=cli)

@@ -21,9 +21,7 @@ class ModeCommands:
         self.kernel = kernel
         kernel.snapshot_every[MODE_ID] = SNAPSHOT_EVERY
 
-    def enter(
-        self, mode: str, reason: str, incidents: Cited, cause: Cause
-    ) -> Committed[HiveMode]:
+    def enter(self, mode: str, reason: str, incidents: Cited, cause: Cause) -> Committed[HiveMode]:
         """The degradation policy's mode (nothing while an operator's holds)."""
 
         def enter(found: HiveMode | None, at: datetime) -> HiveMode | None:

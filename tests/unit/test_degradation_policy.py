@@ -75,7 +75,9 @@ def test_up_at_once_down_after_calm_without_a_break() -> None:
     later = decide(now, [], CONFIG, calm.calm_since, T0 + timedelta(seconds=29))
     assert later.enter is None and later.calm_since == T0
     # a break: the higher mode is due again, and the calm starts over
-    broken = decide(now, [incident("database")], CONFIG, later.calm_since, T0 + timedelta(seconds=29.5))
+    broken = decide(
+        now, [incident("database")], CONFIG, later.calm_since, T0 + timedelta(seconds=29.5)
+    )
     assert broken.calm_since is None and broken.enter is None
     again = decide(now, [], CONFIG, broken.calm_since, T0 + timedelta(seconds=40))
     assert again.enter is None and again.calm_since == T0 + timedelta(seconds=40)
