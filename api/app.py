@@ -10,6 +10,7 @@ from api.container import Container
 from api.features import Feature
 from api.features.catalog import FEATURES
 from api.middleware import BodyLimit, RequestContext
+from api.mode_gate import ModeHeader
 from api.openapi import document_problems
 from api.query import refuse_unknown_query
 from api.security_headers import SecurityHeaders
@@ -48,6 +49,7 @@ def create_app(container: Container, features: list[Feature] = FEATURES) -> Fast
     for feature in features:
         feature.routes(app)
     document_problems(app)
+    app.add_middleware(ModeHeader, mode=lambda: container.modes)  # every answer says the mode
     # Outermost (added last): every answer gets the headers, a 500 or a 413 too.
     app.add_middleware(SecurityHeaders, policies={docs_page.PATH: docs_page.install(app)})
     return app

@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.container import container_of
 from api.errors import Forbidden, Unauthorized
+from api.mode_gate import serve_principal
 from api.throttle import address_of, throttle_of
 from domain.cause import Cause
 from domain.hive import Hive
@@ -195,7 +196,8 @@ async def authenticate(
     """401 unless the request carries a live key; the principal is noted for the access log.
     Async, so a cached key costs no hop to the thread pool (every request asks); a key not
     cached is read from the log there, off the event loop. Rate limited (``api.throttle``):
-    per key, and per client address for failures (429)."""
+    per key, and per client address for failures (429). In ``critical`` a client key is
+    refused (503, ``api.mode_gate``)."""
     throttle, address = throttle_of(request), address_of(request)
     throttle.refuse_failing(address)
     if credentials is None:
@@ -210,6 +212,7 @@ async def authenticate(
         raise Unauthorized("the API key is not valid (unknown, malformed, revoked or expired)")
     request.state.principal = principal.actor
     throttle.admit(principal)
+    serve_principal(container_of(request).modes, principal.role)
     return principal
 
 

@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Any, cast
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from api.dashboard.mode import ModeWatch, checks_of
+from api.dashboard.readiness import ReadinessWatch, checks_of
 from api.dashboard.stream import ViewBroadcast
 from api.features import Feature
 from api.features.catalog import FEATURES
 from api.lifecycle import Lifecycle
+from api.mode_gate import HiveModeNow
 from api.settings import Settings
 from domain.cause import Cause
 from domain.hive import Hive, utc_now
@@ -51,6 +52,7 @@ from runtime.claims import ClaimBoard
 from runtime.config import Knobs
 from runtime.live import LiveIndex
 from runtime.live_config import LiveConfig
+from runtime.live_mode import LiveMode
 from runtime.loops import Loop
 from runtime.mailbox import Mailbox
 from runtime.message_claims import MessageBoard
@@ -182,7 +184,14 @@ class Node:
         self.book = LaunchBook()
         self.mailbox = Mailbox()
         self.performance = LivePerformance(s.routing_alpha)
-        self.models: list[LiveModel] = [self.config, self.index, self.book, self.mailbox]
+        self.mode = LiveMode()  # the hive's mode as recorded: every process acts on it
+        self.models: list[LiveModel] = [
+            self.config,
+            self.mode,
+            self.index,
+            self.book,
+            self.mailbox,
+        ]
         if self.serves_engine:  # routing learns in engines only, from the feed, in log order
             self.models.append(self.performance)
         # -- what requests use: cheap objects, no threads of their own ------------------
@@ -197,7 +206,18 @@ class Node:
         self.schedule_positions = ViewPositions(self.pool, url, ("schedules",))
         self.broadcast = ViewBroadcast()  # the dashboard's live stream
         self.positions.listeners.append(self.broadcast.heard)
-        self.mode_watch = ModeWatch(lambda: checks_of(self, self.gate), self.broadcast.mode_changed)
+        self.readiness_watch = ReadinessWatch(
+            lambda: checks_of(self, self.gate), self.broadcast.mode_changed, self._badge_mode
+        )
+        # The mode this process acts on: the log's, or critical as far as it can tell. An
+        # engine process is an engine alive; elsewhere the readiness watch says.
+        self.modes = HiveModeNow(
+            self.mode,
+            self.gate,
+            (lambda: True) if self.serves_engine else lambda: self.readiness_watch.engine_alive,
+        )
+        self.mode.on_change(lambda _: self.readiness_watch.tell())
+        self.broadcast.hold_s = self.modes.stream_hold_s  # the push coalesces more, degraded
         # -- the autoscaler: started once HTTP listens (launched bots need it) ---------
         self.scaler: Autoscaler | None = None
         self.scaling_stop = threading.Event()
@@ -283,7 +303,7 @@ class Node:
             life.add(
                 "schedule-positions", self.schedule_positions.start, self.schedule_positions.stop
             )
-            life.thread("mode-watch", self.mode_watch.run)
+            life.thread("readiness-watch", self.readiness_watch.run)
             life.thread("key-use", self.key_uses.run)
 
     def loop(self, name: str) -> Loop:
@@ -378,6 +398,7 @@ class Node:
         """What the node's own parts take from the config in force."""
         self.hive.kernel.cache.resize(knobs.aggregate_cache_mb * MB)
         self.hive.tasks.policies = knobs.retry.policies()
+        self.modes.configure(knobs.degradation)
         self.recent.resize(knobs.decoded_events_mb * MB)
         self.messages.visibility_s = knobs.message_visibility_s
         self.claims.config_changed()  # waiting bots hear of it now
@@ -485,7 +506,10 @@ class Node:
             stages=self.stages,
             metrics=Scrape(
                 HiveCollector(
-                    MetricReads(self.pool), self.stages, self.recorder.max_notification_id
+                    MetricReads(self.pool),
+                    self.stages,
+                    self.recorder.max_notification_id,
+                    self.modes.effective,
                 ),
                 ProcessCollector(self.timings, lambda: self.resources),
             ),
@@ -497,7 +521,14 @@ class Node:
             throttle=throttle,
             process_stats=self.process_stats,
             timings=self.timings,
+            modes=self.modes,
         )
+
+    def _badge_mode(self) -> dict[str, Any]:
+        """The hive's mode as the dashboard's badge shows it."""
+        from api.schemas.modes import ModePublic
+
+        return ModePublic.of(self.modes).model_dump(mode="json")
 
 
 REBUILD_PAGE = 30_000  # events per transaction when replaying the log into emptied views

@@ -40,6 +40,7 @@ from store.health import DatabaseGate
 if TYPE_CHECKING:  # api.auth reads the container from the request: no import cycle
     from api.auth import KeyRing
     from api.dashboard.session_book import SessionBook
+    from api.mode_gate import HiveModeNow
 
 
 @dataclass
@@ -74,6 +75,7 @@ class Container:
     throttle: Throttle = field(default_factory=Throttle)  # rate limits (the config's)
     config_version: Callable[[], int] = lambda: 0  # the config version this process applied
     timings: ProcessTimings = field(default_factory=ProcessTimings)  # this process's own
+    modes: HiveModeNow | None = None  # the hive's mode as this process acts on it
 
     @property
     def settings(self) -> Settings:

@@ -11,6 +11,7 @@ length is a counter, so ``rate(apiary_events_total[1m])`` is the append rate; a 
 lag is how many log positions it has still to read (a view whose events are idle moves
 its stored position up at most a second late: ``projections/runner.py``). Retries and dead
 letters are counters per type and error kind (``retry_counts``, kept by the tasks view).
+The hive's mode is this process's (``apiary_hive_mode{mode}``: 1 for the one in force).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from domain.modes import MODES, NORMAL
 from projections.histogram import BOUNDS
 from projections.metric_reads import MetricReads
 from projections.stage_reads import StageHistogram, StageReads
@@ -31,11 +33,16 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 class HiveCollector(Collector):
     def __init__(
-        self, reads: MetricReads, stages: StageReads, head: Callable[[], int | None]
+        self,
+        reads: MetricReads,
+        stages: StageReads,
+        head: Callable[[], int | None],
+        mode: Callable[[], str] = lambda: NORMAL,
     ) -> None:
         self.reads = reads
         self.stages = stages
         self.head = head
+        self.mode = mode  # the hive's mode as this process acts on it
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
         head = self.head() or 0  # first: a view read after it is never "ahead" of it
@@ -66,6 +73,7 @@ class HiveCollector(Collector):
         yield lag
         yield from _retries(counts["retries"])
         yield _histograms(self.stages.histograms())
+        yield _modes(self.mode())
 
 
 def _gauge(
@@ -74,6 +82,15 @@ def _gauge(
     family = GaugeMetricFamily(name, doc, labels=labels)
     for *values, n in rows:
         family.add_metric([str(v) for v in values], float(n))  # type: ignore[arg-type]
+    return family
+
+
+def _modes(now: str) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        "apiary_hive_mode", "The hive's mode (1 for the one in force).", labels=["mode"]
+    )
+    for mode in MODES:
+        family.add_metric([mode], 1.0 if mode == now else 0.0)
     return family
 
 

@@ -20,6 +20,10 @@ quarantined bot has what they need, and ``can_launch`` says no pool could start 
 flags them, once, with one ``UnroutableTasks`` record per capability set (not an event
 per task): a flagged task is not flagged again until an assignment has cleared the flag,
 so an unchanged hive costs nothing but the look, per capability set.
+
+While the hive is in maintenance (``paused``), no round runs and no submission is handed
+off: new tasks are accepted and held. The mode's change wakes the dispatcher, so the held
+work is routed at once when the hive leaves maintenance.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ class Dispatcher:
         self.can_launch = can_launch
         self.wake = threading.Event()
         self.leading: Callable[[], bool] = lambda: False  # this process leads the loop
+        self.paused: Callable[[], bool] = lambda: False  # the hive's mode holds work
         self._round = threading.Lock()  # a round, or a hand-off: one at a time
         self._rounds = itertools.count(1)
         index.listeners.append(self._heard)
@@ -84,6 +89,9 @@ class Dispatcher:
     def run_once(self) -> int:
         """One round; returns how many tasks it assigned or flagged."""
         with self._round:
+            if self.paused():
+                self.wake.clear()  # the mode's change wakes it again
+                return 0
             return self._run_round()
 
     @contextmanager
@@ -93,7 +101,12 @@ class Dispatcher:
         Idle: no round runs and no news waits for one, so every task still pending has
         been looked at and found no free bot; a new task then jumps nobody. Otherwise,
         or when another submission holds it: None, and the next round decides."""
-        if not self.leading() or self.wake.is_set() or not self._round.acquire(blocking=False):
+        if (
+            not self.leading()
+            or self.wake.is_set()
+            or self.paused()
+            or not self._round.acquire(blocking=False)
+        ):
             yield None
             return
         try:

@@ -27,8 +27,8 @@ from api.auth import Principal, principal_for
 from api.container import Container, container_of
 from api.dashboard import actions, dead_letters
 from api.dashboard.csrf import guarded_router, token_for
-from api.dashboard.mode import checks_of, mode_of
 from api.dashboard.pages import page, sign_in_page
+from api.dashboard.readiness import badge_of, checks_of, readiness_of
 from api.dashboard.session import (
     COOKIE,
     PATH,
@@ -50,6 +50,7 @@ from api.schemas.common import Input, Model, StorableText, problem_responses
 from api.schemas.config import ConfigPublic, history_of
 from api.schemas.messages import MessagePublic
 from api.schemas.metrics import StagesPublic
+from api.schemas.modes import ModePublic
 from api.schemas.processes import ProcessPublic
 from api.schemas.schedules import SchedulePublic
 from api.throttle import limit_sign_in
@@ -196,7 +197,8 @@ def config_page(viewer: Viewer, request: Request) -> HTMLResponse:
 def overview_data(_: Viewer, ctx: Ctx) -> dict[str, Any]:
     data = dashboard_reads(ctx).overview()
     data["checks"] = checks_of(ctx.readiness, ctx.gate)
-    data["mode"] = mode_of(data["checks"])  # also pushed on the stream as it changes
+    mode = {} if ctx.modes is None else ModePublic.of(ctx.modes).model_dump(mode="json")
+    data["mode"] = badge_of(mode, readiness_of(data["checks"]))  # pushed too, as it changes
     stages = StagesPublic.build(ctx.stages.histograms(), ctx.stages.minutes(15, ctx.hive.clock()))
     data["stages"] = stages.model_dump(mode="json")  # the same numbers as /v1/metrics/stages
     data["processes"] = _processes(ctx)

@@ -3,11 +3,14 @@
 The view runners publish ``<view>:<position>`` on ``apiary_views`` after every page they
 apply; this process hears them (one LISTEN connection for all pages) and wakes every
 open stream. A stream coalesces what it heard into one event per wake-up, so a burst of
-thousands of tasks costs each browser a handful of refreshes, not thousands.
+thousands of tasks costs each browser a handful of refreshes, not thousands. While the hive
+is degraded it coalesces more: after each ``views`` event a stream holds for ``hold_s()``
+seconds (the config's ``degradation.stream_coalesce_s``), so the browsers ask less of a
+hive in trouble.
 
-It also carries the hive's mode (``api/dashboard/mode.py``): a ``mode`` event when a stream
-opens and whenever the mode changes, with the mode itself as data, since a page cannot
-fetch it while the database is away.
+It also carries the badge (``api/dashboard/readiness.py``: the hive's mode and this
+process's readiness): a ``mode`` event when a stream opens and whenever the badge changes,
+with the badge itself as data, since a page cannot fetch it while the database is away.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -30,6 +33,7 @@ class ViewBroadcast:
         self.positions: dict[str, int] = {}
         self.mode: dict[str, Any] | None = None
         self.closed = False
+        self.hold_s: Callable[[], float] = lambda: 0.0  # after a views event (coalescing)
 
     def heard(self, view: str, position: int) -> None:
         """From the LISTEN thread: remember, and wake every stream."""
@@ -38,7 +42,7 @@ class ViewBroadcast:
         self._wake()
 
     def mode_changed(self, mode: dict[str, Any]) -> None:
-        """From the mode watch: remember, and wake every stream."""
+        """From the readiness watch: remember the badge, and wake every stream."""
         with self._lock:
             self.mode = mode
         self._wake()
@@ -78,6 +82,10 @@ class ViewBroadcast:
                 if positions != sent_positions:
                     sent_positions = positions
                     yield b"event: views\ndata: " + orjson.dumps(positions) + b"\n\n"
+                    hold = self.hold_s()
+                    if hold > 0:  # pacing: what arrives meanwhile goes in the next event
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(_closed(closing), hold)
                 try:
                     await asyncio.wait_for(woken.wait(), KEEPALIVE_S)
                 except TimeoutError:
@@ -87,3 +95,8 @@ class ViewBroadcast:
         finally:
             with self._lock:
                 self._streams.discard(entry)
+
+
+async def _closed(closing: asyncio.Event | None) -> None:
+    """Returns when the stream is closing (never, without ``closing``)."""
+    await (closing or asyncio.Event()).wait()

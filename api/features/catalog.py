@@ -10,6 +10,7 @@ from api.features import (
     hive,
     keys,
     messages,
+    modes,
     scaling,
     schedules,
     tasks,
@@ -27,4 +28,5 @@ FEATURES: list[Feature] = [
     config.FEATURE,
     keys.FEATURE,
     timings.FEATURE,
+    modes.FEATURE,
 ]

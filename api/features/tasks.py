@@ -48,6 +48,7 @@ def views(settings: Settings) -> Sequence[View]:
 
 
 def loops(node: Node) -> Sequence[Loop]:
+    from domain.modes import MAINTENANCE
     from runtime.dispatcher import Dispatcher
     from runtime.loops import Loop
 
@@ -58,6 +59,9 @@ def loops(node: Node) -> Sequence[Loop]:
         return lead is not None and lead.leading
 
     dispatcher.leading = leading
+    # Maintenance holds work: no round, no hand-off; the mode's change wakes it at once.
+    dispatcher.paused = lambda: node.mode.mode == MAINTENANCE
+    node.mode.on_change(lambda _: dispatcher.wake.set())
     node.hive.tasks.placer = dispatcher  # new tasks may be assigned in their submission
 
     def configure(knobs: Knobs) -> None:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 
 from api.deps import Admin, Client, Ctx, RequestId
 from api.errors import invalid
+from api.mode_gate import admit_submission
 from api.schemas.common import NO_REASON, problem_responses
 from api.schemas.tasks import (
     CancelRequest,
@@ -46,7 +47,8 @@ def submit_task(
     body: TaskCreate, principal: Client, request_id: RequestId, ctx: Ctx, response: Response
 ) -> TaskPublic:
     spec = body.to_spec(ctx.settings.max_payload_bytes)
-    committed = ctx.hive.tasks.submit([spec], principal.cause(request_id))
+    specs = admit_submission(ctx.modes, [spec], ctx.hive.clock())
+    committed = ctx.hive.tasks.submit(specs, principal.cause(request_id))
     submission = committed.items[0]
     response.status_code = 200 if submission.duplicate else 201
     response.headers["Location"] = f"{router.prefix}/{submission.task.id}"
@@ -57,7 +59,8 @@ def submit_task(
 def submit_tasks(
     body: TaskBatchCreate, principal: Client, request_id: RequestId, ctx: Ctx
 ) -> TasksSubmitted:
-    committed = ctx.hive.tasks.submit(body.to_specs(ctx.settings), principal.cause(request_id))
+    specs = admit_submission(ctx.modes, body.to_specs(ctx.settings), ctx.hive.clock())
+    committed = ctx.hive.tasks.submit(specs, principal.cause(request_id))
     position = ctx.position_after(committed)
     return TasksSubmitted(
         items=[

@@ -8,7 +8,7 @@ leaves half its events behind.
 
 The commands live by area, one service each over the one kernel (none inherits another):
 ``hive.tasks``, ``hive.fleet``, ``hive.keys``, ``hive.schedules``, ``hive.messages``,
-``hive.scaling``, the operations area's ``hive.config``, and the dashboard's
+``hive.scaling``, the operations area's ``hive.config`` and ``hive.modes``, and the dashboard's
 ``hive.sessions``. A new area is a module with
 a service class and one line here.
 """
@@ -28,6 +28,7 @@ from domain.hive.kernel import MAX_ATTEMPTS, A, Committed, Kernel, Recorded
 from domain.hive.keys import IssuedKey, KeyCommands, new_secret
 from domain.hive.log import HiveLog, utc_now
 from domain.hive.messages import MessageCommands, MessageSpec
+from domain.hive.modes import ModeCommands
 from domain.hive.scaling import ScalingCommands
 from domain.hive.schedules import ScheduleCommands
 from domain.hive.sessions import SessionCommands
@@ -67,6 +68,7 @@ class Hive:
         self.messages = MessageCommands(self.kernel)
         self.scaling = ScalingCommands(self.kernel)
         self.config = ConfigCommands(self.kernel)
+        self.modes = ModeCommands(self.kernel)
         self.sessions = SessionCommands(self.kernel, new_secret)
         # Called with what each save of this process recorded, in the order of saves.
         self.listeners: list[Callable[[Recorded], object]] = self.kernel.listeners

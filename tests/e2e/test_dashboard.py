@@ -55,7 +55,7 @@ def test_a_task_is_seen_moving_through_its_states_without_a_reload(
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     sign_in(page, hive, admin)
     page.wait_for_selector("svg[aria-label='Tasks by state']")
-    page.wait_for_selector("#mode[data-mode='normal']")  # every check holds
+    page.wait_for_selector("#mode[data-mode='normal'][data-ready='yes']")  # every check holds
     assert page.inner_text("#mode-card .mode") == "normal"
 
     created = client.post(
@@ -104,7 +104,7 @@ def test_a_task_is_seen_moving_through_its_states_without_a_reload(
     page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
 
 
-def test_the_page_shows_the_mode_degraded_during_an_outage_without_a_reload(
+def test_the_page_shows_the_mode_critical_during_an_outage_without_a_reload(
     hive: Hive, browser: Any
 ) -> None:
     hive.start()
@@ -113,9 +113,9 @@ def test_the_page_shows_the_mode_degraded_during_an_outage_without_a_reload(
     page.wait_for_selector("#mode[data-mode='normal']", timeout=10_000)
     page.evaluate("window.sameDocument = true")
     with outage(hive.db_url):  # the page cannot fetch now: the stream brings the mode
-        page.wait_for_selector("#mode[data-mode='degraded']", timeout=20_000)
+        page.wait_for_selector("#mode[data-mode='critical'][data-ready='no']", timeout=20_000)
         assert "database" in page.inner_text("#mode")
-    page.wait_for_selector("#mode[data-mode='normal']", timeout=30_000)
+    page.wait_for_selector("#mode[data-mode='normal'][data-ready='yes']", timeout=30_000)
     assert page.evaluate("window.sameDocument") is True
 
 

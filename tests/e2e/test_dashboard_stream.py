@@ -28,25 +28,33 @@ def test_a_subscriber_hears_that_the_views_moved_past_a_submitted_task(hive: Hiv
     assert heard.data["tasks"] >= position
 
 
-def test_the_mode_is_normal_then_pushed_degraded_through_an_outage_and_back(hive: Hive) -> None:
+def test_the_badge_is_normal_then_pushed_critical_through_an_outage_and_back(hive: Hive) -> None:
     hive.start()
     key = hive.key("client")
     overview = signed_in(hive.url, key).get("/dashboard/data/overview").json()
-    assert overview["mode"] == {"mode": "normal", "failing": {}}
+    badge = overview["mode"]
+    assert (badge["mode"], badge["recorded"], badge["readiness"]) == (
+        "normal",
+        "normal",
+        {"ready": True, "failing": {}},
+    )
     with DashboardStream(hive.url, key) as stream:
-        # The mode is looked at every second: the one a stream opens with may still be
+        # Readiness is looked at every second: the badge a stream opens with may still be
         # from the start-up (a view runner not yet connected).
-        stream.wait(lambda h: h.kind == "mode" and h.data["mode"] == "normal", since=0, timeout=10)
+        stream.wait(
+            lambda h: h.kind == "mode" and h.data["readiness"]["ready"], since=0, timeout=10
+        )
         since = len(stream.heard)
         with outage(hive.db_url):
-            degraded = stream.wait(
-                lambda h: h.kind == "mode" and "database" in h.data["failing"],
+            away = stream.wait(
+                lambda h: h.kind == "mode" and "database" in h.data["readiness"]["failing"],
                 since=since,
                 timeout=20,
             )
-            assert degraded.data["mode"] == "degraded"
+            # As far as this process can tell, the hive is critical: nothing is recorded.
+            assert (away.data["mode"], away.data["recorded"]) == ("critical", "normal")
             since = len(stream.heard)
         back = stream.wait(
-            lambda h: h.kind == "mode" and h.data["mode"] == "normal", since=since, timeout=30
+            lambda h: h.kind == "mode" and h.data["readiness"]["ready"], since=since, timeout=30
         )
-    assert back.data["failing"] == {}
+    assert back.data["mode"] == "normal"

@@ -10,17 +10,24 @@ Two writers changing the config at the same time (two engines over the log, or t
 operators over HTTP) conflict on the version: one wins, the other is refused and
 overwrites nothing.
 
-Later hardening capabilities (retry manager, incident detector, degradation manager,
-audit proofs, disaster recovery, migrations) add their scenarios to this suite.
+**Degradation Manager.** An operator puts the hive in maintenance and back, then degraded
+and back, while 4 clients submit (low and high priorities). No acknowledged submission is
+lost; every shed request got 503 with ``Retry-After``; the work accepted in maintenance is
+held until the mode returns to normal, and then runs; every answer names the mode.
+
+Later hardening capabilities (retry manager, incident detector, audit proofs, disaster
+recovery, migrations) add their scenarios to this suite.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -259,6 +266,123 @@ def test_two_writers_at_once_conflict_on_the_version_and_neither_overwrites(
     ]
     assert [a.status_code for a in answers] == [200, 412]
     assert admin.get("/v1/config").json()["document"]["max_batch"] == 10
+
+
+@dataclass
+class Acked:
+    """A task a client's submission acknowledged, and the mode its answer named."""
+
+    id: str
+    priority: int
+    mode: str
+    at: float
+
+
+@contextmanager
+def four_clients(url: str, token: str) -> Iterator[tuple[list[Acked], list[httpx.Response]]]:
+    """Four clients, each submitting one task (priority 2 or 8, in turn) every 20 ms until
+    the block ends; what was acknowledged, and what was refused."""
+    acked: list[Acked] = []
+    refused: list[httpx.Response] = []
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def submit(n: int) -> None:
+        try:
+            with httpx.Client(
+                base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+            ) as c:
+                for i in itertools.count():
+                    if stop.wait(0.02):  # the clients' pace, not a wait for an outcome
+                        return
+                    priority = 2 if (i + n) % 2 else 8
+                    r = c.post("/v1/tasks", json={"type": "noop", "priority": priority})
+                    mode = r.headers["X-Apiary-Mode"]
+                    if r.status_code == 201:
+                        acked.append(Acked(r.json()["id"], priority, mode, time.monotonic()))
+                    else:
+                        assert r.status_code == 503, r.text
+                        refused.append(r)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=submit, args=(n,), name=f"client-{n}") for n in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        yield acked, refused
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert not errors, errors[0]
+
+
+def test_maintenance_and_degraded_and_back_while_four_clients_submit(hive: Hive) -> None:
+    hive.start()
+    admin = hive.client(hive.admin_key())
+    client = hive.client(hive.key("client"))
+    enrol = hive.key("bot")
+    bots = [
+        start_bot(hive, enrol, f"worker-{i}", "--capabilities", "noop", "--max-concurrency", "8")
+        for i in range(2)
+    ]
+
+    def mode_is(mode: str) -> bool:
+        answer = admin.get("/v1/mode")
+        return answer.json()["mode"] == mode and answer.headers["X-Apiary-Mode"] == mode
+
+    def put(mode: str) -> None:
+        answer = admin.put("/v1/mode", json={"mode": mode, "reason": f"test: {mode}"})
+        assert answer.status_code == 200, answer.text
+        assert (answer.json()["recorded"], answer.json()["set_by"]) == (mode, "operator")
+
+    def clear() -> None:
+        answer = admin.post("/v1/mode/clear", json={"reason": "test: back"})
+        assert answer.status_code == 200 and answer.json()["mode"] == "normal", answer.text
+
+    try:
+        with four_clients(hive.url, hive.key("client")) as (acked, refused):
+            wait_for(lambda: len(acked) >= 40, timeout=20, what="the clients flowing")
+            put("maintenance")
+            entered = time.monotonic()
+
+            def held() -> list[str]:  # accepted once a round begun before it had ended
+                return [a.id for a in acked if a.mode == "maintenance" and a.at > entered + 0.2]
+
+            wait_for(lambda: len(held()) >= 40, timeout=20, what="work accepted in maintenance")
+            assert {t["state"] for t in _tasks(client, held())} == {"pending"}  # held
+            assert client.get("/healthz").status_code == 200
+            clear()
+            wait_for(
+                lambda: {t["state"] for t in _tasks(client, held())} == {"succeeded"},
+                timeout=20,
+                what="the held work run after maintenance",
+            )
+            put("degraded")
+            wait_for(lambda: len(refused) >= 10, timeout=20, what="low priorities shed")
+            during = [a for a in acked if a.mode == "degraded"]
+            assert during and {a.priority for a in during} == {8}  # the core keeps working
+            clear()
+            assert mode_is("normal")
+            back = len(acked)
+            wait_for(lambda: len(acked) >= back + 20, timeout=20, what="accepting all again")
+        assert not [a for a in acked[back:] if a.mode != "normal"]
+        for r in refused:  # every shed request: 503, Retry-After, the mode named
+            assert r.headers["Retry-After"].isdigit() and r.headers["X-Apiary-Mode"] == "degraded"
+            assert r.json()["type"].endswith("/mode-refused")
+        ids = [a.id for a in acked]
+        wait_for(
+            lambda: {t["state"] for t in _tasks(client, ids)} == {"succeeded"},
+            timeout=30,
+            what=f"every acknowledged task done ({len(ids)}: {_states(client, ids)})",
+            interval=0.2,
+        )
+        assert len(_tasks(client, ids)) == len(set(ids))  # none lost
+        assert double_holds(log_events(hive.db_url)) == []  # none held by two bots at once
+    finally:
+        for bot in bots:
+            bot.stop()
 
 
 def _tasks(client: httpx.Client, ids: list[str]) -> list[dict[str, Any]]:

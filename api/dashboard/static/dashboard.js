@@ -92,18 +92,24 @@ function throughput(minutes) {
 const failingList = (failing) => Object.entries(failing).map(([k, v]) => `${k}: ${v}`).join("; ");
 let modeShown = "";
 function showMode(m) {
+  // The hive's mode (the log's, as this process acts on it) and, apart, its readiness.
   modeShown = JSON.stringify(m);
+  const failing = m.readiness.failing;
   modeBadge.dataset.mode = m.mode;
-  modeBadge.textContent = m.mode === "normal" ? "normal" : `degraded: ${failingList(m.failing)}`;
-  modeBadge.title = `the hive's mode: ${modeBadge.textContent}`;
+  modeBadge.dataset.ready = m.readiness.ready ? "yes" : "no";
+  modeBadge.textContent = m.mode + (m.set_by === "operator" ? " (operator)" : "") +
+    (m.readiness.ready ? "" : ` · not ready: ${failingList(failing)}`);
+  modeBadge.title = `the hive's mode: ${m.mode}${m.local ? ` (${m.local})` : ` (${m.reason})`}`;
   const card = document.getElementById("mode-card");
   if (card) card.outerHTML = modeCard(m);
 }
 const modeCard = (m) => `<div class="card" id="mode-card"><h2>Mode</h2>
-  <p><span class="mode" data-mode="${esc(m.mode)}">${esc(m.mode)}</span></p>
-  ${Object.keys(m.failing).length ? `<table id="failing"><tr><th>failing check</th><th>says</th></tr>${
-    Object.entries(m.failing).map(([k, v]) => `<tr data-check="${esc(k)}"><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join("")}</table>`
-    : `<p class="muted">every check holds</p>`}</div>`;
+  <p><span class="mode" data-mode="${esc(m.mode)}">${esc(m.mode)}</span>
+    <span class="muted">${esc(m.local || `${m.set_by}: ${m.reason}`)}</span></p>
+  <h2>This process</h2>
+  ${Object.keys(m.readiness.failing).length ? `<table id="failing"><tr><th>failing check</th><th>says</th></tr>${
+    Object.entries(m.readiness.failing).map(([k, v]) => `<tr data-check="${esc(k)}"><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join("")}</table>`
+    : `<p class="muted">ready: every check holds</p>`}</div>`;
 
 function resourcesCells(r) {
   // What a process uses, as its last beat said: CPU (share of one core), memory, threads,
