@@ -34,6 +34,8 @@ from api.mode_gate import HiveModeNow
 from api.settings import Settings
 from domain.cause import Cause
 from domain.hive import Hive, utc_now
+from domain.modes import DEGRADED
+from domain.policies.degradation import failing_pool
 from projections.bulk import restore_indexes
 from projections.dashboard_reads import DashboardReads
 from projections.key_reads import KeyReads
@@ -50,7 +52,7 @@ from projections.stage_reads import StageReads
 from projections.timings import ProcessTimings
 from runtime.claims import ClaimBoard
 from runtime.config import Knobs
-from runtime.live import LiveIndex
+from runtime.live import LiveBot, LiveIndex
 from runtime.live_config import LiveConfig
 from runtime.live_mode import LiveMode
 from runtime.loops import Loop
@@ -431,6 +433,7 @@ class Node:
             return None
         knobs = self.config.knobs
         self.scaler = Autoscaler(self.hive, self.index, self.book, knobs.pools, launcher)
+        self.scaler.holding = self._holding_launches
         loop = Loop("scaler", self.scaler.run_once, knobs.scaler_interval_s, self.scaler.wake)
         loop.timings = self.timings
         self.config.on_change(lambda k: setattr(loop, "interval", k.scaler_interval_s))
@@ -441,6 +444,15 @@ class Node:
         self.lifecycle.start()
         self.loops.append(loop)
         return self.scaler
+
+    def _holding_launches(self, pool: str, bots: list[LiveBot], now: datetime) -> str | None:
+        """Degraded: no launch into a pool whose bots keep failing (the healthy scale)."""
+        if self.mode.mode != DEGRADED:
+            return None
+        window_s = self.config.knobs.degradation.failing_window_s
+        if failing_pool([(b.state, b.failed_at) for b in bots], now, window_s):
+            return f"degraded, and the pool's bots keep failing (within {window_s:g} s)"
+        return None
 
     def stop_scaling(self) -> None:
         """Stop sizing pools, then stop the bots this engine launched (they drain first)."""

@@ -23,7 +23,9 @@ so an unchanged hive costs nothing but the look, per capability set.
 
 While the hive is in maintenance (``paused``), no round runs and no submission is handed
 off: new tasks are accepted and held. The mode's change wakes the dispatcher, so the held
-work is routed at once when the hive leaves maintenance.
+work is routed at once when the hive leaves maintenance. While it is degraded, the bots
+that failed an attempt lately (``shunned``) are avoided as a task avoids the bots that
+failed it: one of them gets work only when no other bot that can do it has room.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from uuid import UUID
 
 from domain.cause import Cause
 from domain.hive import Hive
@@ -73,6 +76,8 @@ class Dispatcher:
         self.wake = threading.Event()
         self.leading: Callable[[], bool] = lambda: False  # this process leads the loop
         self.paused: Callable[[], bool] = lambda: False  # the hive's mode holds work
+        # Bots to keep away from while another has room (the hive's mode: degraded).
+        self.shunned: Callable[[], frozenset[UUID]] = frozenset
         self._round = threading.Lock()  # a round, or a hand-off: one at a time
         self._rounds = itertools.count(1)
         index.listeners.append(self._heard)
@@ -124,7 +129,9 @@ class Dispatcher:
         if not any(s.free > 0 for s in slots):
             return None
         now = at.timestamp()
-        assignments = route(tasks, slots, self.performance.snapshot(), now, self.config)
+        assignments = route(
+            _avoiding(tasks, self.shunned()), slots, self.performance.snapshot(), now, self.config
+        )
         if not assignments:
             return None
         cause = Cause.engine(self.name, f"hand-off-{next(self._rounds)}")
@@ -147,7 +154,9 @@ class Dispatcher:
             aging=self.config.aging,
             now=now,
         )
-        assignments = route(pending, slots, self.performance.snapshot(), now, self.config)
+        assignments = route(
+            _avoiding(pending, self.shunned()), slots, self.performance.snapshot(), now, self.config
+        )
         if not assignments:
             return flagged
         committed = self.hive.tasks.assign(assignments, cause)
@@ -180,6 +189,15 @@ class Dispatcher:
                 },
             )
         return flagged
+
+
+def _avoiding(tasks: Sequence[PendingTask], shunned: frozenset[UUID]) -> Sequence[PendingTask]:
+    """The tasks, each also avoiding the ``shunned`` bots: routing gives a task to one of
+    them only when no other bot that can do it has room (as it does a bot that failed the
+    task itself), so the core keeps working on the healthy bots without starving."""
+    if not shunned:
+        return tasks
+    return [t._replace(avoid=t.avoid | shunned) for t in tasks]
 
 
 def _reason(found: Unservable) -> str:

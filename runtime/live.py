@@ -92,6 +92,7 @@ class LiveBot:
     pool: str | None = None
     takes_messages: bool = True  # it claims messages: a recipient of them
     probe_open: bool = False  # probing, and its one probe task not assigned yet
+    failed_at: datetime | None = None  # when an attempt of it last failed (timed out, ...)
 
     @property
     def accepts_work(self) -> bool:
@@ -330,6 +331,7 @@ class LiveIndex(LiveModel):
                     changes.finished_by.append(task.bot_id)
                 task.state, task.bot_id = "pending", None
                 task.failed_by = task.failed_by | {e.bot_id}  # routed elsewhere if it can be
+                self._failed(e)
                 task.not_before = e.not_before
                 task.since = e.not_before.timestamp()
                 changes.work = True
@@ -340,6 +342,8 @@ class LiveIndex(LiveModel):
                 task.since = e.timestamp.timestamp()
                 changes.work = True
             case _:  # succeeded, failed, cancelled: gone from the index
+                if isinstance(e, Task.DeadLettered):
+                    self._failed(e)
                 del self.tasks[task.task_id]
                 changes.work = True
                 if task.bot_id is not None and not isinstance(e, Task.Cancelled):
@@ -348,6 +352,20 @@ class LiveIndex(LiveModel):
         self._put(task)
         if task.bot_id is not None and self.deadlines.watch(task):
             changes.deadline = True
+
+    def _failed(self, e: Task.RetryScheduled | Task.DeadLettered) -> None:
+        """Its bot's attempt failed (a bot lost is gone from the index already)."""
+        if (bot := self.bots.get(e.bot_id)) is not None:
+            bot.failed_at = e.timestamp
+
+    def recently_failed(self, since: datetime) -> frozenset[UUID]:
+        """The live bots an attempt of which failed at ``since`` or later."""
+        with self.lock:
+            return frozenset(
+                b.bot_id
+                for b in self.bots.values()
+                if b.failed_at is not None and b.failed_at >= since
+            )
 
     def _queue(self, seq: int, e: Task.Submitted | Task.Redriven, due: datetime | None) -> None:
         """A task pending from ``e`` (its submission, or a re-drive of it once finished),

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 from api.features import Feature
 
@@ -48,7 +50,7 @@ def views(settings: Settings) -> Sequence[View]:
 
 
 def loops(node: Node) -> Sequence[Loop]:
-    from domain.modes import MAINTENANCE
+    from domain.modes import DEGRADED, MAINTENANCE
     from runtime.dispatcher import Dispatcher
     from runtime.loops import Loop
 
@@ -62,6 +64,15 @@ def loops(node: Node) -> Sequence[Loop]:
     # Maintenance holds work: no round, no hand-off; the mode's change wakes it at once.
     dispatcher.paused = lambda: node.mode.mode == MAINTENANCE
     node.mode.on_change(lambda _: dispatcher.wake.set())
+
+    def shunned() -> frozenset[UUID]:
+        """Degraded: the bots that failed an attempt lately are kept away from."""
+        if node.mode.mode != DEGRADED:
+            return frozenset()
+        window = timedelta(seconds=node.config.knobs.degradation.failing_window_s)
+        return node.index.recently_failed(node.clock() - window)
+
+    dispatcher.shunned = shunned
     node.hive.tasks.placer = dispatcher  # new tasks may be assigned in their submission
 
     def configure(knobs: Knobs) -> None:

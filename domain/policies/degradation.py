@@ -151,3 +151,22 @@ def _reason(due: str, cited: Cited) -> str:
 
 def _severity(name: str) -> int:
     return SEVERITIES.index(name) if name in SEVERITIES else len(SEVERITIES)
+
+
+def failing_pool(
+    bots: Sequence[tuple[str, datetime | None]], now: datetime, window_s: float
+) -> bool:
+    """Whether a pool's bots keep failing (``degraded`` launches no more into it): at least
+    half of its live bots (``(state, failed_at)`` each: the time of its last failed
+    attempt) are quarantined or probing, or failed an attempt in the last ``window_s``. A
+    bot lost (killed, cut off) is gone from the pool, not failing: the pool may replace it.
+    """
+    if not bots:
+        return False
+    since = now - timedelta(seconds=window_s)
+    failing = sum(
+        1
+        for state, failed_at in bots
+        if state in ("quarantined", "probing") or (failed_at is not None and failed_at >= since)
+    )
+    return 2 * failing >= len(bots)

@@ -46,6 +46,10 @@ THROUGHPUT_WINDOW_S = 30.0
 MIN_SAMPLES = 5  # finished tasks in the window before a throughput is believed
 
 
+def _never(pool: str, bots: list[LiveBot], now: datetime) -> str | None:
+    return None
+
+
 class Autoscaler:
     name = "scaler"
 
@@ -68,6 +72,9 @@ class Autoscaler:
         self.clock = clock
         self.monotonic = monotonic
         self.wake = threading.Event()
+        # Why not to launch into a pool now (None: launch as the policy plans): the hive's
+        # mode holds back a pool whose bots keep failing while it is degraded.
+        self.holding: Callable[[str, list[LiveBot], datetime], str | None] = _never
         self._finished: defaultdict[str, deque[float]] = defaultdict(deque)
         self._rounds = itertools.count(1)
         index.listeners.append(self._heard)
@@ -198,7 +205,14 @@ class Autoscaler:
                 f"did not register within {limits.launch_timeout_s:g} s",
                 cause,
             )
-        if todo.launch:
+        holding = self.holding(pool.name, [b for b, _ in bots], now) if todo.launch else None
+        if holding is not None:
+            log.info(
+                "pool launches held",
+                extra={"action": "pool_held", "pool": pool.name, "launch": todo.launch,
+                       "reason": holding},
+            )  # fmt: skip
+        elif todo.launch:
             self._launch(pool, todo.launch, cause)
         if todo.drain:
             self.hive.scaling.drain_launched_bots(
@@ -218,7 +232,7 @@ class Autoscaler:
                 "action": "pool_reconciled",
                 "pool": pool.name,
                 "desired": desired,
-                "launch": todo.launch,
+                "launch": 0 if holding is not None else todo.launch,
                 "drain": len(todo.drain),
                 "stop": len(todo.stop),
                 "give_up": len(todo.give_up),
@@ -226,7 +240,8 @@ class Autoscaler:
             },
         )
         # Stops only take effect when the process exits: they do not count as progress.
-        return len(orphaned) + todo.launch + len(todo.drain) + len(todo.give_up)
+        launched = 0 if holding is not None else todo.launch
+        return len(orphaned) + launched + len(todo.drain) + len(todo.give_up)
 
     def _launch(self, pool: PoolConfig, count: int, cause: Cause) -> None:
         requested = self.hive.scaling.request_launches(

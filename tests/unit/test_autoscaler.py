@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from domain.cause import Cause
 from domain.hive import Hive, TaskSpec
 from domain.launches import Launch, LaunchState
-from runtime.live import LiveIndex
+from runtime.live import LiveBot, LiveIndex
 from runtime.scaling.book import LaunchBook
 from runtime.scaling.launcher import BotTemplate
 from runtime.scaling.pools import PoolConfig
@@ -116,3 +116,22 @@ def test_a_process_that_exits_closes_its_launch() -> None:
     launcher.gone[launch_id] = 1
     scaler.run_once()
     assert hive.get(Launch, launch_id).state is LaunchState.FAILED  # it never registered
+
+
+def test_a_held_pool_launches_nothing_and_scales_once_let_go() -> None:
+    """The hive's mode may hold a pool's launches (degraded, its bots failing): the plan
+    stands, nothing starts; once let go, the launches go ahead."""
+    hive, scaler, launcher, _ = world(max_bots=2, max_concurrency=1, max_step=2)
+    asked: list[str] = []
+
+    def holding(pool: str, bots: list[LiveBot], now: datetime) -> str | None:
+        asked.append(pool)
+        return "degraded, and the pool's bots keep failing"
+
+    scaler.holding = holding
+    hive.tasks.submit([TaskSpec("code")] * 4, ALICE)
+    scaler.run_once()
+    assert launcher.started == [] and asked == ["coders"]
+    scaler.holding = lambda pool, bots, now: None
+    scaler.run_once()
+    assert len(launcher.started) == 2

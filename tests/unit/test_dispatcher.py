@@ -527,3 +527,25 @@ def fail(e: Engine, bot_id: UUID, task_id: UUID) -> None:
     who = Cause(f"bot:{bot_id}", "r")
     e.hive.tasks.start(bot_id, [Report(task_id, token)], who)
     e.hive.tasks.finish(bot_id, [Report(task_id, token, error="boom")], who)
+
+
+def test_a_bot_that_failed_lately_is_shunned_while_another_has_room(engine: Engine) -> None:
+    """Degraded: routing keeps other tasks away from a bot that failed an attempt lately,
+    and gives it one only when no other bot has room (the core keeps working)."""
+    engine.hive.tasks.policies = lambda _: RetryPolicy(max_attempts=3, jitter=0.0)
+    failing, healthy = engine.bot(["code"], 4), engine.bot(["code"], 1)
+    engine.performance.records[healthy, "code"] = Performance(0.3, 1.0, 30)  # scores worse
+    first = engine.submit(TaskSpec("code"))[0]
+    engine.dispatcher.run_once()
+    assert engine.task(first).bot_id == failing
+    fail(engine, failing, first)
+    since = engine.clock() - timedelta(seconds=60)
+    assert engine.index.recently_failed(since) == {failing}
+    engine.dispatcher.shunned = lambda: engine.index.recently_failed(since)
+    other = engine.submit(TaskSpec("code"))[0]  # a new task: the failed bot is not its own
+    engine.dispatcher.run_once()
+    assert engine.task(other).bot_id == healthy
+    last = engine.submit(TaskSpec("code"))[0]  # the healthy bot is full: the shunned may
+    engine.dispatcher.run_once()
+    assert engine.task(last).bot_id == failing
+    assert engine.index.recently_failed(engine.clock() + timedelta(seconds=1)) == frozenset()
