@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from domain.policies.aging import Aging
 from domain.policies.routing import RoutingConfig, Weights
 from runtime.breaker_config import BreakerConfig
+from runtime.incident_config import IncidentConfig
 from runtime.retry_config import RetryConfig
 from runtime.scaling.pools import PoolConfig
 
@@ -79,6 +80,9 @@ class Knobs(BaseModel):
     )
     breaker: BreakerConfig = Field(
         default=BreakerConfig(), description="each bot's circuit breaker"
+    )
+    incidents: IncidentConfig = Field(
+        default=IncidentConfig(), description="the incident detector's rules"
     )
     # -- routing ------------------------------------------------------------------------
     dispatch_page: int = Field(
