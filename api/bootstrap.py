@@ -35,6 +35,7 @@ from domain.cause import Cause
 from domain.hive import Hive, utc_now
 from projections.bulk import restore_indexes
 from projections.dashboard_reads import DashboardReads
+from projections.incident_reads import IncidentReads
 from projections.key_reads import KeyReads
 from projections.message_reads import MessageReads
 from projections.metric_reads import MetricReads
@@ -187,6 +188,8 @@ class Node:
         self.schedule_positions = ViewPositions(self.pool, url, ("schedules",))
         self.broadcast = ViewBroadcast()  # the dashboard's live stream
         self.positions.listeners.append(self.broadcast.heard)
+        self.incident_positions = ViewPositions(self.pool, url, ("incidents",))
+        self.positions.listeners.append(self.incident_positions.heard)  # one LISTEN for both
         self.mode_watch = ModeWatch(lambda: checks_of(self, self.gate), self.broadcast.mode_changed)
         # -- the autoscaler: started once HTTP listens (launched bots need it) ---------
         self.scaler: Autoscaler | None = None
@@ -411,10 +414,11 @@ class Node:
     def container(self) -> Container:
         from api.container import Container
         from api.dashboard.session_book import SessionBook
-        from api.metrics import HiveCollector, Scrape
+        from api.metrics import HiveCollector, IncidentCollector, Scrape
         from api.throttle import Throttle
 
         throttle = Throttle()  # the API's rate limits, as the config in force says
+        incidents = IncidentReads(self.pool)
         self.config.on_change(throttle.configure)
 
         return Container(
@@ -442,7 +446,8 @@ class Node:
             metrics=Scrape(
                 HiveCollector(
                     MetricReads(self.pool), self.stages, self.recorder.max_notification_id
-                )
+                ),
+                IncidentCollector(incidents),
             ),
             messages=self.messages,
             postman=self.postman,
@@ -450,6 +455,8 @@ class Node:
             key_reads=KeyReads(self.pool),
             redrive=RedriveReads(self.pool),
             throttle=throttle,
+            incidents=incidents,
+            incident_positions=self.incident_positions,
         )
 
 

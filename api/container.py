@@ -33,6 +33,7 @@ from api.ports import (
 from api.settings import Settings
 from api.throttle import Throttle
 from domain.hive import Committed, Hive
+from projections.incident_reads import IncidentReads
 from store.health import DatabaseGate
 
 if TYPE_CHECKING:  # api.auth reads the container from the request: no import cycle
@@ -70,6 +71,8 @@ class Container:
     broadcast: ViewBroadcast = field(default_factory=ViewBroadcast)
     throttle: Throttle = field(default_factory=Throttle)  # rate limits (the config's)
     config_version: Callable[[], int] = lambda: 0  # the config version this process applied
+    incidents: IncidentReads | None = None  # the incidents view
+    incident_positions: PositionWaiter | None = None  # the incidents view's
 
     @property
     def settings(self) -> Settings:

@@ -8,6 +8,7 @@ from api.features import (
     dashboard,
     fleet,
     hive,
+    incidents,
     keys,
     messages,
     scaling,
@@ -25,4 +26,5 @@ FEATURES: list[Feature] = [
     dashboard.FEATURE,
     config.FEATURE,
     keys.FEATURE,
+    incidents.FEATURE,
 ]
