@@ -42,7 +42,7 @@ class Bucket:
         self.second = second
         self.count = 0
         self.evidence: list[dict[str, Any]] = []
-        self.bots: set[str] = set()
+        self.bots: set[Any] = set()  # ids as the events have them (made text when read)
         self.types: set[str] = set()
 
 
@@ -75,7 +75,7 @@ class Window:
             b.evidence.append(evidence_of(position, event, task_type, bot_id))
         if self.spread:
             if bot_id is not None:
-                b.bots.add(str(bot_id))
+                b.bots.add(bot_id)
             if task_type is not None:
                 b.types.add(task_type)
 
@@ -89,7 +89,7 @@ class Window:
     def counted(self) -> Counted:
         """What the window holds (prune first): the first ``MAX_EVIDENCE`` items."""
         evidence: list[dict[str, Any]] = []
-        bots: set[str] = set()
+        bots: set[Any] = set()
         types: set[str] = set()
         for b in self.buckets:
             if len(evidence) < MAX_EVIDENCE:
@@ -97,7 +97,8 @@ class Window:
             if self.spread:
                 bots |= b.bots
                 types |= b.types
-        return Counted(self.count, tuple(evidence), frozenset(bots), frozenset(types))
+        named = frozenset(str(b) for b in bots)
+        return Counted(self.count, tuple(evidence), named, frozenset(types))
 
     def __bool__(self) -> bool:
         return self.count > 0
