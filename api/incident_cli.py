@@ -28,9 +28,11 @@ COLUMNS: Columns = (
 def add_incident_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     command = api_commands(sub, "incident", "Incidents the hive detected (over the HTTP API).", run)
     listing = command("list", "List incidents, newest first (filters combine).")
-    listing.add_argument("--state", choices=[str(s) for s in IncidentState])
-    listing.add_argument("--rule", choices=RULES)
-    listing.add_argument("--severity", choices=[str(s) for s in SEVERITIES])
+    states = [str(s) for s in IncidentState]
+    listing.add_argument("--state", choices=states, help="only incidents in this state")
+    listing.add_argument("--rule", choices=RULES, help="only incidents of this rule")
+    severities = [str(s) for s in SEVERITIES]
+    listing.add_argument("--severity", choices=severities, help="only this severe")
     add_paging(listing, limit=50)
     show = command("show", "Show one incident: its evidence and its timeline.")
     show.add_argument("incident_id", metavar="ID", help="the incident's id")
