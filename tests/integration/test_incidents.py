@@ -16,6 +16,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.bootstrap import Node
+from api.dashboard.csrf import TOKEN_HEADER, token_for
+from api.dashboard.session import COOKIE
 from domain.cause import Cause
 from domain.hive import Hive, Report, TaskSpec
 from domain.incidents import Finding, Incident, incident_id
@@ -182,3 +184,44 @@ def test_two_engines_opening_one_episode_collide_and_the_second_updates_it(
     finally:
         first.close()
         second.close()
+
+
+SAME_SITE = {"Origin": "http://testserver"}  # what a browser on the dashboard's page sends
+
+
+def signed_in(api: TestClient, key: str) -> dict[str, str]:
+    """Signs ``api`` in to the dashboard with ``key``; returns an action's headers."""
+    api.cookies.clear()
+    r = api.post("/dashboard/session", json={"key": key}, headers=SAME_SITE)
+    assert r.status_code == 200, r.text
+    return {**SAME_SITE, TOKEN_HEADER: token_for(api.cookies[COOKIE])}
+
+
+def test_the_dashboard_lists_shows_and_acknowledges_an_incident(
+    node: Node, api: TestClient, keys: dict[str, str]
+) -> None:
+    fail_on_three_bots(node)
+    listed = wait_for(lambda: the_incident(api, rule="cascade"), what="a cascade incident")
+    del api.headers["Authorization"]  # the dashboard's session, not a bearer key
+
+    as_client = signed_in(api, keys["client"])
+    page = api.get("/dashboard/incidents", params={"state": "open"})
+    assert page.status_code == 200 and 'href="/dashboard/incidents"' in page.text
+    data = api.get("/dashboard/data/incidents", params={"rule": "cascade"}).json()
+    assert [i["id"] for i in data["items"]] == [listed["id"]]
+    detail = api.get(f"/dashboard/data/incidents/{listed['id']}").json()
+    assert {e["event"] for e in detail["evidence"]} == {"Task.RetryScheduled"}
+    ack = f"/dashboard/actions/incidents/{listed['id']}/ack"
+    assert api.post(ack, json={"reason": "mine"}, headers=as_client).status_code == 403
+
+    as_admin = signed_in(api, keys["admin"])
+    assert api.post(ack, json={"reason": "no token"}, headers=SAME_SITE).status_code == 403
+    assert api.post(ack, json={}, headers=as_admin).status_code == 422  # a note is needed
+    done = api.post(ack, json={"reason": "looking at the hosts"}, headers=as_admin)
+    assert done.status_code == 200, done.text
+    assert done.json()["state"] == "acknowledged" and done.json()["note"] == "looking at the hosts"
+    resolve = f"/dashboard/actions/incidents/{listed['id']}/resolve"
+    assert api.post(resolve, json={"reason": "rebooted"}, headers=as_admin).json()["state"] == (
+        "resolved"
+    )
+    assert api.get(f"/dashboard/incidents/{listed['id']}").status_code == 200
