@@ -15,16 +15,17 @@ from eventsourcing.utils import get_topic
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.bootstrap import Node
+from api.bootstrap import Node, rebuild_views
 from api.dashboard.csrf import TOKEN_HEADER, token_for
 from api.dashboard.session import COOKIE
+from api.settings import Settings
 from domain.cause import Cause
 from domain.hive import Hive, Report, TaskSpec
 from domain.incidents import Finding, Incident, incident_id
 from domain.keys import Role
 from domain.tasks import Task
 from tests.clock import FakeClock
-from tests.integration.helpers import StartNode, change_config, hive_on
+from tests.integration.helpers import StartNode, change_config, hive_on, runner, snapshot
 from tests.waiting import wait_for
 
 ALICE = Cause("alice", "req")
@@ -225,3 +226,25 @@ def test_the_dashboard_lists_shows_and_acknowledges_an_incident(
         "resolved"
     )
     assert api.get(f"/dashboard/incidents/{listed['id']}").status_code == 200
+
+
+def test_the_incidents_view_built_in_small_pages_equals_a_rebuild(db_url: str) -> None:
+    hive = hive_on(db_url)
+    try:
+        engine, ops = Cause("engine:incidents", "r"), Cause("ops", "r")
+        first = hive.incidents.report(
+            Finding("cascade", "hive", "critical", "3 bots", ({"position": 3},), 3), 1, engine
+        ).items[0]
+        hive.incidents.report(
+            Finding("cascade", "hive", "critical", "4 bots", ({"position": 9},), 4), 1, engine
+        )
+        hive.incidents.acknowledge(first.id, "on it", ops)
+        hive.incidents.settle(first.id, "quiet for 120 s", engine)
+        hive.incidents.report(Finding("view-lag", "tasks", "warning", "behind"), 1, engine)
+        runner(db_url, hive, "incidents", page=2).catch_up()
+        before = {t: rows for t, rows in snapshot(db_url).items() if "incident" in t}
+        rebuild_views(db_url, Settings(), "incidents")
+        after = {t: rows for t, rows in snapshot(db_url).items() if "incident" in t}
+        assert before == after and len(before["incident_timeline"]) == 5
+    finally:
+        hive.close()
