@@ -71,8 +71,8 @@ def loops(node: Node) -> Sequence[Loop]:
         view_lag=view_lag,
         health=lambda: health_of(node.processes.live()),
     )
-    loop = Loop(LOOP, detector.run_once, node.settings.poll_interval_s, model.wake)
-    loop.wait_hint = detector.wait_hint
+    interval = node.settings.poll_interval_s
+    loop = Loop(LOOP, detector.run_once, interval, model.wake, detector.wait_hint)
 
     def configure(knobs: Knobs) -> None:
         model.config = knobs.incidents.policy()
