@@ -38,6 +38,7 @@ from domain.modes import DEGRADED
 from domain.policies.degradation import failing_pool
 from projections.bulk import restore_indexes
 from projections.dashboard_reads import DashboardReads
+from projections.incident_reads import IncidentReads
 from projections.key_reads import KeyReads
 from projections.message_reads import MessageReads
 from projections.metric_reads import MetricReads
@@ -220,6 +221,8 @@ class Node:
         )
         self.mode.on_change(lambda _: self.readiness_watch.tell())
         self.broadcast.hold_s = self.modes.stream_hold_s  # the push coalesces more, degraded
+        self.incident_positions = ViewPositions(self.pool, url, ("incidents",))
+        self.positions.listeners.append(self.incident_positions.heard)  # one LISTEN for both
         # -- the autoscaler: started once HTTP listens (launched bots need it) ---------
         self.scaler: Autoscaler | None = None
         self.scaling_stop = threading.Event()
@@ -487,11 +490,12 @@ class Node:
     def container(self) -> Container:
         from api.container import Container
         from api.dashboard.session_book import SessionBook
-        from api.metrics import HiveCollector, Scrape
+        from api.metrics import HiveCollector, IncidentCollector, Scrape
         from api.process_metrics import ProcessCollector
         from api.throttle import Throttle
 
         throttle = Throttle()  # the API's rate limits, as the config in force says
+        incidents = IncidentReads(self.pool)
         self.config.on_change(throttle.configure)
 
         return Container(
@@ -524,6 +528,7 @@ class Node:
                     self.modes.effective,
                 ),
                 ProcessCollector(self.timings, lambda: self.resources),
+                IncidentCollector(incidents),
             ),
             messages=self.messages,
             postman=self.postman,
@@ -534,6 +539,8 @@ class Node:
             process_stats=self.process_stats,
             timings=self.timings,
             modes=self.modes,
+            incidents=incidents,
+            incident_positions=self.incident_positions,
         )
 
     def _badge_mode(self) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from api.ports import (
 from api.settings import Settings
 from api.throttle import Throttle
 from domain.hive import Committed, Hive
+from projections.incident_reads import IncidentReads
 from projections.timings import ProcessTimings
 from store.health import DatabaseGate
 
@@ -76,6 +77,8 @@ class Container:
     config_version: Callable[[], int] = lambda: 0  # the config version this process applied
     timings: ProcessTimings = field(default_factory=ProcessTimings)  # this process's own
     modes: HiveModeNow | None = None  # the hive's mode as this process acts on it
+    incidents: IncidentReads | None = None  # the incidents view
+    incident_positions: PositionWaiter | None = None  # the incidents view's
 
     @property
     def settings(self) -> Settings:

@@ -25,6 +25,7 @@ from prometheus_client.utils import floatToGoString
 
 from domain.modes import MODES, NORMAL
 from projections.histogram import BOUNDS
+from projections.incident_reads import IncidentReads
 from projections.metric_reads import MetricReads
 from projections.stage_reads import StageHistogram, StageReads
 
@@ -128,6 +129,32 @@ def _histograms(rows: list[StageHistogram]) -> HistogramMetricFamily:
 
 def attempt_label(h: StageHistogram) -> str:
     return "retry" if h.retried else "first"
+
+
+class IncidentCollector(Collector):
+    """The incidents view's counts: those standing now by rule, severity and state, and
+    every incident ever opened by rule (a counter: the view keeps them all)."""
+
+    def __init__(self, reads: IncidentReads) -> None:
+        self.reads = reads
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        rows = self.reads.counts()
+        yield _gauge(
+            "apiary_incidents",
+            "Incidents by rule, severity and state (open, acknowledged, resolved).",
+            ["rule", "severity", "state"],
+            rows,  # type: ignore[arg-type]
+        )
+        opened = CounterMetricFamily(
+            "apiary_incidents_opened", "Incidents opened, by rule.", labels=["rule"]
+        )
+        per_rule: dict[str, int] = {}
+        for rule, _, _, n in rows:
+            per_rule[rule] = per_rule.get(rule, 0) + n
+        for rule, n in sorted(per_rule.items()):
+            opened.add_metric([rule], float(n))
+        yield opened
 
 
 class Scrape:

@@ -64,13 +64,18 @@ class ViewPositions:
     def _reached(self, position: int) -> bool:
         return min(self.known.values()) >= position
 
+    def heard(self, view: str, position: int) -> None:
+        """A view's new position, as the notifications say it: a waiter that is not
+        started hears them from one that is (one LISTEN for both)."""
+        if view in self.known:
+            with self.changed:
+                self.known[view] = max(self.known[view], position)
+                self.changed.notify_all()
+
     def _heard(self, payload: str | None) -> None:
         if payload:
             view, _, pos = payload.partition(":")
             if pos.isdigit():
                 for listener in self.listeners:
                     listener(view, int(pos))
-            if view in self.known and pos.isdigit():
-                with self.changed:
-                    self.known[view] = max(self.known[view], int(pos))
-                    self.changed.notify_all()
+                self.heard(view, int(pos))

@@ -19,6 +19,7 @@ from domain.policies.aging import Aging
 from domain.policies.routing import RoutingConfig, Weights
 from runtime.breaker_config import BreakerConfig
 from runtime.degradation_config import DegradationConfig
+from runtime.incident_config import IncidentConfig
 from runtime.retry_config import RetryConfig
 from runtime.scaling.pools import PoolConfig
 
@@ -83,6 +84,9 @@ class Knobs(BaseModel):
     )
     degradation: DegradationConfig = Field(
         default=DegradationConfig(), description="the hive's modes: when, and what they cost"
+    )
+    incidents: IncidentConfig = Field(
+        default=IncidentConfig(), description="the incident detector's rules"
     )
     # -- routing ------------------------------------------------------------------------
     dispatch_page: int = Field(

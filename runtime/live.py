@@ -600,6 +600,21 @@ class LiveIndex(LiveModel):
                             oldest = at
         return count, oldest
 
+    def oldest_pending(self) -> dict[str, LiveTask]:
+        """Per task type, its oldest task due and pending, among the oldest of each queue
+        and priority (a type whose tasks share a queue with older ones of another type
+        shows only when it heads one): what the incident detector's pending-age rule reads,
+        without a walk over every pending task."""
+        oldest: dict[str, LiveTask] = {}
+        with self.lock:
+            for queue in self.queues.values():
+                for task_id in queue.heads():
+                    task = self.tasks[task_id]
+                    known = oldest.get(task.type)
+                    if known is None or task.since < known.since:
+                        oldest[task.type] = task
+        return oldest
+
     def bots_of(self, pool: str) -> list[tuple[LiveBot, int]]:
         """A pool's live bots, each with how many tasks it holds."""
         with self.lock:

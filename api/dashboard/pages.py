@@ -9,6 +9,7 @@ NAV = (
     ("tasks", "Tasks", "/tasks"),
     ("dead-letters", "Dead letters", "/dead-letters"),
     ("bots", "Bots", "/bots"),
+    ("incidents", "Incidents", "/incidents"),
     ("schedules", "Schedules", "/schedules"),
     ("messages", "Messages", "/messages"),
     ("config", "Config", "/config"),

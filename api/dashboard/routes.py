@@ -440,6 +440,9 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
     app.include_router(dead_letters.router)
     app.include_router(actions.router)
+    from api.dashboard import incidents  # (it builds its pages with this module's shell)
+
+    app.include_router(incidents.router)
     app.mount(f"{PATH}/static", StaticFiles(directory=STATIC), name="dashboard-static")
 
     async def signed_out(request: Request, exc: Exception) -> Response:

@@ -8,6 +8,7 @@ from api.features import (
     dashboard,
     fleet,
     hive,
+    incidents,
     keys,
     messages,
     modes,
@@ -29,4 +30,5 @@ FEATURES: list[Feature] = [
     keys.FEATURE,
     timings.FEATURE,
     modes.FEATURE,
+    incidents.FEATURE,
 ]

@@ -51,6 +51,9 @@ def loops(node: Node) -> Sequence[Loop]:
     manager = DegradationManager(
         node.hive, node.mode, open_incidents(node), knobs.degradation.policy(), clock=node.clock
     )
+    for model in node.models:  # an incident opened, moved or resolved: decide at once
+        if hasattr(model, "open_incidents") and hasattr(model, "listeners"):
+            model.listeners.append(manager.wake.set)
 
     def configure(knobs: Knobs) -> None:
         manager.configure(knobs.degradation.policy())

@@ -8,8 +8,8 @@ leaves half its events behind.
 
 The commands live by area, one service each over the one kernel (none inherits another):
 ``hive.tasks``, ``hive.fleet``, ``hive.keys``, ``hive.schedules``, ``hive.messages``,
-``hive.scaling``, the operations area's ``hive.config`` and ``hive.modes``, and the dashboard's
-``hive.sessions``. A new area is a module with
+``hive.scaling``, the operations area's ``hive.config`` and ``hive.modes``, the dashboard's
+``hive.sessions``, and the detector's ``hive.incidents``. A new area is a module with
 a service class and one line here.
 """
 
@@ -24,6 +24,7 @@ from eventsourcing.persistence import ApplicationRecorder, Mapper
 
 from domain.hive.config import ConfigCommands
 from domain.hive.fleet import FleetCommands
+from domain.hive.incidents import IncidentCommands
 from domain.hive.kernel import MAX_ATTEMPTS, A, Committed, Kernel, Recorded
 from domain.hive.keys import IssuedKey, KeyCommands, new_secret
 from domain.hive.log import HiveLog, utc_now
@@ -70,6 +71,7 @@ class Hive:
         self.config = ConfigCommands(self.kernel)
         self.modes = ModeCommands(self.kernel)
         self.sessions = SessionCommands(self.kernel, new_secret)
+        self.incidents = IncidentCommands(self.kernel)
         # Called with what each save of this process recorded, in the order of saves.
         self.listeners: list[Callable[[Recorded], object]] = self.kernel.listeners
 

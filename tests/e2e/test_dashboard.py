@@ -233,3 +233,42 @@ def test_the_config_page_shows_a_change_and_its_rollback_live_admins_only(
     data = refused.request.get(f"{hive.url}/dashboard/data/config")
     assert data.status == 403
     other.close()
+
+
+def test_an_incident_is_shown_with_its_evidence_and_acknowledged_by_an_admin(
+    hive: Hive, browser: Any
+) -> None:
+    """Two bots killed with kill -9: the incidents page lists the bots-lost incident; its
+    page links each lost bot's event, and an admin acknowledges it after confirming."""
+    hive.start()
+    admin_key = hive.admin_key()
+    admin = hive.client(admin_key)
+    current = admin.get("/v1/config")
+    changed = admin.patch(
+        "/v1/config",
+        json={"changes": {"bot_lease_ttl_s": 2.0}, "reason": "quick losses"},
+        headers={"If-Match": current.headers["ETag"]},
+    )
+    assert changed.status_code == 200, changed.text
+    bots = [start_bot(hive, hive.key("bot"), f"doomed-{i}", "--capabilities", "x") for i in (0, 1)]
+
+    def registered() -> bool:
+        names = {b["name"] for b in admin.get("/v1/bots").json()["items"]}
+        return {"doomed-0", "doomed-1"} <= names
+
+    wait_for(registered, timeout=60, what="two bots registered")
+    for bot in bots:
+        bot.kill9()
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, hive, admin_key)
+    page.goto(f"{hive.url}/dashboard/incidents")
+    page.wait_for_selector("#incidents tr[data-rule='bots-lost'] a", timeout=30_000)
+    page.click("#incidents tr[data-rule='bots-lost'] a")
+    page.wait_for_selector("#evidence tr[data-position]")
+    assert page.locator("#evidence a[href='/dashboard/bots']").count() >= 2
+    page.click("button[data-action='ack']")
+    page.fill("#confirm-reason", "the test killed them")
+    page.click("#confirm-yes")
+    page.wait_for_selector("h1 [data-state='acknowledged']", timeout=10_000)
+    assert "the test killed them" in page.inner_text("#note")
+    admin.close()

@@ -167,6 +167,7 @@ def _path(template: str, hive: Hive, bot_id: UUID, message_id: UUID) -> str:
         "task_id": hive.task_id,
         "schedule_id": hive.schedule_id,
         "message_id": message_id,
+        "incident_id": "00000000-0000-4000-8000-000000000013",  # none: 404 once let through
         "name": "default",
         "version": 1,
     }

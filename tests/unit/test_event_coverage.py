@@ -11,6 +11,7 @@ from eventsourcing.utils import get_topic, resolve_topic
 from api.bootstrap import views
 from domain.aggregate import HiveAggregate
 from runtime.breaker import Breakers
+from runtime.incidents import Incidents
 from runtime.key_watch import KeyWatch
 from runtime.live import LiveIndex
 from runtime.live_config import LiveConfig
@@ -27,6 +28,7 @@ MODELS: list[type[LiveModel]] = [
     LiveConfig,
     KeyWatch,
     Breakers,
+    Incidents,
 ]
 
 

@@ -142,6 +142,8 @@ function processesCard(p) {
     <h2>Hive checks</h2><table id="hive-checks">${checks}</table></div>`;
 }
 
+const RULES = ["bots-lost", "failure-spike", "retry-storm", "dead-letters", "pending-age",
+  "view-lag", "database", "leaderless", "cascade"];
 const ORDER = ["pending", "assigned", "running", "succeeded", "failed", "dead", "cancelled"];
 const REDRIVABLE = ["failed", "dead", "cancelled"];
 const FINAL = ["succeeded", ...REDRIVABLE];
@@ -240,6 +242,46 @@ const render = {
       <table id="dead-tasks"><tr><th>task</th><th>type</th><th>why</th><th>attempts</th><th>error kind</th>
       <th>last error</th><th>dead at</th><th>submitted</th><th></th></tr>
       ${rows || `<tr><td colspan=9 class=muted>no dead letters</td></tr>`}</table><p>${next}</p>`;
+  },
+  async incidents(d) {
+    const q = new URLSearchParams(location.search);
+    const pick = (name, values) => `<label>${esc(name)} <select name="${name}"><option value="">any</option>${
+      values.map((v) => `<option${q.get(name) === v ? " selected" : ""}>${esc(v)}</option>`).join("")}</select></label>`;
+    const rows = d.items.map((i) => `<tr data-incident="${esc(i.id)}" data-rule="${esc(i.rule)}">
+      <td><a href="/dashboard/incidents/${esc(i.id)}">${short(i.id)}</a></td><td>${esc(i.rule)}</td>
+      <td>${esc(i.subject)}</td><td><span class="severity ${esc(i.severity)}">${esc(i.severity)}</span></td>
+      <td>${state(i.state)}</td><td>${clipped(i.summary)}</td><td>${when(i.opened_at)}</td>
+      <td>${when(i.resolved_at)}</td></tr>`).join("");
+    const next = d.next_cursor ? (() => { const n = new URLSearchParams(q); n.set("cursor", d.next_cursor);
+      return `<a id="next" href="?${esc(n)}">older →</a>`; })() : "";
+    return `<h1>Incidents</h1><form class="filters" method="get">${pick("state", ["open", "acknowledged", "resolved"])}
+      ${pick("rule", RULES)}${pick("severity", ["warning", "critical"])}<button>filter</button></form>
+      <p class="muted">newest first</p><table id="incidents"><tr><th>incident</th><th>rule</th><th>subject</th>
+      <th>severity</th><th>state</th><th>summary</th><th>opened</th><th>resolved</th></tr>
+      ${rows || `<tr><td colspan=8 class=muted>no incidents</td></tr>`}</table><p>${next}</p>`;
+  },
+  async incident(i) {
+    const id = `data-incident="${esc(i.id)}"`;
+    const actions = i.state === "resolved" ? "" : [
+      i.state === "open" ? action("ack", id, "acknowledge…") : "", action("resolve", id, "resolve…")].join(" ");
+    const cited = (e) => (e.event && e.event.startsWith("Task.")
+      ? `<a href="/dashboard/tasks/${esc(e.aggregate_id)}">${short(e.aggregate_id)}</a>`
+      : e.event === "Bot.Lost" ? `<a href="/dashboard/bots">bot ${short(e.aggregate_id)}</a>` : esc(e.aggregate_id ?? ""));
+    const evidence = i.evidence.map((e) => `<tr data-position="${esc(e.position ?? "")}"><td class="mono">${esc(e.position ?? "")}</td>
+      <td>${esc(e.event)}</td><td>${cited(e)}</td><td>${esc(e.version ?? "")}</td><td>${esc(e.task_type ?? "")}</td>
+      <td>${e.bot_id ? `<a href="/dashboard/bots">${short(e.bot_id)}</a>` : ""}</td><td>${when(e.at)}</td></tr>`).join("");
+    const timeline = i.timeline.map((t) => `<tr data-event="${esc(t.event)}"><td>${esc(t.version)}</td>
+      <td><b>${esc(t.event)}</b></td><td>${when(t.at)}</td><td>${esc(t.actor)}</td>
+      <td class="mono">${clipped(json(t.detail))}</td></tr>`).join("");
+    return `<h1>Incident <code>${short(i.id)}</code> ${state(i.state)} <span id="actions">${actions}</span></h1>
+      <p><b>${esc(i.rule)}</b> on <b>${esc(i.subject)}</b> · <span class="severity ${esc(i.severity)}">${esc(i.severity)}</span>
+      · episode ${esc(i.episode)} · opened ${when(i.opened_at)} · updated ${when(i.updated_at)}
+      ${i.resolved_at ? ` · resolved ${when(i.resolved_at)} by ${esc(i.resolved_by)}: ${esc(i.resolution)}` : ""}</p>
+      <p id="summary">${esc(i.summary)}</p>${i.note ? `<p id="note">acknowledged by ${esc(i.acknowledged_by)}: ${esc(i.note)}</p>` : ""}
+      <h2>Evidence (${esc(i.evidence.length)} of ${esc(i.total)} events)</h2><table id="evidence">
+      <tr><th>position</th><th>event</th><th>of</th><th>v</th><th>type</th><th>bot</th><th>at</th></tr>${evidence ||
+        `<tr><td colspan=7 class=muted>no events cited</td></tr>`}</table>
+      <h2>Timeline</h2><table id="incident-timeline"><tr><th>v</th><th>event</th><th>at</th><th>actor</th><th>detail</th></tr>${timeline}</table>`;
   },
   async bots(d) {
     const rows = d.items.map((b) => `<tr data-bot="${esc(b.id)}"><td>${esc(b.name)}</td><td>${state(b.state)}</td>
@@ -384,6 +426,8 @@ function dataUrl() {
   const page = body.dataset.page;
   if (page === "task") return `/dashboard/data/tasks/${encodeURIComponent(body.dataset.subject)}`;
   if (page === "tasks") return `/dashboard/data/tasks?${given(location.search)}`;
+  if (page === "incident") return `/dashboard/data/incidents/${encodeURIComponent(body.dataset.subject)}`;
+  if (page === "incidents") return `/dashboard/data/incidents?${given(location.search)}`;
   if (page === "dead-letters") {
     const q = new URLSearchParams(deadLetterFilter());
     const cursor = new URLSearchParams(location.search).get("cursor");
@@ -440,6 +484,10 @@ const ACTIONS = {
     (r) => post(`/dashboard/actions/bots/${b.dataset.bot}/drain`, r)),
   quarantine: (b) => ask("Quarantine this bot: no new work until it is reinstated?",
     (r) => post(`/dashboard/actions/bots/${b.dataset.bot}/quarantine`, r)),
+  ack: (b) => ask("Acknowledge this incident? Say what you are doing about it (kept in the log).",
+    (r) => post(`/dashboard/actions/incidents/${b.dataset.incident}/ack`, r)),
+  resolve: (b) => ask("Resolve this incident by hand? Say why it is over (kept in the log).",
+    (r) => post(`/dashboard/actions/incidents/${b.dataset.incident}/resolve`, r)),
   reinstate: (b) => ask("Reinstate this bot: it takes work again?",
     () => post(`/dashboard/actions/bots/${b.dataset.bot}/reinstate`, {})),
   async redrive() {
