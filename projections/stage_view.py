@@ -316,8 +316,18 @@ class StageView:
         if gone:
             cur.execute("DELETE FROM stage_open_tasks WHERE task_id = ANY(%s)", (gone,))
         kept = [
-            (t, o.type, o.submitted_at, o.ready_at, o.assigned_at, o.started_at, o.retried)
-            + (o.bot_id, o.pool, o.ran_us)
+            (
+                t,
+                o.type,
+                o.submitted_at,
+                o.ready_at,
+                o.assigned_at,
+                o.started_at,
+                o.retried,
+                o.bot_id,
+                o.pool,
+                o.ran_us,
+            )
             for t, o in tasks.items()
             if t in changed
         ]
