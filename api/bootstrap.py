@@ -39,6 +39,7 @@ from projections.key_reads import KeyReads
 from projections.message_reads import MessageReads
 from projections.metric_reads import MetricReads
 from projections.positions import ViewPositions
+from projections.profile_reads import ProfileReads
 from projections.reads import FleetReads, TaskReads
 from projections.redrive_reads import RedriveReads
 from projections.runner import ProjectionRunner, View, reset_view
@@ -55,6 +56,7 @@ from runtime.message_claims import MessageBoard
 from runtime.models import LiveFeed, LiveModel, topics_of
 from runtime.performance import LivePerformance
 from runtime.postman import Postman
+from runtime.profiler import NoProcessTimings, Profiler
 from runtime.scaling.book import LaunchBook
 from runtime.scaling.launcher import Launcher
 from runtime.scaling.scaler import Autoscaler
@@ -450,6 +452,14 @@ class Node:
             key_reads=KeyReads(self.pool),
             redrive=RedriveReads(self.pool),
             throttle=throttle,
+            # no process timings until each process's are wired in (NoProcessTimings says)
+            profile=Profiler(
+                ProfileReads(self.pool),
+                lambda: self.config.knobs,
+                self.index,
+                NoProcessTimings(),
+                self.clock,
+            ),
         )
 
 

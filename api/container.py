@@ -23,6 +23,7 @@ from api.ports import (
     Metrics,
     PositionWaiter,
     ProcessReads,
+    ProfileReport,
     Readiness,
     RedriveFinder,
     ScalingReads,
@@ -67,6 +68,7 @@ class Container:
     dashboard: DashboardReads | None = None  # None: the dashboard is not served
     history: History | None = None
     sessions: SessionBook | None = None  # the dashboard's sign-ins
+    profile: ProfileReport | None = None  # the bottleneck report (None: not served)
     broadcast: ViewBroadcast = field(default_factory=ViewBroadcast)
     throttle: Throttle = field(default_factory=Throttle)  # rate limits (the config's)
     config_version: Callable[[], int] = lambda: 0  # the config version this process applied

@@ -10,6 +10,7 @@ from api.features import (
     hive,
     keys,
     messages,
+    profile,
     scaling,
     schedules,
     tasks,
@@ -25,4 +26,5 @@ FEATURES: list[Feature] = [
     dashboard.FEATURE,
     config.FEATURE,
     keys.FEATURE,
+    profile.FEATURE,
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -15,6 +16,7 @@ from pydantic import (
     Field,
     JsonValue,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -127,6 +129,38 @@ Instant = Annotated[
     AwareDatetime,
     BeforeValidator(_text_only),
     Field(description="RFC 3339 with an offset", examples=["2030-01-01T09:00:00Z"]),
+]
+
+
+WINDOW_TEXT = re.compile(r"(\d{1,5})(s|m|h)")
+WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600}
+MIN_WINDOW_S, MAX_WINDOW_S = 10, 3600
+WINDOW_RULE = "a duration like 30s, 5m or 1h, from 10s to 1h"
+
+
+def window_seconds(value: Any) -> float:
+    """A window's text (``30s``, ``5m``, ``1h``) as seconds, within 10 s .. 1 h."""
+    match = WINDOW_TEXT.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"must be {WINDOW_RULE}")
+    seconds = int(match[1]) * WINDOW_UNITS[match[2]]
+    if not MIN_WINDOW_S <= seconds <= MAX_WINDOW_S:
+        raise ValueError(f"must be {WINDOW_RULE}")
+    return float(seconds)
+
+
+# How far back a report looks: given as text, read as seconds.
+Window = Annotated[
+    float,
+    BeforeValidator(window_seconds),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": WINDOW_TEXT.pattern,
+            "description": WINDOW_RULE,
+            "examples": ["5m"],
+        }
+    ),
 ]
 
 
