@@ -157,6 +157,7 @@ Window = Annotated[
         {
             "type": "string",
             "pattern": WINDOW_TEXT.pattern,
+            "maxLength": 6,
             "description": WINDOW_RULE,
             "examples": ["5m"],
         }
