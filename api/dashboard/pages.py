@@ -11,6 +11,7 @@ NAV = (
     ("bots", "Bots", "/bots"),
     ("schedules", "Schedules", "/schedules"),
     ("messages", "Messages", "/messages"),
+    ("profile", "Profile", "/profile"),
     ("config", "Config", "/config"),
 )
 
