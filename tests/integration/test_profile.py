@@ -72,6 +72,13 @@ def test_a_capped_pool_s_queue_is_the_top_finding(node: Node, clock: FakeClock) 
             assert refused.headers["content-type"] == "application/problem+json"
         assert client.get("/v1/profile?window=10s", headers=auth).status_code == 200
         body = client.get("/v1/profile?window=5m", headers=auth).json()
+        origin = {"Origin": "http://testserver"}
+        signed = client.post("/dashboard/session", json={"key": key}, headers=origin)
+        assert signed.status_code == 200, signed.text
+        assert 'data-page="profile"' in client.get("/dashboard/profile?window=1h").text
+        shown = client.get("/dashboard/data/profile?window=1h").json()
+        assert shown["window_s"] == 3600 and shown["findings"][0]["rule"] == "queue_wait"
+        assert client.get("/dashboard/data/profile?window=2h").status_code == 422
 
     assert body["window_s"] == 300.0
     top = body["findings"][0]
