@@ -233,6 +233,8 @@ class StageView:
         newest: datetime | None = row[0] if row else None
         tally = Tally(Counter(), {}, {}, WindowTally(newest_minute(cur)))
         changed: set[UUID] = set()
+        stamp: datetime | None = None
+        minute = datetime.min
         for p in events:
             e = p.event
             if isinstance(e, Bot.Registered):
@@ -240,7 +242,9 @@ class StageView:
             task_id = e.originator_id
             task = tasks.get(task_id)
             changed.add(task_id)
-            minute = e.timestamp.replace(second=0, microsecond=0)
+            if e.timestamp != stamp:  # a save's events share theirs: one replace a save
+                stamp = e.timestamp
+                minute = stamp.replace(second=0, microsecond=0)
             if isinstance(e, Task.Submitted):
                 ready = max(e.timestamp, e.not_before or e.timestamp)
                 tasks[task_id] = OpenTask(e.type, e.timestamp, ready)

@@ -93,15 +93,20 @@ WINDOW_MIGRATIONS = [
 ]
 
 
+# type, bot (its id as an integer: a UUID's hash is Python code), pool, stage, minute, bucket
+Cell = tuple[str, int | None, str | None, str, datetime, int]
+
+
 @dataclass
 class WindowTally:
-    """What one page adds to ``stage_window``, folded in memory: per row key (scope, key,
-    type, stage, minute, bucket), the count and the summed milliseconds."""
+    """What one page adds to ``stage_window``, folded in memory by the finest key (type,
+    bot, pool, stage, minute, bucket): one dictionary update per duration. The scopes
+    are drawn from these cells when the page is written (a few hundred cells, however
+    many events)."""
 
     newest: datetime | None  # the newest minute counted, the stored one to begin with
     stored: datetime | None = None
-    counts: Counter[tuple[str, str, str, str, datetime, int]] = field(default_factory=Counter)
-    sums: Counter[tuple[str, str, str, str, datetime, int]] = field(default_factory=Counter)
+    cells: dict[Cell, list[int]] = field(default_factory=dict)  # [count, sum_ms]
 
     def __post_init__(self) -> None:
         self.stored = self.newest
@@ -118,27 +123,37 @@ class WindowTally:
     ) -> None:
         newest = self.newest
         if newest is None or minute > newest:
-            self.newest = newest = minute
+            self.newest = minute
         elif minute < newest - KEEP_WINDOW:
             return  # older than the hour kept
-        counts, sums = self.counts, self.sums
-        key = ("type", NO_KEY, type_, stage, minute, bucket)
-        counts[key] += 1
-        sums[key] += ms
-        if bot is not None:
-            key = ("bot", str(bot), type_, stage, minute, bucket)
-            counts[key] += 1
-            sums[key] += ms
-            if pool is not None:
-                key = ("pool", pool, type_, stage, minute, bucket)
-                counts[key] += 1
-                sums[key] += ms
+        key = (type_, None if bot is None else bot.int, pool, stage, minute, bucket)
+        cell = self.cells.get(key)
+        if cell is None:
+            self.cells[key] = [1, ms]
+        else:
+            cell[0] += 1
+            cell[1] += ms
+
+    def rows(self) -> list[tuple[str, str, str, str, datetime, int, int, int]]:
+        """The cells added up per scope: per type, per bot (and type), per pool (and
+        type)."""
+        counts: Counter[tuple[str, str, str, str, datetime, int]] = Counter()
+        sums: Counter[tuple[str, str, str, str, datetime, int]] = Counter()
+        for (type_, bot, pool, stage, minute, bucket), (n, ms) in self.cells.items():
+            keys = [("type", NO_KEY, type_, stage, minute, bucket)]
+            if bot is not None:
+                keys.append(("bot", str(UUID(int=bot)), type_, stage, minute, bucket))
+                if pool is not None:
+                    keys.append(("pool", pool, type_, stage, minute, bucket))
+            for k in keys:
+                counts[k] += n
+                sums[k] += ms
+        return [(*k, n, sums[k]) for k, n in sorted(counts.items())]
 
     def write(self, cur: psycopg.Cursor[Any]) -> None:
-        if not self.counts or self.newest is None:
+        if not self.cells or self.newest is None:
             return
-        rows = [(*k, n, self.sums[k]) for k, n in sorted(self.counts.items())]
-        cur.execute(ADD_WINDOW, (tuples(WINDOW_COLUMNS, rows),))
+        cur.execute(ADD_WINDOW, (tuples(WINDOW_COLUMNS, self.rows()),))
         if self.stored is None or self.newest > self.stored:
             cur.execute("DELETE FROM stage_window WHERE minute < %s", (self.newest - KEEP_WINDOW,))
 
