@@ -44,6 +44,7 @@ from projections.message_reads import MessageReads
 from projections.metric_reads import MetricReads
 from projections.positions import ViewPositions
 from projections.process_stats import ProcessStats
+from projections.profile_reads import ProfileReads
 from projections.reads import FleetReads, TaskReads
 from projections.redrive_reads import RedriveReads
 from projections.runner import ProjectionRunner, View, reset_view
@@ -62,6 +63,8 @@ from runtime.message_claims import MessageBoard
 from runtime.models import LiveFeed, LiveModel, topics_of
 from runtime.performance import LivePerformance
 from runtime.postman import Postman
+from runtime.process_timings import MeasuredProcessTimings
+from runtime.profiler import Profiler
 from runtime.resources import ResourceMeter
 from runtime.scaling.book import LaunchBook
 from runtime.scaling.launcher import Launcher
@@ -541,6 +544,13 @@ class Node:
             modes=self.modes,
             incidents=incidents,
             incident_positions=self.incident_positions,
+            profile=Profiler(
+                ProfileReads(self.pool),
+                lambda: self.config.knobs,
+                self.index,
+                MeasuredProcessTimings(self.process_stats, self.index.pending_count),
+                self.clock,
+            ),
         )
 
     def _badge_mode(self) -> dict[str, Any]:

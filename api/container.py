@@ -24,6 +24,7 @@ from api.ports import (
     PositionWaiter,
     ProcessReads,
     ProcessTimingReads,
+    ProfileReport,
     Readiness,
     RedriveFinder,
     ScalingReads,
@@ -72,6 +73,7 @@ class Container:
     dashboard: DashboardReads | None = None  # None: the dashboard is not served
     history: History | None = None
     sessions: SessionBook | None = None  # the dashboard's sign-ins
+    profile: ProfileReport | None = None  # the bottleneck report (None: not served)
     broadcast: ViewBroadcast = field(default_factory=ViewBroadcast)
     throttle: Throttle = field(default_factory=Throttle)  # rate limits (the config's)
     config_version: Callable[[], int] = lambda: 0  # the config version this process applied

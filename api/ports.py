@@ -22,6 +22,7 @@ from projections.redrive_reads import RedriveFilter
 from projections.rows import BotFilter, BotRow, ScheduleRow, TaskFilter, TaskRow
 from projections.stage_reads import MinuteCount, StageHistogram
 from runtime.claims import ClaimedTask
+from runtime.profiler import Profile
 from store.processes import ProcessRow
 
 
@@ -218,6 +219,12 @@ class StageReads(Protocol):
 
     def minutes(self, last: int, now: datetime) -> list[MinuteCount]:
         """Per type, the minutes among the ``last`` up to ``now`` in which tasks ended."""
+        ...
+
+
+class ProfileReport(Protocol):
+    def report(self, window_s: float) -> Profile:
+        """The bottleneck report over the last ``window_s`` seconds."""
         ...
 
 

@@ -14,6 +14,10 @@ Stages, all measured between the timestamps of a task's own events, per attempt:
 - ``end_to_end``: from the submission (or the re-drive that began the series) to the
   task's final outcome (success, failure, dead letter), through its retries; never to a
   retry.
+- ``overhead``: the orchestration's share of an ``end_to_end``: it minus the bot's own run
+  time, the sum of the series' attempts' ``start_done`` (an attempt never reported started
+  ran its outcome's ``ran_s``: ``domain.tasks.implied_start``). Queue waits, pick-up,
+  reporting and retries' backoffs are all in it.
 
 Every stage is counted apart (``retried``) for an attempt after the first, a retry or an
 attempt of a re-driven series, so that first attempts keep their own latencies; an
@@ -31,6 +35,12 @@ counted. The newest minute only grows with the log, so what is kept does not dep
 the log was paged, and a rebuild from zero equals the view kept incrementally. Sums are
 whole milliseconds (integers) for the same reason: float sums would depend on the order of
 the additions.
+
+Each duration is also counted, with the minute it ended in, per type, per bot and per
+pool in ``stage_window`` (the last hour; ``projections/stage_window.py``): the bot is the
+one holding the attempt when the stage ends (for ``end_to_end`` and ``overhead``, the
+final attempt's), and its pool the one it registered in, so the view also follows
+``Bot.Registered``.
 """
 
 from __future__ import annotations
@@ -45,15 +55,19 @@ from uuid import UUID
 import psycopg
 from eventsourcing.utils import get_topic
 
+from domain.bots import Bot
 from domain.tasks import Finish, Task, implied_start
 from projections.histogram import bucket_of
 from projections.recordset import rows_from, tuples
 from projections.runner import Positioned
+from projections.stage_window import WindowTally, newest_minute, note_pools, pools_of
 from store.migrations import Migration
 
-STAGES = ("submit_assign", "assign_start", "start_done", "end_to_end")
+STAGES = ("submit_assign", "assign_start", "start_done", "end_to_end", "overhead")
 KEEP_MINUTES = timedelta(hours=24)
 MS = timedelta(milliseconds=1)
+US = timedelta(microseconds=1)
+ZERO = timedelta(0)
 READS = (
     Task.Submitted,
     Task.Assigned,
@@ -66,13 +80,16 @@ READS = (
     Task.Redriven,
 )
 FINAL = (Task.Succeeded, Task.Failed, Task.DeadLettered)
-TOPICS = tuple(get_topic(c) for c in READS)
+TOPICS = (*(get_topic(c) for c in READS), get_topic(Bot.Registered))
 
 OPEN_COLUMNS = (
     ("task_id", "uuid"),
     ("type", "text"),
     *((c, "timestamptz") for c in ("submitted_at", "ready_at", "assigned_at", "started_at")),
     ("retried", "boolean"),
+    ("bot_id", "uuid"),
+    ("pool", "text"),
+    ("ran_us", "bigint"),
 )
 KEY_COLUMNS = (("type", "text"), ("stage", "text"), ("retried", "boolean"))
 BUCKET_COLUMNS = (*KEY_COLUMNS, ("bucket", "smallint"), ("count", "bigint"))
@@ -84,10 +101,11 @@ MINUTE_COLUMNS = (
 )
 UPSERT_OPEN = (
     "INSERT INTO stage_open_tasks (task_id, type, submitted_at, ready_at, assigned_at, "
-    f"started_at, retried) {rows_from(OPEN_COLUMNS)} "
+    f"started_at, retried, bot_id, pool, ran_us) {rows_from(OPEN_COLUMNS)} "
     "ON CONFLICT (task_id) DO UPDATE SET submitted_at = EXCLUDED.submitted_at, "
     "ready_at = EXCLUDED.ready_at, assigned_at = EXCLUDED.assigned_at, "
-    "started_at = EXCLUDED.started_at, retried = EXCLUDED.retried"
+    "started_at = EXCLUDED.started_at, retried = EXCLUDED.retried, "
+    "bot_id = EXCLUDED.bot_id, pool = EXCLUDED.pool, ran_us = EXCLUDED.ran_us"
 )
 ADD_BUCKET = (
     "INSERT INTO stage_histograms (type, stage, retried, bucket, count) "
@@ -140,6 +158,9 @@ class OpenTask:
     assigned_at: datetime | None = None  # the attempt's latest assignment (None: not yet)
     started_at: datetime | None = None
     retried: bool = False  # its attempt is not the task's first
+    bot_id: UUID | None = None  # who holds its attempt (None: nobody yet)
+    pool: str | None = None  # that bot's pool, if it has one
+    ran_us: int = 0  # its series' run time so far (its attempts' start_done), microseconds
 
     def stages_key(self, stage: str) -> tuple[str, str, bool]:
         return (self.type, stage, self.retried)
@@ -152,14 +173,18 @@ class Tally:
     buckets: Counter[tuple[str, str, bool, int]]
     totals: dict[tuple[str, str, bool], tuple[int, int]]
     minutes: dict[tuple[str, datetime], tuple[int, int, int]]
+    window: WindowTally
 
-    def observe(self, task: OpenTask, stage: str, took: timedelta) -> int:
-        """Count one duration of ``task``'s attempt; returns it in whole milliseconds."""
+    def observe(self, task: OpenTask, stage: str, took: timedelta, minute: datetime) -> int:
+        """Count one duration of ``task``'s attempt, which ended in ``minute``; returns it
+        in whole milliseconds."""
         ms = took // MS
+        bucket = bucket_of(took.total_seconds())
         key = task.stages_key(stage)
-        self.buckets[(*key, bucket_of(took.total_seconds()))] += 1
+        self.buckets[(*key, bucket)] += 1
         n, total = self.totals.get(key, (0, 0))
         self.totals[key] = (n + 1, total + ms)
+        self.window.observe(task.type, task.bot_id, task.pool, stage, minute, bucket, ms)
         return ms
 
     def finish(self, type_: str, minute: datetime, succeeded: bool, e2e_ms: int) -> None:
@@ -174,24 +199,52 @@ class StageView:
         "stage_histograms",
         "stage_totals",
         "stage_minutes",
+        "stage_window",
+        "stage_bot_pools",
     )
     topics: tuple[str, ...] = TOPICS
-    handles: frozenset[type] = frozenset(READS)
+    handles: frozenset[type] = frozenset({*READS, Bot.Registered})
     # a lease lost before the start is no attempt (its wait is not timed again); a flag is
-    # no stage
-    ignores: frozenset[type] = frozenset({Task.Unroutable, Task.LeaseExpired})
+    # no stage; of a bot, only its pool (fixed when it registers) matters here
+    ignores: frozenset[type] = frozenset(
+        {
+            Task.Unroutable,
+            Task.LeaseExpired,
+            Bot.Draining,
+            Bot.Quarantined,
+            Bot.Probing,
+            Bot.Reinstated,
+            Bot.Lost,
+            Bot.Deregistered,
+        }
+    )
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
+        registered = {
+            p.event.originator_id: p.event.pool
+            for p in events
+            if isinstance(p.event, Bot.Registered) and p.event.pool is not None
+        }
+        note_pools(cur, registered)
+        assigned = [p.event.bot_id for p in events if isinstance(p.event, Task.Assigned)]
+        pools = pools_of(cur, assigned, registered) if assigned else registered
         tasks, stored = self._open(cur, events)
         row = cur.execute("SELECT max(minute) FROM stage_minutes").fetchone()
         newest: datetime | None = row[0] if row else None
-        tally = Tally(Counter(), {}, {})
+        tally = Tally(Counter(), {}, {}, WindowTally(newest_minute(cur)))
         changed: set[UUID] = set()
+        stamp: datetime | None = None
+        minute = datetime.min
         for p in events:
             e = p.event
+            if isinstance(e, Bot.Registered):
+                continue
             task_id = e.originator_id
             task = tasks.get(task_id)
             changed.add(task_id)
+            if e.timestamp != stamp:  # a save's events share theirs: one replace a save
+                stamp = e.timestamp
+                minute = stamp.replace(second=0, microsecond=0)
             if isinstance(e, Task.Submitted):
                 ready = max(e.timestamp, e.not_before or e.timestamp)
                 tasks[task_id] = OpenTask(e.type, e.timestamp, ready)
@@ -200,22 +253,32 @@ class StageView:
             elif task is None:
                 continue  # never seen submitted (nothing to time it from)
             elif isinstance(e, Task.Assigned):
-                if task.assigned_at is None:
-                    tally.observe(task, "submit_assign", e.timestamp - task.ready_at)
-                tasks[task_id] = replace(task, assigned_at=e.timestamp, started_at=None)
+                first = task.assigned_at is None
+                bot = e.bot_id
+                task = tasks[task_id] = replace(
+                    task, assigned_at=e.timestamp, started_at=None, bot_id=bot, pool=pools.get(bot)
+                )
+                if first:
+                    tally.observe(task, "submit_assign", e.timestamp - task.ready_at, minute)
             elif isinstance(e, Task.Started):
                 if task.assigned_at is not None:
-                    tally.observe(task, "assign_start", e.timestamp - task.assigned_at)
+                    tally.observe(task, "assign_start", e.timestamp - task.assigned_at, minute)
                 tasks[task_id] = replace(task, started_at=e.timestamp)
             elif isinstance(e, Task.RetryScheduled):
-                _ended(tally, task, e)
+                ran = _ended(tally, task, e, minute)
                 tasks[task_id] = replace(
-                    task, ready_at=e.not_before, assigned_at=None, started_at=None, retried=True
+                    task,
+                    ready_at=e.not_before,
+                    assigned_at=None,
+                    started_at=None,
+                    retried=True,
+                    ran_us=task.ran_us + ran,
                 )
             elif isinstance(e, FINAL):
-                _ended(tally, task, e)
-                e2e = tally.observe(task, "end_to_end", e.timestamp - task.submitted_at)
-                minute = e.timestamp.replace(second=0, microsecond=0)
+                ran_us = task.ran_us + _ended(tally, task, e, minute)
+                took = e.timestamp - task.submitted_at
+                e2e = tally.observe(task, "end_to_end", took, minute)
+                tally.observe(task, "overhead", max(took - ran_us * US, ZERO), minute)
                 newest = minute if newest is None else max(newest, minute)
                 if minute >= newest - KEEP_MINUTES:
                     tally.finish(task.type, minute, isinstance(e, Task.Succeeded), e2e)
@@ -223,18 +286,22 @@ class StageView:
             else:  # cancelled
                 del tasks[task_id]
         self._write(cur, tasks, stored, changed, tally, newest)
+        tally.window.write(cur)
 
     def _open(
         self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]
     ) -> tuple[dict[UUID, OpenTask], set[UUID]]:
         """The stored open tasks among the page's, those submitted before it."""
         fresh = {p.event.originator_id for p in events if isinstance(p.event, Task.Submitted)}
-        older = list({p.event.originator_id for p in events} - fresh)
+        older = list(
+            {p.event.originator_id for p in events if not isinstance(p.event, Bot.Registered)}
+            - fresh
+        )
         if not older:
             return {}, set()
         cur.execute(
-            "SELECT task_id, type, submitted_at, ready_at, assigned_at, started_at, retried "
-            "FROM stage_open_tasks WHERE task_id = ANY(%s)",
+            "SELECT task_id, type, submitted_at, ready_at, assigned_at, started_at, retried, "
+            "bot_id, pool, ran_us FROM stage_open_tasks WHERE task_id = ANY(%s)",
             (older,),
         )
         tasks = {task_id: OpenTask(*rest) for task_id, *rest in cur.fetchall()}
@@ -253,7 +320,18 @@ class StageView:
         if gone:
             cur.execute("DELETE FROM stage_open_tasks WHERE task_id = ANY(%s)", (gone,))
         kept = [
-            (t, o.type, o.submitted_at, o.ready_at, o.assigned_at, o.started_at, o.retried)
+            (
+                t,
+                o.type,
+                o.submitted_at,
+                o.ready_at,
+                o.assigned_at,
+                o.started_at,
+                o.retried,
+                o.bot_id,
+                o.pool,
+                o.ran_us,
+            )
             for t, o in tasks.items()
             if t in changed
         ]
@@ -268,15 +346,18 @@ class StageView:
             cur.execute("DELETE FROM stage_minutes WHERE minute < %s", (newest - KEEP_MINUTES,))
 
 
-def _ended(tally: Tally, task: OpenTask, e: Finish) -> None:
+def _ended(tally: Tally, task: OpenTask, e: Finish, minute: datetime) -> int:
     """The attempt ended: its run (``start_done``) is timed, and its start when only the
-    end says it (``ran_s``)."""
+    end says it (``ran_s``); returns the run in microseconds (0: it never started)."""
     started = implied_start(e)
     if task.started_at is None and started is not None and task.assigned_at is not None:
-        tally.observe(task, "assign_start", started - task.assigned_at)
+        tally.observe(task, "assign_start", started - task.assigned_at, minute)
     began = task.started_at or started
-    if began is not None:
-        tally.observe(task, "start_done", e.timestamp - began)
+    if began is None:
+        return 0
+    ran = e.timestamp - began
+    tally.observe(task, "start_done", ran, minute)
+    return ran // US
 
 
 def _keyed(

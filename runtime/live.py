@@ -587,6 +587,11 @@ class LiveIndex(LiveModel):
         with self.lock:
             return {b: sorted(ts) for b, ts in self.held.items() if b not in self.bots}
 
+    def pending_count(self) -> int:
+        """Pending tasks that are due (the delayed ones wait for their time)."""
+        with self.lock:
+            return sum(queue.size for queue in self.queues.values())
+
     def backlog(self, servable: Callable[[frozenset[str]], bool]) -> tuple[int, datetime | None]:
         """How many pending tasks ``servable`` accepts, and when the oldest was submitted."""
         count, oldest = 0, None

@@ -12,6 +12,7 @@ NAV = (
     ("incidents", "Incidents", "/incidents"),
     ("schedules", "Schedules", "/schedules"),
     ("messages", "Messages", "/messages"),
+    ("profile", "Profile", "/profile"),
     ("config", "Config", "/config"),
 )
 

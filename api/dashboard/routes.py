@@ -25,7 +25,7 @@ from pydantic import Field
 
 from api.auth import Principal, principal_for
 from api.container import Container, container_of
-from api.dashboard import actions, dead_letters
+from api.dashboard import actions, dead_letters, profile
 from api.dashboard.csrf import guarded_router, token_for
 from api.dashboard.pages import page, sign_in_page
 from api.dashboard.readiness import badge_of, checks_of, readiness_of
@@ -165,6 +165,17 @@ def dead_letters_page(
     viewer: Viewer, request: Request, _: Annotated[DeadLettersShown, Query()]
 ) -> HTMLResponse:
     return HTMLResponse(_page(request, viewer, "dead-letters", "Dead letters"))
+
+
+class ProfileShown(Shown):
+    window: str | None = Field(default=None, max_length=200)
+
+
+@router.get("/profile")
+def profile_page(
+    viewer: Viewer, request: Request, _: Annotated[ProfileShown, Query()]
+) -> HTMLResponse:
+    return HTMLResponse(_page(request, viewer, "profile", "Profile"))
 
 
 @router.get("/bots")
@@ -439,6 +450,7 @@ def install(app: FastAPI) -> None:
     """The dashboard's routes, its static files, and sign-in handling."""
     app.include_router(router)
     app.include_router(dead_letters.router)
+    app.include_router(profile.router)
     app.include_router(actions.router)
     from api.dashboard import incidents  # (it builds its pages with this module's shell)
 

@@ -12,6 +12,7 @@ from api.features import (
     keys,
     messages,
     modes,
+    profile,
     scaling,
     schedules,
     tasks,
@@ -31,4 +32,5 @@ FEATURES: list[Feature] = [
     timings.FEATURE,
     modes.FEATURE,
     incidents.FEATURE,
+    profile.FEATURE,
 ]

@@ -27,6 +27,7 @@ def migrations() -> Sequence[Migration]:
     from projections.redrive_reads import REDRIVE_MIGRATIONS
     from projections.retry_counts import RETRY_COUNT_MIGRATIONS
     from projections.stage_view import STAGE_MIGRATIONS
+    from projections.stage_window import WINDOW_MIGRATIONS
     from projections.tasks_view import FLAG_MIGRATIONS, RETRY_MIGRATIONS, ROUND_MIGRATIONS
 
     return [
@@ -37,6 +38,7 @@ def migrations() -> Sequence[Migration]:
         *STAGE_MIGRATIONS,
         *RETRY_COUNT_MIGRATIONS,
         *REDRIVE_MIGRATIONS,
+        *WINDOW_MIGRATIONS,
     ]
 
 

@@ -10,12 +10,14 @@ import re
 from typing import Annotated
 
 from fastapi import Query
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, WithJsonSchema
 
 MIN_WINDOW_S = 10
 MAX_WINDOW_S = 3600
 DEFAULT_WINDOW_S = 300  # 5m
 _WINDOW = re.compile(r"([0-9]{1,7})([smh]?)")
+PATTERN = r"^[0-9]{1,7}[smh]?$"
+RULE = "how far back: a duration from 10s to 1h, e.g. 30s, 5m, 1h"
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600}
 
 
@@ -34,8 +36,23 @@ WindowQuery = Annotated[
     int,
     BeforeValidator(window_seconds),
     Query(
-        description="how far back: a duration from 10s to 1h, e.g. 30s, 5m, 1h",
+        description=RULE,
         examples=["5m"],
-        json_schema_extra={"type": "string", "pattern": r"^[0-9]{1,7}[smh]?$"},
+        json_schema_extra={"type": "string", "pattern": PATTERN, "maxLength": 8},
+    ),
+]
+
+# The same, as a field of a query model (the profile's): text in, seconds out.
+Window = Annotated[
+    float,
+    BeforeValidator(window_seconds),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": PATTERN,
+            "maxLength": 8,
+            "description": RULE,
+            "examples": ["5m"],
+        }
     ),
 ]

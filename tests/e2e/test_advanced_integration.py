@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import statistics
 import sys
 import threading
@@ -41,7 +42,8 @@ from domain.cause import Cause
 from domain.keys import Role
 from domain.policies.retry import RetryPolicy, backoff
 from domain.schedules import Schedule
-from domain.tasks import Task
+from domain.tasks import Task, implied_start
+from projections.histogram import bucket_of, bucket_range
 from tests.e2e.harness import Hive, start_bot
 from tests.integration.log_checks import log_end, log_events, tick_faults
 from tests.waiting import wait_for
@@ -656,3 +658,129 @@ def _check_schedule(events: list[Any], schedule_id: str) -> None:
         f"schedule: {len(decided)} ticks decided once each ({buffered} buffered while a run "
         f"retried, {skipped} skipped), {len(runs)} runs of 2 attempts, none overlapping"
     )
+
+
+# -- Performance Profiler ---------------------------------------------------------------
+
+SLOW_TASKS = 12
+FAST_TASKS = 20  # of each of the two other types
+SLOW_POOL = {
+    "name": "slow",
+    "capabilities": ["slow"],
+    "min_bots": 1,
+    "max_bots": 1,
+    "max_concurrency": 1,
+    "up_cooldown_s": 0,
+    "exec": "sh -c 'sleep 0.2; echo {}'",
+}
+
+
+def test_performance_profiler(make_hive: Callable[..., Hive]) -> None:
+    """**Performance Profiler.** A pool capped at one bot of one slot runs tasks of 0.2 s,
+    so its tasks queue; two real bots run two other types (``noop``, ``analysis``).
+
+    - While the capped pool's tasks still wait, the report's top finding is queue wait for
+      its type, in that pool, at its max with work pending.
+    - Once everything ran, the orchestration overhead the report gives per type (p50, p95)
+      equals the exact nearest-rank value computed from each task's own events (submission
+      to start: end to end less the run), within the histogram's stated error: the
+      estimate lies in the exact value's bucket (``projections/histogram.py``).
+    """
+    hive = make_hive(APIARY_POOLS=json.dumps([SLOW_POOL]), APIARY_SCALER_INTERVAL_S="0.2").start()
+    admin = hive.client(hive.admin_key())
+    enrol = hive.key("bot")
+    bots = [
+        start_bot(hive, enrol, f"quick-{n}", "--capabilities", "noop,analysis",
+                  "--max-concurrency", "4")
+        for n in range(2)
+    ]  # fmt: skip
+    try:
+        wait_for(lambda: _live_bots(admin) >= 3, timeout=60, what="the pool's bot and two more")
+        slow = _submit_batch(admin, [{"type": "slow", "payload": {}}] * SLOW_TASKS)
+        fast = _submit_batch(
+            admin,
+            [{"type": "noop", "payload": {}}] * FAST_TASKS
+            + [{"type": "analysis", "payload": {"values": [1, 2, 3]}}] * FAST_TASKS,
+        )
+        wait_for(
+            lambda: _succeeded(admin, "noop") + _succeeded(admin, "analysis") == len(fast),
+            timeout=30,
+            what="the fast ones",
+        )
+        wait_for(lambda: 6 <= _succeeded(admin, "slow") < len(slow) - 2, what="some slow ones")
+        top = admin.get("/v1/profile", params={"window": "5m"}).json()["findings"][0]
+        assert top["rule"] == "queue_wait" and top["severity"] == "critical", top
+        assert top["evidence"]["type"] == "slow" and top["evidence"]["pool"] == "slow", top
+        assert top["evidence"]["at_max"] and top["evidence"]["pool_pending"] > 0, top
+        print(f"profiler: top finding: {top['summary']}")
+
+        wait_for(lambda: _succeeded(admin, "slow") == len(slow), timeout=30, what="the slow ones")
+        exact = _overheads(log_events(hive.db_url))
+        counts = {t: len(v) for t, v in exact.items()}
+        report = wait_for(
+            lambda: _profile_counting(admin, counts),
+            timeout=10,
+            what="the stages view caught up with every task",
+        )
+        for t in report["types"]:
+            samples = sorted(exact[t["type"]])
+            for q, name in ((0.5, "p50_s"), (0.95, "p95_s")):
+                true = samples[math.ceil(q * len(samples)) - 1]
+                lower, upper = bucket_range(bucket_of(true))
+                got = t["stages"]["overhead"][name]
+                assert lower <= got <= upper, (t["type"], name, got, true)
+                print(f"profiler: {t['type']} overhead {name} {got:.4f} s, exact {true:.4f} s")
+    finally:
+        for b in bots:
+            b.stop()
+        hive.stop()
+
+
+def _submit_batch(admin: httpx.Client, tasks: list[dict[str, Any]]) -> list[str]:
+    answer = admin.post("/v1/tasks/batch", json={"tasks": tasks})
+    assert answer.status_code == 201, answer.text
+    return [str(item["task"]["id"]) for item in answer.json()["items"]]
+
+
+def _succeeded(admin: httpx.Client, task_type: str) -> int:
+    answer = admin.get("/v1/tasks", params={"state": "succeeded", "type": task_type, "limit": 500})
+    assert answer.status_code == 200, answer.text
+    return len(answer.json()["items"])
+
+
+def _profile(admin: httpx.Client) -> dict[str, Any]:
+    answer = admin.get("/v1/profile", params={"window": "5m"})
+    assert answer.status_code == 200, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def _profile_counting(admin: httpx.Client, counts: dict[str, int]) -> dict[str, Any]:
+    """The report, once its overheads count ``counts`` tasks per type (empty before)."""
+    report = _profile(admin)
+    found = {
+        t["type"]: t["stages"]["overhead"]["count"]
+        for t in report["types"]
+        if "overhead" in t["stages"]
+    }
+    return report if found == counts else {}
+
+
+def _overheads(events: list[Any]) -> dict[str, list[float]]:
+    """Per type, each finished task's overhead from its events' timestamps: end to end
+    (submission -> outcome) less the run (its start, reported or implied by ``ran_s``,
+    -> outcome). One attempt each here."""
+    submitted: dict[Any, Task.Submitted] = {}
+    started: dict[Any, datetime] = {}
+    out: dict[str, list[float]] = {}
+    for e in events:
+        if isinstance(e, Task.Submitted):
+            submitted[e.originator_id] = e
+        elif isinstance(e, Task.Started):
+            started[e.originator_id] = e.timestamp
+        elif isinstance(e, Task.Succeeded) and e.originator_id in submitted:
+            s = submitted[e.originator_id]
+            began = started.get(e.originator_id) or implied_start(e)
+            assert began is not None
+            run = e.timestamp - began
+            out.setdefault(s.type, []).append(((e.timestamp - s.timestamp) - run).total_seconds())
+    return out

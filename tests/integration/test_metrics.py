@@ -121,7 +121,13 @@ def test_a_scrape_shows_the_views(node: Node) -> None:
         body = client.get(stages_url, headers={"Authorization": f"Bearer {client_key}"}).json()
     (code,) = body["items"]
     assert code["type"] == "code"
-    assert set(code["stages"]) == {"submit_assign", "assign_start", "start_done", "end_to_end"}
+    assert set(code["stages"]) == {
+        "submit_assign",
+        "assign_start",
+        "start_done",
+        "end_to_end",
+        "overhead",
+    }
     start_done = code["stages"]["start_done"]
     assert start_done["count"] == 6 and start_done["sum_s"] == pytest.approx(12.0)
     assert code["retried"] == {}  # the retried task waits out its backoff: no second attempt

@@ -320,6 +320,26 @@ const render = {
       <tr><th>message</th><th>to</th><th>from</th><th>conversation</th><th>why</th><th>sent</th></tr>${dead ||
         `<tr><td colspan=6 class=muted>none</td></tr>`}</table></div></div>`;
   },
+  async profile(d) {
+    const windows = ["1m", "5m", "15m", "1h"], asked = new URLSearchParams(location.search).get("window") || "5m";
+    const found = d.findings.map((f) => `<li data-rule="${esc(f.rule)}" data-severity="${esc(f.severity)}">
+      <span class="state ${f.severity === "critical" ? "failed" : "pending"}">${esc(f.severity)}</span>
+      ${esc(f.summary)} <span class="muted">(${esc(f.rule)}, score ${esc(f.score)})</span>
+      <details><summary>evidence</summary><table>${Object.entries(f.evidence).map(([k, v]) =>
+        `<tr><td>${esc(k)}</td><td class="mono">${esc(typeof v === "object" ? json(v) : v)}</td></tr>`).join("")}</table></details></li>`).join("");
+    const process = ["loops", "routes", "views", "pools"].filter((k) => d.process[k].length).map((k) =>
+      `<h2>${esc(k)}</h2>${recordsTable(d.process[k])}`).join("");
+    return `<h1>Profile</h1><form class="filters" method="get"><label>window <select name="window">${
+      windows.map((w) => `<option${w === asked ? " selected" : ""}>${w}</option>`).join("")}</select></label>
+      <button>show</button></form><p class="muted">the last ${esc(d.window_s)} s, read by the minute from
+      ${when(d.since)}; at ${when(d.at)}</p>
+      <h2>Findings (most severe first)</h2><ol id="findings">${found || "<li class=muted>none</li>"}</ol>
+      <h2>Types</h2>${stagesTable("types", "type", d.types.map((t) => [t.type, t.stages, `${t.pending} pending`]))}
+      <h2>Pools</h2>${stagesTable("pools", "pool", d.pools.map((p) => [p.name, p.stages,
+        `${p.bots} of max ${p.max_bots} bots${p.at_max ? " (at max)" : ""}, ${p.pending} pending`]))}
+      <h2>Bots</h2>${stagesTable("profile-bots", "bot", d.bots.map((b) => [b.name, b.stages, b.pool ? `pool ${b.pool}` : ""]))}
+      ${process}`;
+  },
   async config(d) {
     const c = d.current;
     return `<h1>Config <span id="config-version" data-version="${esc(c.version)}">v${esc(c.version)}</span></h1>
@@ -333,6 +353,25 @@ const render = {
         d.history.map(versionRow).join("")}</table>`;
   },
 };
+
+const seconds = (v) => (v == null ? "" : v < 1 ? `${(v * 1000).toFixed(1)} ms` : `${v.toFixed(2)} s`);
+
+function stagesTable(id, label, rows) {
+  // rows: [name, {stage: {count, p50_s, p95_s, p99_s, share}}, about]; one row per stage.
+  const lines = rows.flatMap(([name, stages, about]) => Object.entries(stages).map(([stage, st], i) =>
+    `<tr data-${esc(label)}="${esc(name)}" data-stage="${esc(stage)}">${i ? "<td></td><td></td>"
+      : `<td>${esc(name)}</td><td class="muted">${esc(about)}</td>`}<td>${esc(stage)}</td><td>${esc(st.count)}</td>${
+      [st.p50_s, st.p95_s, st.p99_s].map((v) => `<td>${seconds(v)}</td>`).join("")}<td>${
+      st.share == null ? "" : esc(Math.round(st.share * 100)) + "%"}</td></tr>`)).join("");
+  return `<table id="${esc(id)}"><tr><th>${esc(label)}</th><th></th><th>stage</th><th>count</th><th>p50</th>
+    <th>p95</th><th>p99</th><th>share of end to end</th></tr>${lines || "<tr><td colspan=8 class=muted>nothing in the window</td></tr>"}</table>`;
+}
+
+function recordsTable(items) {
+  const keys = Object.keys(items[0]);
+  return `<table><tr>${keys.map((k) => `<th>${esc(k)}</th>`).join("")}</tr>${items.map((r) =>
+    `<tr>${keys.map((k) => `<td>${esc(r[k])}</td>`).join("")}</tr>`).join("")}</table>`;
+}
 
 function attemptOf(t) {
   // "attempt 2" of the first series; "attempt 1, series 2" once re-driven.
@@ -428,6 +467,7 @@ function dataUrl() {
   if (page === "tasks") return `/dashboard/data/tasks?${given(location.search)}`;
   if (page === "incident") return `/dashboard/data/incidents/${encodeURIComponent(body.dataset.subject)}`;
   if (page === "incidents") return `/dashboard/data/incidents?${given(location.search)}`;
+  if (page === "profile") return `/dashboard/data/profile?${given(location.search)}`;
   if (page === "dead-letters") {
     const q = new URLSearchParams(deadLetterFilter());
     const cursor = new URLSearchParams(location.search).get("cursor");
