@@ -26,6 +26,7 @@ import math
 import statistics
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,13 +40,14 @@ import pytest
 from api.bootstrap import open_hive
 from api.settings import Settings
 from domain.cause import Cause
+from domain.incidents import Incident
 from domain.keys import Role
 from domain.policies.retry import RetryPolicy, backoff
 from domain.schedules import Schedule
 from domain.tasks import Task, implied_start
 from projections.histogram import bucket_of, bucket_range
-from tests.e2e.harness import Hive, start_bot
-from tests.integration.log_checks import log_end, log_events, tick_faults
+from tests.e2e.harness import Bot, Hive, start_bot
+from tests.integration.log_checks import double_holds, log_end, log_events, tick_faults
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -784,3 +786,204 @@ def _overheads(events: list[Any]) -> dict[str, list[float]]:
             run = e.timestamp - began
             out.setdefault(s.type, []).append(((e.timestamp - s.timestamp) - run).total_seconds())
     return out
+
+
+# -- Incident Detector ------------------------------------------------------------------
+
+WORKERS = 4
+KILLED = 3
+WORK_TASKS = 8  # held by the workers when three of them are killed
+URGENT = 9  # above degradation.shed_below_priority: the core
+LOW = 1  # below it: shed while degraded
+DETECTOR = {
+    "bot_lease_ttl_s": 2.0,
+    "incidents": {"window_s": 10.0, "quiet_s": 3.0, "update_every_s": 1.0, "cascade_bots": 3},
+    "degradation": {"calm_s": 2.0, "shed_below_priority": 5, "degraded_submissions": "shed"},
+}
+FRAGILE_POLICY = {"max_attempts": 2, "initial_backoff_s": 0.2, "max_backoff_s": 1.0}
+
+
+def test_incident_detector(make_hive: Callable[..., Hive]) -> None:
+    """**Incident Detector**, with real bot processes: three of four workers are killed
+    with ``kill -9`` while they hold tasks, and another type's handler fails, within a
+    minute:
+
+    - one cascade incident opens, citing the right events: every item of its evidence is
+      the event at that log position (aggregate, version, name), the killed bots'
+      ``Bot.Lost`` among them, and the hive enters ``degraded`` by the policy;
+    - the API keeps answering (``/healthz``, reads, each answer saying the mode);
+      high-priority tasks still complete, on the remaining worker and newly started ones;
+      low-priority submissions are shed (503 with ``Retry-After``, nothing written);
+    - once bots are back and failures stop, the incident resolves by itself and the mode
+      returns to normal;
+    - no task is lost or held twice: every task accepted ends, and the log never shows a
+      task assigned while another bot held it.
+    """
+    hive = make_hive(APIARY_BOT_LEASE_TTL_S="2", APIARY_HEARTBEAT_INTERVAL_S="0.5").start()
+    admin = hive.client(hive.admin_key())
+    client = hive.client(hive.key("client"))
+    enrol = hive.key("bot")
+    bots: dict[str, Bot] = {}
+    try:
+        _configure_detector(admin)
+
+        def bot(name: str, capability: str, command: str) -> None:
+            bots[name] = start_bot(
+                hive, enrol, name, "--capabilities", capability, "--exec", command,
+                "--max-concurrency", "2",
+            )  # fmt: skip
+
+        slow = f"{sys.executable} -c 'import time; time.sleep(1.5)'"
+        for n in range(WORKERS):
+            bot(f"worker-{n}", "work", slow)
+        bot("fragile-1", "fragile", "false")  # exit 1: a failure, retried, then dead
+        names = [f"worker-{n}" for n in range(WORKERS)]
+        ids = wait_for(lambda: _bot_ids(admin, [*names, "fragile-1"]), timeout=60, what="bots")
+
+        work = [_submit_at(client, "work", URGENT) for _ in range(WORK_TASKS)]
+        wait_for(
+            lambda: len(_in_state(admin, work, "running")) >= KILLED * 2,
+            timeout=30,
+            what="the workers running tasks",
+        )
+        fragile = [_submit_at(client, "fragile", URGENT) for _ in range(3)]
+        killed = names[:KILLED]
+        for name in killed:
+            bots[name].kill9()
+        t_kill = time.monotonic()
+
+        cascade = wait_for(
+            lambda: _open_incident(admin, "cascade"), timeout=30, what="a cascade incident"
+        )
+        assert (cascade["subject"], cascade["severity"]) == ("hive", "critical"), cascade
+        t_open = time.monotonic()
+        mode = wait_for(lambda: _mode_is(admin, "degraded"), timeout=15, what="degraded")
+        t_degraded = time.monotonic()
+        assert mode["set_by"] == "policy" and cascade["id"] in json.dumps(mode["incidents"]), mode
+
+        # Degraded: the API answers, the core works, low priority is shed.
+        health = client.get("/healthz")
+        assert health.status_code == 200 and health.headers["X-Apiary-Mode"] == "degraded"
+        shed = client.post("/v1/tasks", json={"type": "work", "payload": {}, "priority": LOW})
+        assert shed.status_code == 503, shed.text
+        assert shed.headers["content-type"] == PROBLEM and int(shed.headers["Retry-After"]) > 0
+        for n in range(2):
+            bot(f"worker-new-{n}", "work", slow)
+        urgent = [_submit_at(client, "work", URGENT) for _ in range(4)]
+        done = wait_for(
+            lambda: _all_in(admin, [*work, *urgent], "succeeded"),
+            timeout=60,
+            what="every work task, the killed bots' too, to succeed",
+        )
+        started = ["worker-new-0", "worker-new-1"]
+        new = set(wait_for(lambda: _bot_ids(admin, started), timeout=30, what="new").values())
+        alive = {ids["worker-3"], *new}
+        assert {t["bot_id"] for t in done if t["id"] in urgent} <= alive
+
+        # Failures stop (the fragile tasks are dead letters), bots are back: it resolves.
+        wait_for(lambda: _all_in(admin, fragile, "dead"), timeout=30, what="fragile tasks dead")
+        resolved = wait_for(
+            lambda: _incident_resolved(admin, cascade["id"]), timeout=60, what="resolved"
+        )
+        assert resolved["resolved_by"].startswith("engine:"), resolved
+        t_resolved = time.monotonic()
+        wait_for(lambda: _mode_is(admin, "normal"), timeout=30, what="the mode back to normal")
+        print(
+            f"incidents: kill -9 -> cascade seen {t_open - t_kill:.1f} s (lease 2 s), "
+            f"-> degraded seen {t_degraded - t_open:.2f} s; evidence "
+            f"{len(cascade['evidence'])} events; resolved {t_resolved - t_open:.1f} s after "
+            f"opening, normal {time.monotonic() - t_resolved:.1f} s after that"
+        )
+        again = client.post("/v1/tasks", json={"type": "work", "payload": {}, "priority": LOW})
+        assert again.status_code == 201, again.text
+        wait_for(lambda: _all_in(admin, [again.json()["id"]], "succeeded"), timeout=30)
+
+        # The evidence is the log's, and nothing was lost or held twice.
+        events = log_events(hive.db_url)
+        assert not [e for e in events if e.request_id == shed.headers["X-Request-ID"]]
+        _check_evidence(hive, cascade, {ids[name] for name in killed})
+        cascades = [e for e in events if isinstance(e, Incident.Opened) and e.rule == "cascade"]
+        assert len(cascades) == 1, "one cascade incident for the one cascade"
+        assert double_holds(events) == []
+        final = (Task.Succeeded, Task.Failed, Task.DeadLettered, Task.Cancelled)
+        submitted = {e.originator_id for e in events if isinstance(e, Task.Submitted)}
+        ended = {e.originator_id for e in events if isinstance(e, final)}
+        assert submitted == ended, "every task accepted ended"
+    finally:
+        admin.close()
+        client.close()
+        for b in bots.values():
+            if b.proc.poll() is None:
+                b.kill9()
+
+
+def _configure_detector(admin: httpx.Client) -> None:
+    current = admin.get("/v1/config")
+    document = current.json()["document"]
+    changes: dict[str, Any] = {
+        **DETECTOR,
+        "incidents": {**document["incidents"], **DETECTOR["incidents"]},  # type: ignore[dict-item]
+        "degradation": {**document["degradation"], **DETECTOR["degradation"]},  # type: ignore[dict-item]
+        "retry": {**document["retry"], "types": {"fragile": FRAGILE_POLICY}},
+        "breaker": {**document["breaker"], "enabled": False},  # failures stay the detector's
+    }
+    answer = admin.patch(
+        "/v1/config",
+        json={"changes": changes, "reason": "the incident detector's scenario"},
+        headers={"If-Match": current.headers["ETag"]},
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def _submit_at(client: httpx.Client, task_type: str, priority: int) -> str:
+    answer = client.post("/v1/tasks", json={"type": task_type, "payload": {}, "priority": priority})
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["id"])
+
+
+def _bot_ids(reader: httpx.Client, names: list[str]) -> dict[str, str] | None:
+    items = reader.get("/v1/bots", params={"limit": 100}).json()["items"]
+    found = {b["name"]: b["id"] for b in items if b["state"] != "lost"}
+    return {n: found[n] for n in names} if set(names) <= set(found) else None
+
+
+def _open_incident(reader: httpx.Client, rule: str) -> dict[str, Any] | None:
+    items = reader.get("/v1/incidents", params={"rule": rule, "state": "open"}).json()["items"]
+    return reader.get(f"/v1/incidents/{items[0]['id']}").json() if items else None
+
+
+def _incident_resolved(reader: httpx.Client, incident_id: str) -> dict[str, Any] | None:
+    found = reader.get(f"/v1/incidents/{incident_id}").json()
+    return found if found["state"] == "resolved" else None
+
+
+def _mode_is(reader: httpx.Client, mode: str) -> dict[str, Any] | None:
+    found = reader.get("/v1/mode")
+    assert found.status_code == 200, found.text
+    return found.json() if found.json()["mode"] == mode else None
+
+
+def _all_in(reader: httpx.Client, task_ids: list[str], state: str) -> list[dict[str, Any]] | None:
+    answers = [reader.get(f"/v1/tasks/{t}") for t in task_ids]
+    if any(a.status_code != 200 for a in answers):
+        return None  # not in the tasks view yet
+    found = [a.json() for a in answers]
+    return found if all(t["state"] == state for t in found) else None
+
+
+def _check_evidence(hive: Hive, incident: dict[str, Any], killed: set[str]) -> None:
+    """Every item of the evidence names the event at its position; the kills are there."""
+    log = open_hive(hive.db_url, Settings())
+    try:
+        for item in incident["evidence"]:
+            [stored] = log.recorder.select_notifications(item["position"], 1)
+            assert stored.id == item["position"], item
+            assert (str(stored.originator_id), stored.originator_version) == (
+                item["aggregate_id"],
+                item["version"],
+            ), item
+            assert stored.topic.endswith(":" + item["event"]), (stored.topic, item)
+    finally:
+        log.close()
+    lost = {e["bot_id"] for e in incident["evidence"] if e["event"] == "Bot.Lost"}
+    assert lost == killed, (lost, killed)
