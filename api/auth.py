@@ -212,7 +212,7 @@ async def authenticate(
         raise Unauthorized("the API key is not valid (unknown, malformed, revoked or expired)")
     request.state.principal = principal.actor
     throttle.admit(principal)
-    serve_principal(container_of(request).modes, principal.role)
+    serve_principal(container_of(request).modes, principal.role, request.scope.get("state"))
     return principal
 
 

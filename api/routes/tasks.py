@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from api.deps import Admin, Client, Ctx, RequestId
 from api.errors import invalid
@@ -44,10 +44,15 @@ router = APIRouter(
     },
 )
 def submit_task(
-    body: TaskCreate, principal: Client, request_id: RequestId, ctx: Ctx, response: Response
+    body: TaskCreate,
+    principal: Client,
+    request_id: RequestId,
+    ctx: Ctx,
+    request: Request,
+    response: Response,
 ) -> TaskPublic:
     spec = body.to_spec(ctx.settings.max_payload_bytes)
-    specs = admit_submission(ctx.modes, [spec], ctx.hive.clock())
+    specs = admit_submission(ctx.modes, [spec], ctx.hive.clock(), request.scope.get("state"))
     committed = ctx.hive.tasks.submit(specs, principal.cause(request_id))
     submission = committed.items[0]
     response.status_code = 200 if submission.duplicate else 201
@@ -57,9 +62,11 @@ def submit_task(
 
 @router.post("/batch", status_code=201, responses=problem_responses(400, 413))
 def submit_tasks(
-    body: TaskBatchCreate, principal: Client, request_id: RequestId, ctx: Ctx
+    body: TaskBatchCreate, principal: Client, request_id: RequestId, ctx: Ctx, request: Request
 ) -> TasksSubmitted:
-    specs = admit_submission(ctx.modes, body.to_specs(ctx.settings), ctx.hive.clock())
+    specs = admit_submission(
+        ctx.modes, body.to_specs(ctx.settings), ctx.hive.clock(), request.scope.get("state")
+    )
     committed = ctx.hive.tasks.submit(specs, principal.cause(request_id))
     position = ctx.position_after(committed)
     return TasksSubmitted(

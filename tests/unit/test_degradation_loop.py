@@ -5,11 +5,21 @@ or no engine is alive."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID, uuid5
 
-from api.mode_gate import HiveModeNow, ModeRefused, admit_submission, serve_principal
+from starlette.types import Message, Receive, Scope, Send
+
+from api.mode_gate import (
+    MODE_STATE,
+    HiveModeNow,
+    ModeHeader,
+    ModeRefused,
+    admit_submission,
+    serve_principal,
+)
 from domain.cause import Cause
 from domain.hive import Hive, TaskSpec
 from domain.keys import Role
@@ -120,3 +130,34 @@ def test_degraded_sheds_or_defers_a_submission_below_the_threshold(
     deferred = admit_submission(now, [high, low], clock())
     assert deferred[0] == high
     assert deferred[1].not_before == clock() + timedelta(seconds=30)
+
+
+def test_a_request_is_judged_and_labelled_by_the_mode_it_arrived_in(hive: Hive) -> None:
+    """The door reads the mode once: the header says it, and admission uses it even when
+    the mode moves while the route runs."""
+    recorded = LiveMode()
+    hive.listeners.append(recorded.apply)
+    now = HiveModeNow(recorded, DatabaseGate(lambda: None), lambda: True)
+    low = TaskSpec("t", priority=1)
+    admitted: list[list[TaskSpec]] = []
+
+    async def route(scope: Scope, receive: Receive, send: Send) -> None:
+        hive.modes.set(DEGRADED, "it moved mid-request", ALICE)  # after the door
+        admitted.append(admit_submission(now, [low], hive.clock(), scope["state"]))
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    scope: Scope = {"type": "http", "method": "POST", "path": "/v1/tasks", "headers": []}
+    asyncio.run(ModeHeader(route, mode=lambda: now)(scope, receive, send))
+    assert scope["state"][MODE_STATE] == NORMAL
+    assert admitted == [[low]]  # judged by the mode it arrived in
+    assert (b"x-apiary-mode", b"normal") in sent[0]["headers"]
+    assert now.effective() == DEGRADED  # the next request is judged by the new one
