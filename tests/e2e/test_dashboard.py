@@ -272,3 +272,40 @@ def test_an_incident_is_shown_with_its_evidence_and_acknowledged_by_an_admin(
     page.wait_for_selector("h1 [data-state='acknowledged']", timeout=10_000)
     assert "the test killed them" in page.inner_text("#note")
     admin.close()
+
+
+def test_the_profile_page_names_the_bottleneck_with_its_evidence(hive: Hive, browser: Any) -> None:
+    """One bot that takes one task at a time and six slow tasks at once: the profile page
+    names queue wait for their type as a finding, with its evidence, beside the stages per
+    type and bot and the processes' own timings (the dispatcher's rounds among them)."""
+    hive.start()
+    admin_key = hive.admin_key()
+    admin = hive.client(admin_key)
+    bot = start_bot(
+        hive, hive.key("bot"), "lone", "--capabilities", "slow", "--exec", "sleep 0.3",
+        "--max-concurrency", "1",
+    )  # fmt: skip
+    try:
+        wait_for(lambda: admin.get("/v1/bots").json()["items"], timeout=60, what="the bot")
+        sent = admin.post("/v1/tasks/batch", json={"tasks": [{"type": "slow", "payload": {}}] * 6})
+        assert sent.status_code == 201, sent.text
+        ids = [t["task"]["id"] for t in sent.json()["items"]]
+
+        def done() -> bool:
+            return all(admin.get(f"/v1/tasks/{t}").json().get("state") == "succeeded" for t in ids)
+
+        wait_for(done, timeout=60, what="the six tasks done")
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, hive, admin_key)
+        page.goto(f"{hive.url}/dashboard/profile?window=5m")
+        finding = "#findings li[data-rule='queue_wait']"
+        page.wait_for_selector(finding, timeout=30_000)
+        assert "type `slow` is queue wait" in page.inner_text(finding)
+        page.click(f"{finding} summary")
+        assert "pending" in page.inner_text(f"{finding} details")
+        assert "slow" in page.inner_text("#types")
+        assert "lone" in page.inner_text("#profile-bots")
+        assert "dispatcher" in page.inner_text("main")  # the processes' loops
+    finally:
+        admin.close()
+        bot.stop()
