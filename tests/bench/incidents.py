@@ -13,10 +13,12 @@ Measured per trial, from the log's own timestamps (as ``GET /v1/incidents/{id}``
 ``Incident.Opened`` (and the last event it cites at opening, the one that tripped it ->
 ``Opened``: the detector's own reaction) -> the ``HiveMode`` event entering ``degraded``;
 then, on this process's wall clock (the same machine as the server), that event -> the
-first 503 answer received. Between trials the window empties, the incident resolves after
-its quiet period and the mode comes back to normal (``CHANGES`` makes those short), each
-waited on with a deadline, so that every trial opens a new episode; a trial whose incident
-cites an event from before its own batch fails loudly.
+first 503 answer received. Trial n of N starts n/N of the detector's one-second pace late
+(``stagger``), so that the trials sample every point of that pace. Between trials the
+window empties, the incident resolves after its quiet period and the mode comes back to
+normal (``CHANGES`` makes those short), each waited on with a deadline, so that every
+trial opens a new episode; a trial whose incident cites an event from before its own batch
+fails loudly.
 
 Run alone: ``python -m tests.bench.incidents --trials 5``.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,7 +111,7 @@ def bench_incidents(url: str, home: Path, trials: int) -> dict[str, Any]:
                 for kind in TYPES
             ]
             wait_for(lambda: ready(admin) >= len(TYPES), timeout=60, what="the bots ready")
-            measured = [trial(admin, client, n) for n in range(trials)]
+            measured = [trial(admin, client, n, n / trials) for n in range(trials)]
         return summarize(measured)
     finally:
         for bot in bots:
@@ -133,7 +136,9 @@ def ready(admin: httpx.Client) -> int:
     return sum(1 for b in items if b["state"] == "ready" and b["name"] in TYPES)
 
 
-def trial(admin: httpx.Client, client: httpx.Client, n: int) -> Trial:
+def trial(admin: httpx.Client, client: httpx.Client, n: int, phase: float) -> Trial:
+    """``phase``: the fraction of the detector's round to start late by (see ``stagger``)."""
+    stagger(phase)
     shedder = Shedder(client)
     shedder.start()
     try:
@@ -173,6 +178,15 @@ def trial(admin: httpx.Client, client: httpx.Client, n: int) -> Trial:
         shed=shedder.shed,
         accepted=shedder.accepted,
     )
+
+
+def stagger(phase: float) -> None:
+    """Start the trial ``phase`` of ``MIN_ROUND_S`` late. A trial begins when the last
+    one's mode came down, a fixed time after one of the detector's rounds (its calm_s
+    after the resolving round), so without this every trial would hit the same point of
+    the detector's one-second pace; spread evenly over it, the trials sample that point as
+    trouble does, which comes whenever it likes."""
+    time.sleep(phase * MIN_ROUND_S)  # a chosen start, not a wait for an outcome
 
 
 def open_cascade(admin: httpx.Client) -> dict[str, Any] | None:
@@ -247,8 +261,10 @@ on three bots and three types, the detector's `cascade`, which the default rules
 answered 503 with `Retry-After` (accepted before it, per trial: {r["accepted"]}). Between
 trials the incident resolves and the mode returns to normal, each waited on, so each trial
 opens a new episode (incidents `window_s` {window["window_s"]:g}, `quiet_s`
-{window["quiet_s"]:g}; degradation `calm_s` {calm:g}; the breaker off). The first failing
-event each incident cited: {", ".join(r["first_events"])}.
+{window["quiet_s"]:g}; degradation `calm_s` {calm:g}; the breaker off). Trial n of N starts
+n/N of the detector's pace late, so that the trials sample every point of it (else each
+would start at the same one: `calm_s` after the round that resolved the last incident).
+The first failing event each incident cited: {", ".join(r["first_events"])}.
 
 | measured | p50 | max |
 |---|---|---|
