@@ -35,6 +35,7 @@ from tests.bench.config_propagation import config_propagation
 from tests.bench.dashboard import bench_dashboard
 from tests.bench.dashboard_stream import push_latency
 from tests.bench.drain import drain
+from tests.bench.incidents import bench_incidents, incidents_section
 from tests.bench.messaging import message_latency
 from tests.bench.peers import section
 from tests.bench.pg import pgbench_insert_tps
@@ -178,6 +179,7 @@ def main() -> int:
     ap.add_argument("--dashboard-tasks", type=int, default=1_000_000)
     ap.add_argument("--push-samples", type=int, default=50)
     ap.add_argument("--config-changes", type=int, default=20)
+    ap.add_argument("--incident-trials", type=int, default=5)
     ap.add_argument("--soak-tasks", type=int, default=200_000)
     ap.add_argument("--soak-rate", type=float, default=800.0, help="tasks/s into the soak")
     ap.add_argument("--big-log-events", type=int, default=1_000_000)
@@ -234,6 +236,10 @@ def main() -> int:
             with migrated_database(server, "config") as cfg_url:
                 cfg = config_propagation(cfg_url, home / "config", args.config_changes)
             print(cfg, flush=True)
+            print("incidents ...", flush=True)
+            with migrated_database(server, "incidents") as inc_url:
+                inc = bench_incidents(inc_url, home / "incidents", args.incident_trials)
+            print(inc, flush=True)
             print("soak ...", flush=True)
             with migrated_database(server, "soak") as soak_url:
                 soaked = Hive(
@@ -271,6 +277,7 @@ def main() -> int:
         dash,
         push,
         cfg,
+        inc,
         memory,
         big,
         args,
@@ -300,6 +307,7 @@ def render(
     dash: dict[str, Any],
     push: dict[str, Any],
     cfg: dict[str, Any],
+    inc: dict[str, Any],
     memory: dict[str, Any],
     big: dict[str, Any],
     args: argparse.Namespace,
@@ -316,6 +324,7 @@ Produced by `make bench` (`python -m tests.bench --tasks {args.tasks} --bots {ar
 --latency-samples {args.latency_samples}
 --scaling-trials {args.scaling_trials} --dashboard-tasks {args.dashboard_tasks}
 --push-samples {args.push_samples} --config-changes {args.config_changes}
+--incident-trials {args.incident_trials}
 --soak-tasks {args.soak_tasks} --soak-rate {args.soak_rate:g}
 --big-log-events {args.big_log_events}`) on
 {datetime.now(UTC):%Y-%m-%d}. Machine: {machine}; PostgreSQL {pg}. The hive ran as one
@@ -384,6 +393,7 @@ answer until every process's liveness row and every bot's lease say the new vers
 |---|---|---|---|
 | config change -> every process and bot reports it | {cfg["p50"]} / {cfg["p95"]} / {cfg["p99"]} ms | {cfg["max_ms"]} ms | <= 1,000 ms |
 
+{incidents_section(inc)}
 ## Memory
 
 `apiary serve` (one process) with 4 bots, {memory["tasks"]:,} no-op tasks submitted at
