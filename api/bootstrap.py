@@ -405,6 +405,7 @@ class Node:
     def _configure(self, knobs: Knobs) -> None:
         """What the node's own parts take from the config in force."""
         self.hive.kernel.cache.resize(knobs.aggregate_cache_mb * MB)
+        self.timings.enabled = knobs.profiling
         self.hive.tasks.policies = knobs.retry.policies()
         self.modes.configure(knobs.degradation)
         self.recent.resize(knobs.decoded_events_mb * MB)

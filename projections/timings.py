@@ -162,6 +162,7 @@ class ProcessTimings:
         self._starts = self._ends = 0.0  # the current minute, in the clock's seconds
         self._retired: Minute = {}  # the minutes that left the ring, added up
         self._http: dict[tuple[str, str, int], str] = {}  # names made once, not per request
+        self.enabled = True  # the config's ``profiling``: off, nothing is counted
 
     # -- recording (hot paths) ---------------------------------------------------------
 
@@ -186,6 +187,8 @@ class ProcessTimings:
         self.add(f"view:{view}", seconds, 0.0, events)
 
     def add(self, name: str, seconds: float, cpu_s: float = 0.0, items: int = 0) -> None:
+        if not self.enabled:
+            return
         now = self.clock()
         with self._lock:
             if not self._starts <= now < self._ends:

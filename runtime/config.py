@@ -85,6 +85,11 @@ class Knobs(BaseModel):
     degradation: DegradationConfig = Field(
         default=DegradationConfig(), description="the hive's modes: when, and what they cost"
     )
+    profiling: bool = Field(
+        default=True,
+        description="each process counts its own timings (requests, loop rounds, saves, "
+        "view pages); off: none are, and the bottleneck report says nothing of them",
+    )
     incidents: IncidentConfig = Field(
         default=IncidentConfig(), description="the incident detector's rules"
     )

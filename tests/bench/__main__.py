@@ -43,6 +43,7 @@ from tests.bench.retry_drain import retry_drain_section, retry_drains
 from tests.bench.scaling import bench_scaling
 from tests.bench.soak import soak
 from tests.bench.stats import summary_ms
+from tests.bench.watching import watching_drains, watching_section
 from tests.e2e.harness import Hive, start_bot, task
 from tests.pg import create_database, drop_database, fresh_database, unique_database_name
 from tests.waiting import wait_for
@@ -180,6 +181,8 @@ def main() -> int:
     ap.add_argument("--push-samples", type=int, default=50)
     ap.add_argument("--config-changes", type=int, default=20)
     ap.add_argument("--incident-trials", type=int, default=5)
+    ap.add_argument("--watching-tasks", type=int, default=10_000)
+    ap.add_argument("--watching-rounds", type=int, default=3)
     ap.add_argument("--soak-tasks", type=int, default=200_000)
     ap.add_argument("--soak-rate", type=float, default=800.0, help="tasks/s into the soak")
     ap.add_argument("--big-log-events", type=int, default=1_000_000)
@@ -228,6 +231,16 @@ def main() -> int:
                 server, home / "retry", args.retry_drain_tasks, args.bots, args.concurrency
             )
             print(rd, flush=True)
+            print("the hive's watching on and off ...", flush=True)
+            watched = watching_drains(
+                server,
+                home / "watching",
+                args.watching_tasks,
+                args.bots,
+                args.concurrency,
+                args.watching_rounds,
+            )
+            print(watched, flush=True)
             print("scaling ...", flush=True)
             with migrated_database(server, "scaling") as scaling_url:
                 sc = bench_scaling(scaling_url, home / "scaling", args.scaling_trials)
@@ -273,6 +286,7 @@ def main() -> int:
         msg,
         rerun,
         rd,
+        watched,
         sc,
         dash,
         push,
@@ -303,6 +317,7 @@ def render(
     msg: dict[str, Any],
     rerun: float,
     rd: dict[str, Any],
+    watched: dict[str, Any],
     sc: dict[str, Any],
     dash: dict[str, Any],
     push: dict[str, Any],
@@ -324,7 +339,8 @@ Produced by `make bench` (`python -m tests.bench --tasks {args.tasks} --bots {ar
 --latency-samples {args.latency_samples}
 --scaling-trials {args.scaling_trials} --dashboard-tasks {args.dashboard_tasks}
 --push-samples {args.push_samples} --config-changes {args.config_changes}
---incident-trials {args.incident_trials}
+--incident-trials {args.incident_trials} --watching-tasks {args.watching_tasks}
+--watching-rounds {args.watching_rounds}
 --soak-tasks {args.soak_tasks} --soak-rate {args.soak_rate:g}
 --big-log-events {args.big_log_events}`) on
 {datetime.now(UTC):%Y-%m-%d}. Machine: {machine}; PostgreSQL {pg}. The hive ran as one
@@ -356,6 +372,7 @@ Shared, noisy machines: compare ratios within one run, not absolute numbers acro
 Latencies are differences of event timestamps recorded by the server (one clock).
 
 {retry_drain_section(rd)}
+{watching_section(watched)}
 ## Auto-scaling
 
 A pool `{pool["name"]}` (capabilities {pool["capabilities"]}, {pool["min_bots"]}..{pool["max_bots"]} bots of {pool["max_concurrency"]} slots, up cooldown {pool["up_cooldown_s"]} s, down cooldown {pool["down_cooldown_s"]} s, scaler pace 0.2 s), {sc["trials"]} trials: a burst of 50 tasks into the empty pool, then idle.
