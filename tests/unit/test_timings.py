@@ -131,3 +131,15 @@ def test_a_timing_travels_as_json_and_back() -> None:
     assert t.counts[BUCKETS - 1] == 1
     assert Timing.from_json(t.to_json()) == t
     assert len(t.to_json()["c"]) == 2  # only the buckets that counted
+
+
+def test_with_profiling_off_nothing_is_counted_until_it_is_on_again() -> None:
+    timings = ProcessTimings(Clock())
+    timings.enabled = False  # the config's profiling: false
+    timings.request("GET", "/v1/tasks", 200, 0.004)
+    timings.round("dispatcher", 0.01, 0.01, 5)
+    timings.saved(0.002, 3)
+    assert timings.window(60) == {}
+    timings.enabled = True
+    timings.saved(0.002, 3)
+    assert set(timings.window(60)) == {"save"}
