@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal, get_args
 from uuid import UUID, uuid5
 
 from domain.aggregate import HiveAggregate
@@ -42,17 +42,18 @@ VIEW_LAG = "view-lag"
 DATABASE = "database"
 LEADERLESS = "leaderless"
 CASCADE = "cascade"
-RULES = (
-    BOTS_LOST,
-    FAILURE_SPIKE,
-    RETRY_STORM,
-    DEAD_LETTERS,
-    PENDING_AGE,
-    VIEW_LAG,
-    DATABASE,
-    LEADERLESS,
-    CASCADE,
-)
+RuleName = Literal[  # the one list of rule names: the config, the API and the CLI take it
+    "bots-lost",
+    "failure-spike",
+    "retry-storm",
+    "dead-letters",
+    "pending-age",
+    "view-lag",
+    "database",
+    "leaderless",
+    "cascade",
+]
+RULES: tuple[str, ...] = get_args(RuleName)
 HIVE = "hive"  # the subject of hive-wide rules
 FLEET = "fleet"
 

@@ -8,21 +8,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.incidents import RuleName
 from domain.policies.degradation import DegradationRules
 from domain.policies.degradation import ModeRule as ModeRulePolicy
 from domain.tasks import MAX_PRIORITY, MIN_PRIORITY
 
-RuleName = Literal[
-    "bots-lost",
-    "failure-spike",
-    "retry-storm",
-    "dead-letters",
-    "pending-age",
-    "view-lag",
-    "database",
-    "leaderless",
-    "cascade",
-]
 MAX_S = 24 * 3600.0
 
 

@@ -10,21 +10,11 @@ from uuid import UUID
 from pydantic import Field, StringConstraints
 
 from api.schemas.common import Input, Model
-from domain.incidents import MAX_TEXT
+from domain.incidents import MAX_TEXT, RuleName
 from projections.incident_reads import IncidentFilter, IncidentRow, TimelineRow
 
 Text = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_TEXT)]
-Rule = Literal[
-    "bots-lost",
-    "failure-spike",
-    "retry-storm",
-    "dead-letters",
-    "pending-age",
-    "view-lag",
-    "database",
-    "leaderless",
-    "cascade",
-]
+Rule = RuleName
 State = Literal["open", "acknowledged", "resolved"]
 SeverityName = Literal["warning", "critical"]
 

@@ -25,20 +25,8 @@ from datetime import datetime, timedelta
 from typing import Literal, Protocol
 from uuid import UUID
 
+from domain.incidents import SEVERITIES
 from domain.modes import DEGRADED, NORMAL, Cited, rank
-
-RULES = (
-    "bots-lost",
-    "failure-spike",
-    "retry-storm",
-    "dead-letters",
-    "pending-age",
-    "view-lag",
-    "database",
-    "leaderless",
-    "cascade",
-)
-SEVERITIES = ("warning", "critical")
 
 
 class OpenIncident(Protocol):

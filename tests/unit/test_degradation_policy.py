@@ -10,10 +10,9 @@ from uuid import UUID, uuid5
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domain.incidents import RULES, SEVERITIES
 from domain.modes import CRITICAL, DEGRADED, NORMAL, rank
 from domain.policies.degradation import (
-    RULES,
-    SEVERITIES,
     DegradationRules,
     ModeNow,
     ModeRule,
