@@ -26,11 +26,13 @@ class ModeRule(BaseModel):
     severity: Literal["warning", "critical"] = "warning"
 
 
+# No rule for ``database``: while the database is away every process acts as critical on
+# its own (``api/mode_gate.py``), and the detector records the outage once the log can be
+# written again, as history; mapping it to a mode would refuse clients after the outage.
 DEFAULT_RULES = [
     ModeRule(rule="cascade", mode="degraded"),
     ModeRule(rule="bots-lost", mode="degraded", severity="critical"),
     ModeRule(rule="failure-spike", mode="degraded", severity="critical"),
-    ModeRule(rule="database", mode="critical"),
 ]
 
 

@@ -25,7 +25,7 @@ from domain.hive import Hive, TaskSpec
 from domain.keys import Role
 from domain.modes import CRITICAL, DEGRADED, MAINTENANCE, NORMAL
 from runtime.degradation import DegradationManager
-from runtime.degradation_config import DegradationConfig
+from runtime.degradation_config import DEFAULT_RULES, DegradationConfig, ModeRule
 from runtime.live_mode import LiveMode
 from store.health import DatabaseGate
 from tests.clock import FakeClock
@@ -41,12 +41,13 @@ class Incident:
     severity: str = "warning"
 
 
-def manager(hive: Hive, clock: FakeClock, found: list[Incident]) -> DegradationManager:
+def manager(
+    hive: Hive, clock: FakeClock, found: list[Incident], config: DegradationConfig | None = None
+) -> DegradationManager:
     mode = LiveMode()
     hive.listeners.append(mode.apply)  # its own writes at once, as the node wires it
-    return DegradationManager(
-        hive, mode, lambda: list(found), DegradationConfig(calm_s=10).policy(), clock=clock
-    )
+    config = config or DegradationConfig(calm_s=10)
+    return DegradationManager(hive, mode, lambda: list(found), config.policy(), clock=clock)
 
 
 def test_the_loop_enters_and_leaves_with_hysteresis(hive: Hive, clock: FakeClock) -> None:
@@ -71,7 +72,9 @@ def test_an_operators_mode_is_left_alone_and_its_clearing_wakes_the_loop(
     hive: Hive, clock: FakeClock
 ) -> None:
     found = [Incident(uuid5(SPACE, "d"), "database")]
-    loop = manager(hive, clock, found)
+    critical = ModeRule(rule="database", mode="critical")  # not a default rule: configured
+    config = DegradationConfig(calm_s=10, rules=[*DEFAULT_RULES, critical])
+    loop = manager(hive, clock, found, config)
     hive.modes.set(MAINTENANCE, "upgrading", ALICE)
     loop.wake.clear()
     assert loop.run_once() == 0 and loop.mode.mode == MAINTENANCE
@@ -109,6 +112,12 @@ def test_the_mode_acted_on_is_critical_as_far_as_the_process_can_tell() -> None:
         raise AssertionError("a client was served in critical")
     except ModeRefused as refused:
         assert refused.status_code == 503 and (refused.headers or {})["Retry-After"] == "5"
+
+
+def test_a_database_outage_is_no_default_cause_of_a_mode() -> None:
+    """While the database is away each process is critical on its own; the detector's
+    incident records the outage afterwards, and must not refuse clients then."""
+    assert "database" not in {r.rule for r in DEFAULT_RULES}
 
 
 def test_degraded_sheds_or_defers_a_submission_below_the_threshold(
