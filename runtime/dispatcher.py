@@ -157,7 +157,7 @@ class Dispatcher:
         assignments = route(
             _avoiding(pending, self.shunned()), slots, self.performance.snapshot(), now, self.config
         )
-        if not assignments:
+        if not assignments or self.paused():  # maintenance began while it routed: hold
             return flagged
         committed = self.hive.tasks.assign(assignments, cause)
         if len(committed.items) < len(assignments):

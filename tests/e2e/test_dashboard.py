@@ -295,6 +295,12 @@ def test_the_profile_page_names_the_bottleneck_with_its_evidence(hive: Hive, bro
             return all(admin.get(f"/v1/tasks/{t}").json().get("state") == "succeeded" for t in ids)
 
         wait_for(done, timeout=60, what="the six tasks done")
+
+        def loops_written() -> bool:  # each process writes its minutes every few seconds
+            report = admin.get("/v1/profile", params={"window": "5m"}).json()
+            return bool(report["process"]["loops"])
+
+        wait_for(loops_written, timeout=30, what="the processes' timings written")
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         sign_in(page, hive, admin_key)
         page.goto(f"{hive.url}/dashboard/profile?window=5m")

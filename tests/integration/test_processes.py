@@ -14,7 +14,16 @@ from tests.integration.helpers import StartNode
 from tests.waiting import wait_for
 
 ADMIN = Cause("tester", "r1")
-LOOPS = {"dispatcher", "timeouts", "reaper", "breaker", "scheduler", "postman"}
+LOOPS = {
+    "dispatcher",
+    "timeouts",
+    "reaper",
+    "breaker",
+    "scheduler",
+    "postman",
+    "incidents",
+    "modes",
+}
 
 
 def failing(node: Node) -> dict[str, str]:
