@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 from domain.cause import Cause
 from domain.hive import Hive, utc_now
@@ -25,6 +26,16 @@ log = logging.getLogger(__name__)
 LOOP = "modes"
 
 OpenIncidents = Callable[[], Sequence[OpenIncident]]
+
+
+@runtime_checkable
+class IncidentSource(Protocol):
+    """Whoever knows the open incidents (the detector's model), and tells its
+    ``listeners`` when one opens, moves or resolves."""
+
+    listeners: list[Callable[[], object]]
+
+    def open_incidents(self) -> Sequence[OpenIncident]: ...
 
 
 class DegradationManager:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from api.features import Feature
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from api.settings import Settings
     from projections.runner import View
     from runtime.config import Knobs
-    from runtime.degradation import OpenIncidents
+    from runtime.degradation import IncidentSource, OpenIncidents
     from runtime.loops import Loop
     from store.migrations import Migration
 
@@ -48,12 +48,13 @@ def loops(node: Node) -> Sequence[Loop]:
     from runtime.loops import Loop
 
     knobs = node.config.knobs
+    source = incident_source(node)
+    incidents: OpenIncidents = source.open_incidents if source is not None else lambda: []
     manager = DegradationManager(
-        node.hive, node.mode, open_incidents(node), knobs.degradation.policy(), clock=node.clock
+        node.hive, node.mode, incidents, knobs.degradation.policy(), clock=node.clock
     )
-    for model in node.models:  # an incident opened, moved or resolved: decide at once
-        if hasattr(model, "open_incidents") and hasattr(model, "listeners"):
-            model.listeners.append(manager.wake.set)
+    if source is not None:  # an incident opened, moved or resolved: decide at once
+        source.listeners.append(manager.wake.set)
 
     def configure(knobs: Knobs) -> None:
         manager.configure(knobs.degradation.policy())
@@ -62,12 +63,11 @@ def loops(node: Node) -> Sequence[Loop]:
     return [Loop(LOOP, manager.run_once, TICK_S, manager.wake, manager.wait_hint)]
 
 
-def open_incidents(node: Node) -> OpenIncidents:
-    """The open incidents: from the node's model that has them, else none."""
-    found: Any = next((m for m in node.models if hasattr(m, "open_incidents")), None)
-    if found is None:
-        return lambda: []
-    return found.open_incidents  # type: ignore[no-any-return]
+def incident_source(node: Node) -> IncidentSource | None:
+    """The node's model that knows the open incidents (none: only operators set modes)."""
+    from runtime.degradation import IncidentSource
+
+    return next((m for m in node.models if isinstance(m, IncidentSource)), None)
 
 
 def routes(app: FastAPI) -> None:

@@ -192,33 +192,24 @@ def overhead_high(s: Snapshot, th: Thresholds) -> list[Finding]:
     return out
 
 
-def loop_cpu_bound(s: Snapshot, th: Thresholds) -> list[Finding]:
-    """A control loop's rounds are slow and spent on the CPU: more work per round, or a
-    faster round, not a faster database, would help."""
+def slow_loop(s: Snapshot, th: Thresholds) -> list[Finding]:
+    """A control loop's rounds are slow. Spent on the CPU (``loop_cpu_bound``): more work
+    per round, or a faster round, not a faster database, would help. Mostly off it
+    (``loop_waits``): it waits on the database or a lock."""
     out = []
     for lp in s.process.loops:
-        if lp.p99_s < th.loop_p99_s or lp.cpu_share < th.cpu_bound_share:
+        if lp.p99_s < th.loop_p99_s:
             continue
-        summary = (
-            f"{lp.name} rounds p99 {_dur(lp.p99_s)} at {lp.pending:,} pending; "
-            f"the {lp.name} is CPU-bound"
-        )
-        out.append(Finding("loop_cpu_bound", "warning", _busy(s, lp), summary, _loop(lp)))
-    return out
-
-
-def loop_waits(s: Snapshot, th: Thresholds) -> list[Finding]:
-    """A control loop's rounds are slow but mostly off the CPU: it waits (the database,
-    a lock)."""
-    out = []
-    for lp in s.process.loops:
-        if lp.p99_s < th.loop_p99_s or lp.cpu_share >= th.cpu_bound_share:
-            continue
-        summary = (
-            f"{lp.name} rounds p99 {_dur(lp.p99_s)} at {lp.pending:,} pending, "
-            f"{_pct(lp.cpu_share)} of it on the CPU: the {lp.name} waits (database, locks)"
-        )
-        out.append(Finding("loop_waits", "warning", _busy(s, lp), summary, _loop(lp)))
+        head = f"{lp.name} rounds p99 {_dur(lp.p99_s)} at {lp.pending:,} pending"
+        if lp.cpu_share >= th.cpu_bound_share:
+            rule, summary = "loop_cpu_bound", f"{head}; the {lp.name} is CPU-bound"
+        else:
+            rule = "loop_waits"
+            summary = (
+                f"{head}, {_pct(lp.cpu_share)} of it on the CPU: "
+                f"the {lp.name} waits (database, locks)"
+            )
+        out.append(Finding(rule, "warning", _busy(s, lp), summary, _loop(lp)))
     return out
 
 
@@ -283,8 +274,7 @@ RULES: tuple[Rule, ...] = (
     slow_start,
     slow_bot,
     overhead_high,
-    loop_cpu_bound,
-    loop_waits,
+    slow_loop,
     slow_route,
     view_lag,
     pool_waits,

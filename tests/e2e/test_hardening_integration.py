@@ -200,14 +200,7 @@ def test_a_config_change_reaches_every_process_under_load_and_rolls_back(
         fits = client.post("/v1/tasks", json={"type": "noop", "payload": OVER_THE_NEW_LIMIT})
         assert fits.status_code == 201, fits.text
         ids = [*stream, fits.json()["id"]]
-        wait_for(
-            lambda: {t["state"] for t in _tasks(client, ids)} == {"succeeded"},
-            timeout=120,
-            what=f"every task of the stream done ({len(ids)}: {_states(client, ids)})",
-            interval=0.2,
-        )
-        assert len(_tasks(client, ids)) == len(set(ids))  # none lost
-        assert double_holds(log_events(hive.db_url)) == []  # none held by two bots at once
+        _all_done_once(hive, client, ids, "every task of the stream", timeout=120)
     finally:
         for bot in bots:
             bot.stop()
@@ -377,17 +370,24 @@ def test_maintenance_and_degraded_and_back_while_four_clients_submit(hive: Hive)
             assert r.headers["Retry-After"].isdigit() and r.headers["X-Apiary-Mode"] == "degraded"
             assert r.json()["type"].endswith("/mode-refused")
         ids = [a.id for a in acked]
-        wait_for(
-            lambda: {t["state"] for t in _tasks(client, ids)} == {"succeeded"},
-            timeout=30,
-            what=f"every acknowledged task done ({len(ids)}: {_states(client, ids)})",
-            interval=0.2,
-        )
-        assert len(_tasks(client, ids)) == len(set(ids))  # none lost
-        assert double_holds(log_events(hive.db_url)) == []  # none held by two bots at once
+        _all_done_once(hive, client, ids, "every acknowledged task", timeout=30)
     finally:
         for bot in bots:
             bot.stop()
+
+
+def _all_done_once(
+    hive: Hive, client: httpx.Client, ids: list[str], what: str, *, timeout: float
+) -> None:
+    """Every task of ``ids`` succeeded, none lost, none held by two bots at once."""
+    wait_for(
+        lambda: {t["state"] for t in _tasks(client, ids)} == {"succeeded"},
+        timeout=timeout,
+        what=f"{what} done ({len(ids)}: {_states(client, ids)})",
+        interval=0.2,
+    )
+    assert len(_tasks(client, ids)) == len(set(ids))  # none lost
+    assert double_holds(log_events(hive.db_url)) == []  # none held by two bots at once
 
 
 def _tasks(client: httpx.Client, ids: list[str]) -> list[dict[str, Any]]:

@@ -10,12 +10,11 @@ from domain.policies.bottlenecks import (
     SEVERITIES,
     Thresholds,
     findings,
-    loop_cpu_bound,
-    loop_waits,
     overhead_high,
     pool_waits,
     queue_wait,
     slow_bot,
+    slow_loop,
     slow_route,
     slow_start,
     view_lag,
@@ -135,12 +134,11 @@ def test_loop_rules_tell_cpu_from_waiting() -> None:
     hot = LoopTimings("dispatcher", 3000, 0.02, 0.045, 0.93, 50.0, 2000)
     cold = LoopTimings("reaper", 600, 0.03, 0.2, 0.1, 1.0, 0)
     snap = Snapshot(300.0, process=ProcessTimings(loops=(hot, cold)))
-    (cpu,) = loop_cpu_bound(snap, TH)
+    cpu, waits = slow_loop(snap, TH)
     assert cpu.summary == (
         "dispatcher rounds p99 45 ms at 2,000 pending; the dispatcher is CPU-bound"
     )
     assert cpu.score == 3000 * 0.02 / 300.0
-    (waits,) = loop_waits(snap, TH)
     assert waits.evidence["loop"] == "reaper" and "10% of it on the CPU" in waits.summary
 
 
